@@ -1,0 +1,52 @@
+# hpcproc: `make demo` and `make test` work on a brand-new machine (Python 3.11 + gcc):
+# they create the project-local virtual environment .venv with pinned versions first.
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+MPIEXEC  := $(VENV)/bin/mpiexec
+STAMP    := $(VENV)/.hpcproc-installed
+# Every MPI launch is bounded: `timeout` kills a hung job, pytest-timeout a hung test.
+TIMEOUT  ?= timeout -k 15
+PYTEST   := -m pytest -p no:cacheprovider -q
+DEMO_DIR := .demo
+DEMO_ROWS ?= 20000000
+
+.PHONY: venv test test-serial test-mpi demo native bench-io test-parallel-hdf5 clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+test: test-serial test-mpi
+
+test-serial: $(STAMP)
+	$(TIMEOUT) 1200 $(PY) $(PYTEST) --with-mpi tests
+
+test-mpi: $(STAMP)
+	$(TIMEOUT) 1200 $(MPIEXEC) -n 2 $(PY) $(PYTEST) --with-mpi --only-mpi tests
+	$(TIMEOUT) 1200 $(MPIEXEC) -n 3 $(PY) $(PYTEST) --with-mpi --only-mpi tests
+
+demo: $(STAMP)
+	@mkdir -p $(DEMO_DIR)
+	$(TIMEOUT) 600 $(MPIEXEC) -n 2 $(VENV)/bin/hpcproc generate $(DEMO_DIR)/demo.h5 --kind normal --rows $(DEMO_ROWS) --seed 1
+	$(TIMEOUT) 600 $(MPIEXEC) -n 2 $(VENV)/bin/hpcproc stats $(DEMO_DIR)/demo.h5:/x --timings
+
+native: $(STAMP)
+	$(MAKE) -C native MPICC=$(abspath $(VENV))/bin/mpicc
+
+bench-io: $(STAMP) native
+	$(TIMEOUT) 1800 $(PY) benchmarks/io.py
+
+# Parallel (MPI-enabled) h5py built against Debian's MPICH + HDF5, in its own .venv-phdf5.
+test-parallel-hdf5:
+	bash .ci/parallel-hdf5-env.sh .venv-phdf5
+	$(TIMEOUT) 900 mpiexec.mpich -n 2 .venv-phdf5/bin/python $(PYTEST) --with-mpi --only-mpi tests/test_mpio.py
+	$(TIMEOUT) 900 mpiexec.mpich -n 3 .venv-phdf5/bin/python $(PYTEST) --with-mpi --only-mpi tests/test_mpio.py
+
+clean:
+	rm -rf $(DEMO_DIR) build *.egg-info

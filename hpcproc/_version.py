@@ -1,0 +1,3 @@
+"""hpcproc version."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,209 @@
+"""The ``hpcproc`` command (also ``python -m hpcproc``).
+
+Run it alone (one rank) or under ``mpiexec -n N`` / ``srun``. Every rank parses the same
+arguments and runs the same job; only rank 0 prints results. An error on any rank ends
+the whole job with one message and a non-zero exit status (see
+:func:`hpcproc.comm.abort_on_error`). This is the only module that names COMM_WORLD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+
+from . import __version__
+from .errors import UsageError
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b?)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``"1.5G"``, ``"64MiB"``, ``"1000"`` -> bytes (powers of 1024)."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 4096, 64M, 1.5G)")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
+
+
+def parse_count(text: str) -> int:
+    """A row count, with optional k/M/G suffix (powers of 1000) or ``2^N``."""
+    t = str(text).strip()
+    if t.startswith("2^") and t[2:].isdigit():
+        return 2 ** int(t[2:])
+    m = re.match(r"^([0-9]*\.?[0-9]+)([kKmMgG]?)$", t)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a row count: {text!r} (examples: 1000, 10M, 2^20)")
+    return int(float(m.group(1)) * 1000 ** " kmg".index(m.group(2).lower() or " "))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises (printed once by the abort guard) instead of exiting per rank."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def _print_message(self, message, file=None):
+        if _rank() == 0 and message:
+            (file or sys.stdout).write(message)
+
+
+def _rank() -> int:
+    from mpi4py import MPI
+    return MPI.COMM_WORLD.Get_rank()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hpcproc", description="MPI-parallel processing of HDF5 datasets. "
+                "Run under mpiexec/srun for several ranks.")
+    p.add_argument("--version", action="version", version=f"hpcproc {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    info = sub.add_parser("info", help="versions, MPI library, ranks, parallel HDF5")
+    info.add_argument("--json", action="store_true", help="print JSON")
+
+    gen = sub.add_parser("generate", help="write a synthetic dataset (fixed seed)")
+    gen.add_argument("output", help="output HDF5 file")
+    gen.add_argument("--kind", default="normal", choices=("normal", "uniform", "zipf", "particles"))
+    size = gen.add_mutually_exclusive_group()
+    size.add_argument("--rows", type=parse_count, help="number of rows (e.g. 10M, 2^20)")
+    size.add_argument("--bytes", type=parse_size, help="total size instead of rows (e.g. 1G)")
+    gen.add_argument("--cols", type=int, default=1, help="columns of /x for kind normal")
+    gen.add_argument("--keys", type=parse_count, default=1 << 20, help="key range (uniform, zipf)")
+    gen.add_argument("--zipf-a", type=float, default=1.2, help="Zipf exponent (> 1)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--chunks", type=parse_count, help="chunk length in rows (chunked layout)")
+    gen.add_argument("--compression", choices=("gzip",), help="compress (implies chunks)")
+    gen.add_argument("--json", action="store_true", help="print JSON")
+
+    st = sub.add_parser("stats", help="count, sum, mean, std, min, max of datasets")
+    st.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
+    st.add_argument("--block-bytes", type=parse_size, default=64 << 20,
+                    help="bytes read per rank per step (bounded memory; default 64M)")
+    st.add_argument("--method", default="auto", choices=("auto", "direct", "chunked", "h5py", "mpio"))
+    st.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom for std")
+    st.add_argument("--timings", action="store_true", help="print read/compute times")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def _print(text: str, comm) -> None:
+    if comm.Get_rank() == 0:
+        print(text, flush=True)
+
+
+def cmd_info(args, comm) -> int:
+    import h5py
+    import mpi4py
+    import numba
+    import numpy
+    from mpi4py import MPI
+
+    info = {
+        "hpcproc": __version__, "python": sys.version.split()[0], "numpy": numpy.__version__,
+        "numba": numba.__version__, "numba_threading_layer": numba.config.THREADING_LAYER,
+        "numba_threads": numba.config.NUMBA_NUM_THREADS,
+        "h5py": h5py.version.version, "hdf5": h5py.version.hdf5_version,
+        "h5py_parallel": bool(h5py.get_config().mpi), "mpi4py": mpi4py.__version__,
+        "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+        "mpi_standard": "%d.%d" % MPI.Get_version(), "ranks": comm.Get_size(),
+        "nodes": len(set(comm.allgather(MPI.Get_processor_name()))),
+    }
+    if args.json:
+        _print(json.dumps(info, indent=2), comm)
+    else:
+        _print("\n".join(f"{k:22s} {v}" for k, v in info.items()), comm)
+    return 0
+
+
+def cmd_generate(args, comm) -> int:
+    from .generate import generate, row_bytes
+
+    if args.rows is None and args.bytes is None:
+        args.rows = 1 << 20
+    rows = args.rows if args.rows is not None else args.bytes // row_bytes(args.kind, args.cols)
+    if args.cols < 1:
+        raise UsageError(f"--cols must be >= 1, got {args.cols}")
+    chunks = None
+    if args.chunks or args.compression:
+        chunks = True if not args.chunks else (args.chunks,) + ((args.cols,) if args.kind == "normal"
+                                                                 and args.cols > 1 else ())
+    t0 = time.perf_counter()
+    shapes = generate(args.output, args.kind, rows, cols=args.cols, seed=args.seed,
+                      keys=args.keys, zipf_a=args.zipf_a, comm=comm, chunks=chunks,
+                      compression=args.compression)
+    elapsed = time.perf_counter() - t0
+    nbytes = rows * row_bytes(args.kind, args.cols)
+    out = {"file": args.output, "datasets": {k: list(v) for k, v in shapes.items()},
+           "bytes": nbytes, "seconds": elapsed, "ranks": comm.Get_size()}
+    if args.json:
+        _print(json.dumps(out, indent=2), comm)
+    else:
+        lines = [f"wrote {args.output}: {nbytes / 2**20:.1f} MiB in {elapsed:.2f} s "
+                 f"({nbytes / 2**30 / max(elapsed, 1e-9):.2f} GiB/s) on {comm.Get_size()} ranks"]
+        lines += [f"  {k}  shape {tuple(v)}" for k, v in shapes.items()]
+        _print("\n".join(lines), comm)
+    return 0
+
+
+def _fmt(v) -> str:
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return str(v)
+    return f"{v:.10g}"
+
+
+def cmd_stats(args, comm) -> int:
+    from .io import split_target
+    from .stats import stats_file
+
+    try:
+        targets = [split_target(t) for t in args.targets]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    results = []
+    for path, name in targets:
+        r = stats_file(path, name, comm=comm, block_bytes=args.block_bytes,
+                       method=args.method, ddof=args.ddof)
+        results.append({"target": f"{path}:{name}", **r})
+    if args.json:
+        _print(json.dumps(results if len(results) > 1 else results[0], indent=2), comm)
+        return 0
+    keys = ("count", "sum", "mean", "std", "min", "max")
+    lines = []
+    for r in results:
+        lines.append(r["target"])
+        lines += [f"  {k:8s} {_fmt(r[k])}" for k in keys]
+        if args.timings:
+            t = r["timings"]
+            rate = r["bytes"] / 2**30 / max(t["total"], 1e-9)
+            lines.append(f"  time     {t['total']:.3f} s total (read {t['read']:.3f} s, compute "
+                         f"{t['compute']:.3f} s; slowest rank) {rate:.2f} GiB/s on "
+                         f"{comm.Get_size()} ranks")
+    _print("\n".join(lines), comm)
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats}
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``hpcproc`` command. Returns the exit status."""
+    from mpi4py import MPI
+
+    from .comm import abort_on_error
+
+    comm = MPI.COMM_WORLD
+    with abort_on_error(comm):
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args, comm)
+    return 1  # not reached: abort_on_error exits on errors
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Synthetic datasets with a fixed seed, generated and written in parallel.
+
+Rows are produced in fixed generation blocks of ``GEN_BLOCK`` rows, each from its own
+``SeedSequence(seed, spawn_key=(column, block))``: every rank generates only the blocks
+that overlap its rows, and the output is identical whatever the number of ranks.
+
+Kinds
+-----
+normal     ``/x``: float64 N(0, 1), shape (rows,) or (rows, cols)
+uniform    ``/key``: int64 uniform in [0, keys); ``/value``: float64 N(0, 1)
+zipf       ``/key``: int64 Zipf(a) - 1 (heavy-tailed, 0 most frequent); ``/value``: float64
+particles  ``/particles/{id,x,y,z,vx,vy,vz,mass}``: id int64 (= row), positions uniform in
+           [0, 1), velocities N(0, 1), mass float32 in [0.5, 1.5)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .array import DistArray
+from .comm import get_comm
+from .io.write import _write_many
+from .partition import block_range
+
+__all__ = ["generate", "KINDS", "row_bytes"]
+
+GEN_BLOCK = 1 << 20
+KINDS = ("normal", "uniform", "zipf", "particles")
+_PARTICLE_COLS = ("id", "x", "y", "z", "vx", "vy", "vz", "mass")
+
+
+def _columns(kind: str, cols: int):
+    """(dataset name, dtype, trailing shape) of every column of ``kind``."""
+    if kind == "normal":
+        return [("/x", np.float64, () if cols == 1 else (cols,))]
+    if kind in ("uniform", "zipf"):
+        return [("/key", np.int64, ()), ("/value", np.float64, ())]
+    if kind == "particles":
+        return [(f"/particles/{c}", np.int64 if c == "id" else np.float32 if c == "mass"
+                 else np.float64, ()) for c in _PARTICLE_COLS]
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def row_bytes(kind: str, cols: int = 1) -> int:
+    """Bytes per row of ``kind`` over all its columns (to turn a byte size into rows)."""
+    return sum(np.dtype(dt).itemsize * int(np.prod(shape, dtype=np.int64))
+               for _, dt, shape in _columns(kind, cols))
+
+
+def _fill(name: str, col: int, kind: str, start: int, stop: int, shape, seed: int,
+          keys: int, zipf_a: float) -> np.ndarray:
+    parts = []
+    for blk in range(start // GEN_BLOCK, -(-stop // GEN_BLOCK)):
+        b0 = blk * GEN_BLOCK
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(col, blk)))
+        n = GEN_BLOCK  # always draw the whole block: the values do not depend on `stop`
+        if name.endswith("/id"):
+            vals = np.arange(b0, b0 + n, dtype=np.int64)
+        elif name == "/key" and kind == "uniform":
+            vals = rng.integers(0, keys, size=n, dtype=np.int64)
+        elif name == "/key":
+            vals = np.minimum(rng.zipf(zipf_a, size=n), keys).astype(np.int64) - 1
+        elif name.split("/")[-1] in ("x", "y", "z") and kind == "particles":
+            vals = rng.random(n)
+        elif name.endswith("/mass"):
+            vals = (0.5 + rng.random(n, dtype=np.float32)).astype(np.float32)
+        else:
+            vals = rng.standard_normal((n,) + shape)
+        lo, hi = max(start, b0) - b0, min(stop, b0 + n) - b0
+        parts.append(vals[lo:hi])
+    if not parts:
+        return np.empty((0,) + shape)
+    return np.concatenate(parts)
+
+
+def generate(path: str, kind: str = "normal", rows: int = 1 << 20, *, cols: int = 1,
+             seed: int = 0, keys: int = 1 << 20, zipf_a: float = 1.2, comm=None,
+             chunks=None, compression: str | None = None, method: str = "auto") -> dict:
+    """Generate a synthetic dataset of ``rows`` rows and write it to ``path`` (mode "w").
+
+    Collective. Returns ``{dataset name: global shape}``.
+    """
+    comm = get_comm(comm)
+    specs = _columns(kind, cols)
+    if int(rows) < 0:
+        raise ValueError(f"rows must be >= 0, got {rows}")
+    if kind == "zipf" and not zipf_a > 1:
+        raise ValueError(f"zipf exponent must be > 1, got {zipf_a}")
+    if keys < 1:
+        raise ValueError(f"keys must be >= 1, got {keys}")
+    rows = int(rows)
+    start, stop = block_range(rows, comm.Get_size(), comm.Get_rank())
+    arrays = {}
+    for col, (name, dtype, shape) in enumerate(specs):
+        local = _fill(name, col, kind, start, stop, shape, seed, keys, zipf_a).astype(dtype)
+        arrays[name] = DistArray(local, (rows,) + shape, start, comm)
+    _write_many(path, arrays, comm, "w", chunks, compression, None, compression is not None,
+                {name: {"hpcproc_kind": kind, "hpcproc_seed": seed} for name in arrays},
+                method, True)
+    return {name: a.global_shape for name, a in arrays.items()}

@@ -1,0 +1,177 @@
+"""Parallel reads of HDF5 datasets into DistArrays and DistTables.
+
+Strategy per dataset (``method="auto"``):
+
+* contiguous, unfiltered, allocated: ``direct`` -- every rank ``pread``s its byte range;
+* chunked (compressed or not): ``chunked`` -- chunk-aligned decomposition, every rank
+  reads its own whole chunks through h5py;
+* anything else (compact, virtual, external storage, never-written data): ``h5py`` --
+  balanced decomposition, every rank reads its rows through h5py.
+
+``method="mpio"`` forces collective MPI-IO reads (parallel h5py only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from ..array import DistArray
+from ..comm import get_comm, lib_comm
+from ..errors import ShapeMismatchError
+from ..partition import aligned_ranges, block_range
+from ..table import DistTable
+from . import chunked, direct, mpio
+from ._meta import DatasetInfo, dataset_info
+
+__all__ = ["read", "read_table", "blocks", "METHODS"]
+
+METHODS = ("auto", "direct", "chunked", "h5py", "mpio")
+
+
+def _choose(info: DatasetInfo, method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        if info.direct_readable:
+            return "direct"
+        return "chunked" if info.layout == "chunked" else "h5py"
+    if method == "direct" and not info.direct_readable:
+        raise ValueError(f"method='direct' needs a contiguous, unfiltered, allocated dataset; "
+                         f"{info.name!r} is {info.layout} with filters {list(info.filters)}")
+    if method == "chunked" and info.layout != "chunked":
+        raise ValueError(f"method='chunked' needs a chunked dataset; {info.name!r} is {info.layout}")
+    if method == "mpio":
+        mpio.require()
+    return method
+
+
+def _row_selection(rows, n: int, name: str) -> tuple[int, int]:
+    """Normalise ``rows`` (None, slice or (start, stop)) to ``[start, stop)`` within ``n``."""
+    if rows is None:
+        return 0, n
+    if isinstance(rows, tuple) and len(rows) == 2:
+        rows = slice(*rows)
+    if not isinstance(rows, slice):
+        raise TypeError(f"rows must be a slice or (start, stop), not {type(rows).__name__}")
+    if rows.step not in (None, 1):
+        raise ValueError(f"rows: only contiguous slices are supported (step {rows.step})")
+    start = 0 if rows.start is None else int(rows.start)
+    stop = n if rows.stop is None else int(rows.stop)
+    start, stop = (start + n if start < 0 else start), (stop + n if stop < 0 else stop)
+    if not 0 <= start <= stop <= n:
+        raise ValueError(f"rows {rows.start}:{rows.stop} out of range for dataset {name!r} "
+                         f"with {n} rows")
+    return start, stop
+
+
+def _ranges(info: DatasetInfo, how: str, start: int, stop: int, size: int):
+    if how == "chunked":
+        return aligned_ranges(start, stop, info.chunks[0], size)
+    return [tuple(start + b for b in block_range(stop - start, size, r)) for r in range(size)]
+
+
+def _read_range(info: DatasetInfo, how: str, lo: int, hi: int, comm) -> np.ndarray:
+    if how == "direct":
+        return direct.read_rows(info, lo, hi)
+    if how == "mpio":
+        return mpio.read_rows(info, lo, hi, comm)
+    return chunked.read_rows(info, lo, hi)
+
+
+def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto") -> DistArray:
+    """Read this rank's block of an HDF5 dataset along axis 0.
+
+    Collective. Metadata is read on rank 0 and broadcast; then each rank reads only its
+    own rows (see the module docstring for the strategies).
+
+    Parameters
+    ----------
+    path, dataset : str
+        File and dataset name (``"/group/x"``). netCDF4 files are HDF5 files.
+    comm : mpi4py.MPI.Intracomm, optional
+        Communicator; ``None`` means COMM_WORLD.
+    rows : slice or (start, stop), optional
+        Contiguous row selection of the dataset (default: all rows).
+    method : {"auto", "direct", "chunked", "h5py", "mpio"}
+        Force a read strategy; ``"auto"`` picks the fastest available one.
+
+    Returns
+    -------
+    DistArray
+        ``global_shape`` is the selection's shape; ``offset`` counts from the start of
+        the selection and ``origin`` is the row in the file. Data is in native byte order.
+
+    Raises
+    ------
+    FileNotFoundError, OSError, DatasetNotFoundError, NotADatasetError, DtypeError,
+    ValueError
+        On every rank, before any data is read.
+    """
+    comm = get_comm(comm)
+    info = dataset_info(path, dataset, comm)
+    start, stop = _row_selection(rows, info.rows, info.name)
+    how = _choose(info, method)
+    lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
+    local = _read_range(info, how, lo, hi, comm)
+    return DistArray(local, (stop - start,) + info.shape[1:], lo - start, comm, origin=lo)
+
+
+def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
+               method: str = "auto") -> DistTable:
+    """Read several datasets of one file as the columns of a DistTable.
+
+    Collective. ``columns`` maps column names to dataset names, e.g.
+    ``{"x": "/p/x", "id": "/p/id"}``. All datasets must have the same number of rows
+    (``ShapeMismatchError`` on every rank otherwise); the rows are split identically
+    (balanced, not chunk-aligned, so chunked columns of different chunk sizes line up).
+    """
+    comm = get_comm(comm)
+    if not columns:
+        raise ValueError("read_table needs at least one column")
+    infos = {k: dataset_info(path, name, comm) for k, name in columns.items()}
+    lengths = {k: i.rows for k, i in infos.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{k} ({columns[k]}): {n}" for k, n in lengths.items())
+        raise ShapeMismatchError(f"columns of {path} have different lengths: {detail}")
+    first = next(iter(infos.values()))
+    start, stop = _row_selection(rows, first.rows, first.name)
+    hows = {k: _choose(i, method) for k, i in infos.items()}
+    lo, hi = (start + b for b in block_range(stop - start, comm.Get_size(), comm.Get_rank()))
+    local = {k: _read_range(i, "h5py" if hows[k] == "chunked" else hows[k], lo, hi, comm)
+             for k, i in infos.items()}
+    return DistTable(local, stop - start, lo - start, comm)
+
+
+def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows=None,
+           method: str = "auto") -> Iterator[DistArray]:
+    """Iterate over a dataset in successive blocks of at most ``block_bytes`` per rank.
+
+    Collective: every rank receives the same number of blocks (ranks that run out get
+    empty ones), so the loop body may itself call collectives. Each yielded DistArray is
+    one step of the scan: rank r holds the next rows of its own share of the dataset;
+    ``origin`` gives their row in the file. A file far larger than memory is processed
+    with memory bounded by ``block_bytes`` per rank (rounded up to one row, or to one
+    chunk length for chunked datasets).
+    """
+    comm = get_comm(comm)
+    if int(block_bytes) < 1:
+        raise ValueError(f"block_bytes must be positive, got {block_bytes}")
+    info = dataset_info(path, dataset, comm)
+    start, stop = _row_selection(rows, info.rows, info.name)
+    how = _choose(info, method)
+    size, rank = comm.Get_size(), comm.Get_rank()
+    ranges = _ranges(info, how, start, stop, size)
+    step = max(1, int(block_bytes) // max(1, info.row_bytes))
+    if how == "chunked":
+        step = max(1, step // info.chunks[0]) * info.chunks[0]
+    nsteps = max(-(-(hi - lo) // step) for lo, hi in ranges) if ranges else 0
+    lib_comm(comm)  # create the library communicator before the first block on all ranks
+    for i in range(nsteps):
+        pieces = [(min(hi, lo + i * step), min(hi, lo + (i + 1) * step)) for lo, hi in ranges]
+        counts = [b - a for a, b in pieces]
+        a, b = pieces[rank]
+        local = _read_range(info, how, a, b, comm)
+        yield DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]), comm,
+                        origin=a)

@@ -1,0 +1,273 @@
+"""Parallel writes of DistArrays and DistTables to HDF5.
+
+Structure (file, groups, dataset, attributes) is created by rank 0; raw data is written
+by every rank in parallel:
+
+* contiguous output (default): the dataset's space is allocated at creation, its byte
+  offset broadcast, and every rank ``pwrite``s its own byte range (``direct``);
+* chunked / gzip output: rows are re-blocked to whole chunks, every rank compresses its
+  own chunks in parallel and stores them with ``write_direct_chunk`` (``chunked``);
+* ``method="mpio"``: collective MPI-IO writes through a parallel h5py.
+
+Atomicity: with ``mode="w"`` the file is written under a temporary name in the same
+directory and renamed over ``path`` only after every rank has written (and fsynced) its
+data. With ``mode="a"`` the dataset is written under a temporary name and moved to its
+final name at the end. A failed or interrupted write never leaves a file or dataset
+that looks complete, and never touches an existing one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+
+import h5py
+import numpy as np
+
+from ..array import DistArray
+from ..comm import check_all, get_comm, lib_comm, root_call
+from ..errors import DatasetExistsError
+from ..partition import aligned_ranges
+from .._redistribute import redistribute_rows
+from ..table import DistTable
+from . import chunked, direct, mpio
+from ._meta import check_numeric
+
+__all__ = ["write", "write_table"]
+
+MODES = ("w", "a")
+WRITE_METHODS = ("auto", "direct", "chunked", "mpio")
+_TMP_PREFIX = ".hpcproc-tmp-"
+
+
+def _validate(path, names, arrays, mode, chunks, compression, compression_opts, method):
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'w' or 'a', got {mode!r}")
+    if method not in WRITE_METHODS:
+        raise ValueError(f"method must be one of {WRITE_METHODS}, got {method!r}")
+    if compression not in chunked.SUPPORTED_COMPRESSION:
+        raise ValueError(f"compression must be None or 'gzip', got {compression!r}")
+    if compression_opts is not None and not (isinstance(compression_opts, int)
+                                             and 0 <= compression_opts <= 9):
+        raise ValueError(f"gzip level must be an int 0..9, got {compression_opts!r}")
+    for name, x in zip(names, arrays):
+        if not isinstance(x, DistArray):
+            raise TypeError(f"expected a DistArray for {name!r}, got {type(x).__name__}")
+        check_numeric(x.dtype, f"array for {name!r}")
+        if not isinstance(name, str) or not name.strip("/"):
+            raise ValueError(f"bad dataset name {name!r}")
+        if chunks not in (None, True) and len(tuple(chunks)) != x.ndim:
+            raise ValueError(f"chunks {chunks} must have one entry per dimension ({x.ndim})")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a string or path, not {type(path).__name__}")
+
+
+def _prepare(path, names, arrays, mode, chunks, compression, level, shuffle, attrs):
+    """On rank 0: create the output structure; return where each rank writes."""
+    path = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"output directory does not exist: {directory}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"output directory is not writable: {directory}")
+    token = uuid.uuid4().hex[:12]
+    if mode == "w":
+        target = os.path.join(directory, f"{_TMP_PREFIX}{token}-{os.path.basename(path)}")
+        fmode = "w-"
+    else:
+        target, fmode = path, ("r+" if os.path.exists(path) else "w-")
+    layouts = []
+    try:
+        with h5py.File(target, fmode) as f:
+            for name, x in zip(names, arrays):
+                final = "/" + name.strip("/")
+                if mode == "a" and final in f:
+                    raise DatasetExistsError(f"dataset {final!r} already exists in {path} "
+                                             f"(mode 'a' never overwrites)")
+                tmp = final if mode == "w" else f"/{_TMP_PREFIX}{token}-{len(layouts)}"
+                layouts.append(_create(f, tmp, x, chunks, compression, level, shuffle,
+                                       (attrs or {}).get(name, {})))
+                layouts[-1].update(tmp=tmp, final=final)
+    except BaseException:
+        _discard(target, mode, [lay["tmp"] for lay in layouts])
+        raise
+    return {"path": path, "target": target, "layouts": layouts}
+
+
+def _create(f, name, x, chunks, compression, level, shuffle, attrs) -> dict:
+    shape, dtype = x.global_shape, x.dtype
+    if chunks is None and compression is None and not shuffle:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        dsid = h5py.h5d.create(f.id, name.encode(), h5py.h5t.py_create(dtype),
+                               h5py.h5s.create_simple(shape), dcpl=dcpl)
+        dset = h5py.Dataset(dsid)
+        layout = {"kind": "contiguous", "offset": dset.id.get_offset()}
+    else:
+        if chunks in (None, True):
+            chunks = True
+        else:
+            chunks = tuple(max(1, min(int(c), n)) for c, n in zip(chunks, shape))
+        if any(n == 0 for n in shape):
+            chunks = tuple(1 for _ in shape) if chunks is True else chunks
+        dset = f.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks,
+                                compression=compression,
+                                compression_opts=level if compression else None,
+                                shuffle=bool(shuffle),
+                                maxshape=(None,) + shape[1:] if 0 in shape else None)
+        layout = {"kind": "chunked", "chunks": dset.chunks}
+    for key, value in attrs.items():
+        dset.attrs[key] = value
+    return layout
+
+
+def _discard(target, mode, tmp_names) -> None:
+    """Remove what a failed write created (rank 0 only; best effort)."""
+    try:
+        if mode == "w":
+            if os.path.exists(target):
+                os.unlink(target)
+        elif os.path.exists(target) and tmp_names:
+            with h5py.File(target, "r+") as f:
+                for name in tmp_names:
+                    if name in f:
+                        del f[name]
+    except OSError:
+        pass
+
+
+def _commit(plan, mode) -> None:
+    """On rank 0: make the written data visible under its final name."""
+    if mode == "w":
+        os.replace(plan["target"], plan["path"])
+        fd = os.open(os.path.dirname(plan["path"]), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    else:
+        with h5py.File(plan["target"], "r+") as f:
+            for lay in plan["layouts"]:
+                parent = lay["final"].rsplit("/", 1)[0]
+                if parent:
+                    f.require_group(parent)
+                f.move(lay["tmp"], lay["final"])
+
+
+def _write_data(plan, lay, x: DistArray, comm, method, compression, level, shuffle, fsync):
+    target = plan["target"]
+    if method == "mpio":
+        err = None
+        try:
+            mpio.write_rows(target, lay["tmp"], x.offset, x.local, comm)
+        except Exception as exc:  # noqa: BLE001 - agreed on by the caller
+            err = exc
+        return err
+    if lay["kind"] == "contiguous":
+        row_bytes = x.dtype.itemsize * int(np.prod(x.global_shape[1:], dtype=np.int64))
+        try:
+            direct.write_rows(target, lay["offset"], row_bytes, x.offset, x.local, fsync)
+        except Exception as exc:  # noqa: BLE001
+            return exc
+        return None
+    chunk_rows = lay["chunks"][0]
+    size, rank = comm.Get_size(), comm.Get_rank()
+    targets = aligned_ranges(0, x.global_shape[0], chunk_rows, size)
+    local = redistribute_rows(x.local, x.offset, targets, comm)
+    try:
+        encoded = list(chunked.encode_chunks(local, targets[rank][0], lay["chunks"],
+                                             x.global_shape, compression, level, shuffle))
+    except Exception as exc:  # noqa: BLE001
+        encoded, err = [], exc
+    else:
+        err = None
+    store_err = chunked.store_chunks(target, lay["tmp"], encoded, comm)
+    return err or store_err
+
+
+def write(path: str, dataset: str, x: DistArray, comm=None, mode: str = "w",
+          chunks=None, compression: str | None = None, compression_opts: int | None = None,
+          shuffle: bool = False, attrs: Mapping | None = None, method: str = "auto",
+          fsync: bool = True) -> None:
+    """Write a DistArray to an HDF5 dataset, every rank writing its own rows.
+
+    Collective.
+
+    Parameters
+    ----------
+    path, dataset : str
+        Output file and dataset name (groups are created as needed).
+    x : DistArray
+        The data; ``x.comm`` is used when ``comm`` is None.
+    mode : {"w", "a"}
+        ``"w"`` replaces the file atomically (temporary name, rename on success);
+        ``"a"`` adds the dataset to the file (created if missing) and fails with
+        ``DatasetExistsError`` if it already exists.
+    chunks : tuple of int or True, optional
+        Chunked layout (``True``: h5py picks the chunk shape). ``None`` with no
+        compression gives the contiguous layout, the fastest to write and read.
+    compression : {None, "gzip"}
+        gzip (deflate) compression, level ``compression_opts`` (default 4);
+        ``shuffle=True`` adds HDF5's byte-shuffle filter. Compression runs on all ranks.
+    attrs : mapping, optional
+        Attributes to set on the dataset.
+    method : {"auto", "direct", "chunked", "mpio"}
+        ``"mpio"`` writes collectively through a parallel h5py.
+    fsync : bool
+        fsync the data before it is committed (default True).
+    """
+    comm = get_comm(comm if comm is not None else getattr(x, "comm", None))
+    _write_many(path, {dataset: x}, comm, mode, chunks, compression, compression_opts,
+                shuffle, {dataset: dict(attrs or {})}, method, fsync)
+
+
+def write_table(path: str, table: DistTable, group: str = "/", comm=None, mode: str = "w",
+                **options) -> None:
+    """Write every column of a DistTable as one dataset ``group/column``. Collective.
+
+    Options are those of :func:`write`; all columns are committed together.
+    """
+    if not isinstance(table, DistTable):
+        raise TypeError(f"expected a DistTable, got {type(table).__name__}")
+    comm = get_comm(comm if comm is not None else table.comm)
+    arrays = {f"{group.rstrip('/')}/{name}": table[name] for name in table.columns}
+    attrs = options.pop("attrs", None)
+    _write_many(path, arrays, comm, mode, options.pop("chunks", None),
+                options.pop("compression", None), options.pop("compression_opts", None),
+                options.pop("shuffle", False), {k: dict(attrs or {}) for k in arrays},
+                options.pop("method", "auto"), options.pop("fsync", True), **options)
+
+
+def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compression,
+                compression_opts, shuffle, attrs, method, fsync, **unknown):
+    if unknown:
+        raise TypeError(f"unexpected options: {sorted(unknown)}")
+    names, values = list(arrays), list(arrays.values())
+    _validate(path, names, values, mode, chunks, compression, compression_opts, method)
+    if method == "mpio":
+        mpio.require()
+    level = 4 if compression_opts is None else compression_opts
+    if method == "direct" and (chunks is not None or compression is not None or shuffle):
+        raise ValueError("method='direct' writes contiguous datasets only (no chunks/compression)")
+    if method == "chunked" and chunks is None:
+        chunks = True
+    plan = root_call(lambda: _prepare(path, names, values, mode, chunks, compression, level,
+                                      shuffle, attrs), comm)
+    errors = [_write_data(plan, lay, x, comm, method, compression, level, shuffle, fsync)
+              for lay, x in zip(plan["layouts"], values)]
+    first = next((e for e in errors if e is not None), None)
+
+    def raise_local():
+        if first is not None:
+            raise first
+
+    try:
+        check_all(raise_local, comm)
+    except BaseException:
+        if comm.Get_rank() == 0:
+            _discard(plan["target"], mode, [lay["tmp"] for lay in plan["layouts"]])
+        raise
+    root_call(lambda: _commit(plan, mode), comm)
+    lib_comm(comm).Barrier()

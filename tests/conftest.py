@@ -1,0 +1,63 @@
+"""Shared fixtures. Tests marked ``mpi`` run serially and under ``mpiexec -n 2`` / ``-n 3``
+(see the Makefile); unmarked tests run once, serially (they may launch mpiexec)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+MPIEXEC = os.environ.get("HPCPROC_MPIEXEC", str(BIN / "mpiexec"))
+
+
+@pytest.fixture
+def comm():
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+@pytest.fixture
+def shared_tmp(comm):
+    """A temporary directory made on rank 0, its path broadcast, removed at the end."""
+    path = tempfile.mkdtemp(prefix="hpcproc-test-") if comm.rank == 0 else None
+    path = Path(comm.bcast(path, root=0))
+    yield path
+    comm.Barrier()
+    if comm.rank == 0:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def on_root(comm, fn, *args, **kwargs):
+    """Run ``fn`` on rank 0 (e.g. write a test file with plain h5py); all ranks wait.
+
+    An error on rank 0 is re-raised on every rank so a failing setup cannot hang the job.
+    """
+    err = None
+    if comm.rank == 0:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            err = repr(exc)
+    err = comm.bcast(err, root=0)
+    if err:
+        raise RuntimeError(f"setup on rank 0 failed: {err}")
+
+
+def run(cmd, *, ranks=None, timeout=120, env=None, check=False, **kwargs):
+    """Run a command (under ``mpiexec -n ranks`` when given) with a hard timeout."""
+    full = [MPIEXEC, "-n", str(ranks)] + list(cmd) if ranks else list(cmd)
+    merged = dict(os.environ, **(env or {}))
+    proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=merged,
+                          **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{full} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def hpcproc_cmd(*args):
+    return [str(BIN / "hpcproc"), *map(str, args)]
