@@ -8,12 +8,15 @@ Kinds
 -----
 normal     ``/x``: float64 N(0, 1), shape (rows,) or (rows, cols)
 uniform    ``/key``: int64 uniform in [0, keys); ``/value``: float64 N(0, 1)
-zipf       ``/key``: int64 Zipf(a) - 1 (heavy-tailed, 0 most frequent); ``/value``: float64
+zipf       ``/key``: int64 in [0, keys), P(k) ~ (k+1)**-a (Zipf truncated to ``keys`` values;
+           0 most frequent); ``/value``: float64 N(0, 1)
 particles  ``/particles/{id,x,y,z,vx,vy,vz,mass}``: id int64 (= row), positions uniform in
            [0, 1), velocities N(0, 1), mass float32 in [0.5, 1.5)
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -47,6 +50,12 @@ def row_bytes(kind: str, cols: int = 1) -> int:
                for _, dt, shape in _columns(kind, cols))
 
 
+@functools.lru_cache(maxsize=4)
+def _zipf_cdf(keys: int, a: float) -> np.ndarray:
+    """Cumulative weights of a Zipf law truncated to ``keys`` values: P(k) ~ (k+1)**-a."""
+    return np.cumsum(np.arange(1, keys + 1, dtype=np.float64) ** -a)
+
+
 def _fill(name: str, col: int, kind: str, start: int, stop: int, shape, seed: int,
           keys: int, zipf_a: float) -> np.ndarray:
     parts = []
@@ -59,7 +68,8 @@ def _fill(name: str, col: int, kind: str, start: int, stop: int, shape, seed: in
         elif name == "/key" and kind == "uniform":
             vals = rng.integers(0, keys, size=n, dtype=np.int64)
         elif name == "/key":
-            vals = np.minimum(rng.zipf(zipf_a, size=n), keys).astype(np.int64) - 1
+            cdf = _zipf_cdf(keys, zipf_a)
+            vals = np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right").astype(np.int64)
         elif name.split("/")[-1] in ("x", "y", "z") and kind == "particles":
             vals = rng.random(n)
         elif name.endswith("/mass"):

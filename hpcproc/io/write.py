@@ -31,6 +31,7 @@ from ..errors import DatasetExistsError
 from ..partition import aligned_ranges
 from .._redistribute import redistribute_rows
 from ..table import DistTable
+from .. import _faults
 from . import chunked, direct, mpio
 from ._meta import check_numeric
 
@@ -101,8 +102,10 @@ def _create(f, name, x, chunks, compression, level, shuffle, attrs) -> dict:
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        lcpl = h5py.h5p.create(h5py.h5p.LINK_CREATE)
+        lcpl.set_create_intermediate_group(True)
         dsid = h5py.h5d.create(f.id, name.encode(), h5py.h5t.py_create(dtype),
-                               h5py.h5s.create_simple(shape), dcpl=dcpl)
+                               h5py.h5s.create_simple(shape), dcpl=dcpl, lcpl=lcpl)
         dset = h5py.Dataset(dsid)
         layout = {"kind": "contiguous", "offset": dset.id.get_offset()}
     else:
@@ -158,13 +161,21 @@ def _commit(plan, mode) -> None:
 
 def _write_data(plan, lay, x: DistArray, comm, method, compression, level, shuffle, fsync):
     target = plan["target"]
+    try:
+        _faults.check("write.data", comm.Get_rank())
+    except OSError as exc:
+        if method != "mpio" and lay["kind"] == "contiguous":
+            return exc  # collective paths below must still be entered by every rank
+        failed = exc
+    else:
+        failed = None
     if method == "mpio":
         err = None
         try:
             mpio.write_rows(target, lay["tmp"], x.offset, x.local, comm)
         except Exception as exc:  # noqa: BLE001 - agreed on by the caller
             err = exc
-        return err
+        return failed or err
     if lay["kind"] == "contiguous":
         row_bytes = x.dtype.itemsize * int(np.prod(x.global_shape[1:], dtype=np.int64))
         try:
@@ -184,7 +195,7 @@ def _write_data(plan, lay, x: DistArray, comm, method, compression, level, shuff
     else:
         err = None
     store_err = chunked.store_chunks(target, lay["tmp"], encoded, comm)
-    return err or store_err
+    return failed or err or store_err
 
 
 def write(path: str, dataset: str, x: DistArray, comm=None, mode: str = "w",
@@ -245,12 +256,20 @@ def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compr
     if unknown:
         raise TypeError(f"unexpected options: {sorted(unknown)}")
     names, values = list(arrays), list(arrays.values())
-    _validate(path, names, values, mode, chunks, compression, compression_opts, method)
-    if method == "mpio":
-        mpio.require()
+
+    def validate():  # local checks, agreed on by every rank (blocks may differ per rank)
+        _validate(path, names, values, mode, chunks, compression, compression_opts, method)
+        if method == "mpio":
+            mpio.require()
+        if method == "direct" and (chunks is not None or compression is not None or shuffle):
+            raise ValueError("method='direct' writes contiguous datasets only "
+                             "(no chunks/compression)")
+
+    check_all(validate, comm)
+    dtypes = lib_comm(comm).allgather([x.dtype.str for x in values])
+    if any(d != dtypes[0] for d in dtypes):
+        raise TypeError(f"ranks hold blocks of different dtypes: {dtypes}")
     level = 4 if compression_opts is None else compression_opts
-    if method == "direct" and (chunks is not None or compression is not None or shuffle):
-        raise ValueError("method='direct' writes contiguous datasets only (no chunks/compression)")
     if method == "chunked" and chunks is None:
         chunks = True
     plan = root_call(lambda: _prepare(path, names, values, mode, chunks, compression, level,
