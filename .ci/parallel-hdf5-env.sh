@@ -15,15 +15,16 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"      # repo root
 MA="$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)"
 HDF5_DIR="/usr/lib/$MA/hdf5/mpich"          # Debian's parallel HDF5 (1.10.8)
 PY=("$VENV/bin/python" -m pip --disable-pip-version-check)
+step() { echo "parallel-hdf5-env [+${SECONDS}s] $*"; }
 
 # Stamp = hash of this script + interpreter version: any pin change rebuilds.
 STAMP="$VENV/.parallel-hdf5.stamp"
-WANT="$(cat "$0" | sha256sum | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+WANT="$(sha256sum < "$0" | cut -d' ' -f1) $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -d "$HDF5_DIR" ]] && command -v mpicc.mpich >/dev/null; then
     echo "parallel-hdf5-env: $VENV up to date"; exit 0
 fi
 
-# 1. Debian packages (apt only when something is missing).
+step "1/6 Debian packages"   # apt only when something is missing
 pkgs=(mpich libhdf5-mpich-dev hdf5-tools pkg-config)
 "$PYTHON" -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)   # Debian's python3
 "$PYTHON" -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(sysconfig.get_paths()["include"]+"/Python.h"))' \
@@ -34,23 +35,26 @@ if ! command -v mpicc.mpich >/dev/null || [[ ! -d "$HDF5_DIR" || ${#pkgs[@]} -gt
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}"
 fi
 
-# 2. Fresh venv + pinned pure-PyPI deps (binary wheels are fine for these).
+step "2/6 venv + pinned wheels"   # binary wheels are fine for these
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 "${PY[@]}" install -q --upgrade pip setuptools==84.2.1
 "${PY[@]}" install -q numpy==2.4.6 numba==0.68.1 llvmlite==0.50.0 \
     pytest==9.2.0 pytest-mpi==0.6 pytest-timeout==2.4.0 \
-    cython==3.2.9 pkgconfig==1.6.0 packaging wheel==0.48.0
+    cython==3.2.9 pkgconfig==1.6.0 packaging==26.3 wheel==0.48.0
 
 # 3./4. Source builds against Debian MPICH.  --no-cache-dir so pip never reuses
 # a wheel cached from a build against some other MPI/HDF5.
+step "3/6 mpi4py from source"
 MPICC=mpicc.mpich "${PY[@]}" install -q --no-cache-dir --no-binary=mpi4py \
     --no-build-isolation mpi4py==4.1.2
+step "4/6 h5py from source"
 CC=mpicc.mpich HDF5_MPI=ON HDF5_DIR="$HDF5_DIR" CFLAGS=-O0 \
     "${PY[@]}" install -q --no-cache-dir --no-binary=h5py --no-build-isolation h5py==3.16.0
 
 # 5. The project itself (editable, no deps); fall back to a .pth file when the
 # tree can't be packaged right now (e.g. setup.py's README.md missing).
+step "5/6 hpcproc (editable)"
 if ! log="$("${PY[@]}" install -q --no-deps --no-build-isolation -e "$ROOT" 2>&1)"; then
     echo "parallel-hdf5-env: editable install failed, using a .pth file instead:" >&2
     grep -m3 -E 'Error|error:' <<<"$log" >&2 || true
@@ -58,7 +62,12 @@ if ! log="$("${PY[@]}" install -q --no-deps --no-build-isolation -e "$ROOT" 2>&1
     echo "$ROOT" > "$SP/hpcproc-src.pth"
 fi
 
+# tests/conftest.py launches "$(dirname sys.executable)/mpiexec" (the PyPI mpich
+# wheel puts one there); point it at Debian's launcher.
+ln -sf "$(command -v mpiexec.mpich)" "$VENV/bin/mpiexec"
+
 # 6. Verify: MPI-enabled h5py, mpi4py on Debian's MPICH, a real 2-rank MPI-IO write.
+step "6/6 verify"
 "$VENV/bin/python" -c "import h5py; assert h5py.get_config().mpi, 'h5py built without MPI'"
 "$VENV/bin/python" -c "from mpi4py import MPI; v=MPI.Get_library_version(); assert 'MPICH' in v, v"
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
@@ -72,4 +81,4 @@ with h5py.File(sys.argv[1], 'r', driver='mpio', comm=c) as f:
 " "$TMP/x.h5"
 
 echo "$WANT" > "$STAMP"
-echo "parallel-hdf5-env: $VENV ready ($("$VENV/bin/python" -c 'import h5py,mpi4py;print("h5py",h5py.__version__,"hdf5",h5py.version.hdf5_version,"mpi4py",mpi4py.__version__)'))"
+step "$VENV ready ($("$VENV/bin/python" -c 'import h5py,mpi4py;print("h5py",h5py.__version__,"hdf5",h5py.version.hdf5_version,"mpi4py",mpi4py.__version__)'))"

@@ -29,20 +29,41 @@ def require() -> None:
             "See 'On a cluster' in the README, or use method='auto'")
 
 
+def _transfer(dset: h5py.Dataset, start: int, buf: np.ndarray, write: bool) -> None:
+    """One collective H5Dread/H5Dwrite of rows ``start..start+len(buf)``.
+
+    Every rank makes the call, including ranks with no rows (an empty selection):
+    h5py's high-level slicing skips the call for empty selections, which would leave the
+    other ranks waiting inside a collective transfer.
+    """
+    rows, trailing = buf.shape[0], tuple(buf.shape[1:])
+    fspace = dset.id.get_space()
+    if rows and buf.size:
+        fspace.select_hyperslab((start,) + (0,) * len(trailing), (rows,) + trailing)
+        mspace = h5py.h5s.create_simple(buf.shape)
+    else:
+        fspace.select_none()
+        buf = np.empty((1,) + tuple(max(1, n) for n in trailing), dtype=buf.dtype)
+        mspace = h5py.h5s.create_simple(buf.shape)
+        mspace.select_none()
+    dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+    dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+    mtype = h5py.h5t.py_create(buf.dtype)
+    if write:
+        dset.id.write(mspace, fspace, buf, mtype, dxpl=dxpl)
+    else:
+        dset.id.read(mspace, fspace, buf, mtype, dxpl=dxpl)
+
+
 def read_rows(info: DatasetInfo, start: int, stop: int, comm=None) -> np.ndarray:
-    """Rows ``[start, stop)`` by a collective read. Collective."""
+    """Rows ``[start, stop)`` by a collective read, in native byte order. Collective."""
     out = np.empty((stop - start,) + info.shape[1:], dtype=info.native_dtype)
     with h5py.File(info.path, "r", driver="mpio", comm=get_comm(comm)) as f:
-        dset = get_dataset(f, info.name, info.path)
-        with dset.collective:
-            dset.read_direct(out, source_sel=np.s_[start:stop], dest_sel=np.s_[0:stop - start])
+        _transfer(get_dataset(f, info.name, info.path), start, out, write=False)
     return out
 
 
 def write_rows(path: str, name: str, start: int, local: np.ndarray, comm=None) -> None:
     """Write ``local`` at rows ``start..`` of an existing dataset, collectively. Collective."""
     with h5py.File(path, "r+", driver="mpio", comm=get_comm(comm)) as f:
-        dset = f[name]
-        with dset.collective:
-            dset.write_direct(np.ascontiguousarray(local),
-                              dest_sel=np.s_[start:start + local.shape[0]])
+        _transfer(f[name], start, np.ascontiguousarray(local), write=True)
