@@ -28,8 +28,8 @@ test-serial: $(STAMP)
 	$(TIMEOUT) 1200 $(PY) $(PYTEST) --with-mpi tests
 
 test-mpi: $(STAMP)
-	$(TIMEOUT) 1200 $(MPIEXEC) -n 2 $(PY) $(PYTEST) --with-mpi --only-mpi tests
-	$(TIMEOUT) 1200 $(MPIEXEC) -n 3 $(PY) $(PYTEST) --with-mpi --only-mpi tests
+	$(TIMEOUT) 1200 $(MPIEXEC) -n 2 $(PY) $(PYTEST) --only-mpi tests
+	$(TIMEOUT) 1200 $(MPIEXEC) -n 3 $(PY) $(PYTEST) --only-mpi tests
 
 demo: $(STAMP)
 	@mkdir -p $(DEMO_DIR)
@@ -45,8 +45,8 @@ bench-io: $(STAMP) native
 # Parallel (MPI-enabled) h5py built against Debian's MPICH + HDF5, in its own .venv-phdf5.
 test-parallel-hdf5:
 	bash .ci/parallel-hdf5-env.sh .venv-phdf5
-	$(TIMEOUT) 900 mpiexec.mpich -n 2 .venv-phdf5/bin/python $(PYTEST) --with-mpi --only-mpi tests/test_mpio.py
-	$(TIMEOUT) 900 mpiexec.mpich -n 3 .venv-phdf5/bin/python $(PYTEST) --with-mpi --only-mpi tests/test_mpio.py
+	$(TIMEOUT) 900 mpiexec.mpich -n 2 .venv-phdf5/bin/python $(PYTEST) --only-mpi tests/test_mpio.py
+	$(TIMEOUT) 900 mpiexec.mpich -n 3 .venv-phdf5/bin/python $(PYTEST) --only-mpi tests/test_mpio.py
 
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info
