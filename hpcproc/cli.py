@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -93,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print(text: str, comm) -> None:
     if comm.Get_rank() == 0:
-        print(text, flush=True)
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # `hpcproc ... | head`: the reader left, not an error
+            sys.stdout = open(os.devnull, "w")
 
 
 def cmd_info(args, comm) -> int:
