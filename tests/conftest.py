@@ -51,7 +51,9 @@ def on_root(comm, fn, *args, **kwargs):
 def run(cmd, *, ranks=None, timeout=120, env=None, check=False, **kwargs):
     """Run a command (under ``mpiexec -n ranks`` when given) with a hard timeout."""
     full = [MPIEXEC, "-n", str(ranks)] + list(cmd) if ranks else list(cmd)
-    merged = dict(os.environ, **(env or {}))
+    # A child of an MPI rank must not inherit the launcher's PMI connection.
+    merged = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_LOCAL"))}
+    merged.update(env or {})
     proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, env=merged,
                           **kwargs)
     if check and proc.returncode != 0:

@@ -171,6 +171,8 @@ def _write_data(plan, lay, x: DistArray, comm, method, compression, level, shuff
         failed = None
     if method == "mpio":
         err = None
+        if 0 in x.global_shape:  # nothing to write on any rank
+            return failed
         try:
             mpio.write_rows(target, lay["tmp"], x.offset, x.local, comm)
         except Exception as exc:  # noqa: BLE001 - agreed on by the caller
