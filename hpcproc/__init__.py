@@ -18,6 +18,8 @@ _EXPORTS = {
     "dataset_info": ".io",
     "stats": ".stats",
     "stats_file": ".stats",
+    "histogram": ".histogram",
+    "histogram2d": ".histogram",
     "generate": ".generate",
     "get_comm": ".comm",
     "lib_comm": ".comm",
