@@ -20,6 +20,8 @@ _EXPORTS = {
     "stats_file": ".stats",
     "histogram": ".histogram",
     "histogram2d": ".histogram",
+    "quantile": ".quantile",
+    "QuantileSketch": ".sketch",
     "generate": ".generate",
     "get_comm": ".comm",
     "lib_comm": ".comm",
