@@ -96,17 +96,18 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
     key = (id(disp), sig)
     if key in _READY:
         return
+    cached = CACHE and type(getattr(disp, "_cache", None)).__name__ != "NullCache"
 
     def local():
         node = node_comm(comm)
         leader = node.Get_rank() == 0
         error = None
-        if leader or not CACHE:
+        if leader or not cached:
             try:
                 _compile(disp, sig, what)
             except KernelCompileError as exc:
                 error = exc
-        if CACHE and node.Get_size() > 1:
+        if cached and node.Get_size() > 1:
             message = node.bcast(None if error is None else str(error), root=0)
             if not leader:
                 if message is not None:
