@@ -26,6 +26,8 @@ _EXPORTS = {
     "map_blocks": ".user",
     "reduce": ".user",
     "KernelCompileError": ".kernels",
+    "set_threads": ".kernels",
+    "scan": ".collectives",
     "generate": ".generate",
     "get_comm": ".comm",
     "lib_comm": ".comm",
