@@ -82,7 +82,7 @@ def _compile(disp, sig, what: str):
             f"use only numpy/math operations Numba supports (nopython mode).\n"
             f"Numba said: {type(exc).__name__}: {detail}") from None
     loaded = CACHE and sum(disp.stats.cache_hits.values()) > hits
-    _HOW[(_name(disp), str(sig))] = "cache" if loaded else "compiled"
+    _HOW[f"{_name(disp)}{tuple(str(t) for t in sig)}"] = "cache" if loaded else "compiled"
 
 
 def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
