@@ -54,11 +54,88 @@ def _merge_row(out, j, cnt, nan, s, mean, m2, mn, mx):
 
 
 @kernel
+def _chunk_fast(x, r0, r1):
+    """Sum, min, max of ``x[r0:r1]`` assuming no NaN (4 independent accumulators)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    mn0 = np.inf
+    mn1 = np.inf
+    mx0 = -np.inf
+    mx1 = -np.inf
+    i = r0
+    while i + 4 <= r1:
+        a = np.float64(x[i])
+        b = np.float64(x[i + 1])
+        c = np.float64(x[i + 2])
+        d = np.float64(x[i + 3])
+        s0 += a
+        s1 += b
+        s2 += c
+        s3 += d
+        if a < mn0:
+            mn0 = a
+        if b < mn1:
+            mn1 = b
+        if c < mn0:
+            mn0 = c
+        if d < mn1:
+            mn1 = d
+        if a > mx0:
+            mx0 = a
+        if b > mx1:
+            mx1 = b
+        if c > mx0:
+            mx0 = c
+        if d > mx1:
+            mx1 = d
+        i += 4
+    while i < r1:
+        a = np.float64(x[i])
+        s0 += a
+        if a < mn0:
+            mn0 = a
+        if a > mx0:
+            mx0 = a
+        i += 1
+    return (s0 + s1) + (s2 + s3), min(mn0, mn1), max(mx0, mx1)
+
+
+@kernel
+def _chunk_m2(x, r0, r1, mean):
+    m0 = 0.0
+    m1 = 0.0
+    i = r0
+    while i + 2 <= r1:
+        d0 = np.float64(x[i]) - mean
+        d1 = np.float64(x[i + 1]) - mean
+        m0 += d0 * d0
+        m1 += d1 * d1
+        i += 2
+    while i < r1:
+        d0 = np.float64(x[i]) - mean
+        m0 += d0 * d0
+        i += 1
+    return m0 + m1
+
+
+@kernel
 def moments_1d(x, out):
-    """Accumulate all elements of the 1-D array ``x`` into ``out[0]``."""
+    """Accumulate all elements of the 1-D array ``x`` into ``out[0]``.
+
+    Each chunk first takes the fast path (no NaN checks); if its sum comes out NaN (a
+    NaN, or +inf and -inf) the chunk is redone with NaNs counted and skipped.
+    """
     n = x.shape[0]
     for r0 in range(0, n, CHUNK):
         r1 = min(n, r0 + CHUNK)
+        s, mn, mx = _chunk_fast(x, r0, r1)
+        if s == s:
+            cnt = np.float64(r1 - r0)
+            mean = s / cnt
+            _merge_row(out, 0, cnt, 0.0, s, mean, _chunk_m2(x, r0, r1, mean), mn, mx)
+            continue
         s = 0.0
         cnt = 0.0
         nan = 0.0
@@ -75,15 +152,10 @@ def moments_1d(x, out):
                 mx = max(mx, v)
         mean = s / cnt if cnt > 0 else 0.0
         m2 = 0.0
-        if nan == 0:
-            for i in range(r0, r1):
-                d = np.float64(x[i]) - mean
-                m2 += d * d
-        else:
-            for i in range(r0, r1):
-                v = np.float64(x[i])
-                if v == v:
-                    m2 += (v - mean) * (v - mean)
+        for i in range(r0, r1):
+            v = np.float64(x[i])
+            if v == v:
+                m2 += (v - mean) * (v - mean)
         _merge_row(out, 0, cnt, nan, s, mean, m2, mn, mx)
 
 
