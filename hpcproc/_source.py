@@ -17,6 +17,7 @@ import numpy as np
 from .array import DistArray
 from .comm import get_comm
 from .io import blocks, dataset_info, split_target
+from .errors import DtypeError
 from .io._meta import check_numeric
 
 __all__ = ["Source", "open_source"]
@@ -43,17 +44,27 @@ class Source:
         return self._make_iter()
 
 
+def _check_real(dtype, what):
+    check_numeric(dtype, what)
+    if np.dtype(dtype).kind == "c":
+        raise DtypeError(f"{what} is complex ({np.dtype(dtype)}); hpcproc's reductions need "
+                         "real numbers (reduce .real and .imag separately)")
+
+
 def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto") -> Source:
-    """Wrap ``x`` as a :class:`Source`. Collective for file inputs (metadata broadcast)."""
+    """Wrap ``x`` as a :class:`Source`. Collective for file inputs (metadata broadcast).
+
+    Raises ``DtypeError`` (on every rank) for non-numeric or complex data.
+    """
     if isinstance(x, DistArray):
-        check_numeric(x.dtype, "the array")
+        _check_real(x.dtype, "the array")
         return Source(x.comm, x.dtype, x.global_shape[1:], lambda: iter([x.local]), True)
     if isinstance(x, str) or (isinstance(x, tuple) and len(x) == 2
                               and all(isinstance(p, str) for p in x)):
         path, name = split_target(x) if isinstance(x, str) else x
         comm = get_comm(comm)
         info = dataset_info(path, name, comm)
-        check_numeric(info.np_dtype, f"dataset {name!r}")
+        _check_real(info.np_dtype, f"dataset {name!r}")
 
         def make():
             return (b.local for b in blocks(path, name, block_bytes=block_bytes, comm=comm,
@@ -67,7 +78,7 @@ def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto")
         if not isinstance(first, DistArray):
             raise TypeError(f"expected an iterator of DistArray blocks (hp.blocks), got "
                             f"{type(first).__name__}")
-        check_numeric(first.dtype, "the blocks")
+        _check_real(first.dtype, "the blocks")
         rest = (b.local for b in x)
         return Source(first.comm, first.dtype, first.global_shape[1:],
                       lambda: itertools.chain([first.local], rest), False)

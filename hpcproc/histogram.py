@@ -97,7 +97,7 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
               block_bytes: int = 64 << 20, method: str = "auto"):
     """Histogram of all elements of a distributed input: ``(counts, edges)``.
 
-    Collective; every rank gets the same result. Counts are identical to
+    Collective. Every rank gets the same result. Counts are identical to
     ``np.histogram`` of the whole data: same edges (``np.histogram_bin_edges``), bins
     half-open except the last, which includes its right edge; values outside the range
     and NaNs are not counted. ``range=None`` first computes the global min and max (one

@@ -163,7 +163,7 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
              block_bytes: int = 64 << 20, read_method: str = "auto"):
     """Quantiles ``q`` (in ``[0, 1]``) of all elements of a distributed input.
 
-    Collective; every rank gets the same result.
+    Collective. Every rank gets the same result.
 
     Parameters
     ----------

@@ -47,6 +47,7 @@ def _run(src, axis, ddof, skipna, t0):
         s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
                            with_ints=ints)
         state, istate = merge(state, s), merge_int(istate, i)
+        block = None  # free this block before the next read (its memory is reused)
         t_comp += time.perf_counter() - t2
     total = allreduce_state((state, istate, nbytes, t_read, t_comp,
                              time.perf_counter() - t0), _merge_all, comm)
@@ -62,7 +63,7 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
           block_bytes: int = 64 << 20, method: str = "auto") -> dict:
     """count, nan_count, sum, mean, var, std, min, max of a distributed input.
 
-    Collective; every rank gets the same dict. Computed by Numba kernels per block
+    Collective. Every rank gets the same dict. Computed by Numba kernels per block
     (compiled once per node), merged across blocks and ranks with Chan's formulas and a
     compensated sum: results agree with numpy's float64 results to about 1e-12 relative,
     whatever the number of ranks or the block size; min, max and counts exactly (and

@@ -97,7 +97,7 @@ def _loop(disp, nargs: int):
 def map(func, *arrays, comm=None) -> DistArray:  # noqa: A001 - public name hp.map
     """Apply a scalar function elementwise to DistArrays of the same layout.
 
-    Collective (the first call per function and dtypes compiles once per node).
+    Collective. The first call per function and dtypes compiles once per node.
     ``func(a, b, ...)`` takes one element of each array and returns a number; it is
     compiled with ``numba.njit``. Returns a DistArray laid out like ``arrays[0]`` with
     the function's return dtype. Raises ``KernelCompileError`` on every rank when Numba
@@ -167,7 +167,7 @@ def map_blocks(func, *arrays, comm=None) -> DistArray:
 def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20):
     """A user-defined mergeable reduction: ``merge(block_fn(b1), block_fn(b2), ...)``.
 
-    Collective; every rank gets the same result. ``block_fn(block)`` maps one numpy
+    Collective. Every rank gets the same result. ``block_fn(block)`` maps one numpy
     block (possibly empty) to a state (a number, tuple or array); ``merge_fn(a, b)``
     combines two states and must be associative. Both are compiled with Numba. States
     are merged block by block on each rank, then across ranks in rank order, so the

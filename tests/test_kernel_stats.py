@@ -127,3 +127,5 @@ def test_stats_bad_arguments_everywhere(comm):
         hp.stats([1, 2, 3])
     with pytest.raises(hp.DtypeError):
         hp.stats(hp.DistArray.from_global(np.array(["a", "b"]), comm))
+    with pytest.raises(hp.DtypeError, match="complex"):
+        hp.stats(hp.DistArray.from_global(np.ones(4, complex), comm))
