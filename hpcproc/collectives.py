@@ -13,7 +13,10 @@ def allreduce_state(state, merge, comm=None):
     """Merge every rank's ``state`` with ``merge(a, b)``; the result on every rank.
 
     Collective. States are gathered and merged in rank order on every rank, so the
-    result is bit-identical everywhere (merge need not be commutative).
+    result is bit-identical everywhere (merge need not be commutative). Measured against
+    an ``Allreduce`` with a custom (non-commutative) MPI op on the moment state: both
+    take well under a millisecond at 2-3 ranks (one call per reduction), so the simpler,
+    always bit-identical gather-and-merge is used.
     """
     return reduce(merge, lib_comm(comm).allgather(state))
 
