@@ -12,6 +12,7 @@ raised on every rank of the communicator (never a hang).
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -85,6 +86,14 @@ def _compile(disp, sig, what: str):
     _HOW[f"{_name(disp)}{tuple(str(t) for t in sig)}"] = "cache" if loaded else "compiled"
 
 
+def _idle_barrier(comm, poll: float = 0.002) -> None:
+    """A barrier that sleeps between polls, so waiting ranks leave the CPU to the
+    compiling one (MPI's blocking barrier busy-waits)."""
+    req = comm.Ibarrier()
+    while not req.Test():
+        time.sleep(poll)
+
+
 def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
     """Make ``disp`` ready for argument types ``sig`` on every rank of ``comm``.
 
@@ -108,6 +117,7 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
             except KernelCompileError as exc:
                 error = exc
         if cached and node.Get_size() > 1:
+            _idle_barrier(node)  # the others sleep (not spin) while the leader compiles
             message = node.bcast(None if error is None else str(error), root=0)
             if not leader:
                 if message is not None:
