@@ -27,6 +27,8 @@ test: test-serial test-mpi
 test-serial: $(STAMP)
 	$(TIMEOUT) 1200 $(PY) $(PYTEST) --with-mpi tests
 
+# `--only-mpi` without `--with-mpi`: given both, pytest-mpi also runs the unmarked tests
+# (which launch their own mpiexec) inside every rank.
 test-mpi: $(STAMP)
 	$(TIMEOUT) 1200 $(MPIEXEC) -n 2 $(PY) $(PYTEST) --only-mpi tests
 	$(TIMEOUT) 1200 $(MPIEXEC) -n 3 $(PY) $(PYTEST) --only-mpi tests

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
     st.add_argument("--json", action="store_true", help="print JSON")
+
+    from ._cli_kernels import add_parsers
+    add_parsers(sub, parse_size)  # hist, quantile
     return p
 
 
@@ -194,6 +197,14 @@ def cmd_stats(args, comm) -> int:
 
 
 COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats}
+
+
+def _kernel_commands():
+    from ._cli_kernels import COMMANDS as more
+    return more
+
+
+COMMANDS.update(_kernel_commands())
 
 
 def main(argv=None) -> int:

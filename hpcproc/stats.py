@@ -4,52 +4,105 @@ from __future__ import annotations
 
 import time
 
-from .array import DistArray
+import numpy as np
+
+from ._source import open_source
 from .collectives import allreduce_state
-from .io import blocks
-from .kernels.moments import Moments, merge_moments, moments_of
 
 __all__ = ["stats", "stats_file"]
 
 
-def stats(x: DistArray, ddof: int = 0) -> dict:
-    """count, sum, mean, std, var, min, max of all elements of ``x``.
+def _check(axis, ddof, skipna) -> None:
+    if axis not in (None, 0):
+        raise ValueError(f"axis must be None or 0, got {axis!r}")
+    if not isinstance(ddof, (int, np.integer)) or ddof < 0:
+        raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
+    if not isinstance(skipna, (bool, np.bool_)):
+        raise TypeError(f"skipna must be True or False, got {skipna!r}")
 
-    Collective; every rank gets the same dict.
+
+def _merge_all(a, b):
+    from .kernels.moment_state import merge, merge_int
+    return (merge(a[0], b[0]), merge_int(a[1], b[1]), a[2] + b[2],
+            *(max(u, v) for u, v in zip(a[3:], b[3:])))
+
+
+def _run(src, axis, ddof, skipna, t0):
+    from .kernels.moment_state import (block_state, empty_int_state, empty_state, finalize,
+                                       merge, merge_int)
+    comm = src.comm
+    cols = int(np.prod(src.trailing, dtype=np.int64)) if axis == 0 else 1
+    ints = src.dtype is not None and src.dtype.kind in "iub"
+    state, istate = empty_state(cols), (empty_int_state(cols) if ints else None)
+    nbytes, t_read, t_comp = 0, 0.0, 0.0
+    it = src.blocks()
+    while True:
+        t1 = time.perf_counter()
+        block = next(it, None)
+        t2 = time.perf_counter()
+        t_read += t2 - t1
+        if block is None:
+            break
+        nbytes += block.nbytes
+        s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
+                           with_ints=ints)
+        state, istate = merge(state, s), merge_int(istate, i)
+        block = None  # free this block before the next read (its memory is reused)
+        t_comp += time.perf_counter() - t2
+    total = allreduce_state((state, istate, nbytes, t_read, t_comp,
+                             time.perf_counter() - t0), _merge_all, comm)
+    out = finalize(total[0], total[1], ddof, skipna)
+    if axis is None:
+        out = {k: v[0].item() for k, v in out.items()}
+    else:
+        out = {k: v.reshape(src.trailing) for k, v in out.items()}
+    return out, total
+
+
+def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
+          block_bytes: int = 64 << 20, method: str = "auto") -> dict:
+    """count, nan_count, sum, mean, var, std, min, max of a distributed input.
+
+    Collective. Every rank gets the same dict. Computed by Numba kernels per block
+    (compiled once per node), merged across blocks and ranks with Chan's formulas and a
+    compensated sum: results agree with numpy's float64 results to about 1e-12 relative,
+    whatever the number of ranks or the block size; min, max and counts exactly (and
+    integer sums, which are exact like numpy's).
+
+    Parameters
+    ----------
+    x : DistArray, str, (str, str) or iterator
+        A DistArray; a dataset ``"file.h5:/x"`` or ``("file.h5", "/x")`` streamed in blocks
+        of ``block_bytes`` per rank; or an ``hp.blocks(...)`` iterator.
+    axis : None or 0
+        ``None``: over all elements (scalars). ``0``: per column (arrays of the trailing
+        shape).
+    ddof : int
+        Delta degrees of freedom of ``var``/``std``.
+    skipna : bool
+        ``False`` (numpy's ``mean``/``var``): a NaN makes every statistic NaN and ``count``
+        counts all elements. ``True`` (``np.nanmean``...): NaNs are left out of
+        everything, ``count`` counts the others. ``nan_count`` is always reported.
+    comm : mpi4py.MPI.Intracomm, optional
+        For file inputs (a DistArray or blocks carry their own).
     """
-    if not isinstance(x, DistArray):
-        raise TypeError(f"stats expects a DistArray, got {type(x).__name__}")
-    return allreduce_state(moments_of(x.local), merge_moments, x.comm).as_dict(ddof)
+    _check(axis, ddof, skipna)
+    src = open_source(x, comm, block_bytes, method)
+    return _run(src, axis, ddof, skipna, time.perf_counter())[0]
 
 
 def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
-               method: str = "auto", ddof: int = 0) -> dict:
+               method: str = "auto", ddof: int = 0, axis=None, skipna: bool = False) -> dict:
     """Statistics of a dataset read block by block (memory bounded by ``block_bytes``).
 
-    Collective. Adds ``timings`` (seconds: read and compute, max over ranks) and
-    ``bytes`` (dataset size) to the result.
+    Collective. Like :func:`stats`, plus ``timings`` (seconds: read and compute, max over
+    ranks) and ``bytes`` (bytes processed).
     """
-    state, t_read, t_comp, t0 = Moments(), 0.0, 0.0, time.perf_counter()
-    nbytes = 0
-    it = blocks(path, dataset, block_bytes=block_bytes, comm=comm, method=method)
-    while True:
-        t1 = time.perf_counter()
-        blk = next(it, None)
-        t2 = time.perf_counter()
-        t_read += t2 - t1
-        if blk is None:
-            break
-        nbytes += blk.local.nbytes
-        state = merge_moments(state, moments_of(blk.local))
-        t_comp += time.perf_counter() - t2
-    local = (state, nbytes, t_read, t_comp, time.perf_counter() - t0)
-    total = allreduce_state(local, _merge_timed, comm)
-    result = total[0].as_dict(ddof)
-    result["bytes"] = int(total[1])
-    result["timings"] = {"read": total[2], "compute": total[3],
-                         "total": max(total[4], time.perf_counter() - t0)}
+    _check(axis, ddof, skipna)
+    t0 = time.perf_counter()
+    src = open_source((path, dataset), comm, block_bytes, method)
+    result, total = _run(src, axis, ddof, skipna, t0)
+    result["bytes"] = int(total[2])
+    result["timings"] = {"read": total[3], "compute": total[4],
+                         "total": max(total[5], time.perf_counter() - t0)}
     return result
-
-
-def _merge_timed(a, b):
-    return (merge_moments(a[0], b[0]), a[1] + b[1], *(max(u, v) for u, v in zip(a[2:], b[2:])))

@@ -1,5 +1,21 @@
-"""Local kernels and the mergeable partial states that reductions combine."""
+"""Local kernels and the mergeable partial states that reductions combine.
 
-from .moments import Moments, moments_of, merge_moments
+The Numba-compiled kernels live in private ``_*_nb`` modules, imported only when a
+reduction first runs (``import hpcproc`` never imports Numba). ``KernelCompileError``
+and the thread/cache helpers are loaded lazily too.
+"""
 
-__all__ = ["Moments", "moments_of", "merge_moments"]
+from .moments import Moments, merge_moments, moments_of
+
+__all__ = ["Moments", "moments_of", "merge_moments", "KernelCompileError", "set_threads",
+           "get_threads", "compile_stats"]
+
+_LAZY = {"KernelCompileError": "._engine", "compile_stats": "._engine",
+         "set_threads": "._numba", "get_threads": "._numba"}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'hpcproc.kernels' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)

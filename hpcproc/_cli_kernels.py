@@ -1,0 +1,120 @@
+"""The ``hpcproc hist`` and ``hpcproc quantile`` commands (registered by ``cli.py``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .errors import UsageError
+
+__all__ = ["add_parsers", "COMMANDS"]
+
+
+def add_parsers(sub, parse_size) -> None:
+    h = sub.add_parser("hist", help="histogram of datasets (identical to numpy's)")
+    h.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
+    h.add_argument("--bins", type=int, default=64, help="number of bins (default 64)")
+    h.add_argument("--range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="histogram range (default: the data's min and max)")
+    h.add_argument("--plot", metavar="OUT.png", help="also save a bar plot (matplotlib)")
+    q = sub.add_parser("quantile", help="exact (or sketched) quantiles of datasets")
+    q.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
+    q.add_argument("-q", "--q", type=float, nargs="+", default=[0.5], metavar="Q",
+                   help="quantiles in [0, 1] (default 0.5)")
+    q.add_argument("--sketch", action="store_true",
+                   help="one-pass sketch (relative error --rel-err) instead of exact")
+    q.add_argument("--rel-err", type=float, default=0.01, help="sketch accuracy (0.01)")
+    for p in (h, q):
+        p.add_argument("--block-bytes", type=parse_size, default=64 << 20,
+                       help="bytes read per rank per step (bounded memory; default 64M)")
+        p.add_argument("--method", default="auto",
+                       choices=("auto", "direct", "chunked", "h5py", "mpio"))
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _targets(args):
+    from .io import split_target
+    try:
+        return [split_target(t) for t in args.targets]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _print(text, comm):
+    if comm.Get_rank() == 0:
+        print(text, flush=True)
+
+
+def cmd_hist(args, comm) -> int:
+    from .histogram import histogram
+
+    if args.bins < 1:
+        raise UsageError(f"--bins must be >= 1, got {args.bins}")
+    results = []
+    for path, name in _targets(args):
+        counts, edges = histogram((path, name), args.bins, range=args.range, comm=comm,
+                                  block_bytes=args.block_bytes, method=args.method)
+        results.append({"target": f"{path}:{name}", "counts": counts.tolist(),
+                        "edges": [float(e) for e in edges]})
+    if args.plot and comm.Get_rank() == 0:
+        _plot(results, args.plot)
+    if args.json:
+        _print(json.dumps(results if len(results) > 1 else results[0], indent=2), comm)
+        return 0
+    lines = []
+    for r in results:
+        c, e = r["counts"], r["edges"]
+        top = max(c) or 1
+        lines.append(f"{r['target']}  ({sum(c)} values in range)")
+        for i, n in enumerate(c):
+            close = "]" if i == len(c) - 1 else ")"
+            lines.append(f"  [{e[i]:>12.6g}, {e[i + 1]:>12.6g}{close} {n:>12d} "
+                         f"{'#' * round(40 * n / top)}")
+    _print("\n".join(lines), comm)
+    return 0
+
+
+def _plot(results, out) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("hpcproc: warning: --plot needs matplotlib (not installed); skipped",
+              file=sys.stderr, flush=True)
+        return
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for r in results:
+        ax.stairs(r["counts"], r["edges"], label=r["target"])
+    ax.set_xlabel("value")
+    ax.set_ylabel("count")
+    ax.legend()
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+
+
+def cmd_quantile(args, comm) -> int:
+    from .quantile import quantile
+
+    if any(not 0 <= q <= 1 for q in args.q):
+        raise UsageError(f"quantiles must be in [0, 1], got {args.q}")
+    results = []
+    for path, name in _targets(args):
+        v = quantile((path, name), list(args.q), method="sketch" if args.sketch else "exact",
+                     rel_err=args.rel_err, comm=comm, block_bytes=args.block_bytes,
+                     read_method=args.method)
+        results.append({"target": f"{path}:{name}", "q": list(args.q),
+                        "values": [float(x) for x in v],
+                        "method": "sketch" if args.sketch else "exact"})
+    if args.json:
+        _print(json.dumps(results if len(results) > 1 else results[0], indent=2), comm)
+        return 0
+    lines = []
+    for r in results:
+        lines.append(r["target"] + ("  (sketch, relative error <= %g)" % args.rel_err
+                                    if args.sketch else ""))
+        lines += [f"  q={q:<8g} {v:.17g}" for q, v in zip(r["q"], r["values"])]
+    _print("\n".join(lines), comm)
+    return 0
+
+
+COMMANDS = {"hist": cmd_hist, "quantile": cmd_quantile}

@@ -1,0 +1,181 @@
+"""Distributed histograms with exactly ``np.histogram``'s / ``np.histogram2d``'s counts."""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+from mpi4py import MPI
+
+from ._source import open_source
+from .array import DistArray
+from .comm import check_all, lib_comm
+
+__all__ = ["histogram", "histogram2d"]
+
+
+def _check_bins(bins, name="bins"):
+    if isinstance(bins, str):
+        raise ValueError(f"{name}: only an integer or an array of edges is supported, "
+                         f"not {bins!r}")
+    if np.ndim(bins) == 0:
+        try:
+            n = operator.index(bins)
+        except TypeError:
+            raise TypeError(f"`{name}` must be an integer, when a scalar") from None
+        if n < 1:
+            raise ValueError(f"`{name}` must be positive, when an integer")
+        return n
+    edges = np.asarray(bins)
+    if edges.ndim != 1 or edges.size < 2:
+        raise ValueError(f"`{name}` must be 1d, when an array, with at least two edges")
+    if np.any(edges[:-1] > edges[1:]):
+        raise ValueError(f"`{name}` must increase monotonically, when an array")
+    return edges
+
+
+def _check_range(rng):
+    if rng is None:
+        return None
+    lo, hi = (v + 0.0 for v in rng)
+    if lo > hi:
+        raise ValueError("max must be larger than min in range parameter.")
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"supplied range of [{lo}, {hi}] is not finite")
+    return rng
+
+
+def _auto_range(src, dtype):
+    """Global min and max as scalars of ``dtype`` (numpy's rules for range=None)."""
+    from .stats import _run
+    s = _run(src, None, 0, False, 0.0)[0]
+    if s["count"] == 0:
+        return (0, 1)
+    if s["nan_count"] or not (np.isfinite(s["min"]) and np.isfinite(s["max"])):
+        mn, mx = (np.nan, np.nan) if s["nan_count"] else (s["min"], s["max"])
+        raise ValueError(f"autodetected range of [{mn}, {mx}] is not finite")
+    return (np.array(s["min"], dtype)[()], np.array(s["max"], dtype)[()])
+
+
+def _edge_args(edges):
+    e = np.ascontiguousarray(edges, dtype=np.float64)
+    nb = e.size - 1
+    d = np.diff(e)
+    uniform = bool(nb > 0 and e[-1] > e[0] and np.all(d > 0)
+                   and np.allclose(d, d[0], rtol=1e-9, atol=0))
+    norm = nb / (e[-1] - e[0]) if uniform else 0.0
+    return e, uniform, norm
+
+
+def _flat(a):
+    a = np.ascontiguousarray(a).reshape(-1)
+    if a.dtype == np.bool_:
+        a = a.view(np.uint8)
+    return a if a.flags.writeable else a.copy()
+
+
+def _local_weights(x, weights, comm):
+    if weights is None:
+        return None
+    if not isinstance(weights, DistArray) or not isinstance(x, DistArray):
+        raise TypeError("weights must be a DistArray laid out like x (a DistArray)")
+
+    def check():
+        if weights.local.shape != x.local.shape:
+            raise ValueError(f"weights block shape {weights.local.shape} differs from x's "
+                             f"{x.local.shape}")
+    check_all(check, comm)
+    return _flat(weights.local).astype(np.float64, copy=False)
+
+
+def _allreduce(arr, comm):
+    lib_comm(comm).Allreduce(MPI.IN_PLACE, arr, op=MPI.SUM)
+    return arr
+
+
+def histogram(x, bins=10, range=None, weights=None, comm=None,
+              block_bytes: int = 64 << 20, method: str = "auto"):
+    """Histogram of all elements of a distributed input: ``(counts, edges)``.
+
+    Collective. Every rank gets the same result. Counts are identical to
+    ``np.histogram`` of the whole data: same edges (``np.histogram_bin_edges``), bins
+    half-open except the last, which includes its right edge; values outside the range
+    and NaNs are not counted. ``range=None`` first computes the global min and max (one
+    more pass over a file input). With ``weights`` (a DistArray laid out like ``x``) the
+    result is float64 sums of weights (equal to numpy's up to summation order).
+
+    ``x`` is a DistArray, ``"file.h5:/dset"``, ``(file, dset)``, or an ``hp.blocks``
+    iterator (then ``range`` or explicit edges are required: one pass only).
+    """
+    from .kernels import _hist_nb as nb
+    from .kernels._engine import ensure_compiled, signature_of
+
+    bins = _check_bins(bins)
+    range = _check_range(range)
+    src = open_source(x, comm, block_bytes, method)
+    comm = src.comm
+    w = _local_weights(x, weights, comm)
+    dtype = src.dtype if src.dtype is not None else np.dtype(np.float64)
+    if isinstance(bins, int) and range is None:
+        if not src.multipass:
+            raise ValueError("range=None needs a pass for the min and max: give range= or "
+                             "edges, or pass the file and dataset instead of hp.blocks(...)")
+        range = _auto_range(src, dtype)
+    edges = np.histogram_bin_edges(np.empty(0, dtype), bins, range=range)
+    e, uniform, norm = _edge_args(edges)
+    nbins = e.size - 1
+    out = np.zeros(nbins, dtype=np.int64 if w is None else np.float64)
+    for block in src.blocks():
+        flat = _flat(block)
+        if w is None:
+            ensure_compiled(nb.hist1d, signature_of(flat, e, uniform, norm, out), comm)
+            nb.hist1d(flat, e, uniform, norm, out)
+        else:
+            ensure_compiled(nb.hist1d_weighted, signature_of(flat, w, e, uniform, norm, out),
+                            comm)
+            nb.hist1d_weighted(flat, w, e, uniform, norm, out)
+    return _allreduce(out, comm), edges
+
+
+def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
+    """2-D histogram of paired elements of two DistArrays: ``(H, xedges, yedges)``.
+
+    Collective. Same edges and counts as ``np.histogram2d`` (float64 ``H`` like numpy):
+    ``bins`` is an int, a pair of ints, an array of edges or a pair of arrays; ``range``
+    is ``None`` (global min/max of each coordinate) or ``[(xmin, xmax), (ymin, ymax)]``.
+    """
+    from .kernels import _hist_nb as nb
+    from .kernels._engine import ensure_compiled, signature_of
+
+    if not isinstance(x, DistArray) or not isinstance(y, DistArray):
+        raise TypeError("histogram2d expects two DistArrays laid out alike")
+    try:
+        pair = tuple(bins) if len(bins) == 2 else (bins, bins)  # numpy's rule
+    except TypeError:
+        pair = (bins, bins)
+    pair = tuple(_check_bins(b, f"bins[{i}]") for i, b in enumerate(pair))
+    ranges = [None, None] if range is None else [_check_range(r) for r in range]
+    comm = x.comm
+
+    def check():
+        if x.local.shape != y.local.shape:
+            raise ValueError(f"x and y blocks differ in shape: {x.local.shape} vs "
+                             f"{y.local.shape}")
+    check_all(check, comm)
+    w = _local_weights(x, weights, comm)
+    sample = np.empty((0, 2), np.result_type(x.dtype, y.dtype))
+    for i, (b, a) in enumerate(zip(pair, (x, y))):
+        if isinstance(b, int) and ranges[i] is None:
+            ranges[i] = _auto_range(open_source(a), sample.dtype)
+    _, ex, ey = np.histogram2d(sample[:, 0], sample[:, 1], bins=list(pair), range=ranges)
+    (ax, ux, nx), (ay, uy, ny) = _edge_args(ex), _edge_args(ey)
+    fx, fy = _flat(x.local), _flat(y.local)
+    out = np.zeros((ax.size - 1, ay.size - 1), dtype=np.int64 if w is None else np.float64)
+    if w is None:
+        ensure_compiled(nb.hist2d, signature_of(fx, fy, ax, ux, nx, ay, uy, ny, out), comm)
+        nb.hist2d(fx, fy, ax, ux, nx, ay, uy, ny, out)
+    else:
+        ensure_compiled(nb.hist2d_weighted, signature_of(fx, fy, w, ax, ux, nx, ay, uy, ny, out),
+                        comm)
+        nb.hist2d_weighted(fx, fy, w, ax, ux, nx, ay, uy, ny, out)
+    return _allreduce(out, comm).astype(np.float64), ex, ey

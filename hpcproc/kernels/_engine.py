@@ -1,0 +1,160 @@
+"""Compile once per node; run block kernels over threads; clear compile errors.
+
+Numba compiles a kernel the first time it sees new argument types. With the on-disk
+cache on, :func:`ensure_compiled` makes that happen once per node instead of once per
+rank: the first rank of every node (``MPI_Comm_split_type(COMM_TYPE_SHARED)``) compiles
+and writes the cache while the others wait at a barrier on the node communicator, then
+load it. Numba writes cache files to a temporary name and renames them, so leaders of
+different nodes sharing a file system never expose a partial file. A compile error is
+raised on every rank of the communicator (never a hang).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from mpi4py import MPI
+
+from ..comm import check_all, lib_comm
+from ..errors import HpcprocError
+from ._numba import CACHE, get_threads, numba
+
+__all__ = ["KernelCompileError", "node_comm", "ensure_compiled", "compile_stats",
+           "split_rows", "signature_of"]
+
+_NODE_KEYVAL = None
+_READY: set = set()
+_LOCK = threading.Lock()
+#: how this process got each kernel: {(name, signature): "compiled" | "cache" | "memory"}
+_HOW: dict = {}
+
+
+class KernelCompileError(HpcprocError, TypeError):
+    """A function could not be compiled by Numba for the given argument types."""
+
+
+def _free(comm, keyval, node):
+    if not MPI.Is_finalized() and node != MPI.COMM_NULL:
+        node.Free()
+
+
+def node_comm(comm=None) -> MPI.Intracomm:
+    """The ranks of ``comm`` that share this rank's node (cached; collective first time)."""
+    global _NODE_KEYVAL
+    lib = lib_comm(comm)
+    if _NODE_KEYVAL is None:
+        _NODE_KEYVAL = MPI.Comm.Create_keyval(delete_fn=_free)
+    node = lib.Get_attr(_NODE_KEYVAL)
+    if node is None:
+        node = lib.Split_type(MPI.COMM_TYPE_SHARED, key=lib.Get_rank())
+        lib.Set_attr(_NODE_KEYVAL, node)
+    return node
+
+
+def signature_of(*args) -> tuple:
+    """Numba argument types of ``args`` (arrays are typed as writable C arrays)."""
+    sig = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            sig.append(numba.types.Array(numba.from_dtype(a.dtype), a.ndim, "C"))
+        else:
+            sig.append(numba.typeof(a))
+    return tuple(sig)
+
+
+def _name(disp) -> str:
+    return getattr(disp, "__qualname__", None) or getattr(disp.py_func, "__qualname__", "kernel")
+
+
+def _compile(disp, sig, what: str):
+    """Compile (or load from cache) one signature; a KernelCompileError if impossible."""
+    hits = sum(disp.stats.cache_hits.values()) if CACHE and disp._can_compile else 0
+    try:
+        disp.compile(sig)
+    except Exception as exc:  # noqa: BLE001 - numba raises many types; report one
+        first = str(exc).strip().splitlines()
+        detail = "\n".join(first[:12]) if first else type(exc).__name__
+        types = ", ".join(str(t) for t in sig)
+        raise KernelCompileError(
+            f"cannot compile {what or _name(disp)!r} with Numba for argument types ({types}); "
+            f"use only numpy/math operations Numba supports (nopython mode).\n"
+            f"Numba said: {type(exc).__name__}: {detail}") from None
+    loaded = CACHE and sum(disp.stats.cache_hits.values()) > hits
+    _HOW[f"{_name(disp)}{tuple(str(t) for t in sig)}"] = "cache" if loaded else "compiled"
+
+
+def _idle_barrier(comm, poll: float = 0.002) -> None:
+    """A barrier that sleeps between polls, so waiting ranks leave the CPU to the
+    compiling one (MPI's blocking barrier busy-waits)."""
+    req = comm.Ibarrier()
+    while not req.Test():
+        time.sleep(poll)
+
+
+def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
+    """Make ``disp`` ready for argument types ``sig`` on every rank of ``comm``.
+
+    Collective (the first time for a given kernel and signature; a local check after).
+    Every rank must pass the same kernel and signature. With caching on, the first rank
+    of each node compiles and writes the cache, the others wait and then load it.
+    Raises :class:`KernelCompileError` on every rank when compilation fails.
+    """
+    key = (id(disp), sig)
+    if key in _READY:
+        return
+    cached = CACHE and type(getattr(disp, "_cache", None)).__name__ != "NullCache"
+
+    def local():
+        node = node_comm(comm)
+        leader = node.Get_rank() == 0
+        error = None
+        if leader or not cached:
+            try:
+                _compile(disp, sig, what)
+            except KernelCompileError as exc:
+                error = exc
+        if cached and node.Get_size() > 1:
+            _idle_barrier(node)  # the others sleep (not spin) while the leader compiles
+            message = node.bcast(None if error is None else str(error), root=0)
+            if not leader:
+                if message is not None:
+                    raise KernelCompileError(message)
+                _compile(disp, sig, what)
+        if error is not None:
+            raise error
+
+    check_all(local, comm)
+    _READY.add(key)
+
+
+def compile_stats() -> dict:
+    """How this rank obtained each kernel: ``"compiled"`` or loaded from ``"cache"``."""
+    return dict(_HOW)
+
+
+_POOL = None
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    global _POOL
+    with _LOCK:
+        if _POOL is None or _POOL._max_workers < n:
+            _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="hpcproc")
+        return _POOL
+
+
+def split_rows(n: int, min_rows: int = 1 << 16) -> list[tuple[int, int]]:
+    """Row ranges for this rank's threads (one range unless the block is large)."""
+    t = max(1, min(get_threads(), n // max(1, min_rows)))
+    step = -(-n // t) if n else 0
+    return [(i, min(n, i + step)) for i in range(0, n, step)] if t > 1 else [(0, n)]
+
+
+def map_threads(fn, ranges):
+    """``[fn(lo, hi) for lo, hi in ranges]``, over this rank's threads when several."""
+    if len(ranges) <= 1:
+        return [fn(lo, hi) for lo, hi in ranges]
+    return list(_pool(len(ranges)).map(lambda r: fn(*r), ranges))

@@ -1,0 +1,98 @@
+"""Numba kernels for distributed selection (exact quantiles) and the quantile sketch.
+
+Selection works on order-preserving unsigned 64-bit keys: a float's bits with the sign
+handled (negatives reversed), a signed integer's bits with the sign bit flipped. Each
+round counts, for every target prefix (the high bits already fixed), how many keys
+fall in each of the 65536 values of the next 16 bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._numba import kernel
+
+DIGIT = 16
+BUCKETS = 1 << DIGIT
+
+
+@kernel
+def make_key(b, mode, sign, maskw, top):
+    """Order-preserving 64-bit key of the raw bits ``b`` (all arguments uint64)."""
+    if mode == 0:
+        if b & sign:
+            k = (~b) & maskw
+        else:
+            k = b | sign
+    elif mode == 1:
+        k = b ^ sign
+    else:
+        k = b
+    return k << top
+
+
+@kernel
+def radix_counts(u, mode, sign, maskw, top, infbits, shift, prefixes, counts):
+    """Add to ``counts[p, digit]`` the keys whose bits above ``shift + 16`` equal
+    ``prefixes[p]`` (all keys when ``shift == 48``); returns the NaN count."""
+    nan = 0
+    absmask = sign - np.uint64(1)
+    hi = shift + np.uint64(DIGIT)
+    npre = prefixes.shape[0]
+    dmask = np.uint64(BUCKETS - 1)
+    for i in range(u.shape[0]):
+        b = np.uint64(u[i])
+        if mode == 0 and (b & absmask) > infbits:
+            nan += 1
+            continue
+        key = make_key(b, mode, sign, maskw, top)
+        if hi >= np.uint64(64):
+            p = 0
+        else:
+            h = key >> hi
+            lo, up = 0, npre - 1
+            while lo < up:
+                mid = (lo + up) // 2
+                if prefixes[mid] < h:
+                    lo = mid + 1
+                else:
+                    up = mid
+            if npre == 0 or prefixes[lo] != h:
+                continue
+            p = lo
+        counts[p, np.int64((key >> shift) & dmask)] += 1
+    return nan
+
+
+@kernel
+def sketch_add(x, log_gamma, log_min, nbuck, min_pos, counts):
+    """Add the elements of ``x`` to a log-bucket sketch; returns the NaN count.
+
+    Layout of ``counts`` (length ``2 * nbuck + 3``): -inf, negative buckets from the
+    largest magnitude down, zero (``|v| < min_pos``), positive buckets up, +inf.
+    """
+    nan = 0
+    zero = nbuck + 1
+    for i in range(x.shape[0]):
+        v = np.float64(x[i])
+        if v != v:
+            nan += 1
+        elif v == np.inf:
+            counts[2 * nbuck + 2] += 1
+        elif v == -np.inf:
+            counts[0] += 1
+        elif abs(v) < min_pos:
+            counts[zero] += 1
+        else:
+            j = int(math.ceil((math.log(abs(v)) - log_min) / log_gamma))
+            if j < 1:
+                j = 1
+            if j > nbuck:
+                j = nbuck
+            if v > 0:
+                counts[zero + j] += 1
+            else:
+                counts[zero - j] += 1
+    return nan

@@ -1,0 +1,203 @@
+"""Distributed quantiles: exact by radix selection (no data gathered), or a sketch.
+
+``method="exact"`` finds the order statistics numpy interpolates between with four
+rounds of 16-bit radix selection: every rank counts its keys per digit value under the
+prefixes fixed so far (one Numba pass over its data), an ``Allreduce`` of the counts
+fixes the next 16 bits. The data never moves; the result is then interpolated exactly as
+``np.quantile`` (``method="linear"``) does, so the two agree bit for bit.
+
+``method="sketch"`` uses :class:`~hpcproc.sketch.QuantileSketch` (one pass, mergeable).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+
+from ._source import open_source
+from .comm import lib_comm
+
+__all__ = ["quantile"]
+
+_GROUP = 16  # prefixes counted per pass (16 x 65536 x 8 B = 8 MiB of counts)
+
+
+def _check_q(q):
+    weak = type(q) in (int, float)
+    qa = np.asanyarray(q)
+    if qa.dtype.kind not in "iuf" or qa.ndim > 1:
+        raise ValueError("q must be a number or a 1-d array of numbers")
+    if qa.size and not (np.all(qa >= 0) and np.all(qa <= 1)):
+        raise ValueError("Quantiles must be in the range [0, 1]")
+    return qa, weak
+
+
+def _key_params(dtype: np.dtype):
+    """(unsigned view dtype, mode, sign, width mask, shift to 64 bits, inf bits)."""
+    w = dtype.itemsize * 8
+    mode = 0 if dtype.kind == "f" else 1 if dtype.kind == "i" else 2
+    sign = 1 << (w - 1)
+    inf = {16: 0x7C00, 32: 0x7F800000, 64: 0x7FF0000000000000}.get(w, 0) if mode == 0 else 0
+    u64 = np.uint64
+    return (np.dtype(f"u{dtype.itemsize}"), mode, u64(sign), u64((1 << w) - 1), u64(64 - w),
+            u64(inf))
+
+
+def _value_of(key: int, dtype: np.dtype):
+    """Inverse of the key transform: a scalar of ``dtype``."""
+    udt, mode, sign, maskw, top, _ = _key_params(dtype)
+    k = int(key) >> int(top)
+    if mode == 0:
+        bits = k ^ int(sign) if k & int(sign) else (~k) & int(maskw)
+    elif mode == 1:
+        bits = k ^ int(sign)
+    else:
+        bits = k
+    return np.array(bits, dtype=udt).view(dtype)[()]
+
+
+def _counts(src, dtype, shift, prefixes, comm):
+    from .kernels import _select_nb as nb
+    from .kernels._engine import ensure_compiled, signature_of
+    udt, mode, sign, maskw, top, inf = _key_params(dtype)
+    counts = np.zeros((max(1, len(prefixes)), nb.BUCKETS), dtype=np.int64)
+    pre = np.asarray(prefixes, dtype=np.uint64)
+    nan = 0
+    for block in src.blocks():
+        u = np.ascontiguousarray(block).reshape(-1).view(udt)
+        args = (u, np.int64(mode), sign, maskw, top, inf, np.uint64(shift), pre, counts)
+        ensure_compiled(nb.radix_counts, signature_of(*args), comm)
+        nan += nb.radix_counts(*args)
+    flat = np.concatenate([counts.reshape(-1), [nan]])
+    lib_comm(comm).Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
+    return flat[:-1].reshape(counts.shape), int(flat[-1])
+
+
+def _select(src, dtype, comm, ranks_fn):
+    """Values of the order statistics ``ranks_fn(n)`` (0-based); also n and NaN count."""
+    counts, nan = _counts(src, dtype, 48, [0], comm)
+    n = int(counts.sum())
+    if nan or n == 0:
+        return {}, n, nan
+    targets = sorted(set(int(t) for t in ranks_fn(n)))
+    state = {}
+    for t in targets:
+        cum = np.cumsum(counts[0])
+        d = int(np.searchsorted(cum, t, side="right"))
+        state[t] = (d, t - (int(cum[d - 1]) if d else 0))
+    for shift in (32, 16, 0):
+        prefixes = sorted({p for p, _ in state.values()})
+        table = {}
+        for g in range(0, len(prefixes), _GROUP):
+            group = prefixes[g:g + _GROUP]
+            c, _ = _counts(src, dtype, shift, group, comm)
+            table.update({p: c[i] for i, p in enumerate(group)})
+        for t, (p, r) in state.items():
+            cum = np.cumsum(table[p])
+            d = int(np.searchsorted(cum, r, side="right"))
+            state[t] = ((p << 16) | d, r - (int(cum[d - 1]) if d else 0))
+    return {t: _value_of(p, dtype) for t, (p, _) in state.items()}, n, nan
+
+
+def _lerp(a, b, t):
+    """numpy's ``_lerp`` (so results agree bit for bit with ``np.quantile``)."""
+    diff_b_a = b - a
+    lerp_interpolation = np.add(a, diff_b_a * t, out=...)
+    np.subtract(b, diff_b_a * (1 - t), out=lerp_interpolation, where=t >= 0.5,
+                casting="unsafe", dtype=type(lerp_interpolation.dtype))
+    if lerp_interpolation.ndim == 0:
+        lerp_interpolation = lerp_interpolation[()]
+    return lerp_interpolation
+
+
+def _indexes(virtual, n, inexact):
+    """numpy's ``_get_indexes`` for the linear method (indexes in ``[0, n)``)."""
+    prev = np.floor(virtual, out=...)
+    nxt = np.add(prev, 1, out=...)
+    above = virtual >= n - 1
+    prev[above] = n - 1
+    nxt[above] = n - 1
+    below = virtual < 0
+    prev[below] = 0
+    nxt[below] = 0
+    return prev.astype(np.intp), nxt.astype(np.intp), above
+
+
+def _exact(src, qa, weak, comm):
+    dtype = src.dtype
+    vi = {}
+
+    def needed(n):
+        virtual = np.asanyarray((n - 1) * qa)
+        if np.issubdtype(virtual.dtype, np.integer):
+            vi["take"] = virtual
+            return virtual.ravel().tolist()
+        prev, nxt, above = _indexes(virtual, n, True)
+        vi.update(virtual=virtual, prev=prev, nxt=nxt, above=above)
+        return prev.ravel().tolist() + nxt.ravel().tolist()
+
+    values, n, nan = _select(src, dtype, comm, needed)
+    if n + nan == 0:
+        raise ValueError("cannot compute the quantile of an empty array")
+    if nan:
+        out = np.full(qa.shape, np.nan, dtype=np.result_type(dtype, np.float64)
+                      if dtype.kind != "f" else dtype)
+        return out[()] if out.ndim == 0 else out
+    keys = sorted(values)
+    pos = {k: i for i, k in enumerate(keys)}
+    arr = np.array([values[k] for k in keys], dtype=dtype)
+    if "take" in vi:
+        return arr[np.vectorize(pos.get, otypes=[np.intp])(vi["take"])]
+    lookup = np.vectorize(pos.get, otypes=[np.intp])
+    prev_v = arr[lookup(vi["prev"])]
+    next_v = arr[lookup(vi["nxt"])]
+    # numpy's gamma uses the index array where "above bounds" is -1
+    prev_np = np.where(vi["above"], -1, vi["prev"]).astype(np.intp)
+    gamma = np.asanyarray(vi["virtual"] - prev_np, dtype=vi["virtual"].dtype)
+    gamma = float(gamma) if weak else gamma.reshape(vi["virtual"].shape)
+    with np.errstate(invalid="ignore"):
+        return _lerp(prev_v, next_v, gamma)
+
+
+def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
+             block_bytes: int = 64 << 20, read_method: str = "auto"):
+    """Quantiles ``q`` (in ``[0, 1]``) of all elements of a distributed input.
+
+    Collective. Every rank gets the same result.
+
+    Parameters
+    ----------
+    x : DistArray, str, (str, str) or hp.blocks iterator
+        The data (file inputs are streamed with bounded memory).
+    q : float or 1-d array of floats
+    method : {"exact", "sketch"}
+        ``"exact"``: bit-for-bit equal to ``np.quantile(data, q)`` (linear
+        interpolation; NaN if the data holds a NaN). Distributed radix selection: four
+        passes over the data, only digit counts are communicated, nothing is gathered.
+        Needs a DistArray or a file (several passes). ``"sketch"``: one pass with a
+        :class:`~hpcproc.sketch.QuantileSketch`; the result ``v`` satisfies
+        ``|v - exact| <= rel_err * max(|x_lo|, |x_hi|)`` where ``x_lo``, ``x_hi`` are the
+        two order statistics numpy interpolates between.
+    rel_err : float
+        Relative accuracy of the sketch.
+    """
+    if method not in ("exact", "sketch"):
+        raise ValueError(f"method must be 'exact' or 'sketch', got {method!r}")
+    qa, weak = _check_q(q)
+    src = open_source(x, comm, block_bytes, read_method)
+    if method == "sketch":
+        from .sketch import QuantileSketch
+        sk = QuantileSketch(rel_err)
+        for block in src.blocks():
+            sk.add(block, comm=src.comm)
+        return sk.merged(src.comm).quantile(q)
+    if not src.multipass:
+        raise ValueError("method='exact' needs several passes: pass a DistArray or the file "
+                         "and dataset instead of hp.blocks(...), or use method='sketch'")
+    if src.dtype is None:
+        raise ValueError("cannot compute the quantile of an empty array")
+    if src.dtype.kind not in "biuf" or src.dtype.itemsize > 8:
+        raise TypeError(f"quantile supports integer and float data, not {src.dtype}")
+    if src.dtype.kind == "b":
+        raise TypeError("quantile of boolean data is not supported")
+    return _exact(src, qa, weak, src.comm)

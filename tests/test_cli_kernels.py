@@ -1,0 +1,61 @@
+"""``hpcproc hist`` / ``hpcproc quantile`` under mpiexec (serial session; timeouts)."""
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import hpcproc_cmd, run
+
+# Launches its own processes: serial session only (never inside an mpiexec launch).
+pytestmark = pytest.mark.skipif(
+    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
+    reason="launches its own processes; runs in the serial session only")
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clik") / "d.h5"
+    rng = np.random.default_rng(14)
+    with h5py.File(path, "w") as f:
+        f["x"] = rng.standard_normal(20001)
+        f["g/k"] = rng.integers(0, 1000, (5000, 2))
+    return path
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_hist_json_equals_numpy(data_file, ranks):
+    out = run(hpcproc_cmd("hist", f"{data_file}:/x", f"{data_file}:/g/k", "--bins", "64",
+                          "--json", "--block-bytes", "8k"), ranks=ranks, check=True)
+    got = json.loads(out.stdout)
+    with h5py.File(data_file) as f:
+        refs = [np.histogram(f["x"][...], 64), np.histogram(f["g/k"][...], 64)]
+    for g, (counts, edges) in zip(got, refs):
+        assert g["counts"] == counts.tolist()
+        np.testing.assert_array_equal(g["edges"], edges)
+    out = run(hpcproc_cmd("hist", f"{data_file}:/x", "--bins", "4", "--range", "-1", "1"),
+              ranks=2, check=True)
+    ref = np.histogram(h5py.File(data_file)["x"][...], 4, range=(-1, 1))[0]
+    assert f"{ref.sum()} values in range" in out.stdout
+    assert all(str(c) in out.stdout for c in ref)
+
+
+def test_quantile_json_exact(data_file):
+    out = run(hpcproc_cmd("quantile", f"{data_file}:/x", "-q", "0.5", "0.99", "0",
+                          "--json"), ranks=2, check=True)
+    got = json.loads(out.stdout)
+    x = h5py.File(data_file)["x"][...]
+    assert got["values"] == np.quantile(x, [0.5, 0.99, 0]).tolist()
+    out = run(hpcproc_cmd("quantile", f"{data_file}:/x", "-q", "0.9", "--sketch", "--json"),
+              ranks=3, check=True)
+    est, exact = json.loads(out.stdout)["values"][0], np.quantile(x, 0.9)
+    assert abs(est - exact) <= 0.01 * abs(exact) * 1.0001
+
+
+def test_bad_usage_exits_2_once(data_file):
+    out = run(hpcproc_cmd("quantile", f"{data_file}:/x", "-q", "1.5"), ranks=2)
+    assert out.returncode == 2 and out.stderr.count("quantiles must be in [0, 1]") == 1
+    out = run(hpcproc_cmd("hist", f"{data_file}:/nope"), ranks=2)
+    assert out.returncode == 1 and out.stderr.count("error") == 1

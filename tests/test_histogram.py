@@ -1,0 +1,111 @@
+"""hp.histogram / hp.histogram2d: identical counts to numpy (serial and 2/3 ranks)."""
+
+import h5py
+import numpy as np
+import pytest
+
+import hpcproc as hp
+
+from conftest import on_root
+
+pytestmark = pytest.mark.mpi
+
+
+def _dist(data, comm):
+    """Uneven blocks, rank 0 empty when there are several ranks."""
+    n, size = len(data), comm.size
+    w = np.arange(size, dtype=float) + (1.0 if size == 1 else 0.0)
+    cuts = np.concatenate(([0], np.round(np.cumsum(w) / w.sum() * n))).astype(int)
+    return hp.DistArray.from_local(data[cuts[comm.rank]:cuts[comm.rank + 1]], comm)
+
+
+def _data(dtype, n=20011, seed=4):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "i":
+        return rng.integers(-50, 51, n).astype(dtype)
+    d = (rng.standard_normal(n) * 10).astype(dtype)
+    d[:50] = np.round(d[:50])  # values on edges
+    return d
+
+
+@pytest.mark.parametrize("dtype", ["f8", "f4", "i8", "i4"])
+@pytest.mark.parametrize("bins,rng", [(10, None), (64, None), (7, (-5, 5)), (20, (-50, 50)),
+                                      (3, (0, 0))])
+def test_histogram_equals_numpy(comm, dtype, bins, rng):
+    data = _data(dtype)
+    counts, edges = hp.histogram(_dist(data, comm), bins, range=rng)
+    ref_counts, ref_edges = np.histogram(data, bins, range=rng)
+    np.testing.assert_array_equal(edges, ref_edges)
+    assert edges.dtype == ref_edges.dtype
+    np.testing.assert_array_equal(counts, ref_counts)
+
+
+def test_histogram_edges_last_bin_closed_and_outside(comm):
+    data = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 1.0, -0.1, 1.1, np.nan, 0.9999999999999999])
+    counts, _ = hp.histogram(_dist(data, comm), 4, range=(0, 1))
+    np.testing.assert_array_equal(counts, np.histogram(data, 4, range=(0, 1))[0])
+    assert counts.sum() == 7
+    edges = np.array([-1.0, 0.0, 0.1, 0.5, 0.5, 3.0])  # non-uniform, one empty bin
+    counts, e = hp.histogram(_dist(data, comm), edges)
+    np.testing.assert_array_equal(counts, np.histogram(data, edges)[0])
+    # tricky float edges: 0.1 * k is not exact
+    d = np.arange(0, 1001) / 1000.0
+    for b in (10, 3, 7):
+        np.testing.assert_array_equal(hp.histogram(_dist(d, comm), b, range=(0, 1))[0],
+                                      np.histogram(d, b, range=(0, 1))[0])
+
+
+def test_histogram_weights(comm):
+    data = _data("f8")
+    wts = np.random.default_rng(5).random(data.size)
+    got, _ = hp.histogram(_dist(data, comm), 16, weights=_dist(wts, comm))
+    ref, _ = np.histogram(data, 16, weights=wts)
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+def test_histogram_errors_everywhere(comm):
+    nan = np.array([1.0, np.nan, 2.0])
+    with pytest.raises(ValueError, match="autodetected range"):
+        hp.histogram(_dist(nan, comm), 4)
+    np.testing.assert_array_equal(hp.histogram(_dist(nan, comm), 4, range=(0, 4))[0],
+                                  np.histogram(nan, 4, range=(0, 4))[0])
+    x = _dist(np.arange(10.0), comm)
+    with pytest.raises(ValueError, match="monotonically"):
+        hp.histogram(x, [0, 2, 1])
+    with pytest.raises(ValueError, match="larger than min"):
+        hp.histogram(x, 4, range=(2, 1))
+    with pytest.raises(ValueError, match="positive"):
+        hp.histogram(x, 0)
+
+
+def test_histogram_streaming(comm, shared_tmp):
+    data = _data("f8", n=5000).reshape(2500, 2)
+    path = shared_tmp / "h.h5"
+    on_root(comm, lambda: h5py.File(path, "w").create_dataset("x", data=data).file.close())
+    ref = np.histogram(data, 32)
+    for bb in (16, 4096):
+        counts, edges = hp.histogram(f"{path}:/x", 32, comm=comm, block_bytes=bb)
+        np.testing.assert_array_equal(counts, ref[0])
+        np.testing.assert_array_equal(edges, ref[1])
+    it = hp.blocks(str(path), "/x", block_bytes=1000, comm=comm)
+    counts, _ = hp.histogram(it, 32, range=(ref[1][0], ref[1][-1]))
+    np.testing.assert_array_equal(counts, ref[0])
+    with pytest.raises(ValueError, match="range=None"):
+        hp.histogram(hp.blocks(str(path), "/x", block_bytes=1000, comm=comm), 32)
+
+
+@pytest.mark.parametrize("bins,rng", [(8, None), ((5, 9), [(-20, 20), (-3, 3)]),
+                                      ([np.array([-30., 0., 1., 30.]), 4], None)])
+def test_histogram2d_equals_numpy(comm, bins, rng):
+    x = _data("f8", seed=6)
+    y = _data("f4", seed=7)
+    H, ex, ey = hp.histogram2d(_dist(x, comm), _dist(y, comm), bins, range=rng)
+    rH, rex, rey = np.histogram2d(x, y, bins, range=rng)
+    np.testing.assert_array_equal(ex, rex)
+    np.testing.assert_array_equal(ey, rey)
+    np.testing.assert_array_equal(H, rH)
+    w = np.linspace(0, 1, x.size)
+    H, _, _ = hp.histogram2d(_dist(x, comm), _dist(y, comm), bins, range=rng,
+                             weights=_dist(w, comm))
+    np.testing.assert_allclose(H, np.histogram2d(x, y, bins, range=rng, weights=w)[0],
+                               rtol=1e-12)

@@ -1,0 +1,24 @@
+"""Public names of the kernel engine; ``import hpcproc`` stays cheap (serial only)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Launches its own processes: serial session only (never inside an mpiexec launch).
+pytestmark = pytest.mark.skipif(
+    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
+    reason="launches its own processes; runs in the serial session only")
+
+
+def test_import_does_not_load_numba_and_names_resolve():
+    code = ("import sys, hpcproc as hp; assert 'numba' not in sys.modules; "
+            "import hpcproc.histogram, hpcproc.quantile, hpcproc.stats; "
+            "f = [hp.stats, hp.histogram, hp.histogram2d, hp.quantile, hp.map, hp.map_blocks, "
+            "hp.reduce, hp.scan, hp.stats_file, hp.generate]; "
+            "assert all(callable(g) and not isinstance(g, type(sys)) for g in f), f; "
+            "assert 'numba' not in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
