@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
     st.add_argument("--json", action="store_true", help="print JSON")
+
+    ck = sub.add_parser("ckpt", help="list or verify checkpoints (hp.Checkpointer)")
+    cks = ck.add_subparsers(dest="ckpt_command", metavar="{ls,verify}")
+    cks.required = True
+    for name, text in (("ls", "list steps (manifest and file sizes checked)"),
+                       ("verify", "verify every checksum; exit 1 if a step is invalid")):
+        c = cks.add_parser(name, help=text)
+        c.add_argument("directory", help="checkpoint directory")
+        c.add_argument("--json", action="store_true", help="print JSON")
     return p
 
 
@@ -189,7 +198,12 @@ def cmd_stats(args, comm) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats}
+def cmd_ckpt(args, comm) -> int:
+    from .checkpoint._cli import cmd_ckpt as run
+    return run(args, comm)
+
+
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats, "ckpt": cmd_ckpt}
 
 
 def main(argv=None) -> int:

@@ -98,3 +98,27 @@ def test_walltime_triggers_save_and_exit(tmp_path):
                                    "--rows", 2000])
     assert proc.returncode == 85, proc.stdout + proc.stderr
     assert committed(d) == [1] and out["steps"] == [0]
+
+
+def test_cli_ls_and_verify(tmp_path):
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import hpcproc_cmd, run
+
+    d = tmp_path / "ck"
+    proc, _ = run_example(d, 2, ["--steps", 4, "--keep", 2, "--rows", 1000])
+    assert proc.returncode == 0, proc.stderr
+    ls = run(hpcproc_cmd("ckpt", "ls", d), check=True)
+    assert "step-000000000003" in ls.stdout and "* step-000000000004" in ls.stdout
+    ok = run(hpcproc_cmd("ckpt", "verify", d), ranks=2, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.count("checksums verified") == 2, ok.stdout
+    victim = d / "step-000000000003" / "rank-00000.h5"
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    bad = run(hpcproc_cmd("ckpt", "verify", d, "--json"), timeout=60)
+    assert bad.returncode == 1
+    import json
+    report = json.loads(bad.stdout)
+    assert [s["valid"] for s in report["steps"]] == [False, True]
+    assert "checksum mismatch" in report["steps"][0]["problem"]
