@@ -17,6 +17,15 @@ from ckpt_harness import (committed, example_cmd, kill_trials, parse, reference,
 TRIALS = int(os.environ.get("HPCPROC_CKPT_TRIALS", "24"))
 
 
+def _launched_by_mpiexec() -> bool:
+    from mpi4py import MPI
+    return MPI.COMM_WORLD.Get_size() > 1
+
+
+pytestmark = pytest.mark.skipif(_launched_by_mpiexec(), reason="launches mpiexec itself: "
+                                "runs from the serial session only")
+
+
 def test_kill_nine_during_saves_always_restarts_from_last_commit(tmp_path):
     stats = kill_trials(tmp_path, TRIALS, seed=20261121, ranks=2)
     assert stats["kills"] == TRIALS and stats["hooked"] > 0 and stats["external"] > 0

@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 
 import h5py
 import numpy as np
@@ -28,6 +29,7 @@ import numpy as np
 from .. import _faults, _version
 from ..io.direct import pwrite_from
 from . import _crash
+from ._errors import CheckpointWarning
 from ._dirs import apply_retention, discard_step, write_latest
 from ._format import (CHECKSUM, FORMAT, MANIFEST, TMP_PREFIX, VERSION, dump_manifest,
                       fsync_dir, hash_regions, rank_filename, step_dirname,
@@ -64,7 +66,7 @@ def write_rank_file(path: str, items, rank: int) -> dict:
 
     Returns ``{"size", "checksum", "offsets"}`` (byte offset of every dataset's data).
     """
-    with h5py.File(path, "w-") as f:
+    with h5py.File(path, "w-", locking=False) as f:  # private file: no lock needed
         offsets = {name: _create(f, name, arr) for name, arr in items}
     regions = [(offsets[name], arr.reshape(-1).view(np.uint8)) for name, arr in items
                if offsets[name] is not None]
@@ -148,6 +150,12 @@ def commit_step(directory: str, tmp: str, body: dict, keep: int) -> list[int]:
     os.rename(tmp, final)
     fsync_dir(directory)
     _crash.point("renamed", 0)
-    write_latest(directory, step)
-    _crash.point("latest", 0)
-    return apply_retention(directory, keep)
+    try:  # the step is committed: what follows is housekeeping that restore never needs
+        write_latest(directory, step)
+        _crash.point("latest", 0)
+        return apply_retention(directory, keep)
+    except OSError as exc:
+        warnings.warn(f"checkpoint {step_dirname(step)} is committed, but updating "
+                      f"'latest' or deleting old steps failed: {exc}", CheckpointWarning,
+                      stacklevel=2)
+        return []
