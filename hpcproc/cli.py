@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
     st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument("--checkpoint", metavar="DIR", help="save progress in DIR and resume "
+                    "from it when run again (one sub-directory per target)")
+    st.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                    help="seconds between checkpoints (0: after every block; default 60)")
 
     ck = sub.add_parser("ckpt", help="list or verify checkpoints (hp.Checkpointer)")
     cks = ck.add_subparsers(dest="ckpt_command", metavar="{ls,verify}")
@@ -176,9 +180,15 @@ def cmd_stats(args, comm) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     results = []
-    for path, name in targets:
-        r = stats_file(path, name, comm=comm, block_bytes=args.block_bytes,
-                       method=args.method, ddof=args.ddof)
+    for i, (path, name) in enumerate(targets):
+        if args.checkpoint:
+            from .checkpoint._stats import stats_file_resumable
+            r = stats_file_resumable(path, name, f"{args.checkpoint}/target-{i}", comm=comm,
+                                     block_bytes=args.block_bytes, method=args.method,
+                                     ddof=args.ddof, every_seconds=args.checkpoint_every or None)
+        else:
+            r = stats_file(path, name, comm=comm, block_bytes=args.block_bytes,
+                           method=args.method, ddof=args.ddof)
         results.append({"target": f"{path}:{name}", **r})
     if args.json:
         _print(json.dumps(results if len(results) > 1 else results[0], indent=2), comm)

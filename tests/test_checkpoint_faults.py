@@ -131,3 +131,44 @@ def test_cli_ls_and_verify(tmp_path):
     report = json.loads(bad.stdout)
     assert [s["valid"] for s in report["steps"]] == [False, True]
     assert "checksum mismatch" in report["steps"][0]["problem"]
+
+
+def test_stats_checkpoint_resumes_after_kill(tmp_path):
+    import json
+
+    import h5py
+    import numpy as np
+
+    from conftest import hpcproc_cmd, run
+
+    data = tmp_path / "n.h5"
+    run(hpcproc_cmd("generate", data, "--rows", "120k", "--seed", 9), ranks=2, check=True)
+    with h5py.File(data) as f:
+        x = f["x"][...]
+    opts = ["--json", "--block-bytes", "40k", "--checkpoint-every", 0]
+
+    def stats(ckdir, ranks, env=None):
+        return run(hpcproc_cmd("stats", f"{data}:/x", *opts, "--checkpoint", ckdir),
+                   ranks=ranks, env=env, timeout=120)
+
+    ref = json.loads(stats(tmp_path / "ref", 2, ).stdout)
+    assert ref["resumed_from"] == 0 and ref["rounds"] == 12
+    killed = stats(tmp_path / "ck", 2, env={"HPCPROC_CKPT_CRASH": "write-done:1:4"})
+    assert killed.returncode != 0
+    again = json.loads(stats(tmp_path / "ck", 2).stdout)
+    rr = 2 * (40 * 1024 // 8)  # rows per round: 40 KiB of float64 per rank, 2 ranks
+    assert again["resumed_from"] == 3 * rr  # 3 rounds committed before the kill
+    for key in ("count", "sum", "mean", "std", "min", "max"):
+        assert again[key] == ref[key], key  # bit for bit on the same rank count
+    killed = stats(tmp_path / "ck3", 2, env={"HPCPROC_CKPT_CRASH": "renamed:0:5"})
+    assert killed.returncode != 0
+    on3 = json.loads(stats(tmp_path / "ck3", 3).stdout)
+    assert on3["resumed_from"] == 5 * rr and on3["count"] == x.size
+    np.testing.assert_allclose(on3["mean"], x.mean(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(on3["std"], x.std(), rtol=1e-12)
+    assert on3["min"] == x.min() and on3["max"] == x.max()
+    other = tmp_path / "other.h5"
+    run(hpcproc_cmd("generate", other, "--rows", "1000", "--seed", 1), check=True)
+    wrong = run(hpcproc_cmd("stats", f"{other}:/x", *opts, "--checkpoint", tmp_path / "ck"),
+                timeout=60)
+    assert wrong.returncode != 0 and "another scan" in wrong.stderr
