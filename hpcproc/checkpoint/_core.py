@@ -100,6 +100,7 @@ class Checkpointer:
 
         self.job_end = root_call(setup, self.comm)
         self._pending = None
+        self._spare = {}  # buffers of the last asynchronous snapshot, reused by the next
         self._closed = False
         self._exit_requested = self._exit_ready = False
         self._last_save = self._last_boundary = time.monotonic()
@@ -134,6 +135,7 @@ class Checkpointer:
         if self._pending is not None:
             self._pending.join()  # its temporary directory is removed at the next start
             self._pending = None
+        self._spare = {}
         self._closed = True
         self._signals.close()
 
@@ -157,7 +159,9 @@ class Checkpointer:
         self._check_open()
         self.wait()
         t0 = time.monotonic()
-        job = start_save(self.directory, step, state, self.comm, copy=not blocking)
+        copy = False if blocking else self._spare
+        self._spare = {}
+        job = start_save(self.directory, step, state, self.comm, copy=copy)
         if blocking:
             job.run()
             self._finish(job, t0)
@@ -169,10 +173,15 @@ class Checkpointer:
         """Commit the pending asynchronous save, if any. Collective."""
         if self._pending is not None:
             job, self._pending = self._pending, None
-            self._finish(job, job.started)
+            self._finish(job, job.started, reuse=True)
 
-    def _finish(self, job, t0) -> None:
-        finish_save(job, self.comm, self.keep)
+    def _finish(self, job, t0, reuse: bool = False) -> None:
+        try:
+            finish_save(job, self.comm, self.keep)
+        finally:  # an async snapshot's buffers are reused by the next async save
+            if reuse:
+                self._spare = {(ds, a.shape, a.dtype.str): a for ds, a in job.prepared.items}
+            job.prepared.items = []
         self.last_step = job.step
         self._last_save = time.monotonic()
         self._slowest_save = max(self._slowest_save, self._last_save - t0)

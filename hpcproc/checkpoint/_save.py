@@ -41,8 +41,6 @@ class SaveJob:
             self.result["local"] = self.prepared.local
         except BaseException as exc:  # noqa: BLE001 - reported to every rank in finish_save
             self.error = exc
-        finally:
-            self.prepared.items = []  # drop the snapshot as soon as it is on disk
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="hpcproc-checkpoint",
@@ -69,8 +67,11 @@ def _validate_step(step) -> int:
     return step
 
 
-def start_save(directory, step, state, comm, copy: bool) -> SaveJob:
-    """Validate, agree on the layout and create the temporary step directory. Collective."""
+def start_save(directory, step, state, comm, copy) -> SaveJob:
+    """Validate, agree on the layout and create the temporary step directory. Collective.
+
+    ``copy``: False, True, or a dict of spare snapshot buffers (see ``_state.prepare``).
+    """
     size = comm.Get_size()
     step, prepared = check_all(lambda: (_validate_step(step), prepare(state, size, copy)), comm)
     layouts = lib_comm(comm).allgather((prepared.signature, prepared.rows))

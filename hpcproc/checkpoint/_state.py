@@ -45,13 +45,21 @@ class Prepared:
     shared: dict = field(default_factory=dict)     # manifest entries taken from rank 0
 
 
-def _native(a: np.ndarray, copy: bool) -> np.ndarray:
+def _native(a: np.ndarray, copy, key=None) -> np.ndarray:
+    """``a`` as a C-contiguous native-order array; a copy if ``copy`` (a dict of spare
+    buffers from an earlier snapshot, reused when ``key`` matches: no new memory)."""
     if a.dtype.kind not in NUMERIC_KINDS:
         raise TypeError(f"cannot checkpoint arrays of dtype {a.dtype} "
                         f"(numeric and bool arrays only)")
     if not a.dtype.isnative:
         return np.asarray(a.astype(a.dtype.newbyteorder("=")), order="C")
-    return np.array(a, order="C", copy=True) if copy else np.asarray(a, order="C")
+    if copy is False or copy is None:
+        return np.asarray(a, order="C")
+    spare = copy.pop((key, a.shape, a.dtype.str), None) if isinstance(copy, dict) else None
+    if spare is None:
+        return np.array(a, order="C", copy=True)
+    np.copyto(spare, a)
+    return spare
 
 
 def _check_comm(value, name, size):
@@ -60,11 +68,12 @@ def _check_comm(value, name, size):
                          f"the checkpointer's communicator has {size}")
 
 
-def prepare(state: Mapping, size: int, copy: bool = False) -> Prepared:
+def prepare(state: Mapping, size: int, copy=False) -> Prepared:
     """Validate ``state`` and lay it out for this rank's file. Not collective.
 
-    With ``copy=True`` every array is copied, so later changes to the state cannot change
-    what is saved (asynchronous saves).
+    With ``copy`` true every array is copied, so later changes to the state cannot change
+    what is saved (asynchronous saves); ``copy`` may be a dict of spare buffers
+    ``{(dataset, shape, dtype): array}`` of an earlier snapshot, reused where they fit.
     """
     if not isinstance(state, Mapping):
         raise TypeError(f"state must be a dict, not {type(state).__name__}")
@@ -75,7 +84,7 @@ def prepare(state: Mapping, size: int, copy: bool = False) -> Prepared:
         ds = f"/e{i}"
         if isinstance(value, DistArray):
             _check_comm(value, name, size)
-            local = _native(value.local, copy)
+            local = _native(value.local, copy, ds)
             out.items.append((ds, local))
             out.signature.append((name, "array", local.dtype.str, list(value.global_shape)))
             out.rows[name] = (value.offset, local.shape[0])
@@ -83,7 +92,7 @@ def prepare(state: Mapping, size: int, copy: bool = False) -> Prepared:
             _check_comm(value, name, size)
             cols = []
             for j, col in enumerate(value.columns):
-                local = _native(value.local(col), copy)
+                local = _native(value.local(col), copy, f"{ds}/c{j}")
                 out.items.append((f"{ds}/c{j}", local))
                 cols.append((col, local.dtype.str, list(local.shape[1:])))
             out.signature.append((name, "table", cols, value.num_rows))
@@ -94,7 +103,7 @@ def prepare(state: Mapping, size: int, copy: bool = False) -> Prepared:
             out.signature.append((name, "rng"))
             out.local[name] = {"size": int(data.size)}
         elif isinstance(value, np.ndarray):
-            local = _native(value, copy)
+            local = _native(value, copy, ds)
             out.items.append((ds, local.reshape(-1) if local.ndim == 0 else local))
             out.signature.append((name, "local"))
             out.local[name] = {"dtype": local.dtype.str, "shape": list(local.shape)}
