@@ -202,19 +202,21 @@ def test_corrupt_step_is_reported_once_and_previous_used(comm, shared_tmp, how):
         assert "step-000000000002" in str(mine[0].message)
 
 
-@pytest.mark.parametrize("point", ["checkpoint.write", "checkpoint.commit"])
-def test_injected_enospc_fails_everywhere_previous_intact(comm, shared_tmp, point):
+@pytest.mark.parametrize("point, err", [("checkpoint.write", errno.ENOSPC),
+                                        ("checkpoint.write", errno.EIO),
+                                        ("checkpoint.commit", errno.ENOSPC)])
+def test_injected_io_error_fails_everywhere_previous_intact(comm, shared_tmp, point, err):
     x = hp.DistArray.from_global(np.arange(300.0), comm)
     victim = comm.size - 1 if point == "checkpoint.write" else 0
     with hp.Checkpointer(shared_tmp, comm) as ck:
         ck.save(1, {"x": x})
-        _faults.arm(point, ranks=[victim], err=errno.ENOSPC)
+        _faults.arm(point, ranks=[victim], err=err)
         try:
-            with pytest.raises(CheckpointError, match="No space left") as info:
+            with pytest.raises(CheckpointError, match=os.strerror(err)) as info:
                 ck.save(2, {"x": x.with_local(-x.local)})
         finally:
             _faults.disarm()
-        assert info.value.errno == errno.ENOSPC
+        assert info.value.errno == err
         if comm.size > 1:
             assert f"rank {victim}" in str(info.value)
         step, got = ck.restore()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 from mpi4py import MPI
 
-from ..comm import _agreed, get_comm, lib_comm, root_call
+from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
 from ._dirs import apply_retention, cleanup
 from ._errors import CheckpointWarning
 from ._format import MANIFEST, ManifestError, load_manifest, step_dirname
@@ -260,7 +260,8 @@ class Checkpointer:
         self.wait()
         rejected, reported = set(), set()
         while True:
-            views = self._lcomm.allgather(scan(self.directory, rejected))
+            mine = check_all(lambda: scan(self.directory, rejected), self.comm)
+            views = self._lcomm.allgather(mine)
             step = min(mine for mine, _ in views)
             reasons = {}
             for _, skipped in views:
@@ -291,7 +292,7 @@ class Checkpointer:
                 rejected.add(step)
                 reported.add(step)
                 continue
-            state = load_state(stepdir, manifest, self.comm, buf)
+            state = check_all(lambda: load_state(stepdir, manifest, self.comm, buf), self.comm)
             self.last_step = step
             self._last_save = time.monotonic()
             return step, state
