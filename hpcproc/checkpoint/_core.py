@@ -159,8 +159,9 @@ class Checkpointer:
         self._check_open()
         self.wait()
         t0 = time.monotonic()
-        copy = False if blocking else self._spare
-        self._spare = {}
+        copy = False
+        if not blocking:
+            copy, self._spare = self._spare, {}
         job = start_save(self.directory, step, state, self.comm, copy=copy)
         if blocking:
             job.run()
