@@ -241,6 +241,25 @@ def test_retention_keeps_exactly_keep_and_latest(comm, shared_tmp):
     comm.Barrier()
 
 
+def test_saving_after_falling_back_removes_the_abandoned_future(comm, shared_tmp):
+    x = hp.DistArray.from_global(np.arange(40.0), comm)
+    with hp.Checkpointer(shared_tmp, comm, keep=2) as ck:
+        for step in (7, 8, 9):
+            ck.save(step, {"x": x, "s": step})
+    on_root(comm, _damage, shared_tmp, 8, "truncate")
+    on_root(comm, _damage, shared_tmp, 9, "delete-manifest")
+    with hp.Checkpointer(shared_tmp, comm, keep=2) as ck:
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            assert ck.restore() is None  # 7 was removed by retention, 8 and 9 are bad
+        ck.save(1, {"x": x, "s": 1})     # a fresh start must not be crowded out by 8, 9
+        step, got = ck.restore()
+    assert step == 1 and got["s"] == 1
+    if comm.rank == 0:
+        assert sorted(os.listdir(shared_tmp)) == ["latest", "step-000000000001"]
+    comm.Barrier()
+
+
 def test_leftovers_and_excess_steps_cleaned_at_start(comm, shared_tmp):
     x = hp.DistArray.from_global(np.arange(20), comm)
     with hp.Checkpointer(shared_tmp, comm, keep=5) as ck:

@@ -58,10 +58,20 @@ def discard_step(directory: str, step: int, rank: int = 0) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def apply_retention(directory: str, keep: int, rank: int = 0) -> list[int]:
-    """Delete the oldest committed steps so that ``keep`` remain; return the deleted."""
+def apply_retention(directory: str, keep: int, rank: int = 0,
+                    newest: int | None = None) -> list[int]:
+    """Delete the oldest committed steps so that ``keep`` remain; return the deleted.
+
+    With ``newest`` (the step just committed), steps numbered above it are deleted too:
+    they belong to an abandoned future (a restore that fell back past corrupt steps), and
+    must neither be restored later nor crowd the new step out of the retention window.
+    """
     steps = committed_steps(directory)
-    doomed = steps[:max(0, len(steps) - keep)]
+    doomed = []
+    if newest is not None:
+        doomed = [s for s in steps if s > newest]
+        steps = [s for s in steps if s <= newest]
+    doomed += steps[:max(0, len(steps) - keep)]
     for step in doomed:
         discard_step(directory, step, rank)
     return doomed

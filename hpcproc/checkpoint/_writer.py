@@ -153,7 +153,7 @@ def commit_step(directory: str, tmp: str, body: dict, keep: int) -> list[int]:
     try:  # the step is committed: what follows is housekeeping that restore never needs
         write_latest(directory, step)
         _crash.point("latest", 0)
-        return apply_retention(directory, keep)
+        return apply_retention(directory, keep, newest=step)
     except OSError as exc:
         warnings.warn(f"checkpoint {step_dirname(step)} is committed, but updating "
                       f"'latest' or deleting old steps failed: {exc}", CheckpointWarning,
