@@ -327,12 +327,13 @@ def test_async_commit_at_step_boundary(comm, shared_tmp):
         assert ck._pending is None
 
 
-def test_signal_on_one_rank_saves_everywhere_and_exits(comm, shared_tmp):
+@pytest.mark.parametrize("blocking", [True, False])
+def test_signal_on_one_rank_saves_everywhere_and_exits(comm, shared_tmp, blocking):
     old = signal.getsignal(signal.SIGUSR1)
     state = {"x": hp.DistArray.from_global(np.arange(10), comm), "i": 0}
     with pytest.raises(SystemExit) as info:
-        with hp.Checkpointer(shared_tmp, comm, every_steps=1000) as ck:
-            for step in ck.steps(0, 100, state):
+        with hp.Checkpointer(shared_tmp, comm, every_steps=3) as ck:
+            for step in ck.steps(0, 100, state, blocking=blocking):  # async save of 3
                 state["i"] = step + 1
                 if step == 3 and comm.rank == comm.size - 1:
                     os.kill(os.getpid(), signal.SIGUSR1)

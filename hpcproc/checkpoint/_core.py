@@ -163,6 +163,7 @@ class Checkpointer:
         if not blocking:
             copy, self._spare = self._spare, {}
         job = start_save(self.directory, step, state, self.comm, copy=copy)
+        job.for_exit = self._exit_requested  # only a save started after the request counts
         if blocking:
             job.run()
             self._finish(job, t0)
@@ -186,7 +187,7 @@ class Checkpointer:
         self.last_step = job.step
         self._last_save = time.monotonic()
         self._slowest_save = max(self._slowest_save, self._last_save - t0)
-        if self._exit_requested:
+        if job.for_exit:
             self._exit_ready = True
 
     # deciding -------------------------------------------------------------------------
@@ -243,7 +244,8 @@ class Checkpointer:
             yield step
             done = step + 1
             if self.due(done) or (save_last and done == stop and self.last_step != done):
-                self.save(done, state() if callable(state) else state, blocking=blocking)
+                self.save(done, state() if callable(state) else state,  # exit: no delay
+                          blocking=blocking or self._exit_requested)
             if self.should_exit():
                 self.close()
                 raise SystemExit(self.exit_code)

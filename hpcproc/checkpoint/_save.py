@@ -30,6 +30,7 @@ class SaveJob:
     def __init__(self, directory, step, prepared, rows, tmp, rank):
         self.directory, self.step, self.prepared, self.rows = directory, step, prepared, rows
         self.tmp, self.rank = tmp, rank
+        self.for_exit = False  # started after a signal or walltime asked for an exit
         self.result = self.error = None
         self.started = time.monotonic()
         self._thread = None
