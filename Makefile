@@ -44,6 +44,9 @@ native: $(STAMP)
 bench-io: $(STAMP) native
 	$(TIMEOUT) 1800 $(PY) benchmarks/io.py
 
+bench-ckpt: $(STAMP)
+	$(TIMEOUT) 1800 $(MPIEXEC) -n 2 $(PY) benchmarks/checkpoint.py --size 1G --repeats 5
+
 # Parallel (MPI-enabled) h5py built against Debian's MPICH + HDF5, in its own .venv-phdf5;
 # runs every collective test with it (tests/test_mpio.py needs it and skips elsewhere).
 test-parallel-hdf5:

@@ -18,7 +18,7 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.10",
     packages=find_packages(include=["hpcproc", "hpcproc.*"]),
-    install_requires=["mpi4py>=4.1", "numpy", "numba", "h5py"],
+    install_requires=["mpi4py>=4.1", "numpy", "numba", "h5py", "xxhash>=3.0"],
     extras_require={
         "test": ["pytest", "pytest-mpi", "pytest-timeout", "netCDF4"],
         "mpich": ["mpich"],

@@ -43,6 +43,12 @@ _EXPORTS = {
     "DtypeError": ".errors",
     "ShapeMismatchError": ".errors",
     "DatasetExistsError": ".errors",
+    "Checkpointer": ".checkpoint",
+    "CheckpointError": ".checkpoint",
+    "CheckpointWarning": ".checkpoint",
+    "RankCountError": ".checkpoint",
+    "rng_state": ".checkpoint",
+    "rng_from_state": ".checkpoint",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -89,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
     st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument("--checkpoint", metavar="DIR", help="save progress in DIR and resume "
+                    "from it when run again (one sub-directory per target)")
+    st.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                    help="seconds between checkpoints (0: after every block; default 60)")
+
+    ck = sub.add_parser("ckpt", help="list or verify checkpoints (hp.Checkpointer)")
+    cks = ck.add_subparsers(dest="ckpt_command", metavar="{ls,verify}")
+    cks.required = True
+    for name, text in (("ls", "list steps (manifest and file sizes checked)"),
+                       ("verify", "verify every checksum; exit 1 if a step is invalid")):
+        c = cks.add_parser(name, help=text)
+        c.add_argument("directory", help="checkpoint directory")
+        c.add_argument("--json", action="store_true", help="print JSON")
 
     from ._cli_kernels import add_parsers
     add_parsers(sub, parse_size)  # hist, quantile
@@ -174,9 +187,15 @@ def cmd_stats(args, comm) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     results = []
-    for path, name in targets:
-        r = stats_file(path, name, comm=comm, block_bytes=args.block_bytes,
-                       method=args.method, ddof=args.ddof)
+    for i, (path, name) in enumerate(targets):
+        if args.checkpoint:
+            from .checkpoint._stats import stats_file_resumable
+            r = stats_file_resumable(path, name, f"{args.checkpoint}/target-{i}", comm=comm,
+                                     block_bytes=args.block_bytes, method=args.method,
+                                     ddof=args.ddof, every_seconds=args.checkpoint_every or None)
+        else:
+            r = stats_file(path, name, comm=comm, block_bytes=args.block_bytes,
+                           method=args.method, ddof=args.ddof)
         results.append({"target": f"{path}:{name}", **r})
     if args.json:
         _print(json.dumps(results if len(results) > 1 else results[0], indent=2), comm)
@@ -196,7 +215,12 @@ def cmd_stats(args, comm) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats}
+def cmd_ckpt(args, comm) -> int:
+    from .checkpoint._cli import cmd_ckpt as run
+    return run(args, comm)
+
+
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats, "ckpt": cmd_ckpt}
 
 
 def _kernel_commands():

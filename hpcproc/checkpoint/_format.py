@@ -1,0 +1,171 @@
+"""On-disk format of a checkpoint: names, file checksums and the manifest.
+
+A checkpoint directory holds one sub-directory per committed step::
+
+    DIR/
+      step-000000000042/
+        manifest.json        format version, step, rank count, entries, file checksums
+        rank-00000.h5        rank 0's rows of every distributed entry, its local arrays
+        rank-00001.h5        ...
+      latest                 "step-000000000042\\n", replaced atomically
+      .tmp-step-...          a save in progress (removed at the next start)
+      .trash-...             a step being deleted by retention (removed at the next start)
+
+Every data file is plain HDF5 (contiguous datasets ``/e<i>`` or ``/e<i>/<column>``) and
+its checksum is XXH3-128 of the whole file, the same value ``xxh128sum`` prints. The
+manifest is JSON and carries a checksum of its own canonical body, so a flipped byte in
+it is detected too. A step directory without a valid manifest does not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+
+__all__ = ["FORMAT", "VERSION", "MANIFEST", "LATEST", "TMP_PREFIX", "TRASH_PREFIX",
+           "step_dirname", "parse_step_dirname", "rank_filename", "hash_regions",
+           "hash_file", "hash_bytes", "dump_manifest", "load_manifest", "ManifestError",
+           "fsync_dir", "write_file_atomic"]
+
+FORMAT = "hpcproc-checkpoint"
+VERSION = 1
+CHECKSUM = "xxh3_128"
+MANIFEST = "manifest.json"
+LATEST = "latest"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+_STEP_RE = re.compile(r"^step-(\d{12})$")
+_PIECE = 64 << 20  # bytes hashed or read per call when streaming a file
+
+
+class ManifestError(ValueError):
+    """A manifest that is missing, unreadable, or inconsistent (the step is invalid)."""
+
+
+def step_dirname(step: int) -> str:
+    return f"step-{int(step):012d}"
+
+
+def parse_step_dirname(name: str) -> int | None:
+    m = _STEP_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
+def rank_filename(rank: int) -> str:
+    return f"rank-{int(rank):05d}.h5"
+
+
+def _hasher():
+    import xxhash  # imported lazily: `import hpcproc` stays cheap
+    return xxhash.xxh3_128()
+
+
+def hash_bytes(buf) -> str:
+    """XXH3-128 of a bytes-like object, as 32 hex digits."""
+    h = _hasher()
+    h.update(buf)
+    return h.hexdigest()
+
+
+def hash_regions(fd: int, size: int, regions) -> str:
+    """XXH3-128 of a file of ``size`` bytes whose byte ranges ``regions`` (a list of
+    ``(offset, bytes-like)``) are known from memory; only the gaps are read from ``fd``.
+
+    Equals :func:`hash_file` of the same file, without reading back the data just written.
+    """
+    from ..io.direct import pread_into
+
+    h, pos = _hasher(), 0
+    for offset, buf in sorted(regions, key=lambda r: r[0]):
+        if offset > pos:
+            gap = bytearray(offset - pos)
+            pread_into(fd, memoryview(gap), pos)
+            h.update(gap)
+        mv = memoryview(buf).cast("B")
+        for i in range(0, len(mv), _PIECE):
+            h.update(mv[i:i + _PIECE])
+        pos = offset + len(mv)
+    if size > pos:
+        gap = bytearray(size - pos)
+        pread_into(fd, memoryview(gap), pos)
+        h.update(gap)
+    return h.hexdigest()
+
+
+def hash_file(path: str) -> tuple[int, str]:
+    """``(size, XXH3-128 hex digest)`` of a whole file, read in pieces."""
+    h = _hasher()
+    buf = np.empty(_PIECE, dtype=np.uint8)
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(memoryview(buf)[:n])
+            size += n
+    return size, h.hexdigest()
+
+
+def _canonical(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def dump_manifest(body: dict) -> bytes:
+    """The manifest file's bytes: ``body`` plus a checksum of its canonical JSON."""
+    doc = dict(body, manifest_checksum=hash_bytes(_canonical(body)))
+    return (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def load_manifest(path: str) -> dict:
+    """Read and check a manifest; raise :class:`ManifestError` if it is not valid."""
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        raise ManifestError("manifest missing") from None
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"manifest unreadable ({exc})") from None
+    if not isinstance(doc, dict) or "manifest_checksum" not in doc:
+        raise ManifestError("manifest has no checksum")
+    want = doc.pop("manifest_checksum")
+    if hash_bytes(_canonical(doc)) != want:
+        raise ManifestError("manifest checksum mismatch")
+    if doc.get("format") != FORMAT:
+        raise ManifestError(f"not an {FORMAT} manifest")
+    if doc.get("version") != VERSION:
+        raise ManifestError(f"unsupported format version {doc.get('version')!r} "
+                            f"(this hpcproc reads version {VERSION})")
+    if doc.get("checksum") != CHECKSUM:
+        raise ManifestError(f"unknown checksum algorithm {doc.get('checksum')!r}")
+    for key in ("step", "ranks", "files", "entries"):
+        if key not in doc:
+            raise ManifestError(f"manifest lacks {key!r}")
+    return doc
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory, so that entries created or renamed in it are durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync, rename, fsync the dir."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
