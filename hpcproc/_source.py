@@ -68,7 +68,7 @@ def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto")
 
         def make():
             return (b.local for b in blocks(path, name, block_bytes=block_bytes, comm=comm,
-                                            method=method))
+                                            method=method, reuse=True))
         return Source(comm, info.native_dtype, info.shape[1:], make, True,
                       nbytes=info.rows * info.row_bytes)
     if isinstance(x, Iterator):

@@ -219,3 +219,29 @@ def test_bad_input_errors(comm, shared_tmp):
             hp.read(p, name, comm=comm)
     with pytest.raises(NotADatasetError, match="scalar"):
         hp.read(p, "scalar", comm=comm)
+
+
+@pytest.mark.parametrize("dtype", ["<f8", ">i8"])
+@pytest.mark.parametrize("layout", ["contiguous", "chunked"])
+def test_read_into_out_and_reused_blocks(comm, shared_tmp, dtype, layout):
+    path = shared_tmp / "out.h5"
+    data = _data((301, 2), dtype)
+    on_root(comm, _make, path, "x", data, **({"chunks": (8, 2)} if layout == "chunked" else {}))
+    first = hp.read(str(path), "x", comm=comm)
+    out = np.full_like(first.local, -1)
+    x = hp.read(str(path), "x", comm=comm, out=out)
+    assert x.local is out
+    np.testing.assert_array_equal(out, data[slice(*x.rows)])
+    with pytest.raises(ValueError, match="out must be"):
+        hp.read(str(path), "x", comm=comm, out=np.empty((x.local.shape[0] + 1, 2),
+                                                           dtype=out.dtype))
+    copies, buffers = [], set()
+    for blk in hp.blocks(str(path), "x", block_bytes=16 * 16, comm=comm, reuse=True):
+        copies.append((blk.origin, blk.local.copy()))
+        buffers.add(blk.local.__array_interface__["data"][0] if len(blk.local) else None)
+    assert len(buffers - {None}) <= 1  # one buffer for every step
+    got = {o + i: row for o, b in copies for i, row in enumerate(b)}
+    everything = {}
+    for part in comm.allgather(got):
+        everything.update(part)
+    np.testing.assert_array_equal(np.array([everything[i] for i in range(301)]), data)

@@ -28,14 +28,14 @@ __all__ = ["read_rows", "encode_chunks", "store_chunks", "SUPPORTED_COMPRESSION"
 SUPPORTED_COMPRESSION = (None, "gzip")
 
 
-def read_rows(info: DatasetInfo, start: int, stop: int) -> np.ndarray:
-    """Rows ``[start, stop)`` read through h5py, in native byte order."""
-    if stop <= start:
-        return np.empty((0,) + info.shape[1:], dtype=info.native_dtype)
-    with open_file(info.path) as f:
-        dset = get_dataset(f, info.name, info.path)
+def read_rows(info: DatasetInfo, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``[start, stop)`` read through h5py, in native byte order (into ``out``)."""
+    if out is None:
         out = np.empty((stop - start,) + info.shape[1:], dtype=info.native_dtype)
-        dset.read_direct(out, source_sel=np.s_[start:stop])
+    if stop <= start or out.size == 0:
+        return out
+    with open_file(info.path) as f:
+        get_dataset(f, info.name, info.path).read_direct(out, source_sel=np.s_[start:stop])
     return out
 
 

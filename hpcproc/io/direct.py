@@ -38,18 +38,23 @@ def pwrite_from(fd: int, buf: memoryview, offset: int) -> None:
         done += os.pwritev(fd, [buf[done:done + _MAX_IO]], offset + done)
 
 
-def read_rows(info: DatasetInfo, start: int, stop: int) -> np.ndarray:
-    """Rows ``[start, stop)`` of a direct-readable dataset, in native byte order."""
-    out = np.empty((stop - start,) + info.shape[1:], dtype=info.np_dtype)
+def read_rows(info: DatasetInfo, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``[start, stop)`` of a direct-readable dataset, in native byte order.
+
+    Reads into ``out`` (C-contiguous, native dtype, the block's shape) when given.
+    """
+    if out is None:
+        out = np.empty((stop - start,) + info.shape[1:], dtype=info.native_dtype)
+    raw = out.view(info.np_dtype)  # the same bytes, in the file's byte order
     if out.nbytes:
         fd = os.open(info.path, os.O_RDONLY)
         try:
-            pread_into(fd, memoryview(out.reshape(-1).view(np.uint8)),
+            pread_into(fd, memoryview(raw.reshape(-1).view(np.uint8)),
                        info.offset + start * info.row_bytes)
         finally:
             os.close(fd)
-    if not out.dtype.isnative:
-        out = out.byteswap().view(info.native_dtype)  # one pass, new native array
+    if not info.np_dtype.isnative:
+        raw.byteswap(inplace=True)  # now native values in `out`
     return out
 
 

@@ -55,9 +55,11 @@ def _transfer(dset: h5py.Dataset, start: int, buf: np.ndarray, write: bool) -> N
         dset.id.read(mspace, fspace, buf, mtype, dxpl=dxpl)
 
 
-def read_rows(info: DatasetInfo, start: int, stop: int, comm=None) -> np.ndarray:
+def read_rows(info: DatasetInfo, start: int, stop: int, comm=None,
+              out: np.ndarray | None = None) -> np.ndarray:
     """Rows ``[start, stop)`` by a collective read, in native byte order. Collective."""
-    out = np.empty((stop - start,) + info.shape[1:], dtype=info.native_dtype)
+    if out is None:
+        out = np.empty((stop - start,) + info.shape[1:], dtype=info.native_dtype)
     if 0 in info.shape:  # nothing to read on any rank (and HDF5 1.10 fails on it)
         return out
     with h5py.File(info.path, "r", driver="mpio", comm=get_comm(comm)) as f:

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from ..array import DistArray
-from ..comm import get_comm, lib_comm
+from ..comm import check_all, get_comm, lib_comm
 from ..errors import ShapeMismatchError
 from ..partition import aligned_ranges, block_range
 from ..table import DistTable
@@ -72,15 +72,27 @@ def _ranges(info: DatasetInfo, how: str, start: int, stop: int, size: int):
     return [tuple(start + b for b in block_range(stop - start, size, r)) for r in range(size)]
 
 
-def _read_range(info: DatasetInfo, how: str, lo: int, hi: int, comm) -> np.ndarray:
+def _read_range(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None) -> np.ndarray:
     if how == "direct":
-        return direct.read_rows(info, lo, hi)
+        return direct.read_rows(info, lo, hi, out)
     if how == "mpio":
-        return mpio.read_rows(info, lo, hi, comm)
-    return chunked.read_rows(info, lo, hi)
+        return mpio.read_rows(info, lo, hi, comm, out)
+    return chunked.read_rows(info, lo, hi, out)
 
 
-def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto") -> DistArray:
+def _check_out(out, shape, dtype) -> None:
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy array, not {type(out).__name__}")
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous \
+            or not out.flags.writeable:
+        raise ValueError(f"out must be a writeable C-contiguous {dtype} array of shape {shape} "
+                         f"(this rank's block); got {out.dtype} {out.shape}")
+
+
+def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
+         out: np.ndarray | None = None) -> DistArray:
     """Read this rank's block of an HDF5 dataset along axis 0.
 
     Collective. Metadata is read on rank 0 and broadcast; then each rank reads only its
@@ -96,6 +108,9 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto") ->
         Contiguous row selection of the dataset (default: all rows).
     method : {"auto", "direct", "chunked", "h5py", "mpio"}
         Force a read strategy; ``"auto"`` picks the fastest available one.
+    out : numpy.ndarray, optional
+        Read this rank's block into this array (native dtype, C-contiguous, the block's
+        shape), e.g. to reuse memory across reads; checked on every rank first.
 
     Returns
     -------
@@ -114,7 +129,8 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto") ->
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
     lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
-    local = _read_range(info, how, lo, hi, comm)
+    check_all(lambda: _check_out(out, (hi - lo,) + info.shape[1:], info.native_dtype), comm)
+    local = _read_range(info, how, lo, hi, comm, out)
     return DistArray(local, (stop - start,) + info.shape[1:], lo - start, comm, origin=lo)
 
 
@@ -145,7 +161,7 @@ def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
 
 
 def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows=None,
-           method: str = "auto") -> Iterator[DistArray]:
+           method: str = "auto", reuse: bool = False) -> Iterator[DistArray]:
     """Iterate over a dataset in successive blocks of at most ``block_bytes`` per rank.
 
     Collective: every rank receives the same number of blocks (ranks that run out get
@@ -154,6 +170,10 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
     ``origin`` gives their row in the file. A file far larger than memory is processed
     with memory bounded by ``block_bytes`` per rank (rounded up to one row, or to one
     chunk length for chunked datasets).
+
+    With ``reuse=True`` every block is read into the same buffer: faster (no new memory
+    to fault in per step), but a block is valid only until the next step; copy what you
+    keep.
     """
     comm = get_comm(comm)
     if int(block_bytes) < 1:
@@ -168,10 +188,13 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
         step = max(1, step // info.chunks[0]) * info.chunks[0]
     nsteps = max(-(-(hi - lo) // step) for lo, hi in ranges) if ranges else 0
     lib_comm(comm)  # create the library communicator before the first block on all ranks
+    mine = ranges[rank][1] - ranges[rank][0]
+    buf = (np.empty((min(step, mine),) + info.shape[1:], dtype=info.native_dtype)
+           if reuse else None)
     for i in range(nsteps):
         pieces = [(min(hi, lo + i * step), min(hi, lo + (i + 1) * step)) for lo, hi in ranges]
         counts = [b - a for a, b in pieces]
         a, b = pieces[rank]
-        local = _read_range(info, how, a, b, comm)
+        local = _read_range(info, how, a, b, comm, None if buf is None else buf[:b - a])
         yield DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]), comm,
                         origin=a)
