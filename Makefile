@@ -44,6 +44,11 @@ native: $(STAMP)
 bench-io: $(STAMP) native
 	$(TIMEOUT) 1800 $(PY) benchmarks/io.py
 
+.PHONY: bench-stats
+bench-stats: $(STAMP)
+	$(PY) -m pip install --quiet -r benchmarks/requirements-stats.txt
+	$(TIMEOUT) 1800 $(PY) benchmarks/stats.py
+
 # Parallel (MPI-enabled) h5py built against Debian's MPICH + HDF5, in its own .venv-phdf5.
 test-parallel-hdf5:
 	bash .ci/parallel-hdf5-env.sh .venv-phdf5
