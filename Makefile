@@ -44,6 +44,11 @@ native: $(STAMP)
 bench-io: $(STAMP) native
 	$(TIMEOUT) 1800 $(PY) benchmarks/io.py
 
+.PHONY: bench-stats
+bench-stats: $(STAMP)
+	$(PY) -m pip install --quiet -r benchmarks/requirements-stats.txt
+	$(TIMEOUT) 1800 $(PY) benchmarks/stats.py
+
 bench-ckpt: $(STAMP)
 	$(TIMEOUT) 1800 $(MPIEXEC) -n 2 $(PY) benchmarks/checkpoint.py --size 1G --repeats 5
 

@@ -195,6 +195,7 @@ def main(argv=None) -> int:
                 res = json.loads(sh(cmd))
                 times[name].append(res["seconds"])
                 print(f"run {r + 1} {name:8s} {res['seconds']:.3f} s", flush=True)
+    load = os.getloadavg()[0]
     ref = results["native"]
     checks = {k: {"count": v["count"] == ref["count"], "min": v["min"] == ref["min"],
                   "max": v["max"] == ref["max"], "hist": v["hist"] == ref["hist"],
@@ -203,7 +204,8 @@ def main(argv=None) -> int:
     med = {k: statistics.median(v) for k, v in times.items()}
     gb = rows * 8 / 1e9
     report = {"gib": rows * 8 / 2**30, "ranks": args.ranks, "runs": args.runs,
-              "block_bytes": args.block_bytes, "median_seconds": med, "times": times,
+              "block_bytes": args.block_bytes, "load_average_1min": load,
+              "cpus": os.cpu_count(), "median_seconds": med, "times": times,
               "hpcproc_vs": {k: med[k] / med["hpcproc"] for k in med},
               "GBps_per_pass": {k: 2 * gb / v for k, v in med.items()},
               "checks_vs_native": checks, "kernel_GBps_one_rank": kernel_throughput()}
@@ -212,6 +214,8 @@ def main(argv=None) -> int:
     lines = [f"# stats + 64-bin histogram, {report['gib']:.2f} GiB float64, {args.ranks} ranks",
              "", f"Median of {args.runs} runs (warm page cache, warm kernel cache); two passes "
              "over the data each. Ratio = contender time / hpcproc time (> 1: hpcproc faster).",
+             f"Machine: {os.cpu_count()} CPUs, 1-minute load average {load:.1f} at the end "
+             "(other jobs share the machine: compare ratios, not absolute times).",
              "", "| contender | median s | GB/s (2 passes) | time / hpcproc | hist identical |",
              "|---|---|---|---|---|"]
     for k in med:

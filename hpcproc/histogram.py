@@ -108,7 +108,7 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
     iterator (then ``range`` or explicit edges are required: one pass only).
     """
     from .kernels import _hist_nb as nb
-    from .kernels._engine import ensure_compiled, signature_of
+    from .kernels._engine import ensure_compiled, map_threads, signature_of, split_rows
 
     bins = _check_bins(bins)
     range = _check_range(range)
@@ -129,11 +129,20 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
         flat = _flat(block)
         if w is None:
             ensure_compiled(nb.hist1d, signature_of(flat, e, uniform, norm, out), comm)
-            nb.hist1d(flat, e, uniform, norm, out)
         else:
             ensure_compiled(nb.hist1d_weighted, signature_of(flat, w, e, uniform, norm, out),
                             comm)
-            nb.hist1d_weighted(flat, w, e, uniform, norm, out)
+
+        def run(lo, hi, flat=flat):
+            part = np.zeros_like(out)
+            if w is None:
+                nb.hist1d(flat[lo:hi], e, uniform, norm, part)
+            else:
+                nb.hist1d_weighted(flat[lo:hi], w[lo:hi], e, uniform, norm, part)
+            return part
+
+        for part in map_threads(run, split_rows(flat.shape[0])):  # in order: deterministic
+            out += part
     return _allreduce(out, comm), edges
 
 

@@ -3,7 +3,9 @@
 ``method="exact"`` finds the order statistics numpy interpolates between with four
 rounds of 16-bit radix selection: every rank counts its keys per digit value under the
 prefixes fixed so far (one Numba pass over its data), an ``Allreduce`` of the counts
-fixes the next 16 bits. The data never moves; the result is then interpolated exactly as
+fixes the next 16 bits. After the first round each rank copies the keys that share the
+targets' first 16 bits (when they fit in 64 MiB per rank; usually a few percent of the
+data) and runs the last three rounds on those only: two passes over the data in all. The data never moves; the result is then interpolated exactly as
 ``np.quantile`` (``method="linear"``) does, so the two agree bit for bit.
 
 ``method="sketch"`` uses :class:`~hpcproc.sketch.QuantileSketch` (one pass, mergeable).
@@ -14,12 +16,13 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from ._source import open_source
+from ._source import Source, open_source
 from .comm import lib_comm
 
 __all__ = ["quantile"]
 
 _GROUP = 16  # prefixes counted per pass (16 x 65536 x 8 B = 8 MiB of counts)
+_COLLECT_BYTES = 64 << 20  # candidate keys kept in memory per rank after round one
 
 
 def _check_q(q):
@@ -70,12 +73,28 @@ def _counts(src, dtype, shift, prefixes, comm):
         nan += nb.radix_counts(*args)
     flat = np.concatenate([counts.reshape(-1), [nan]])
     lib_comm(comm).Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
-    return flat[:-1].reshape(counts.shape), int(flat[-1])
+    return flat[:-1].reshape(counts.shape), int(flat[-1]), counts
+
+
+def _collect(src, dtype, prefixes, count, comm):
+    """This rank's keys whose top 16 bits are in ``prefixes`` (``count`` of them)."""
+    from .kernels import _select_nb as nb
+    from .kernels._engine import ensure_compiled, signature_of
+    udt, mode, sign, maskw, top, inf = _key_params(dtype)
+    pre = np.asarray(prefixes, dtype=np.uint64)
+    out = np.empty(count, dtype=np.uint64)
+    pos = np.int64(0)
+    for block in src.blocks():
+        u = np.ascontiguousarray(block).reshape(-1).view(udt)
+        args = (u, np.int64(mode), sign, maskw, top, inf, pre, out, pos)
+        ensure_compiled(nb.radix_collect, signature_of(*args), comm)
+        pos = np.int64(nb.radix_collect(*args))
+    return out
 
 
 def _select(src, dtype, comm, ranks_fn):
     """Values of the order statistics ``ranks_fn(n)`` (0-based); also n and NaN count."""
-    counts, nan = _counts(src, dtype, 48, [0], comm)
+    counts, nan, local = _counts(src, dtype, 48, [0], comm)
     n = int(counts.sum())
     if nan or n == 0:
         return {}, n, nan
@@ -85,12 +104,21 @@ def _select(src, dtype, comm, ranks_fn):
         cum = np.cumsum(counts[0])
         d = int(np.searchsorted(cum, t, side="right"))
         state[t] = (d, t - (int(cum[d - 1]) if d else 0))
+    # Usually few values share the first 16 bits of the targets: copy their keys (in
+    # memory, at most _COLLECT_BYTES per rank) and run the next rounds on those alone.
+    first = sorted({p for p, _ in state.values()})
+    mine = int(local[0, first].sum())
+    keydtype = dtype
+    if lib_comm(comm).allreduce(mine, op=MPI.MAX) * 8 <= _COLLECT_BYTES:
+        keys = _collect(src, dtype, first, mine, comm)
+        src = Source(comm, np.uint64, (), lambda: iter([keys]), True)
+        keydtype = np.dtype(np.uint64)  # keys are already order-preserving unsigned
     for shift in (32, 16, 0):
         prefixes = sorted({p for p, _ in state.values()})
         table = {}
         for g in range(0, len(prefixes), _GROUP):
             group = prefixes[g:g + _GROUP]
-            c, _ = _counts(src, dtype, shift, group, comm)
+            c = _counts(src, keydtype, shift, group, comm)[0]
             table.update({p: c[i] for i, p in enumerate(group)})
         for t, (p, r) in state.items():
             cum = np.cumsum(table[p])

@@ -51,14 +51,12 @@ def _arrays(arrays, what):
     for a in arrays:
         if not isinstance(a, DistArray):
             raise TypeError(f"{what} expects DistArrays, got {type(a).__name__}")
-    comm = arrays[0].comm
-    return comm
+    return arrays[0].comm
 
 
 def _local(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous, writable block (the type Numba compiles for)."""
     a = np.ascontiguousarray(a)
-    if a.dtype == np.bool_:
-        return a if a.flags.writeable else a.copy()
     return a if a.flags.writeable else a.copy()
 
 

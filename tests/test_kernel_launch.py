@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -114,3 +115,9 @@ def test_streaming_memory_bounded(tmp_path):
     np.testing.assert_array_equal(rep["hist"], np.histogram(x, 64)[0])
     exact = np.quantile(x, 0.5)
     assert abs(rep["median"] - exact) <= 0.01 * abs(exact) * 1.000001 + 1e-3
+
+
+def test_example_runs_on_three_ranks():
+    example = str(Path(__file__).resolve().parent.parent / "examples" / "kernels.py")
+    out = run([sys.executable, example], ranks=3, timeout=180, check=True)
+    assert out.stdout.count("agrees with numpy: True") == 7, out.stdout

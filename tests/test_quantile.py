@@ -99,3 +99,15 @@ def test_sketch_bound_and_rank_invariance(comm, rel):
     whole = hp.QuantileSketch(rel).add(data, comm=comm)
     np.testing.assert_array_equal(local.merged(comm).counts, whole.counts)
     np.testing.assert_array_equal(local.merged(comm).quantile(q), est)
+
+
+def test_exact_without_collecting_candidates(comm, monkeypatch):
+    """The streaming path (candidates too many to keep in memory) gives the same results."""
+    import importlib
+    monkeypatch.setattr(importlib.import_module("hpcproc.quantile"), "_COLLECT_BYTES", 0)
+    for case in ("normal_f4", "ties_i8", "signed_zero_inf"):
+        data = _cases()[case]
+        q = [0.0, 0.2, 0.5, 0.97, 1.0]
+        with np.errstate(invalid="ignore"):
+            ref = np.quantile(data, q)
+        np.testing.assert_array_equal(hp.quantile(_dist(data, comm), q), ref)

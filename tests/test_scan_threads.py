@@ -50,6 +50,10 @@ def test_threads_split_blocks_same_results(comm):
     try:
         assert hp.set_threads(3) == 3
         three = hp.stats(x)
+        counts, edges = hp.histogram(x, 50)
+        np.testing.assert_array_equal(counts, np.histogram(data, 50)[0])
+        w = hp.DistArray.from_global(np.ones_like(data), comm)
+        np.testing.assert_array_equal(hp.histogram(x, 50, weights=w)[0], counts)
     finally:
         hp.set_threads(before)
     for k in ("count", "min", "max"):

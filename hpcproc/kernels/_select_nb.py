@@ -96,3 +96,29 @@ def sketch_add(x, log_gamma, log_min, nbuck, min_pos, counts):
             else:
                 counts[zero - j] += 1
     return nan
+
+
+@kernel
+def radix_collect(u, mode, sign, maskw, top, infbits, prefixes, out, pos):
+    """Copy to ``out[pos:]`` the keys whose top 16 bits are in ``prefixes`` (sorted);
+    returns the new ``pos``. NaNs are skipped."""
+    absmask = sign - np.uint64(1)
+    hi = np.uint64(64 - DIGIT)
+    npre = prefixes.shape[0]
+    for i in range(u.shape[0]):
+        b = np.uint64(u[i])
+        if mode == 0 and (b & absmask) > infbits:
+            continue
+        key = make_key(b, mode, sign, maskw, top)
+        h = key >> hi
+        lo, up = 0, npre - 1
+        while lo < up:
+            mid = (lo + up) // 2
+            if prefixes[mid] < h:
+                lo = mid + 1
+            else:
+                up = mid
+        if prefixes[lo] == h:
+            out[pos] = key
+            pos += 1
+    return pos
