@@ -30,6 +30,7 @@ _READY: set = set()
 _LOCK = threading.Lock()
 #: how this process got each kernel: {(name, signature): "compiled" | "cache" | "memory"}
 _HOW: dict = {}
+_COMPILE_SECONDS = [0.0]  # time this rank spent obtaining kernels (compile/wait/load)
 
 
 class KernelCompileError(HpcprocError, TypeError):
@@ -126,8 +127,17 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
         if error is not None:
             raise error
 
-    check_all(local, comm)
+    t0 = time.perf_counter()
+    try:
+        check_all(local, comm)
+    finally:
+        _COMPILE_SECONDS[0] += time.perf_counter() - t0
     _READY.add(key)
+
+
+def compile_seconds() -> float:
+    """Seconds this rank has spent obtaining compiled kernels so far (not collective)."""
+    return _COMPILE_SECONDS[0]
 
 
 def compile_stats() -> dict:
