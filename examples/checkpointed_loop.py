@@ -102,7 +102,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rng", action="store_true", help="add a per-rank random generator")
     ap.add_argument("--digests", action="store_true", help="print the state digest per step")
     ap.add_argument("--walltime", default=None, help="job time limit (seconds or HH:MM:SS)")
+    ap.add_argument("--watchdog", type=float, default=0,
+                    help="print every thread's stack and exit if still running after this "
+                         "many seconds (debugging hangs)")
     args = ap.parse_args(argv)
+    if args.watchdog:
+        import faulthandler
+        faulthandler.dump_traceback_later(args.watchdog, exit=True)
     comm = MPI.COMM_WORLD
     with hp.abort_on_error(comm):
         pids = comm.gather(os.getpid())

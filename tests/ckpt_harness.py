@@ -119,7 +119,8 @@ def kill_trials(workdir, trials, seed, ranks=2, steps=8, keep=2, log=None):
 
     rnd = random.Random(seed)
     workdir = Path(workdir)
-    base = ["--steps", steps, "--every", 1, "--keep", keep, "--rng", "--rows", 3000]
+    base = ["--steps", steps, "--every", 1, "--keep", keep, "--rng", "--rows", 3000,
+            "--watchdog", 60]
     states, final = reference(workdir / "reference", ranks, base)
     stats = {"kills": 0, "hooked": 0, "external": 0, "completed": 0, "runs": 0}
     seq = 0

@@ -102,3 +102,18 @@ def test_import_stays_cheap():
             "bad = [m for m in ('mpi4py', 'xxhash', 'h5py', 'numba') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_read_and_hash_matches_one_shot(tmp_path, monkeypatch):
+    monkeypatch.setattr(_format, "_PIECE", 1000)  # many pieces, a short last one
+    data = np.random.default_rng(2).integers(0, 256, 12345, dtype=np.uint8)
+    p = tmp_path / "f.bin"
+    p.write_bytes(data.tobytes())
+    buf = np.empty(data.size, dtype=np.uint8)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        digest = _format.read_and_hash(fd, buf)
+    finally:
+        os.close(fd)
+    np.testing.assert_array_equal(buf, data)
+    assert digest == _format.hash_bytes(data.tobytes())

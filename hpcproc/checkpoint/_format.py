@@ -27,7 +27,7 @@ import numpy as np
 
 __all__ = ["FORMAT", "VERSION", "MANIFEST", "LATEST", "TMP_PREFIX", "TRASH_PREFIX",
            "step_dirname", "parse_step_dirname", "rank_filename", "hash_regions",
-           "hash_file", "hash_bytes", "dump_manifest", "load_manifest", "ManifestError",
+           "hash_file", "hash_bytes", "read_and_hash", "dump_manifest", "load_manifest", "ManifestError",
            "fsync_dir", "write_file_atomic"]
 
 FORMAT = "hpcproc-checkpoint"
@@ -92,6 +92,26 @@ def hash_regions(fd: int, size: int, regions) -> str:
         gap = bytearray(size - pos)
         pread_into(fd, memoryview(gap), pos)
         h.update(gap)
+    return h.hexdigest()
+
+
+def read_and_hash(fd: int, buf: np.ndarray) -> str:
+    """Fill ``buf`` (uint8) from the start of ``fd`` and return its XXH3-128; the hash of
+    each piece runs in a helper thread while the next piece is read."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..io.direct import pread_into
+
+    h, mv, pending = _hasher(), memoryview(buf), None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for off in range(0, len(mv), _PIECE):
+            piece = mv[off:off + _PIECE]
+            pread_into(fd, piece, off)
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(h.update, piece)
+        if pending is not None:
+            pending.result()
     return h.hexdigest()
 
 

@@ -23,8 +23,8 @@ from ..partition import block_range
 from ..table import DistTable
 from ._dirs import committed_steps
 from ._errors import RankCountError
-from ._format import (MANIFEST, ManifestError, hash_bytes, hash_file, load_manifest,
-                      rank_filename, step_dirname)
+from ._format import (MANIFEST, ManifestError, hash_file, load_manifest, rank_filename,
+                      read_and_hash, step_dirname)
 from ._rng import rng_from_bytes
 
 __all__ = ["scan", "check_files", "verify", "check_rank_count", "load_state"]
@@ -74,12 +74,12 @@ def verify(stepdir: str, manifest: dict, rank: int, size: int):
         try:
             fd = os.open(os.path.join(stepdir, name), os.O_RDONLY)
             try:
-                pread_into(fd, memoryview(buf), 0)
+                digest = read_and_hash(fd, buf)
             finally:
                 os.close(fd)
         except OSError as exc:
             return f"{name}: {exc}", None
-        if hash_bytes(buf) != meta["checksum"]:
+        if digest != meta["checksum"]:
             return f"{name}: checksum mismatch", None
         return None, buf
     for i in range(rank, len(files), size):

@@ -75,13 +75,15 @@ def start_save(directory, step, state, comm, copy) -> SaveJob:
     """
     size = comm.Get_size()
     step, prepared = check_all(lambda: (_validate_step(step), prepare(state, size, copy)), comm)
-    layouts = lib_comm(comm).allgather((prepared.signature, prepared.rows))
-    try:
+    layouts = lib_comm(comm).gather((prepared.signature, prepared.rows), root=0)
+
+    def begin():  # on rank 0: check that the ranks' states fit together, then start
         check_layout([s for s, _ in layouts], [r for _, r in layouts])
-    except ValueError as exc:  # identical input on every rank: the same error everywhere
-        raise _agreed(exc) from None
-    tmp = root_call(lambda: make_tmp_dir(directory, step), comm)
-    return SaveJob(directory, step, prepared, [r for _, r in layouts], tmp, comm.Get_rank())
+        return make_tmp_dir(directory, step)
+
+    tmp = root_call(begin, comm)
+    rows = None if layouts is None else [r for _, r in layouts]
+    return SaveJob(directory, step, prepared, rows, tmp, comm.Get_rank())
 
 
 def finish_save(job: SaveJob, comm, keep: int) -> list[int]:
@@ -92,13 +94,14 @@ def finish_save(job: SaveJob, comm, keep: int) -> list[int]:
     """
     job.join()
     lcomm = lib_comm(comm)
-    mine = (job.result, None if job.error is None else _portable(job.error))
-    outcomes = lcomm.allgather(mine)
-    failed = [(rank, err) for rank, (_, err) in enumerate(outcomes) if err is not None]
+    errors = lcomm.allgather(None if job.error is None else _portable(job.error))
+    failed = [(rank, err) for rank, err in enumerate(errors) if err is not None]
     if not failed:
-        def commit():
-            body = build_manifest(job.step, job.prepared.signature, job.rows,
-                                  [res for res, _ in outcomes], job.prepared.shared)
+        results = lcomm.gather(job.result, root=0)
+
+        def commit():  # on rank 0
+            body = build_manifest(job.step, job.prepared.signature, job.rows, results,
+                                  job.prepared.shared)
             try:
                 return commit_step(job.directory, job.tmp, body, keep)
             except BaseException:

@@ -130,10 +130,10 @@ def prepare(state: Mapping, size: int, copy=False) -> Prepared:
 
 
 def check_layout(signatures, rows) -> None:
-    """Raise the same error on every rank if the ranks' states do not fit together.
+    """Raise ``ValueError`` if the ranks' states do not fit together (run on rank 0).
 
-    ``signatures`` and ``rows`` are the allgathered :attr:`Prepared.signature` and
-    :attr:`Prepared.rows` of every rank (identical input everywhere, so no agreement needed).
+    ``signatures`` and ``rows`` are the gathered :attr:`Prepared.signature` and
+    :attr:`Prepared.rows` of every rank.
     """
     first = signatures[0]
     for rank, sig in enumerate(signatures):

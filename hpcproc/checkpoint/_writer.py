@@ -86,9 +86,9 @@ def write_rank_file(path: str, items, rank: int) -> dict:
             done += len(buf)
         if total == 0:
             _faults.check("checkpoint.write", rank)
-        os.fsync(fd)
         size = os.fstat(fd).st_size
-        checksum = hash_regions(fd, size, regions)
+        checksum = hash_regions(fd, size, regions)  # CPU work while the kernel writes back
+        os.fsync(fd)
     finally:
         os.close(fd)
     _crash.point("write-done", rank)
