@@ -19,6 +19,7 @@ from hpcproc.checkpoint import CheckpointError, CheckpointWarning, RankCountErro
 from conftest import on_root
 
 pytestmark = pytest.mark.mpi
+pytest.importorskip("xxhash")  # a dependency of checkpoints (e.g. absent from .venv-phdf5)
 
 
 def _field(n=1001, cols=3, seed=3):

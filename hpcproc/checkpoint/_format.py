@@ -59,7 +59,11 @@ def rank_filename(rank: int) -> str:
 
 
 def _hasher():
-    import xxhash  # imported lazily: `import hpcproc` stays cheap
+    try:
+        import xxhash  # imported lazily: `import hpcproc` stays cheap
+    except ImportError:
+        raise ImportError("hpcproc checkpoints need the 'xxhash' package "
+                          "(pip install xxhash)") from None
     return xxhash.xxh3_128()
 
 
