@@ -39,7 +39,7 @@ step "2/6 venv + pinned wheels"   # binary wheels are fine for these
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 "${PY[@]}" install -q --upgrade pip setuptools==84.2.1
-"${PY[@]}" install -q numpy==2.4.6 numba==0.68.1 llvmlite==0.50.0 \
+"${PY[@]}" install -q numpy==2.4.6 numba==0.68.1 llvmlite==0.50.0 xxhash==4.1.0 \
     pytest==9.2.0 pytest-mpi==0.6 pytest-timeout==2.4.0 \
     cython==3.2.9 pkgconfig==1.6.0 packaging==26.3 wheel==0.48.0
 

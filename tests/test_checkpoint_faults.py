@@ -14,7 +14,7 @@ import pytest
 from ckpt_harness import (committed, example_cmd, kill_trials, parse, reference,
                           run_example)
 
-TRIALS = int(os.environ.get("HPCPROC_CKPT_TRIALS", "30"))  # soak: tests/soak_checkpoint.py
+TRIALS = int(os.environ.get("HPCPROC_CKPT_TRIALS", "50"))  # soak: tests/soak_checkpoint.py
 
 
 def _launched_by_mpiexec() -> bool:
