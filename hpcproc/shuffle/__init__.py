@@ -6,7 +6,8 @@ Strategies live in one module each: :mod:`._exchange` (bounded-memory Alltoallv)
 """
 
 from ._exchange import exchange
+from .groupby import GroupBy, groupby
 from .repartition import shuffle
 from .sort import sort
 
-__all__ = ["exchange", "shuffle", "sort"]
+__all__ = ["exchange", "shuffle", "sort", "groupby", "GroupBy"]

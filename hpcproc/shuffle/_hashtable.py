@@ -9,14 +9,14 @@ per group into mergeable states (count of non-NaN values, sum, min, max).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from ._jit import jit
 from ._kernels import hash_words
 
 __all__ = ["group_ids", "probe", "agg_states", "merge_states", "add_into", "expand_pairs"]
 
 
-@njit(nogil=True, cache=False)
+@jit
 def _same(K, i, Q, j):
     for w in range(K.shape[1]):
         if K[i, w] != Q[j, w]:
@@ -24,7 +24,7 @@ def _same(K, i, Q, j):
     return True
 
 
-@njit(nogil=True, cache=False)
+@jit
 def group_ids(K):
     """``(gid, reps, slots, hashes)``: group of every row, first row of every group, and
     the table itself (for :func:`probe`)."""
@@ -70,7 +70,7 @@ def group_ids(K):
     return gid, reps[:ng].copy(), slots, hashes[:ng].copy()
 
 
-@njit(nogil=True, cache=False)
+@jit
 def probe(Q, K, reps, slots, hashes):
     """Group (in the table built from ``K``) of every row of ``Q``, or -1."""
     mask = np.uint64(slots.shape[0] - 1)
@@ -90,7 +90,7 @@ def probe(Q, K, reps, slots, hashes):
     return out
 
 
-@njit(nogil=True, cache=False)
+@jit
 def agg_states(gid, vals, cnt, sm, mn, mx):
     """Accumulate ``vals`` per group: non-NaN count, sum, min, max (NaN skipped)."""
     for i in range(gid.shape[0]):
@@ -105,7 +105,7 @@ def agg_states(gid, vals, cnt, sm, mn, mx):
                 mx[g] = v
 
 
-@njit(nogil=True, cache=False)
+@jit
 def merge_states(gid, cnt_in, sm_in, mn_in, mx_in, cnt, sm, mn, mx):
     """Merge partial states row by row into the states of their groups."""
     for i in range(gid.shape[0]):
@@ -118,13 +118,13 @@ def merge_states(gid, cnt_in, sm_in, mn_in, mx_in, cnt, sm, mn, mx):
             mx[g] = mx_in[i]
 
 
-@njit(nogil=True, cache=False)
+@jit
 def add_into(gid, x, out):
     for i in range(gid.shape[0]):
         out[gid[i]] += x[i]
 
 
-@njit(nogil=True, cache=False)
+@jit
 def expand_pairs(gl, starts, order, keep_unmatched):
     """Join pairs: for left row i in group ``gl[i]``, one pair per right row of that group
     (``order[starts[g]:starts[g+1]]``); an unmatched left row gives ``(i, -1)`` when

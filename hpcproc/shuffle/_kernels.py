@@ -8,12 +8,13 @@ C-ordered array ``K`` of shape ``(rows, words)`` whose lexicographic order is th
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from ._jit import jit
 
 __all__ = ["count_dest", "scatter_round", "hash_dest", "range_dest"]
 
 
-@njit(nogil=True, cache=False)
+@jit
 def count_dest(dest, size):
     """Rows per destination rank (pass 1 of the partition)."""
     counts = np.zeros(size, dtype=np.int64)
@@ -22,7 +23,7 @@ def count_dest(dest, size):
     return counts
 
 
-@njit(nogil=True, cache=False)
+@jit
 def scatter_round(dest, src, lo, hi, displ, out):
     """Pass 2: copy rows of ``src`` into the send buffer ``out``, grouped by destination.
 
@@ -39,7 +40,7 @@ def scatter_round(dest, src, lo, hi, displ, out):
             out[displ[d] + j - lo[d]] = src[i]
 
 
-@njit(nogil=True, cache=False)
+@jit
 def _mix(z):
     # splitmix64 finaliser: a fast, well-distributed 64-bit mix
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -47,7 +48,7 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(nogil=True, cache=False)
+@jit
 def hash_words(K, i):
     """64-bit hash of row ``i`` of the encoded key matrix."""
     h = np.uint64(0x9E3779B97F4A7C15)
@@ -56,7 +57,7 @@ def hash_words(K, i):
     return h
 
 
-@njit(nogil=True, cache=False)
+@jit
 def hash_dest(K, size, out):
     """Destination ``hash(key) % size`` of every row (equal keys -> equal ranks)."""
     s = np.uint64(size)
@@ -64,7 +65,7 @@ def hash_dest(K, size, out):
         out[i] = hash_words(K, i) % s
 
 
-@njit(nogil=True, cache=False)
+@jit
 def _less_equal(S, j, K, i, gidx, use_gidx):
     """Splitter ``S[j]`` <= row ``i`` (lexicographic; the last splitter word is a global
     row index when ``use_gidx``)."""
@@ -77,7 +78,7 @@ def _less_equal(S, j, K, i, gidx, use_gidx):
     return True
 
 
-@njit(nogil=True, cache=False)
+@jit
 def range_dest(K, S, gidx, use_gidx, out):
     """Destination of every row: the number of splitters <= the row (binary search).
 

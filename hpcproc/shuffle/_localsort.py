@@ -10,7 +10,8 @@ timsort for 64-bit integers): see the README; ``method="numpy"`` selects numpy's
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from ._jit import jit
 
 __all__ = ["argsort_keys"]
 
@@ -19,7 +20,7 @@ _RADIX = 1 << _BITS
 _PASSES = -(-64 // _BITS)
 
 
-@njit(nogil=True, cache=False)
+@jit
 def _radix_word(word, perm):
     """Stable reorder of ``perm`` by ``word[perm]`` (LSD, 11-bit digits, trivial passes
     skipped). Returns the new permutation."""
