@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["encode_keys", "decode_key", "check_key_dtype"]
+__all__ = ["encode_keys", "encoded_chunks", "decode_key", "check_key_dtype", "CHUNK_ROWS"]
+
+#: Rows encoded at a time when only a pass over the keys is needed (bounded memory).
+CHUNK_ROWS = 1 << 16
 
 _SIGN = np.uint64(1 << 63)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -59,6 +62,16 @@ def encode_keys(cols, ascending=True) -> np.ndarray:
     for j, (col, asc) in enumerate(zip(cols, ascending)):
         out[:, j] = _encode(col, asc)
     return out
+
+
+def encoded_chunks(cols, ascending=True, chunk: int = CHUNK_ROWS):
+    """Yield ``(start, stop, K)``: the encoded keys of rows ``[start, stop)``, a chunk at
+    a time (so a pass over the keys needs ``chunk * 8 * columns`` bytes, not n * ...)."""
+    cols = list(cols)
+    n = cols[0].shape[0] if cols else 0
+    for a in range(0, max(n, 1), chunk):
+        b = min(n, a + chunk)
+        yield a, b, encode_keys([c[a:b] for c in cols], ascending)
 
 
 def decode_key(enc: np.ndarray, dtype) -> np.ndarray:

@@ -29,7 +29,7 @@ from ..comm import check_all, lib_comm
 from ..errors import ShapeMismatchError
 from . import _kernels as K
 
-__all__ = ["exchange", "default_memory_budget", "MAX_MESSAGE"]
+__all__ = ["exchange", "default_memory_budget", "dest_dtype", "MAX_MESSAGE"]
 
 #: Largest message (and byte displacement) of one Alltoallv, in bytes: below 2**31.
 MAX_MESSAGE = (1 << 31) - (1 << 20)
@@ -72,6 +72,11 @@ def default_memory_budget(comm=None) -> int:
         return int(env)
     per_rank = _available_memory() // _ranks_per_node(lib_comm(comm))
     return max(64 << 20, per_rank // 4)
+
+
+def dest_dtype(size: int) -> np.dtype:
+    """Smallest integer type that holds a rank of ``size`` ranks (1 byte up to 256)."""
+    return np.dtype(np.uint8 if size <= 256 else np.uint16 if size <= 65536 else np.int32)
 
 
 def _words(col: np.ndarray) -> np.ndarray:
@@ -151,9 +156,8 @@ def exchange(columns, dest, comm=None, *, memory_budget: int | None = None,
     if int(memory_budget) <= 0 or not 0 < int(max_message) <= MAX_MESSAGE:
         raise ValueError("memory_budget and max_message must be positive "
                          f"(max_message <= {MAX_MESSAGE})")
-    small = np.uint8 if size <= 256 else np.uint16 if size <= 65536 else np.int32
-    if dest.dtype != small:
-        dest = dest.astype(small)
+    if dest.dtype != dest_dtype(size):
+        dest = dest.astype(dest_dtype(size))
     send = K.count_dest(dest, size)
     recv = np.empty(size, dtype=np.int64)
     lc.Alltoall([send, MPI.INT64_T], [recv, MPI.INT64_T])

@@ -178,10 +178,8 @@ class GroupBy:
             for s, arr in zip(("cnt", "sum", "min", "max"), st):
                 part[f"{s}:{col}"] = arr
         del gid
-        PK = np.stack([part[f"k{j}"] for j in range(len(names))], axis=1) if ng else \
-            np.empty((0, len(names)), np.uint64)
-        dest = range_partition(PK, splitters(PK, comm, tiebreak=False))
-        del PK
+        pk = [part[f"k{j}"] for j in range(len(names))]
+        dest = range_partition(pk, splitters(pk, comm, tiebreak=False))
         got, info = exchange(part, dest, comm, memory_budget=self.memory_budget,
                              max_message=self.max_message, validate=False)
         del part, dest

@@ -57,7 +57,7 @@ def _check(lcols, rcols, on, how, strategy):
     return names
 
 
-def _keys(lcols, rcols, names):
+def _key_cols(lcols, rcols, names):
     lk, rk = [], []
     for name in names:
         a, b = lcols[name], rcols[name]
@@ -66,7 +66,7 @@ def _keys(lcols, rcols, names):
             a, b = a.astype(common), b.astype(common)
         lk.append(a)
         rk.append(b)
-    return encode_keys(lk), encode_keys(rk)
+    return lk, rk
 
 
 def _local_join(Kl, Kr, keep_unmatched):
@@ -141,14 +141,17 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     elif side == "left":
         lcols = {k: gather_rows(v, comm, None) for k, v in lcols.items()}
     rounds = 0
-    Kl, Kr = _keys(lcols, rcols, names)
     if side is None:
         size = get_comm(comm).Get_size()
+        lk, rk = _key_cols(lcols, rcols, names)
         opts = dict(memory_budget=memory_budget, max_message=max_message, validate=False)
-        lcols, info = exchange(lcols, hash_partition(Kl, size), comm, **opts)
-        rcols, info2 = exchange(rcols, hash_partition(Kr, size), comm, **opts)
+        lcols, info = exchange(lcols, hash_partition(lk, size), comm, **opts)
+        rcols, info2 = exchange(rcols, hash_partition(rk, size), comm, **opts)
         rounds = max(info["rounds"], info2["rounds"])
-        Kl, Kr = _keys(lcols, rcols, names)
+        del lk, rk
+    lk, rk = _key_cols(lcols, rcols, names)
+    Kl, Kr = encode_keys(lk), encode_keys(rk)
+    del lk, rk
     li, ri = _local_join(Kl, Kr, keep)
     del Kl, Kr
     out = _output(lcols, rcols, names, li, ri, keep, suffix)

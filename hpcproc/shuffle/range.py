@@ -23,6 +23,8 @@ import numpy as np
 from ..array import gather_rows
 from ..comm import lib_comm
 from . import _kernels
+from ._encode import encode_keys, encoded_chunks
+from ._exchange import dest_dtype
 from ._localsort import argsort_keys
 
 __all__ = ["splitters", "range_partition", "MAX_SAMPLES"]
@@ -30,15 +32,17 @@ __all__ = ["splitters", "range_partition", "MAX_SAMPLES"]
 MAX_SAMPLES = 1 << 22
 
 
-def splitters(K: np.ndarray, comm, *, tiebreak: bool, eps: float = 0.1, seed: int = 0,
-              counts=None) -> np.ndarray:
-    """The ``ranks - 1`` splitters of the encoded keys ``K`` (identical on every rank).
+def splitters(key_cols, comm, *, ascending=True, tiebreak: bool, eps: float = 0.1,
+              seed: int = 0, counts=None) -> np.ndarray:
+    """The ``ranks - 1`` splitters of the key columns (identical on every rank).
 
-    Collective. Splitters have ``K.shape[1]`` words (+1 global-row word with ``tiebreak``).
+    Collective. Splitters are encoded keys (see :mod:`._encode`), one word per key column
+    (+1 global-row word with ``tiebreak``). Only the sampled rows are encoded.
     """
     lc = lib_comm(comm)
     size, rank = lc.Get_size(), lc.Get_rank()
-    n = K.shape[0]
+    n = key_cols[0].shape[0]
+    nkeys = len(key_cols)
     counts = np.asarray(lc.allgather(n) if counts is None else counts, dtype=np.int64)
     total = int(counts.sum())
     first = int(counts[:rank].sum())
@@ -49,9 +53,9 @@ def splitters(K: np.ndarray, comm, *, tiebreak: bool, eps: float = 0.1, seed: in
         take = int(np.ceil(target * n / total))
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(rank,)))
         idx = np.sort(rng.integers(0, n, size=take)) if n else np.empty(0, np.int64)
-    width = K.shape[1] + int(tiebreak)
+    width = nkeys + int(tiebreak)
     sample = np.empty((idx.shape[0], width), dtype=np.uint64)
-    sample[:, :K.shape[1]] = K[idx]
+    sample[:, :nkeys] = encode_keys([c[idx] for c in key_cols], ascending)
     if tiebreak:
         sample[:, -1] = (first + idx).astype(np.uint64)
     every = gather_rows(sample, lc, None)
@@ -63,12 +67,14 @@ def splitters(K: np.ndarray, comm, *, tiebreak: bool, eps: float = 0.1, seed: in
     return np.ascontiguousarray(every[pick])
 
 
-def range_partition(K: np.ndarray, S: np.ndarray, first_row: int = 0) -> np.ndarray:
+def range_partition(key_cols, S: np.ndarray, first_row: int = 0, ascending=True) -> np.ndarray:
     """Destination of every row: the number of splitters <= the row. Not collective.
 
-    ``first_row`` is the global row of ``K[0]`` (used when the splitters carry one).
+    ``first_row`` is the global row of the first local row (used when the splitters
+    carry one). Keys are encoded a chunk at a time.
     """
-    dest = np.empty(K.shape[0], dtype=np.int32)
-    tiebreak = S.shape[1] > K.shape[1]
-    _kernels.range_dest(K, S, np.int64(first_row), tiebreak, dest)
+    dest = np.empty(key_cols[0].shape[0], dtype=dest_dtype(S.shape[0] + 1))
+    tiebreak = S.shape[1] > len(key_cols)
+    for a, b, K in encoded_chunks(key_cols, ascending):
+        _kernels.range_dest(K, S, np.int64(first_row + a), tiebreak, dest[a:b])
     return dest

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..comm import check_all, get_comm, lib_comm
-from ._encode import check_key_dtype, encode_keys
+from ..comm import check_all, get_comm
+from ._encode import check_key_dtype
 from ._exchange import MAX_MESSAGE, exchange
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .hash import hash_partition
@@ -51,12 +49,11 @@ def shuffle(data, key=None, partitioner: str = "hash", comm=None, *,
     """
     columns, comm, kind = as_columns(data, comm, "shuffle input")
     names = check_all(lambda: _check(columns, kind, key, partitioner), comm)
-    K = encode_keys([columns[k] for k in names])
+    keys = [columns[k] for k in names]
     if partitioner == "hash":
-        dest = hash_partition(K, get_comm(comm).Get_size())
+        dest = hash_partition(keys, get_comm(comm).Get_size())
     else:
-        dest = range_partition(K, splitters(K, comm, tiebreak=False))
-    del K
+        dest = range_partition(keys, splitters(keys, comm, tiebreak=False))
     out, info = exchange(columns, dest, comm, memory_budget=memory_budget,
                          max_message=max_message, validate=False)
     return make_result(out, comm, kind, {"strategy": partitioner, "rounds": info["rounds"]})

@@ -77,10 +77,9 @@ def sort(data, by=None, ascending=True, comm=None, *, memory_budget: int | None 
     lc = lib_comm(comm)
     counts = np.asarray(lc.allgather(next(iter(columns.values())).shape[0]), dtype=np.int64)
     first = int(counts[:lc.Get_rank()].sum())
-    K = encode_keys([columns[k] for k in names], asc)
-    S = splitters(K, comm, tiebreak=True, eps=imbalance, counts=counts)
-    dest = range_partition(K, S, first)
-    del K
+    keys = [columns[k] for k in names]
+    S = splitters(keys, comm, ascending=asc, tiebreak=True, eps=imbalance, counts=counts)
+    dest = range_partition(keys, S, first, asc)
     t1 = time.perf_counter()
     out, info = exchange(columns, dest, comm, memory_budget=memory_budget,
                          max_message=max_message, validate=False)
