@@ -14,7 +14,7 @@ import numpy as np
 __all__ = ["encode_keys", "encoded_chunks", "decode_key", "check_key_dtype", "CHUNK_ROWS"]
 
 #: Rows encoded at a time when only a pass over the keys is needed (bounded memory).
-CHUNK_ROWS = 1 << 16
+CHUNK_ROWS = 1 << 15
 
 _SIGN = np.uint64(1 << 63)
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)

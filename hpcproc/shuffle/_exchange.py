@@ -36,6 +36,10 @@ MAX_MESSAGE = (1 << 31) - (1 << 20)
 #: Smallest staging share per rank, whatever the budget says (one round per column of a
 #: few rows would be absurd).
 MIN_STAGING = 1 << 16
+#: Part of the budget kept for the partition kernels' workspace (keys encoded a chunk at
+#: a time) and small per-round arrays; the rest, minus the destination array, is split
+#: between the send and the receive buffer.
+WORKSPACE = 2 << 20
 
 _NODE_RANKS: dict = {}
 
@@ -131,8 +135,12 @@ def exchange(columns, dest, comm=None, *, memory_budget: int | None = None,
     comm : mpi4py.MPI.Intracomm, optional
         Communicator (``None``: COMM_WORLD); data moves on its library duplicate.
     memory_budget : int, optional
-        Extra bytes per rank for send/receive buffers and the destination array
-        (default :func:`default_memory_budget`). More data moves in more rounds.
+        Extra bytes per rank for everything the shuffle allocates besides its output:
+        the destination array (1 byte per row up to 256 ranks), the partitioners'
+        workspace (``WORKSPACE``) and the send and receive buffers (default
+        :func:`default_memory_budget`). More data moves in more rounds. A budget below
+        ``rows + WORKSPACE + 2 * MIN_STAGING`` bytes cannot be met; the exchange then
+        uses the minimum buffers.
     max_message : int
         Largest message or byte displacement of one Alltoallv (below 2**31; tests lower
         it to force the multi-round large-count path).
@@ -164,7 +172,7 @@ def exchange(columns, dest, comm=None, *, memory_budget: int | None = None,
     rowbytes = [v.dtype.itemsize * int(np.prod(v.shape[1:], dtype=np.int64))
                 for v in columns.values()]
     widest = max(rowbytes, default=1)
-    staging = max(MIN_STAGING, (int(memory_budget) - dest.nbytes) // 2)
+    staging = max(MIN_STAGING, (int(memory_budget) - dest.nbytes - WORKSPACE) // 2)
     limit = max(min(staging, int(max_message)), widest)
     need = (max(int(send.sum()), int(recv.sum())) + size) * widest
     rounds = lc.allreduce(max(1, -(-need // limit)), op=MPI.MAX)
