@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
     st.add_argument("--json", action="store_true", help="print JSON")
+
+    from ._cli_shuffle import add_parsers
+    add_parsers(sub, parse_size)  # sort, groupby
     return p
 
 
@@ -193,7 +196,18 @@ def cmd_stats(args, comm) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats}
+def cmd_sort(args, comm) -> int:
+    from ._cli_shuffle import cmd_sort as run
+    return run(args, comm, _print)
+
+
+def cmd_groupby(args, comm) -> int:
+    from ._cli_shuffle import cmd_groupby as run
+    return run(args, comm, _print)
+
+
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats,
+            "sort": cmd_sort, "groupby": cmd_groupby}
 
 
 def main(argv=None) -> int:
