@@ -132,12 +132,12 @@ class GroupBy:
             "strategy": how, "rounds": rounds, "seconds": time.perf_counter() - t0})
 
     def _dense_range(self, key, lc):
-        lo = int(key.min()) if key.size else np.iinfo(np.int64).max
-        hi = int(key.max()) if key.size else np.iinfo(np.int64).min
-        lo, hi = lc.allreduce(lo, op=MPI.MIN), lc.allreduce(hi, op=MPI.MAX)
-        total = lc.allreduce(key.shape[0], op=MPI.SUM)
-        if total == 0:
+        mine = (int(key.min()), int(key.max()), key.shape[0]) if key.size else None
+        seen = [b for b in lc.allgather(mine) if b is not None]  # one collective
+        if not seen:
             return None if self.strategy != "dense" else (0, -1)
+        lo, hi = min(b[0] for b in seen), max(b[1] for b in seen)
+        total = sum(b[2] for b in seen)
         span = hi - lo + 1
         if self.strategy == "dense" or span <= min(self.dense_limit, total + (1 << 16)):
             return lo, hi
