@@ -24,16 +24,31 @@ def _same(K, i, Q, j):
     return True
 
 
-@jit
+#: Largest initial table (slots); it still grows beyond when needed.
+MAX_PRESIZE = 1 << 23
+
+
 def group_ids(K):
     """``(gid, reps, slots, hashes)``: group of every row, first row of every group, and
-    the table itself (for :func:`probe`)."""
-    n = K.shape[0]
+    the table itself (for :func:`probe`).
+
+    The table is presized for every row being distinct (up to ``MAX_PRESIZE`` slots):
+    growing costs rehashes, and an oversized table costs nothing in cache misses (each
+    key always touches the same slot).
+    """
     cap = 64
+    while cap < min(2 * K.shape[0], MAX_PRESIZE):
+        cap *= 2
+    return _group_ids(K, cap)
+
+
+@jit
+def _group_ids(K, cap):
+    n = K.shape[0]
     mask = np.uint64(cap - 1)
     slots = np.full(cap, -1, dtype=np.int64)
-    reps = np.empty(32, dtype=np.int64)
-    hashes = np.empty(32, dtype=np.uint64)
+    reps = np.empty(cap // 2, dtype=np.int64)
+    hashes = np.empty(cap // 2, dtype=np.uint64)
     gid = np.empty(n, dtype=np.int64)
     ng = 0
     for i in range(n):
@@ -91,31 +106,34 @@ def probe(Q, K, reps, slots, hashes):
 
 
 @jit
-def agg_states(gid, vals, cnt, sm, mn, mx):
-    """Accumulate ``vals`` per group: non-NaN count, sum, min, max (NaN skipped)."""
+def agg_states(gid, vals, cnt, sm, mn, mx, minmax):
+    """Accumulate ``vals`` per group: non-NaN count, sum, and (if ``minmax``) min, max.
+    NaN values are skipped."""
     for i in range(gid.shape[0]):
         v = vals[i]
         if v == v:
             g = gid[i]
             cnt[g] += 1
             sm[g] += v
-            if v < mn[g]:
-                mn[g] = v
-            if v > mx[g]:
-                mx[g] = v
+            if minmax:
+                if v < mn[g]:
+                    mn[g] = v
+                if v > mx[g]:
+                    mx[g] = v
 
 
 @jit
-def merge_states(gid, cnt_in, sm_in, mn_in, mx_in, cnt, sm, mn, mx):
+def merge_states(gid, cnt_in, sm_in, mn_in, mx_in, cnt, sm, mn, mx, minmax):
     """Merge partial states row by row into the states of their groups."""
     for i in range(gid.shape[0]):
         g = gid[i]
         cnt[g] += cnt_in[i]
         sm[g] += sm_in[i]
-        if mn_in[i] < mn[g]:
-            mn[g] = mn_in[i]
-        if mx_in[i] > mx[g]:
-            mx[g] = mx_in[i]
+        if minmax:
+            if mn_in[i] < mn[g]:
+                mn[g] = mn_in[i]
+            if mx_in[i] > mx[g]:
+                mx[g] = mx_in[i]
 
 
 @jit

@@ -49,10 +49,16 @@ def _acc_dtype(dtype: np.dtype) -> np.dtype:
                     else np.int64)
 
 
-def _init_states(n: int, acc: np.dtype):
+def _init_states(n: int, acc: np.dtype, minmax: bool = True):
+    """(count, sum, min, max) arrays of ``n`` groups; min/max empty unless ``minmax``."""
+    m = n if minmax else 0
     big = np.inf if acc.kind == "f" else np.iinfo(acc).max
     small = -np.inf if acc.kind == "f" else np.iinfo(acc).min
-    return (np.zeros(n, np.int64), np.zeros(n, acc), np.full(n, big, acc), np.full(n, small, acc))
+    return (np.zeros(n, np.int64), np.zeros(n, acc), np.full(m, big, acc), np.full(m, small, acc))
+
+
+def _minmax(aggs) -> bool:
+    return "min" in aggs or "max" in aggs
 
 
 class GroupBy:
@@ -115,10 +121,10 @@ class GroupBy:
         if self.strategy == "dense" and dense is None:
             dense = (0, -1)  # no rows anywhere: an empty result
         if dense is not None:
-            keys, size, states = self._dense(columns[names[0]], values, dense, lc)
+            keys, size, states = self._dense(columns[names[0]], values, spec, dense, lc)
             how, rounds = "dense", 0
         else:
-            keys, size, states, rounds = self._hash(columns, names, values, comm)
+            keys, size, states, rounds = self._hash(columns, names, values, spec, comm)
             how = "hash"
         out = dict(zip(names, keys))
         for col, aggs in spec.items():
@@ -144,27 +150,41 @@ class GroupBy:
         return None
 
     @staticmethod
-    def _dense(key, values, bounds, lc):
+    def _dense(key, values, spec, bounds, lc):
         lo, hi = bounds
         span = max(0, hi - lo + 1)
         gid = key.astype(np.int64) - lo
-        size = np.bincount(gid, minlength=span).astype(np.int64) if span else np.zeros(0, np.int64)
-        lc.Allreduce(MPI.IN_PLACE, size, op=MPI.SUM)
+        # one int64 Allreduce for the row counts and every column's non-NaN count, one per
+        # column for the sums, min/max only when asked for
+        counts = np.zeros((1 + len(values), span), dtype=np.int64)
+        counts[0] = np.bincount(gid, minlength=span)[:span] if span else 0
+        sums, mins = {}, {}
+        for j, (col, v) in enumerate(values.items()):
+            acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
+            st = _init_states(span, acc, mm)
+            st = (counts[1 + j],) + st[1:]
+            agg_states(gid, v.astype(acc, copy=False), *st, mm)
+            sums[col] = st[1]
+            mins[col] = st[2:]
+        del gid
+        lc.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
+        size = counts[0]
         present = np.flatnonzero(size)
         a, b = _block(present.shape[0], lc)
         mine = present[a:b]
         states = {}
-        for col, v in values.items():
-            acc = _acc_dtype(v.dtype)
-            st = _init_states(span, acc)
-            agg_states(gid, v.astype(acc, copy=False), *st)
-            for arr, op in zip(st, (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX)):
-                lc.Allreduce(MPI.IN_PLACE, arr, op=op)
-            states[col] = tuple(arr[mine] for arr in st)
+        for j, col in enumerate(values):
+            lc.Allreduce(MPI.IN_PLACE, sums[col], op=MPI.SUM)
+            mn, mx = mins[col]
+            if mn.size:
+                lc.Allreduce(MPI.IN_PLACE, mn, op=MPI.MIN)
+                lc.Allreduce(MPI.IN_PLACE, mx, op=MPI.MAX)
+            states[col] = (counts[1 + j][mine], sums[col][mine],
+                           mn[mine] if mn.size else mn, mx[mine] if mx.size else mx)
         keys = [(mine + lo).astype(key.dtype)]
         return keys, size[mine], states
 
-    def _hash(self, columns, names, values, comm):
+    def _hash(self, columns, names, values, spec, comm):
         K = encode_keys([columns[k] for k in names])
         gid, reps, _, _ = group_ids(K)
         ng = reps.shape[0]
@@ -172,10 +192,10 @@ class GroupBy:
         del K
         part["size"] = np.bincount(gid, minlength=ng).astype(np.int64)
         for col, v in values.items():
-            acc = _acc_dtype(v.dtype)
-            st = _init_states(ng, acc)
-            agg_states(gid, v.astype(acc, copy=False), *st)
-            for s, arr in zip(("cnt", "sum", "min", "max"), st):
+            acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
+            st = _init_states(ng, acc, mm)
+            agg_states(gid, v.astype(acc, copy=False), *st, mm)
+            for s, arr in zip(("cnt", "sum", "min", "max"), st[:4 if mm else 2]):
                 part[f"{s}:{col}"] = arr
         del gid
         pk = [part[f"k{j}"] for j in range(len(names))]
@@ -191,9 +211,12 @@ class GroupBy:
         add_into(gid, got["size"], size)
         states = {}
         for col, v in values.items():
-            st = _init_states(ng, _acc_dtype(v.dtype))
-            merge_states(gid, *(got[f"{s}:{col}"] for s in ("cnt", "sum", "min", "max")), *st)
-            states[col] = tuple(arr[order] for arr in st)
+            mm = _minmax(spec[col])
+            st = _init_states(ng, _acc_dtype(v.dtype), mm)
+            parts = [got[f"{s}:{col}"] for s in ("cnt", "sum")]
+            parts += [got[f"{s}:{col}"] for s in ("min", "max")] if mm else list(st[2:])
+            merge_states(gid, *parts, *st, mm)
+            states[col] = tuple(arr[order] if arr.size else arr for arr in st)
         rows = reps[order]
         keys = [decode_key(K2[rows, j], columns[k].dtype) for j, k in enumerate(names)]
         return keys, size[order], states, info["rounds"]
