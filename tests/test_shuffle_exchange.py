@@ -44,8 +44,7 @@ def test_exchange_forced_large_count_rounds_with_budget(comm):
     x = np.arange(n, dtype=np.float64) + 1e6 * comm.rank
     dest = (np.arange(n) * 7) % comm.size
     out, info = exchange({"x": x}, dest, comm, max_message=40, memory_budget=1)
-    total = sum(1000 * (r + 1) for r in range(comm.size))
-    assert info["rounds"] >= -(-(total // comm.size) * 8 // 40) // 2
+    assert info["rounds"] >= 1000 * 8 // 40  # no message above 40 bytes
     everyone = comm.allgather((x, dest))
     exp = np.concatenate([a[d == comm.rank] for a, d in everyone])
     np.testing.assert_array_equal(out["x"], exp)
