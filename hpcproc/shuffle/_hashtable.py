@@ -1,7 +1,8 @@
 """A compiled open-addressing hash table over encoded key rows, and group reductions.
 
 ``group_ids(K)`` numbers the distinct rows of the ``(n, m)`` uint64 key matrix in order of
-first appearance (linear probing, splitmix64 hash, grows at load 1/2). ``probe`` looks up
+first appearance (linear probing, splitmix64 hash, keys stored in the slots, grows at
+load 1/2). ``probe`` looks up
 other rows in a built table (the join). ``agg_states`` / ``merge_states`` reduce values
 per group into mergeable states (count of non-NaN values, sum, min, max).
 """
@@ -11,95 +12,101 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
-from ._kernels import hash_words
+from ._kernels import hash_row
 
 __all__ = ["group_ids", "probe", "agg_states", "merge_states", "add_into", "expand_pairs"]
 
 
 @jit
-def _same(K, i, Q, j):
-    for w in range(K.shape[1]):
-        if K[i, w] != Q[j, w]:
+def _same(T, p, K, i, m):
+    for w in range(m):
+        if T[p, w] != K[i, w]:
             return False
     return True
 
 
-#: Largest initial table (slots); it still grows beyond when needed.
-MAX_PRESIZE = 1 << 23
+#: Initial table size (slots); it doubles whenever it is half full.
+START_SLOTS = 1 << 16
 
 
 def group_ids(K):
-    """``(gid, reps, slots, hashes)``: group of every row, first row of every group, and
-    the table itself (for :func:`probe`).
+    """``(gid, reps, table)``: group of every row (numbered in order of first
+    appearance), first row of every group, and the table (for :func:`probe`).
 
-    The table is presized for every row being distinct (up to ``MAX_PRESIZE`` slots):
-    growing costs rehashes, and an oversized table costs nothing in cache misses (each
-    key always touches the same slot).
+    A slot holds the key words and ``group + 1`` side by side, so a lookup costs one
+    cache miss; the table starts small (``START_SLOTS``) and doubles at load 1/2, so its
+    size follows the number of groups, not of rows.
     """
     cap = 64
-    while cap < min(2 * K.shape[0], MAX_PRESIZE):
+    while cap < min(2 * K.shape[0], START_SLOTS):
         cap *= 2
     return _group_ids(K, cap)
 
 
 @jit
-def _group_ids(K, cap):
-    n = K.shape[0]
-    mask = np.uint64(cap - 1)
-    slots = np.full(cap, -1, dtype=np.int64)
-    reps = np.empty(cap // 2, dtype=np.int64)
-    hashes = np.empty(cap // 2, dtype=np.uint64)
-    gid = np.empty(n, dtype=np.int64)
-    ng = 0
-    for i in range(n):
-        h = hash_words(K, i)
-        p = h & mask
-        while True:
-            g = slots[p]
-            if g < 0:
-                if ng == reps.shape[0]:
-                    reps2 = np.empty(2 * ng, dtype=np.int64)
-                    hashes2 = np.empty(2 * ng, dtype=np.uint64)
-                    reps2[:ng] = reps
-                    hashes2[:ng] = hashes
-                    reps, hashes = reps2, hashes2
-                reps[ng] = i
-                hashes[ng] = h
-                slots[p] = ng
-                gid[i] = ng
-                ng += 1
-                if 2 * ng > cap:  # grow and re-insert every group
-                    cap *= 2
-                    mask = np.uint64(cap - 1)
-                    slots = np.full(cap, -1, dtype=np.int64)
-                    for q in range(ng):
-                        r = hashes[q] & mask
-                        while slots[r] >= 0:
-                            r = (r + np.uint64(1)) & mask
-                        slots[r] = q
-                break
-            if hashes[g] == h and _same(K, reps[g], K, i):
-                gid[i] = g
-                break
-            p = (p + np.uint64(1)) & mask
-    return gid, reps[:ng].copy(), slots, hashes[:ng].copy()
+def _insert(T, K, i, m, mask, value):
+    p = hash_row(K, i, m) & mask
+    while T[p, m] != 0:
+        p = (p + np.uint64(1)) & mask
+    for w in range(m):
+        T[p, w] = K[i, w]
+    T[p, m] = value
 
 
 @jit
-def probe(Q, K, reps, slots, hashes):
-    """Group (in the table built from ``K``) of every row of ``Q``, or -1."""
-    mask = np.uint64(slots.shape[0] - 1)
+def _group_ids(K, cap):
+    n, m = K.shape
+    mask = np.uint64(cap - 1)
+    T = np.zeros((cap, m + 1), dtype=np.uint64)
+    reps = np.empty(cap // 2, dtype=np.int64)
+    gid = np.empty(n, dtype=np.int64)
+    ng = 0
+    for i in range(n):
+        p = hash_row(K, i, m) & mask
+        while True:
+            e = T[p, m]
+            if e == 0:
+                for w in range(m):
+                    T[p, w] = K[i, w]
+                T[p, m] = np.uint64(ng + 1)
+                if ng == reps.shape[0]:
+                    reps2 = np.empty(2 * ng, dtype=np.int64)
+                    reps2[:ng] = reps
+                    reps = reps2
+                reps[ng] = i
+                gid[i] = ng
+                ng += 1
+                if 2 * ng > cap:  # double the table, re-insert every group
+                    cap *= 2
+                    mask = np.uint64(cap - 1)
+                    T2 = np.zeros((cap, m + 1), dtype=np.uint64)
+                    for q in range(T.shape[0]):
+                        if T[q, m] != 0:
+                            _insert(T2, T, q, m, mask, T[q, m])
+                    T = T2
+                break
+            if _same(T, p, K, i, m):
+                gid[i] = np.int64(e) - 1
+                break
+            p = (p + np.uint64(1)) & mask
+    return gid, reps[:ng].copy(), T
+
+
+@jit
+def probe(Q, T):
+    """Group (in the table ``T`` built by :func:`group_ids`) of every row of ``Q``, or -1."""
+    m = Q.shape[1]
+    mask = np.uint64(T.shape[0] - 1)
     out = np.empty(Q.shape[0], dtype=np.int64)
     for j in range(Q.shape[0]):
-        h = hash_words(Q, j)
-        p = h & mask
+        p = hash_row(Q, j, m) & mask
         out[j] = -1
         while True:
-            g = slots[p]
-            if g < 0:
+            e = T[p, m]
+            if e == 0:
                 break
-            if hashes[g] == h and _same(K, reps[g], Q, j):
-                out[j] = g
+            if _same(T, p, Q, j, m):
+                out[j] = np.int64(e) - 1
                 break
             p = (p + np.uint64(1)) & mask
     return out

@@ -49,12 +49,18 @@ def _mix(z):
 
 
 @jit
-def hash_words(K, i):
-    """64-bit hash of row ``i`` of the encoded key matrix."""
+def hash_row(K, i, m):
+    """64-bit hash of the first ``m`` words of row ``i`` of ``K``."""
     h = np.uint64(0x9E3779B97F4A7C15)
-    for w in range(K.shape[1]):
+    for w in range(m):
         h = _mix(h ^ K[i, w]) + np.uint64(w)
     return h
+
+
+@jit
+def hash_words(K, i):
+    """64-bit hash of row ``i`` of the encoded key matrix."""
+    return hash_row(K, i, K.shape[1])
 
 
 @jit

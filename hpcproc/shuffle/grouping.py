@@ -186,7 +186,7 @@ class GroupBy:
 
     def _hash(self, columns, names, values, spec, comm):
         K = encode_keys([columns[k] for k in names])
-        gid, reps, _, _ = group_ids(K)
+        gid, reps, _ = group_ids(K)
         ng = reps.shape[0]
         part = {f"k{j}": np.ascontiguousarray(K[reps, j]) for j in range(len(names))}
         del K
@@ -204,7 +204,7 @@ class GroupBy:
                              max_message=self.max_message, validate=False)
         del part, dest
         K2 = np.ascontiguousarray(np.stack([got[f"k{j}"] for j in range(len(names))], axis=1))
-        gid, reps, _, _ = group_ids(K2)
+        gid, reps, _ = group_ids(K2)
         ng = reps.shape[0]
         order = argsort_keys(np.ascontiguousarray(K2[reps]))
         size = np.zeros(ng, np.int64)

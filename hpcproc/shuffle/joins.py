@@ -70,11 +70,11 @@ def _key_cols(lcols, rcols, names):
 
 
 def _local_join(Kl, Kr, keep_unmatched):
-    gid, reps, slots, hashes = group_ids(Kr)
+    gid, reps, table = group_ids(Kr)
     order = argsort_keys(gid.view(np.uint64).reshape(-1, 1))
     starts = np.zeros(reps.shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(gid, minlength=reps.shape[0]), out=starts[1:])
-    gl = probe(Kl, Kr, reps, slots, hashes)
+    gl = probe(Kl, table)
     return expand_pairs(gl, starts, order, keep_unmatched)
 
 
