@@ -13,7 +13,6 @@ separately (slowest rank, median of ``--repeat`` runs); results are appended to
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path

@@ -5,7 +5,7 @@ import pytest
 
 import hpcproc as hp
 
-from _shuffle_data import LAYOUTS, codes, group_reference, keys, split
+from _shuffle_data import LAYOUTS, group_reference, keys, split
 
 pytestmark = pytest.mark.mpi
 

@@ -15,7 +15,8 @@ SCRIPT = Path(__file__).with_name("_shuffle_memory.py")
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_shuffle_peak_memory_stays_under_budget():
     rows, budget, unbounded = 4_000_000, 16 << 20, 1 << 30   # 64 MB per rank moved
-    proc = run([sys.executable, str(SCRIPT), str(rows), str(budget), str(unbounded)], ranks=2, timeout=180)
+    args = [sys.executable, str(SCRIPT), str(rows), str(budget), str(unbounded)]
+    proc = run(args, ranks=2, timeout=180)
     assert proc.returncode == 0, proc.stderr
     per_rank = json.loads(proc.stdout.strip().splitlines()[-1])
     for bounded, free in per_rank:

@@ -94,7 +94,10 @@ class GroupBy:
     def _validate(self, columns, kind, spec):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        names = [ARRAY_COLUMN] if kind == "array" and self.by is None else key_list(self.by, columns)
+        if kind == "array" and self.by is None:
+            names = [ARRAY_COLUMN]
+        else:
+            names = key_list(self.by, columns)
         for name in names:
             check_key_dtype(name, columns[name])
         for col, aggs in spec.items():
