@@ -29,6 +29,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..comm import check_all, lib_comm
+from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange
 from ._hashtable import add_into, agg_states, group_ids, merge_states
@@ -173,7 +174,7 @@ class GroupBy:
         lc.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
         size = counts[0]
         present = np.flatnonzero(size)
-        a, b = _block(present.shape[0], lc)
+        a, b = block_range(present.shape[0], lc.Get_size(), lc.Get_rank())
         mine = present[a:b]
         states = {}
         for j, col in enumerate(values):
@@ -223,13 +224,6 @@ class GroupBy:
         rows = reps[order]
         keys = [decode_key(K2[rows, j], columns[k].dtype) for j, k in enumerate(names)]
         return keys, size[order], states, info["rounds"]
-
-
-def _block(n: int, lc) -> tuple[int, int]:
-    q, r = divmod(n, lc.Get_size())
-    rank = lc.Get_rank()
-    start = rank * q + min(rank, r)
-    return start, start + q + (rank < r)
 
 
 def _finish(agg, cnt, sm, mn, mx, size, dtype):
