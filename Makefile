@@ -61,3 +61,8 @@ test-parallel-hdf5:
 
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info
+
+# Shuffle benchmarks (W2 sort, W3 group-by; 2^26 rows, 2 ranks): benchmarks/results/shuffle.md
+.PHONY: bench-shuffle
+bench-shuffle: $(STAMP)
+	$(TIMEOUT) 3600 $(MPIEXEC) -n 2 $(PY) benchmarks/shuffle.py

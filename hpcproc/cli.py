@@ -103,8 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("directory", help="checkpoint directory")
         c.add_argument("--json", action="store_true", help="print JSON")
 
-    from ._cli_kernels import add_parsers
-    add_parsers(sub, parse_size)  # hist, quantile
+    from ._cli_kernels import add_parsers as add_kernel_parsers
+    from ._cli_shuffle import add_parsers as add_shuffle_parsers
+    add_kernel_parsers(sub, parse_size)  # hist, quantile
+    add_shuffle_parsers(sub, parse_size)  # sort, groupby
     return p
 
 
@@ -218,12 +220,23 @@ def cmd_stats(args, comm) -> int:
     return 0
 
 
+def cmd_sort(args, comm) -> int:
+    from ._cli_shuffle import cmd_sort as run
+    return run(args, comm, _print)
+
+
+def cmd_groupby(args, comm) -> int:
+    from ._cli_shuffle import cmd_groupby as run
+    return run(args, comm, _print)
+
+
 def cmd_ckpt(args, comm) -> int:
     from .checkpoint._cli import cmd_ckpt as run
     return run(args, comm)
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats, "ckpt": cmd_ckpt}
+COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats, "ckpt": cmd_ckpt,
+            "sort": cmd_sort, "groupby": cmd_groupby}
 
 
 def _kernel_commands():

@@ -1,0 +1,117 @@
+"""The ``hpcproc sort`` and ``hpcproc groupby`` commands (registered by :mod:`hpcproc.cli`).
+
+Both read datasets of one file as the columns of a table (``hp.read_table``), run the
+distributed operation and write every result column as one dataset of the output file
+(``hp.write_table``; a column is named after its dataset's last path component).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .errors import UsageError
+
+__all__ = ["add_parsers", "cmd_sort", "cmd_groupby"]
+
+
+def add_parsers(sub, parse_size) -> None:
+    so = sub.add_parser("sort", help="sort rows by a key dataset (distributed sample sort)")
+    so.add_argument("target", metavar="FILE:DSET", help="key dataset, e.g. in.h5:/key")
+    so.add_argument("--with", dest="extra", action="append", default=[], metavar="DSET",
+                    help="another dataset of the same file moved with the key (repeatable)")
+    so.add_argument("--out", required=True, help="output HDF5 file")
+    so.add_argument("--descending", action="store_true")
+    so.add_argument("--memory-budget", type=parse_size, help="exchange budget per rank")
+    so.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    gb = sub.add_parser("groupby", help="group rows by a key dataset and aggregate values")
+    gb.add_argument("input", help="input HDF5 file")
+    gb.add_argument("--key", "--by", dest="key", required=True, metavar="DSET")
+    gb.add_argument("--value", action="append", default=[], metavar="DSET",
+                    help="value dataset (repeatable)")
+    gb.add_argument("--agg", default="sum,count",
+                    help="comma-separated aggregates: sum,mean,count,min,max,size")
+    gb.add_argument("--out", required=True, help="output HDF5 file")
+    gb.add_argument("--strategy", default="auto", choices=("auto", "dense", "hash"))
+    gb.add_argument("--memory-budget", type=parse_size, help="exchange budget per rank")
+    gb.add_argument("--json", action="store_true", help="print a JSON summary")
+
+
+def _column_names(datasets) -> dict:
+    names = {}
+    for d in datasets:
+        name = d.rstrip("/").rsplit("/", 1)[-1]
+        if not name:
+            raise UsageError(f"bad dataset name {d!r}")
+        if name in names:
+            raise UsageError(f"two datasets named {name!r}: {names[name]} and {d}")
+        names[name] = d
+    return names
+
+
+def _report(summary, args, comm, printer) -> None:
+    if args.json:
+        printer(json.dumps(summary, indent=2), comm)
+        return
+    t = summary["seconds"]
+    printer(f"{summary['command']} {summary['rows']} rows -> {summary['output']} "
+            f"({summary['result_rows']} rows) on {summary['ranks']} ranks: read {t['read']:.3f} s, "
+            f"{summary['command']} {t['compute']:.3f} s, write {t['write']:.3f} s "
+            f"[{summary['strategy']}, rows per rank {summary['rank_rows']}]", comm)
+
+
+def _run(args, comm, printer, path, columns, op, command):
+    from . import io
+
+    t0 = time.perf_counter()
+    table = io.read_table(path, columns, comm=comm)
+    t1 = time.perf_counter()
+    result = op(table)
+    t2 = time.perf_counter()
+    io.write_table(args.out, result, group="/", comm=comm)
+    t3 = time.perf_counter()
+    slowest = [max(ts) for ts in zip(*comm.allgather((t1 - t0, t2 - t1, t3 - t2)))]
+    summary = {"command": command, "input": path, "output": args.out, "rows": table.num_rows,
+               "result_rows": result.num_rows, "columns": result.columns,
+               "ranks": comm.Get_size(), "strategy": result.meta.get("strategy"),
+               "rounds": result.meta.get("rounds"), "rank_rows": result.meta["rank_rows"],
+               "seconds": dict(zip(("read", "compute", "write"), slowest))}
+    _report(summary, args, comm, printer)
+    return 0
+
+
+def cmd_sort(args, comm, printer) -> int:
+    from .io import split_target
+    from .shuffle import sort
+
+    try:
+        path, key = split_target(args.target)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    columns = _column_names([key, *args.extra])
+    by = next(iter(columns))
+    return _run(args, comm, printer, path, columns,
+                lambda t: sort(t, by, ascending=not args.descending,
+                               memory_budget=args.memory_budget), "sort")
+
+
+def cmd_groupby(args, comm, printer) -> int:
+    from .shuffle import groupby
+    from .shuffle.grouping import AGGREGATES
+
+    aggs = [a.strip() for a in args.agg.split(",") if a.strip()]
+    bad = [a for a in aggs if a not in AGGREGATES]
+    if bad or not aggs:
+        raise UsageError(f"--agg takes a comma-separated list of {', '.join(AGGREGATES)}; "
+                         f"got {args.agg!r}")
+    if not args.value and any(a != "size" for a in aggs):
+        raise UsageError("--value DSET is needed for aggregates other than size")
+    columns = _column_names([args.key, *args.value])
+    key, values = next(iter(columns)), list(columns)[1:]
+
+    def op(t):
+        g = groupby(t, key, strategy=args.strategy, memory_budget=args.memory_budget)
+        return g.agg({v: aggs for v in values}) if values else g.size()
+
+    return _run(args, comm, printer, args.input, columns, op, "groupby")

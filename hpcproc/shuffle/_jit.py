@@ -1,0 +1,18 @@
+"""The Numba decorator of the shuffle kernels: hpcproc's kernel settings.
+
+The shuffle kernels use the same configuration as every other hpcproc kernel
+(:mod:`hpcproc.kernels._numba`): cached on disk in ``HPCPROC_CACHE_DIR`` unless
+``HPCPROC_CACHE=0``, ``nogil=True``. Numba writes cache files under temporary names and
+renames them into place, so ranks that compile concurrently do not corrupt the cache.
+"""
+
+from __future__ import annotations
+
+from ..kernels._numba import CACHE, kernel
+
+__all__ = ["jit", "CACHE"]
+
+
+def jit(fn):
+    """``numba.njit(nogil=True)`` with hpcproc's cache setting."""
+    return kernel(fn)

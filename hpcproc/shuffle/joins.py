@@ -1,0 +1,160 @@
+"""Distributed equi-join of two tables on key columns: hash join or broadcast join.
+
+Strategies (``strategy="auto"`` picks the first that applies):
+
+``broadcast``
+    When the right table's total size is at most ``broadcast_bytes`` (default
+    ``BROADCAST_BYTES`` = 64 MiB; for ``how="inner"`` also when the left one is), the
+    small table is all-gathered to every rank and joined with the local rows of the
+    other one: the big side never moves.
+``hash``
+    Both tables are hash-partitioned on the keys (:mod:`.hash`) with the bounded-memory
+    exchange, so equal keys meet on one rank, then joined locally: a compiled hash table
+    on the right rows, probed by the left rows.
+
+Output: the key columns (from the left table), the other left columns, then the other
+right columns (a name already taken gets ``suffix``, default ``"_right"``). Every
+matching (left, right) pair gives one row (many-to-many joins multiply). ``how="left"``
+keeps left rows without a match once, with NaN in the right columns; right columns of
+integer or bool type are therefore float64 in a left join (as in pandas).
+Row order: broadcast join of a small right table keeps the left table's order (matches
+in right order); otherwise rows are grouped by hash of the key, unspecified within.
+Keys compare by value after conversion to a common type (``int32`` 5 equals ``int64``
+5; an integer key joined with a float key compares as float64); NaN keys match NaN keys.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+
+from ..array import gather_rows
+from ..comm import check_all, get_comm, lib_comm
+from ._encode import check_key_dtype, encode_keys
+from ._exchange import MAX_MESSAGE, exchange
+from ._hashtable import expand_pairs, group_ids, probe
+from ._localsort import argsort_keys
+from ._result import as_columns, key_list, make_result
+from .hash import hash_partition
+
+__all__ = ["join", "BROADCAST_BYTES"]
+
+BROADCAST_BYTES = 64 << 20
+HOWS = ("inner", "left")
+STRATEGIES = ("auto", "hash", "broadcast")
+
+
+def _check(lcols, rcols, on, how, strategy):
+    if how not in HOWS:
+        raise ValueError(f"how must be one of {HOWS}, got {how!r}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    names = key_list(on, lcols, "on")
+    key_list(on, rcols, "on")
+    for name in names:
+        check_key_dtype(name, lcols[name])
+        check_key_dtype(name, rcols[name])
+    return names
+
+
+def _key_cols(lcols, rcols, names):
+    lk, rk = [], []
+    for name in names:
+        a, b = lcols[name], rcols[name]
+        if a.dtype.kind != b.dtype.kind:
+            common = np.result_type(a.dtype, b.dtype)
+            a, b = a.astype(common), b.astype(common)
+        lk.append(a)
+        rk.append(b)
+    return lk, rk
+
+
+def _local_join(Kl, Kr, keep_unmatched):
+    gid, reps, table = group_ids(Kr)
+    order = argsort_keys(gid.view(np.uint64).reshape(-1, 1))
+    starts = np.zeros(reps.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(gid, minlength=reps.shape[0]), out=starts[1:])
+    gl = probe(Kl, table)
+    return expand_pairs(gl, starts, order, keep_unmatched)
+
+
+def _output(lcols, rcols, names, li, ri, keep_unmatched, suffix):
+    out = {k: np.take(lcols[k], li, axis=0) for k in names}
+    out.update({k: np.take(v, li, axis=0) for k, v in lcols.items() if k not in names})
+    missing = ri < 0
+    for k, v in rcols.items():
+        if k in names:
+            continue
+        col = np.take(v, np.where(missing, 0, ri) if keep_unmatched else ri, axis=0) \
+            if v.shape[0] else np.empty((ri.shape[0],) + v.shape[1:], v.dtype)
+        if keep_unmatched:
+            col = col.astype(np.result_type(col.dtype, np.float32) if col.dtype.kind == "f"
+                             else np.float64)
+            col[missing] = np.nan
+        name = k
+        while name in out:
+            name += suffix
+        out[name] = col
+    return out
+
+
+def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_right",
+         strategy: str = "auto", broadcast_bytes: int = BROADCAST_BYTES,
+         memory_budget: int | None = None, max_message: int = MAX_MESSAGE):
+    """Join two distributed tables on equal key columns.
+
+    Collective.
+
+    Parameters
+    ----------
+    left, right : DistTable or mapping of local columns
+    on : str or list of str
+        Key column(s), present in both tables.
+    how : {"inner", "left"}
+    strategy : {"auto", "hash", "broadcast"}
+        See the module documentation.
+    broadcast_bytes : int
+        Largest table (total bytes over all ranks) that ``auto`` broadcasts.
+    memory_budget, max_message : int, optional
+        For the exchanges of the hash join.
+
+    Returns
+    -------
+    ShuffledTable
+        ``meta["strategy"]`` says which strategy ran; ``meta["rank_rows"]`` rows per rank.
+    """
+    lcols, comm, _ = as_columns(left, comm, "left table")
+    rcols, _, _ = as_columns(right, comm, "right table")
+    names = check_all(lambda: _check(lcols, rcols, on, how, strategy), comm)
+    lc = lib_comm(comm)
+    sizes = np.array([sum(v.nbytes for v in lcols.values()),
+                      sum(v.nbytes for v in rcols.values())], dtype=np.int64)
+    lc.Allreduce(MPI.IN_PLACE, sizes, op=MPI.SUM)
+    keep = how == "left"
+    side = None
+    if strategy == "broadcast" or (strategy == "auto" and sizes[1] <= broadcast_bytes):
+        side = "right"
+    elif strategy == "auto" and not keep and sizes[0] <= broadcast_bytes:
+        side = "left"
+    if side == "right":
+        rcols = {k: gather_rows(v, comm, None) for k, v in rcols.items()}
+    elif side == "left":
+        lcols = {k: gather_rows(v, comm, None) for k, v in lcols.items()}
+    rounds = 0
+    if side is None:
+        size = get_comm(comm).Get_size()
+        lk, rk = _key_cols(lcols, rcols, names)
+        opts = dict(memory_budget=memory_budget, max_message=max_message, validate=False)
+        lcols, info = exchange(lcols, hash_partition(lk, size), comm, **opts)
+        rcols, info2 = exchange(rcols, hash_partition(rk, size), comm, **opts)
+        rounds = max(info["rounds"], info2["rounds"])
+        del lk, rk
+    lk, rk = _key_cols(lcols, rcols, names)
+    Kl, Kr = encode_keys(lk), encode_keys(rk)
+    del lk, rk
+    li, ri = _local_join(Kl, Kr, keep)
+    del Kl, Kr
+    out = _output(lcols, rcols, names, li, ri, keep, suffix)
+    return make_result(out, comm, "table", {
+        "strategy": "hash" if side is None else f"broadcast-{side}", "rounds": rounds,
+        "bytes": {"left": int(sizes[0]), "right": int(sizes[1])}})

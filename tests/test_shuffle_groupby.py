@@ -1,0 +1,139 @@
+"""``hp.groupby``, ``hp.value_counts``, ``hp.unique`` against numpy references (1, 2, 3 ranks)."""
+
+import numpy as np
+import pytest
+
+import hpcproc as hp
+
+from _shuffle_data import LAYOUTS, group_reference, keys, split
+
+pytestmark = pytest.mark.mpi
+
+AGGS = ["sum", "mean", "count", "min", "max", "size"]
+
+
+def _reference(key_cols, v):
+    n = len(v)
+    uk, g = group_reference(key_cols, n)
+    ng = len(uk[0]) if uk else 0
+    ok = ~np.isnan(v) if v.dtype.kind == "f" else np.ones(n, bool)
+    ref = {"size": np.bincount(g, minlength=ng), "count": np.bincount(g[ok], minlength=ng)}
+    ref["sum"] = np.array([v[ok & (g == i)].sum() for i in range(ng)])
+    ref["min"] = np.array([v[ok & (g == i)].min() if ref["count"][i] else np.nan
+                           for i in range(ng)])
+    ref["max"] = np.array([v[ok & (g == i)].max() if ref["count"][i] else np.nan
+                           for i in range(ng)])
+    with np.errstate(invalid="ignore"):
+        ref["mean"] = np.where(ref["count"] > 0, ref["sum"] / np.maximum(ref["count"], 1), np.nan)
+    return uk, ref
+
+
+def _check(result, names, key_cols, v, vname="v"):
+    g = result.allgather()
+    uk, ref = _reference(key_cols, v)
+    for name, col in zip(names, uk):
+        np.testing.assert_array_equal(g[name], col)
+        assert g[name].dtype == col.dtype
+    for a in AGGS:
+        got = g[f"{vname}_{a}"]
+        if a in ("sum", "mean") and v.dtype.kind == "f":
+            np.testing.assert_allclose(got, ref[a], rtol=1e-12, atol=1e-12)
+        else:
+            np.testing.assert_array_equal(got, ref[a])
+    assert result.meta["rank_rows"] == result.comm.allgather(result.local_rows)
+
+
+@pytest.mark.parametrize("strategy", ["auto", "dense", "hash"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kind", ["uniform", "zipf", "equal"])
+def test_groupby_int_key(comm, kind, layout, strategy):
+    n = 2500
+    k = keys(kind, n, seed=21)
+    v = np.random.default_rng(22).normal(size=n)
+    v[::11] = np.nan
+    t = split({"k": k, "v": v}, comm, layout)
+    r = hp.groupby(t, "k", strategy=strategy).agg(v=AGGS)
+    assert r.meta["strategy"] == ("hash" if strategy == "hash" else "dense")
+    _check(r, ["k"], [k], v)
+
+
+def test_groupby_wide_int_key_uses_hash(comm):
+    n = 2000
+    k = keys("wide", n, seed=4) // 2**50 * 2**40  # few thousand values, a wide range
+    w = np.random.default_rng(3).integers(-50, 50, n).astype(np.int32)
+    r = hp.groupby(split({"k": k, "w": w}, comm, "uneven"), "k").agg(w=AGGS)
+    assert r.meta["strategy"] == "hash"
+    _check(r, ["k"], [k], w, "w")
+    assert r["w_min"].dtype == np.int32 and r["w_sum"].dtype == np.int64
+
+
+def test_groupby_float_nan_keys_and_several_keys(comm):
+    n = 2000
+    rng = np.random.default_rng(8)
+    k1 = keys("float_nan", n, seed=8)
+    k2 = rng.integers(0, 3, n).astype(np.int16)
+    v = rng.random(n)
+    t = split({"a": k1, "b": k2, "v": v}, comm, "first_empty")
+    _check(hp.groupby(t, "a").agg(v=AGGS), ["a"], [k1], v)
+    _check(hp.groupby(t, ["a", "b"]).agg({"v": AGGS}), ["a", "b"], [k1, k2], v)
+    _check(hp.groupby(t, ["b", "a"]).agg(v=AGGS), ["b", "a"], [k2, k1], v)
+
+
+def test_groupby_forced_large_count_path(comm):
+    n = 3000
+    k = keys("wide", n, seed=6)
+    v = np.arange(n, dtype=float)
+    r = hp.groupby(split({"k": k, "v": v}, comm), "k", strategy="hash",
+                   max_message=128, memory_budget=1).agg(v=AGGS)
+    assert r.meta["rounds"] > 1 or comm.size == 1
+    _check(r, ["k"], [k], v)
+
+
+@pytest.mark.parametrize("strategy", ["dense", "hash"])
+def test_groupby_zipf_skew_balanced(comm, strategy):
+    # Zipf(1.2) keys: after pre-aggregation every rank holds about the same number of
+    # groups (never more than 2x the average), whatever the key frequencies
+    n = 20000
+    w = np.arange(1, (1 << 14) + 1, dtype=float) ** -1.2
+    k = np.random.default_rng(1).choice(1 << 14, size=n, p=w / w.sum())
+    r = hp.groupby(split({"k": k, "v": np.ones(n)}, comm), "k", strategy=strategy).agg(v="sum")
+    counts = np.array(r.meta["rank_rows"])
+    assert counts.max() <= 2 * counts.mean()
+    u, c = np.unique(k, return_counts=True)
+    g = r.allgather()
+    np.testing.assert_array_equal(g["k"], u)
+    np.testing.assert_array_equal(g["v_sum"], c.astype(float))
+
+
+def test_value_counts_and_unique(comm):
+    n = 1500
+    x = keys("float_nan", n, seed=12)
+    arr = split({"x": x}, comm, "all_on_last")["x"]
+    u, c = np.unique(x, return_counts=True, equal_nan=True)
+    vc = hp.value_counts(arr).allgather()
+    np.testing.assert_array_equal(vc["value"], u)
+    np.testing.assert_array_equal(vc["count"], c)
+    un = hp.unique(arr)
+    assert isinstance(un, hp.DistArray)
+    np.testing.assert_array_equal(un.allgather(), u)
+    k = keys("zipf", n, seed=13)
+    t = split({"k": k, "j": k % 3}, comm)
+    ut = hp.unique(t, ["j", "k"]).allgather()
+    uk, _ = group_reference([k % 3, k], n)
+    np.testing.assert_array_equal(ut["j"], uk[0])
+    np.testing.assert_array_equal(ut["k"], uk[1])
+    assert list(ut) == ["j", "k"]
+
+
+def test_groupby_empty_and_errors(comm):
+    t = split({"k": np.zeros(0, dtype=np.int64), "v": np.zeros(0)}, comm)
+    for strategy in ("auto", "dense", "hash"):
+        r = hp.groupby(t, "k", strategy=strategy).agg(v=["sum", "mean"])
+        assert len(r) == 0 and r.columns == ["k", "v_sum", "v_mean"]
+    t = split({"k": np.arange(5.0), "v": np.zeros(5)}, comm)
+    with pytest.raises(ValueError, match="aggregates must be"):
+        hp.groupby(t, "k").agg(v="median")
+    with pytest.raises(KeyError, match="nope"):
+        hp.groupby(t, "k").agg(nope="sum")
+    with pytest.raises(ValueError, match="dense"):
+        hp.groupby(t, "k", strategy="dense").agg(v="sum")
