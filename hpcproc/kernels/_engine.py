@@ -20,6 +20,7 @@ from mpi4py import MPI
 
 from ..comm import check_all, lib_comm
 from ..errors import HpcprocError
+from ..trace import phase
 from ._numba import CACHE, get_threads, numba
 
 __all__ = ["KernelCompileError", "node_comm", "ensure_compiled", "compile_stats",
@@ -126,7 +127,8 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
         if error is not None:
             raise error
 
-    check_all(local, comm)
+    with phase("compile"):
+        check_all(local, comm)
     _READY.add(key)
 
 
