@@ -70,9 +70,12 @@ def should_enable(rank: int, no_progress: bool = False, quiet: bool = False,
     return _launcher_on_tty(os.getpid())
 
 
-def enable(stream=None, interval: float = 1.0) -> None:
-    """Draw progress bars on ``stream`` (stderr) in this process. Not collective."""
+def enable(stream=None, interval: float | None = None) -> None:
+    """Draw progress bars on ``stream`` (stderr) in this process, at most once per
+    ``interval`` seconds (default 1, or ``HPCPROC_PROGRESS_INTERVAL``). Not collective."""
     global _ON, _stream, _interval
+    if interval is None:
+        interval = float(os.environ.get("HPCPROC_PROGRESS_INTERVAL", "1") or 1)
     _ON, _stream, _interval = True, stream or sys.stderr, interval
 
 
