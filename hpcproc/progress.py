@@ -151,15 +151,16 @@ class Scan:
         try:
             self.stream.write(self.line(now))
             self.stream.flush()
-            self.drawn = True
+            self.drawn, self.shown = True, self.done
         except (OSError, ValueError):
             pass
 
     def close(self) -> None:
         """Draw the final state (if anything was drawn) and end the line."""
         if self.drawn:
-            self.done = self.mine
-            self._draw(time.monotonic())
+            if self.shown != self.mine:
+                self.done = self.mine
+                self._draw(time.monotonic())
             try:
                 self.stream.write("\n")
                 self.stream.flush()
