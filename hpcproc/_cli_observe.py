@@ -88,12 +88,18 @@ def run_observed(command, args, comm) -> int:
     if verbosity > 0:
         print(trace.format_report(summary), file=sys.stderr, flush=True)
     if captured is not None:
-        _print(_with_report(captured.getvalue(), summary))
+        worked = set(summary["phases"]) - {"wait", "other"}  # not for info, ckpt ls...
+        _print(_with_report(captured.getvalue(), summary) if worked
+               else captured.getvalue().rstrip("\n"))
     return status
 
 
 def _with_report(text: str, summary: dict) -> str:
-    """The command's JSON with ``"report"`` added (to every element of a list)."""
+    """The command's JSON with ``"report"`` added (to every element of a list).
+
+    Only for commands that read, computed or wrote something (a phase other than
+    ``wait``): ``info --json`` and ``ckpt ls --json`` print exactly what they did before.
+    """
     try:
         doc = json.loads(text)
     except ValueError:
