@@ -236,7 +236,7 @@ def _size(n: int) -> str:
     return str(n)
 
 
-def report(comm=None, *, file=sys.stdout, trace: str | None = None, plot: str | None = None,
+def report(comm=None, *, file="stdout", trace: str | None = None, plot: str | None = None,
            root: int = 0) -> dict | None:
     """Gather every rank's phase times once and summarise them on ``root``. Collective.
 
@@ -244,8 +244,9 @@ def report(comm=None, *, file=sys.stdout, trace: str | None = None, plot: str | 
     ----------
     comm : mpi4py.MPI.Intracomm, optional
         Communicator (``None``: COMM_WORLD).
-    file : file object or None
-        Where ``root`` prints the text table (``None``: print nothing).
+    file : file object, "stdout" or None
+        Where ``root`` prints the text table (default: ``sys.stdout`` at the time of the
+        call; ``None``: print nothing).
     trace : str, optional
         Also write a Chrome trace event file (one track per rank, phases as spans;
         open it in https://ui.perfetto.dev or chrome://tracing).
@@ -276,7 +277,8 @@ def report(comm=None, *, file=sys.stdout, trace: str | None = None, plot: str | 
         from ._trace_export import plot_phases
         plot_phases(plot, summary)
     if file is not None:
-        print(format_report(summary), file=file, flush=True)
+        print(format_report(summary), file=sys.stdout if file == "stdout" else file,
+              flush=True)
     return summary
 
 
