@@ -194,3 +194,18 @@ def test_plot_png(comm, shared_tmp, tracing):
         import matplotlib.image
         img = matplotlib.image.imread(out)
         assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 300
+
+
+def test_log_records_carry_the_rank_and_warn_once(comm, caplog):
+    import logging
+
+    from hpcproc._log import get_logger, warn_once
+    log = get_logger("hpcproc.test")
+    with caplog.at_level(logging.INFO, logger="hpcproc"):
+        log.info("hello")
+        for _ in range(3):
+            warn_once(log, "same on every rank (%d)", 7, comm=comm)
+    mine = [r for r in caplog.records if r.name == "hpcproc.test"]
+    assert all(r.rank == comm.rank for r in mine)
+    warned = [r.getMessage() for r in mine if r.levelno == logging.WARNING]
+    assert warned == (["same on every rank (7)"] if comm.rank == 0 else [])

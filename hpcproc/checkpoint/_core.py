@@ -12,6 +12,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
+from .._log import get_logger
 from ..trace import add_bytes, phase, traced
 from ._dirs import apply_retention, cleanup
 from ._errors import CheckpointWarning
@@ -23,6 +24,7 @@ from ._triggers import SignalFlag, job_end_time
 __all__ = ["Checkpointer"]
 
 _DEFAULT_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+_LOG = get_logger(__name__)
 
 
 def _positive(name, value, kind=(int, float)):
@@ -190,6 +192,8 @@ class Checkpointer:
             job.prepared.items = []
         self.last_step = job.step
         self._last_save = time.monotonic()
+        if self._rank == 0:
+            _LOG.info("checkpoint step %d committed in %s", job.step, self.directory)
         self._slowest_save = max(self._slowest_save, self._last_save - t0)
         if job.for_exit:
             self._exit_ready = True
