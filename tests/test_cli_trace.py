@@ -182,3 +182,18 @@ def test_should_enable_rules():
     assert not progress.should_enable(1, streams=(Tty(), Tty()))  # never other ranks
     assert not progress.should_enable(0, no_progress=True, streams=(Tty(), Tty()))
     assert not progress.should_enable(0, quiet=True, streams=(Tty(), Tty()))
+
+
+def test_checkpointed_stats_progress_and_report(data, tmp_path):
+    cmd = hpcproc_cmd("stats", f"{data}:/x", "--block-bytes", "64k", "--checkpoint",
+                      tmp_path / "ck1", "--checkpoint-every", "0")
+    text = _in_pty([MPIEXEC, "-n", "2"] + cmd, FAST)
+    assert text.count("100.0%") == 1 and "ETA" in text and "mean" in text
+    out = run(hpcproc_cmd("stats", f"{data}:/x", "--block-bytes", "64k", "--checkpoint",
+                          tmp_path / "ck2", "--checkpoint-every", "0", "--json"),
+              ranks=2, check=True)
+    rep = json.loads(out.stdout)["report"]
+    ck = rep["phases"]["checkpoint"]
+    steps = sorted((tmp_path / "ck2" / "target-0").glob("step-*"))
+    assert steps and ck["bytes_written"] > 0 and min(ck["seconds"]) > 0
+    assert rep["phases"]["read"]["bytes_read"] == h5py.File(data)["x"].nbytes
