@@ -23,6 +23,7 @@ __all__ = ["enable", "disable", "enabled", "scan", "Scan", "should_enable"]
 _ON = False
 _stream = None
 _interval = 1.0
+_open = None  # the stream of a bar line drawn and not yet ended
 _passes: dict = {}  # label -> scans started (a file read twice shows pass 2)
 
 
@@ -80,9 +81,17 @@ def enable(stream=None, interval: float | None = None) -> None:
 
 
 def disable() -> None:
-    """Stop drawing progress bars (clears an unfinished line). Not collective."""
-    global _ON
+    """Stop drawing progress bars; end a bar line left open (a scan that did not finish,
+    e.g. after an error) so the next message starts on its own line. Not collective."""
+    global _ON, _open
     _ON = False
+    if _open is not None:
+        try:
+            _open.write("\n")
+            _open.flush()
+        except (OSError, ValueError):
+            pass
+        _open = None
 
 
 def enabled() -> bool:
@@ -148,19 +157,23 @@ class Scan:
             self._draw(now)
 
     def _draw(self, now):
+        global _open
         try:
             self.stream.write(self.line(now))
             self.stream.flush()
             self.drawn, self.shown = True, self.done
+            _open = self.stream
         except (OSError, ValueError):
             pass
 
     def close(self) -> None:
         """Draw the final state (if anything was drawn) and end the line."""
+        global _open
         if self.drawn:
             if self.shown != self.mine:
                 self.done = self.mine
                 self._draw(time.monotonic())
+            _open = None
             try:
                 self.stream.write("\n")
                 self.stream.flush()
