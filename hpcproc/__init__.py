@@ -57,6 +57,12 @@ _EXPORTS = {
     "RankCountError": ".checkpoint",
     "rng_state": ".checkpoint",
     "rng_from_state": ".checkpoint",
+    "phase": ".trace",
+    "traced": ".trace",
+    "report": ".trace",
+    "start_tracing": ".trace",
+    "stop_tracing": ".trace",
+    "reset_tracing": ".trace",
 }
 
 __all__ = ["__version__", *_EXPORTS]

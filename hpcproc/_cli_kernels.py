@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from .errors import UsageError
 
@@ -80,8 +79,8 @@ def _plot(results, out) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("hpcproc: warning: --plot needs matplotlib (not installed); skipped",
-              file=sys.stderr, flush=True)
+        from ._log import get_logger, warn_once
+        warn_once(get_logger(__name__), "--plot needs matplotlib (not installed); skipped")
         return
     fig, ax = plt.subplots(figsize=(8, 4))
     for r in results:

@@ -12,10 +12,12 @@ import numpy as np
 from mpi4py import MPI
 
 from .comm import lib_comm
+from .trace import add_bytes, traced
 
 __all__ = ["redistribute_rows"]
 
 
+@traced("exchange")
 def redistribute_rows(local: np.ndarray, offset: int, targets, comm=None) -> np.ndarray:
     """Return the rows ``targets[rank]`` of the row-distributed array whose block here is
     ``local`` (starting at global row ``offset``). Collective.
@@ -39,6 +41,7 @@ def redistribute_rows(local: np.ndarray, offset: int, targets, comm=None) -> np.
     out = np.empty((int(stops[rank] - starts[rank]),) + local.shape[1:], dtype=local.dtype)
     if int(recv_rows.sum()) != out.shape[0]:
         raise ValueError("redistribute_rows: targets do not tile the global rows")
+    add_bytes(sent=int(send_rows.sum() - send_rows[rank]) * row_bytes)
     recv_displ = np.concatenate(([0], np.cumsum(recv_rows)[:-1])) * row_bytes
     comm.Alltoallv(
         [local.reshape(-1).view(np.uint8), (send_rows * row_bytes, send_displ), MPI.BYTE],

@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _with_global_options(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from ._cli_observe import add_global_options
+    add_global_options(p)  # -v -q --trace --plot --no-progress, on every subcommand
+    return p
+
+
 def _print(text: str, comm) -> None:
     if comm.Get_rank() == 0:
         try:
@@ -255,8 +261,9 @@ def main(argv=None) -> int:
 
     comm = MPI.COMM_WORLD
     with abort_on_error(comm):
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args, comm)
+        args = _with_global_options(build_parser()).parse_args(argv)
+        from ._cli_observe import run_observed
+        return run_observed(COMMANDS[args.command], args, comm)
     return 1  # not reached: abort_on_error exits on errors
 
 

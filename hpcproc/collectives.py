@@ -5,10 +5,12 @@ from __future__ import annotations
 from functools import reduce
 
 from .comm import lib_comm
+from .trace import traced
 
 __all__ = ["allreduce_state", "reduce_state", "scan"]
 
 
+@traced("wait")
 def allreduce_state(state, merge, comm=None):
     """Merge every rank's ``state`` with ``merge(a, b)``; the result on every rank.
 
@@ -21,12 +23,14 @@ def allreduce_state(state, merge, comm=None):
     return reduce(merge, lib_comm(comm).allgather(state))
 
 
+@traced("wait")
 def reduce_state(state, merge, comm=None, root: int = 0):
     """Like :func:`allreduce_state`, but the result only on ``root`` (None elsewhere)."""
     states = lib_comm(comm).gather(state, root=root)
     return None if states is None else reduce(merge, states)
 
 
+@traced("wait")
 def scan(value, comm=None, exclusive: bool = True):
     """Prefix sum across ranks: rank r gets the sum of ranks ``0..r-1`` (``exclusive``).
 

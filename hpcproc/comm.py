@@ -19,6 +19,7 @@ import traceback
 from mpi4py import MPI
 
 from .errors import RemoteError, UsageError
+from .trace import phase
 
 __all__ = ["get_comm", "lib_comm", "abort_on_error", "is_root", "root_call", "check_all"]
 
@@ -103,7 +104,8 @@ def root_call(fn, comm: MPI.Comm | None = None, root: int = 0):
             outcome = (True, fn())
         except Exception as exc:  # noqa: BLE001 - sent to every rank, raised there
             error, outcome = exc, (False, _portable(exc))
-    ok, value = comm.bcast(outcome, root=root)
+    with phase("wait"):
+        ok, value = comm.bcast(outcome, root=root)
     if not ok:
         raise _agreed(error if error is not None else value)
     return value
@@ -121,7 +123,8 @@ def check_all(fn, comm: MPI.Comm | None = None):
         result, exc = fn(), None
     except Exception as err:  # noqa: BLE001 - agreed on below
         result, exc = None, err
-    failures = comm.allgather(None if exc is None else (comm.Get_rank(), _portable(exc)))
+    with phase("wait"):
+        failures = comm.allgather(None if exc is None else (comm.Get_rank(), _portable(exc)))
     failed = [f for f in failures if f is not None]
     if failed:
         rank, first = failed[0]

@@ -10,6 +10,7 @@ from mpi4py import MPI
 from ._source import open_source
 from .array import DistArray
 from .comm import check_all, lib_comm
+from .trace import phase
 
 __all__ = ["histogram", "histogram2d"]
 
@@ -89,7 +90,8 @@ def _local_weights(x, weights, comm):
 
 
 def _allreduce(arr, comm):
-    lib_comm(comm).Allreduce(MPI.IN_PLACE, arr, op=MPI.SUM)
+    with phase("wait", sent=arr.nbytes):
+        lib_comm(comm).Allreduce(MPI.IN_PLACE, arr, op=MPI.SUM)
     return arr
 
 
@@ -141,8 +143,9 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
                 nb.hist1d_weighted(flat[lo:hi], w[lo:hi], e, uniform, norm, part)
             return part
 
-        for part in map_threads(run, split_rows(flat.shape[0])):  # in order: deterministic
-            out += part
+        with phase("compute"):
+            for part in map_threads(run, split_rows(flat.shape[0])):  # in order: deterministic
+                out += part
     return _allreduce(out, comm), edges
 
 
@@ -180,11 +183,12 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
     (ax, ux, nx), (ay, uy, ny) = _edge_args(ex), _edge_args(ey)
     fx, fy = _flat(x.local), _flat(y.local)
     out = np.zeros((ax.size - 1, ay.size - 1), dtype=np.int64 if w is None else np.float64)
-    if w is None:
-        ensure_compiled(nb.hist2d, signature_of(fx, fy, ax, ux, nx, ay, uy, ny, out), comm)
-        nb.hist2d(fx, fy, ax, ux, nx, ay, uy, ny, out)
-    else:
-        ensure_compiled(nb.hist2d_weighted, signature_of(fx, fy, w, ax, ux, nx, ay, uy, ny, out),
-                        comm)
-        nb.hist2d_weighted(fx, fy, w, ax, ux, nx, ay, uy, ny, out)
+    with phase("compute"):
+        if w is None:
+            ensure_compiled(nb.hist2d, signature_of(fx, fy, ax, ux, nx, ay, uy, ny, out), comm)
+            nb.hist2d(fx, fy, ax, ux, nx, ay, uy, ny, out)
+        else:
+            ensure_compiled(nb.hist2d_weighted,
+                            signature_of(fx, fy, w, ax, ux, nx, ay, uy, ny, out), comm)
+            nb.hist2d_weighted(fx, fy, w, ax, ux, nx, ay, uy, ny, out)
     return _allreduce(out, comm).astype(np.float64), ex, ey

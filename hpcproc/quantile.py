@@ -18,6 +18,7 @@ from mpi4py import MPI
 
 from ._source import Source, open_source
 from .comm import lib_comm
+from .trace import phase
 
 __all__ = ["quantile"]
 
@@ -70,9 +71,11 @@ def _counts(src, dtype, shift, prefixes, comm):
         u = np.ascontiguousarray(block).reshape(-1).view(udt)
         args = (u, np.int64(mode), sign, maskw, top, inf, np.uint64(shift), pre, counts)
         ensure_compiled(nb.radix_counts, signature_of(*args), comm)
-        nan += nb.radix_counts(*args)
+        with phase("compute"):
+            nan += nb.radix_counts(*args)
     flat = np.concatenate([counts.reshape(-1), [nan]])
-    lib_comm(comm).Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
+    with phase("wait", sent=flat.nbytes):
+        lib_comm(comm).Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
     return flat[:-1].reshape(counts.shape), int(flat[-1]), counts
 
 
@@ -88,7 +91,8 @@ def _collect(src, dtype, prefixes, count, comm):
         u = np.ascontiguousarray(block).reshape(-1).view(udt)
         args = (u, np.int64(mode), sign, maskw, top, inf, pre, out, pos)
         ensure_compiled(nb.radix_collect, signature_of(*args), comm)
-        pos = np.int64(nb.radix_collect(*args))
+        with phase("compute"):
+            pos = np.int64(nb.radix_collect(*args))
     return out
 
 
@@ -109,7 +113,9 @@ def _select(src, dtype, comm, ranks_fn):
     first = sorted({p for p, _ in state.values()})
     mine = int(local[0, first].sum())
     keydtype = dtype
-    if lib_comm(comm).allreduce(mine, op=MPI.MAX) * 8 <= _COLLECT_BYTES:
+    with phase("wait"):
+        largest = lib_comm(comm).allreduce(mine, op=MPI.MAX)
+    if largest * 8 <= _COLLECT_BYTES:
         keys = _collect(src, dtype, first, mine, comm)
         src = Source(comm, np.uint64, (), lambda: iter([keys]), True)
         keydtype = np.dtype(np.uint64)  # keys are already order-preserving unsigned
@@ -217,7 +223,8 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
         from .sketch import QuantileSketch
         sk = QuantileSketch(rel_err)
         for block in src.blocks():
-            sk.add(block, comm=src.comm)
+            with phase("compute"):
+                sk.add(block, comm=src.comm)
         return sk.merged(src.comm).quantile(q)
     if not src.multipass:
         raise ValueError("method='exact' needs several passes: pass a DistArray or the file "

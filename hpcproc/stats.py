@@ -8,6 +8,7 @@ import numpy as np
 
 from ._source import open_source
 from .collectives import allreduce_state
+from .trace import phase
 
 __all__ = ["stats", "stats_file"]
 
@@ -44,9 +45,10 @@ def _run(src, axis, ddof, skipna, t0):
         if block is None:
             break
         nbytes += block.nbytes
-        s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
-                           with_ints=ints)
-        state, istate = merge(state, s), merge_int(istate, i)
+        with phase("compute"):
+            s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
+                               with_ints=ints)
+            state, istate = merge(state, s), merge_int(istate, i)
         block = None  # free this block before the next read (its memory is reused)
         t_comp += time.perf_counter() - t2
     total = allreduce_state((state, istate, nbytes, t_read, t_comp,

@@ -12,6 +12,8 @@ import numpy as np
 from mpi4py import MPI
 
 from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
+from .._log import get_logger
+from ..trace import add_bytes, phase, traced
 from ._dirs import apply_retention, cleanup
 from ._errors import CheckpointWarning
 from ._format import MANIFEST, ManifestError, load_manifest, step_dirname
@@ -22,6 +24,7 @@ from ._triggers import SignalFlag, job_end_time
 __all__ = ["Checkpointer"]
 
 _DEFAULT_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+_LOG = get_logger(__name__)
 
 
 def _positive(name, value, kind=(int, float)):
@@ -144,6 +147,7 @@ class Checkpointer:
             raise ValueError("the Checkpointer is closed")
 
     # saving ---------------------------------------------------------------------------
+    @traced("checkpoint")
     def save(self, step: int, state: Mapping, blocking: bool = True) -> None:
         """Save ``state`` as checkpoint ``step``. Collective.
 
@@ -171,6 +175,7 @@ class Checkpointer:
             job.start()
             self._pending = job
 
+    @traced("checkpoint")
     def wait(self) -> None:
         """Commit the pending asynchronous save, if any. Collective."""
         if self._pending is not None:
@@ -178,6 +183,7 @@ class Checkpointer:
             self._finish(job, job.started, reuse=True)
 
     def _finish(self, job, t0, reuse: bool = False) -> None:
+        add_bytes(written=int((job.result or {}).get("size", 0)))
         try:
             finish_save(job, self.comm, self.keep)
         finally:  # an async snapshot's buffers are reused by the next async save
@@ -186,6 +192,8 @@ class Checkpointer:
             job.prepared.items = []
         self.last_step = job.step
         self._last_save = time.monotonic()
+        if self._rank == 0:
+            _LOG.info("checkpoint step %d committed in %s", job.step, self.directory)
         self._slowest_save = max(self._slowest_save, self._last_save - t0)
         if job.for_exit:
             self._exit_ready = True
@@ -213,7 +221,8 @@ class Checkpointer:
             self.job_end is not None and time.time() + self._margin() >= self.job_end,
             self._pending is not None and not self._pending.done(),
         ], dtype=np.int8)
-        self._lcomm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
+        with phase("wait"):
+            self._lcomm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
         if self._pending is not None and not flags[3]:
             self.wait()  # every rank has written its file: commit now
         if flags[0] or flags[2]:
@@ -251,6 +260,7 @@ class Checkpointer:
                 raise SystemExit(self.exit_code)
 
     # restoring ------------------------------------------------------------------------
+    @traced("checkpoint")
     def restore(self) -> tuple[int, dict] | None:
         """The newest checkpoint that is complete and valid on every rank, as
         ``(step, state)``, or None on a fresh start. Collective.

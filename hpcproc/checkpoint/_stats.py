@@ -16,9 +16,11 @@ import time
 
 import numpy as np
 
+from .. import progress
 from ..collectives import allreduce_state
 from ..comm import get_comm, lib_comm
 from ..io import dataset_info, read
+from ..trace import phase
 from ..kernels.moments import Moments, merge_moments, moments_of
 from ._core import Checkpointer
 
@@ -69,16 +71,21 @@ def stats_file_resumable(path: str, dataset: str, directory, comm=None,
             start, total = got[0], _from_state(got[1])
         rounds = -(-info.rows // round_rows)
         resumed_rows = min(info.rows, start * round_rows)
+        bar = progress.scan(f"{path}:{info.name}", rounds - start,  # counts rounds done
+                            (info.rows - resumed_rows) * info.row_bytes)
         for k in ck.steps(start, rounds, lambda: _to_state(ident, k + 1, total)):
             t1 = time.perf_counter()
             x = read(path, dataset, comm, rows=(k * round_rows,
                                                 min(info.rows, (k + 1) * round_rows)),
                      method=method)
             t2 = time.perf_counter()
-            total = merge_moments(total, allreduce_state(moments_of(x.local), merge_moments,
-                                                         comm))
+            with phase("compute"):
+                mine = moments_of(x.local)
+            total = merge_moments(total, allreduce_state(mine, merge_moments, comm))
             t_read += t2 - t1
             t_comp += time.perf_counter() - t2
+            bar.update(1)
+        bar.close()
     result = total.as_dict(ddof)
     result["bytes"] = int(info.rows * info.row_bytes)
     result["resumed_from"] = int(resumed_rows)

@@ -22,6 +22,8 @@ from ..comm import check_all, get_comm, lib_comm
 from ..errors import ShapeMismatchError
 from ..partition import aligned_ranges, block_range
 from ..table import DistTable
+from ..trace import phase
+from .. import progress
 from . import chunked, direct, mpio
 from ._meta import DatasetInfo, dataset_info
 
@@ -73,11 +75,12 @@ def _ranges(info: DatasetInfo, how: str, start: int, stop: int, size: int):
 
 
 def _read_range(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None) -> np.ndarray:
-    if how == "direct":
-        return direct.read_rows(info, lo, hi, out)
-    if how == "mpio":
-        return mpio.read_rows(info, lo, hi, comm, out)
-    return chunked.read_rows(info, lo, hi, out)
+    with phase("read", read=(hi - lo) * info.row_bytes):
+        if how == "direct":
+            return direct.read_rows(info, lo, hi, out)
+        if how == "mpio":
+            return mpio.read_rows(info, lo, hi, comm, out)
+        return chunked.read_rows(info, lo, hi, out)
 
 
 def _check_out(out, shape, dtype) -> None:
@@ -191,10 +194,14 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
     mine = ranges[rank][1] - ranges[rank][0]
     buf = (np.empty((min(step, mine),) + info.shape[1:], dtype=info.native_dtype)
            if reuse else None)
+    bar = progress.scan(f"{path}:{info.name}", mine * info.row_bytes,
+                        (stop - start) * info.row_bytes)
     for i in range(nsteps):
         pieces = [(min(hi, lo + i * step), min(hi, lo + (i + 1) * step)) for lo, hi in ranges]
         counts = [b - a for a, b in pieces]
         a, b = pieces[rank]
         local = _read_range(info, how, a, b, comm, None if buf is None else buf[:b - a])
+        bar.update(local.nbytes)
         yield DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]), comm,
                         origin=a)
+    bar.close()

@@ -32,6 +32,7 @@ from ..partition import aligned_ranges
 from .._redistribute import redistribute_rows
 from ..table import DistTable
 from .. import _faults
+from ..trace import phase
 from . import chunked, direct, mpio
 from ._meta import check_numeric
 
@@ -276,8 +277,9 @@ def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compr
         chunks = True
     plan = root_call(lambda: _prepare(path, names, values, mode, chunks, compression, level,
                                       shuffle, attrs), comm)
-    errors = [_write_data(plan, lay, x, comm, method, compression, level, shuffle, fsync)
-              for lay, x in zip(plan["layouts"], values)]
+    with phase("write", written=sum(x.local.nbytes for x in values)):
+        errors = [_write_data(plan, lay, x, comm, method, compression, level, shuffle, fsync)
+                  for lay, x in zip(plan["layouts"], values)]
     first = next((e for e in errors if e is not None), None)
 
     def raise_local():

@@ -20,6 +20,7 @@ from mpi4py import MPI
 
 from ..comm import check_all, lib_comm
 from ..errors import HpcprocError
+from ..trace import phase
 from ._numba import CACHE, get_threads, numba
 
 __all__ = ["KernelCompileError", "node_comm", "ensure_compiled", "compile_stats",
@@ -129,7 +130,8 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
 
     t0 = time.perf_counter()
     try:
-        check_all(local, comm)
+        with phase("compile"):
+            check_all(local, comm)
     finally:
         _COMPILE_SECONDS[0] += time.perf_counter() - t0
     _READY.add(key)

@@ -26,6 +26,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..comm import check_all, lib_comm
+from ..trace import phase
 from ..errors import ShapeMismatchError
 from . import _kernels as K
 
@@ -195,14 +196,16 @@ def exchange(columns, dest, comm=None, *, memory_budget: int | None = None,
             K.scatter_round(dest, src, slo, shi, sdispl, sview)
             if rounds == 1:  # receive in place: the whole output fits one message
                 rb_view = out[name].reshape(-1).view(np.uint8)
-                lc.Alltoallv([sb, (scount * rb, sdispl * rb), MPI.BYTE],
-                             [rb_view, (rcount * rb, rdispl * rb), MPI.BYTE])
+                with phase("exchange", sent=sb.nbytes):
+                    lc.Alltoallv([sb, (scount * rb, sdispl * rb), MPI.BYTE],
+                                 [rb_view, (rcount * rb, rdispl * rb), MPI.BYTE])
                 continue
             if recv_buf is None:
                 recv_buf = np.empty(limit + size * widest, np.uint8)
             rbuf = recv_buf[: int(rcount.sum()) * rb]
-            lc.Alltoallv([sb, (scount * rb, sdispl * rb), MPI.BYTE],
-                         [rbuf, (rcount * rb, rdispl * rb), MPI.BYTE])
+            with phase("exchange", sent=sb.nbytes):
+                lc.Alltoallv([sb, (scount * rb, sdispl * rb), MPI.BYTE],
+                             [rbuf, (rcount * rb, rdispl * rb), MPI.BYTE])
             dst = out[name].reshape(-1).view(np.uint8).reshape(-1, rb)
             flat = rbuf.reshape(-1, rb)
             for s in range(size):

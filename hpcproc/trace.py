@@ -1,0 +1,286 @@
+"""Per-phase timers on every rank, the end-of-run summary, Chrome trace and plot export.
+
+``with hp.phase("read"):`` times a named phase on this rank. Tracing is off by default
+and then a phase costs one module-level flag check (a shared no-op context manager is
+returned). When on (:func:`start_tracing`, the ``HPCPROC_TRACE=1`` environment variable,
+or the command line's ``--verbose``/``--json``/``--trace``/``--plot``), each phase adds
+its **exclusive** time (time spent in a nested phase counts for the inner phase only, so
+the phases of a rank add up to at most its wall time) and the bytes read, written and
+sent inside it to this rank's totals, and records a span for the trace file.
+
+Built-in phases, used by hpcproc itself: ``read`` (io reads), ``compute`` (reduction
+kernels), ``exchange`` (moving rows between ranks), ``write`` (io writes),
+``checkpoint`` (checkpoint saves and restores), ``wait`` (time inside collectives: load
+imbalance shows up here), ``compile`` (Numba compilation or cache loading of kernels). Any other name may be used for your own phases.
+
+Nothing is communicated until :func:`report` (collective), which gathers every rank's
+totals once, at the end. This module imports nothing from hpcproc at module level, so
+every layer may use :func:`phase`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+import time
+
+__all__ = ["phase", "traced", "add_bytes", "start_tracing", "stop_tracing", "tracing_enabled",
+           "reset_tracing", "report", "format_report", "PHASES"]
+
+#: the built-in phase names, in display order
+PHASES = ("read", "compute", "exchange", "write", "checkpoint", "wait", "compile")
+MAX_SPANS = 200_000  # spans kept per rank for the trace file (totals are always exact)
+
+_ON = False          # the flag every phase checks
+_MAIN = threading.main_thread().ident
+_clock = time.perf_counter
+_t0 = time.perf_counter()  # when tracing (re)started on this rank (first: at import)
+_epoch = time.time()       # time.time() at _t0 (aligns ranks' tracks in the trace file)
+_totals: dict = {}   # name -> [exclusive seconds, calls, read, written, sent]
+_spans: list = []    # (name, start, stop, depth, read, written, sent)
+_dropped = 0
+_stack: list = []    # open spans of the main thread
+
+
+class _Null:
+    """The phase returned while tracing is off: does nothing."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add(self, read=0, written=0, sent=0):
+        pass
+
+
+_NULL = _Null()
+
+
+class _Span:
+    __slots__ = ("name", "start", "child", "read", "written", "sent")
+
+    def __init__(self, name, read, written, sent):
+        self.name, self.read, self.written, self.sent = name, read, written, sent
+
+    def add(self, read=0, written=0, sent=0):
+        """Count bytes read, written or sent in this phase."""
+        self.read += read
+        self.written += written
+        self.sent += sent
+
+    def __enter__(self):
+        if threading.get_ident() != _MAIN:
+            self.start = None  # phases of other threads overlap the main one: not counted
+            return self
+        self.child = 0.0
+        _stack.append(self)
+        self.start = _clock()
+        return self
+
+    def __exit__(self, *exc):
+        global _dropped
+        if self.start is None:
+            return False
+        stop = _clock()
+        if not _stack or _stack[-1] is not self:
+            return False  # tracing was reset inside the phase
+        _stack.pop()
+        elapsed = stop - self.start
+        if _stack:
+            _stack[-1].child += elapsed
+        tot = _totals.get(self.name)
+        if tot is None:
+            tot = _totals[self.name] = [0.0, 0, 0, 0, 0]
+        tot[0] += elapsed - self.child
+        tot[1] += 1
+        tot[2] += self.read
+        tot[3] += self.written
+        tot[4] += self.sent
+        if len(_spans) < MAX_SPANS:
+            _spans.append((self.name, self.start - _t0, stop - _t0, len(_stack),
+                           self.read, self.written, self.sent))
+        else:
+            _dropped += 1
+        return False
+
+
+def phase(name: str, *, read: int = 0, written: int = 0, sent: int = 0):
+    """Time a named phase on this rank: ``with hp.phase("solve"): ...``. Not collective.
+
+    ``read``, ``written``, ``sent`` count bytes moved in the phase (more can be added with
+    ``p.add(...)`` on the object the ``with`` statement returns, or :func:`add_bytes`).
+    While tracing is off this returns a shared no-op object (one flag check).
+    """
+    if not _ON:
+        return _NULL
+    return _Span(name, read, written, sent)
+
+
+def traced(name: str):
+    """Decorator: run the function inside ``phase(name)``. Not collective."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if not _ON:
+                return fn(*args, **kwargs)
+            with _Span(name, 0, 0, 0):
+                return fn(*args, **kwargs)
+        return wrapper
+    return deco
+
+
+def add_bytes(read: int = 0, written: int = 0, sent: int = 0) -> None:
+    """Count bytes for the innermost open phase of this rank (no-op when off)."""
+    if _ON and _stack and threading.get_ident() == _MAIN:
+        _stack[-1].add(read, written, sent)
+
+
+def reset_tracing() -> None:
+    """Forget every phase recorded so far and restart this rank's clock. Not collective."""
+    global _t0, _epoch, _dropped
+    _totals.clear()
+    _spans.clear()
+    _stack.clear()
+    _dropped = 0
+    _t0, _epoch = _clock(), time.time()
+
+
+def start_tracing(reset: bool = True) -> None:
+    """Switch phase timing on for this process (``reset``: start from zero). Not collective."""
+    global _ON
+    if reset or not _ON and not _totals:
+        reset_tracing()
+    _ON = True
+
+
+def stop_tracing() -> None:
+    """Switch phase timing off (totals are kept for :func:`report`). Not collective."""
+    global _ON
+    _ON = False
+
+
+def tracing_enabled() -> bool:
+    """True while phases are being timed. Not collective."""
+    return _ON
+
+
+def _local(spans: bool) -> dict:
+    return {"wall": _clock() - _t0, "epoch": _epoch,
+            "phases": {k: list(v) for k, v in _totals.items()},
+            "spans": list(_spans) if spans else None, "dropped": _dropped}
+
+
+def _summarize(per_rank: list) -> dict:
+    """The summary (see :func:`report`) from every rank's local record."""
+    size = len(per_rank)
+    names = [p for p in PHASES if any(p in r["phases"] for r in per_rank)]
+    names += sorted({k for r in per_rank for k in r["phases"]} - set(names))
+    walls = [r["wall"] for r in per_rank]
+    phases = {}
+    for name in names + ["other"]:
+        if name == "other":
+            secs = [max(0.0, r["wall"] - sum(v[0] for v in r["phases"].values()))
+                    for r in per_rank]
+            rows = [[s, 0, 0, 0, 0] for s in secs]
+        else:
+            rows = [r["phases"].get(name, [0.0, 0, 0, 0, 0]) for r in per_rank]
+            secs = [row[0] for row in rows]
+        mean = sum(secs) / size
+        slowest = max(range(size), key=secs.__getitem__)
+        nbytes = {k: int(sum(row[i] for row in rows))
+                  for i, k in ((2, "read"), (3, "written"), (4, "sent"))}
+        moved = sum(nbytes.values())
+        phases[name] = {
+            "min": min(secs), "mean": mean, "max": secs[slowest],
+            "imbalance": secs[slowest] / mean if mean > 0 else 1.0,
+            "slowest_rank": slowest, "calls": int(sum(row[1] for row in rows)),
+            "bytes_read": nbytes["read"], "bytes_written": nbytes["written"],
+            "bytes_sent": nbytes["sent"],
+            "gb_per_s": moved / secs[slowest] / 1e9 if moved and secs[slowest] > 0 else None,
+            "seconds": secs,
+        }
+    return {"ranks": size, "wall": {"min": min(walls), "mean": sum(walls) / size,
+                                    "max": max(walls), "per_rank": walls},
+            "phases": phases, "dropped_spans": sum(r["dropped"] for r in per_rank)}
+
+
+def format_report(summary: dict) -> str:
+    """The summary of :func:`report` as a text table."""
+    w = summary["wall"]
+    lines = [f"phase times on {summary['ranks']} ranks (exclusive seconds; wall "
+             f"{w['max']:.3f} s on the slowest rank)",
+             f"  {'phase':12s} {'min':>9s} {'mean':>9s} {'max':>9s} {'max/mean':>9s} "
+             f"{'slowest':>8s} {'GB/s':>8s} {'bytes':>10s}"]
+    for name, p in summary["phases"].items():
+        moved = p["bytes_read"] + p["bytes_written"] + p["bytes_sent"]
+        rate = f"{p['gb_per_s']:.2f}" if p["gb_per_s"] is not None else "-"
+        lines.append(f"  {name:12s} {p['min']:9.4f} {p['mean']:9.4f} {p['max']:9.4f} "
+                     f"{p['imbalance']:9.2f} {'rank ' + str(p['slowest_rank']):>8s} "
+                     f"{rate:>8s} {_size(moved):>10s}")
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    if not n:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def report(comm=None, *, file="stdout", trace: str | None = None, plot: str | None = None,
+           root: int = 0) -> dict | None:
+    """Gather every rank's phase times once and summarise them on ``root``. Collective.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Intracomm, optional
+        Communicator (``None``: COMM_WORLD).
+    file : file object, "stdout" or None
+        Where ``root`` prints the text table (default: ``sys.stdout`` at the time of the
+        call; ``None``: print nothing).
+    trace : str, optional
+        Also write a Chrome trace event file (one track per rank, phases as spans;
+        open it in https://ui.perfetto.dev or chrome://tracing).
+    plot : str, optional
+        Also save a per-rank stacked bar chart of the phases (needs matplotlib; a
+        warning is logged once and nothing is written without it).
+
+    Returns
+    -------
+    dict or None
+        On ``root``: ``{"ranks", "wall": {min, mean, max, per_rank}, "phases": {name:
+        {min, mean, max, imbalance (max/mean), slowest_rank, calls, bytes_read,
+        bytes_written, bytes_sent, gb_per_s, seconds (per rank)}}}``; the phase
+        ``"other"`` is wall time outside every phase. ``gb_per_s`` is the bytes moved by
+        all ranks in the phase over the slowest rank's time in it. None on other ranks.
+    """
+    from .comm import lib_comm
+
+    lcomm = lib_comm(comm)
+    gathered = lcomm.gather(_local(spans=trace is not None), root=root)
+    if lcomm.Get_rank() != root:
+        return None
+    summary = _summarize(gathered)
+    if trace is not None:
+        from ._trace_export import write_chrome_trace
+        write_chrome_trace(trace, gathered)
+    if plot is not None:
+        from ._trace_export import plot_phases
+        plot_phases(plot, summary)
+    if file is not None:
+        print(format_report(summary), file=sys.stdout if file == "stdout" else file,
+              flush=True)
+    return summary
+
+
+if os.environ.get("HPCPROC_TRACE", "") not in ("", "0"):
+    start_tracing()
