@@ -36,7 +36,7 @@ test-mpi: $(STAMP)
 demo: $(STAMP)
 	@mkdir -p $(DEMO_DIR)
 	$(TIMEOUT) 600 $(MPIEXEC) -n 2 $(VENV)/bin/hpcproc generate $(DEMO_DIR)/demo.h5 --kind normal --rows $(DEMO_ROWS) --seed 1
-	$(TIMEOUT) 600 $(MPIEXEC) -n 2 $(VENV)/bin/hpcproc stats $(DEMO_DIR)/demo.h5:/x --timings
+	$(TIMEOUT) 600 $(MPIEXEC) -n 2 $(VENV)/bin/hpcproc stats $(DEMO_DIR)/demo.h5:/x --timings -v
 
 native: $(STAMP)
 	$(MAKE) -C native MPICC=$(abspath $(VENV))/bin/mpicc

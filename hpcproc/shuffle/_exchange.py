@@ -26,8 +26,8 @@ import numpy as np
 from mpi4py import MPI
 
 from ..comm import check_all, lib_comm
-from ..trace import phase
 from ..errors import ShapeMismatchError
+from ..trace import phase
 from . import _kernels as K
 
 __all__ = ["exchange", "default_memory_budget", "dest_dtype", "MAX_MESSAGE"]
