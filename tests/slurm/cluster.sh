@@ -45,12 +45,18 @@ install_packages() {
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get"
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    local opts=(-y -qq --no-install-recommends -o Dpkg::Options::=--force-confdef)
+    # No retries and short network timeouts: without a repository, fail in seconds.
+    local net=(-o Acquire::Retries=0 -o Acquire::http::Timeout=20)
+    local opts=(-y -qq --no-install-recommends -o Dpkg::Options::=--force-confdef "${net[@]}")
     if ! timeout 300 apt-get install "${opts[@]}" "${missing[@]}" >"$DIR/apt.log" 2>&1; then
-        timeout 300 apt-get update -qq >>"$DIR/apt.log" 2>&1 || true
+        timeout 180 apt-get update -qq "${net[@]}" >>"$DIR/apt.log" 2>&1 || true
         timeout 300 apt-get install "${opts[@]}" "${missing[@]}" >>"$DIR/apt.log" 2>&1 \
-            || die "apt-get install ${missing[*]} failed (see $DIR/apt.log)"
+            || die "apt-get install ${missing[*]} failed: $(tail -n 3 "$DIR/apt.log" | tr '\n' ' ')"
     fi
+    local cmd
+    for cmd in munged slurmctld slurmd sbatch; do
+        command -v "$cmd" >/dev/null || die "$cmd still missing after apt-get install"
+    done
 }
 
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
@@ -65,7 +71,7 @@ start_munge() {
     fi
     install -d -o munge -g munge -m 0755 /run/munge
     install -d -o munge -g munge -m 0700 /var/lib/munge /var/log/munge
-    runuser -u munge -- /usr/sbin/munged --force
+    timeout 30 runuser -u munge -- /usr/sbin/munged --force
     echo started >"$DIR/munge.started"
     local i
     for i in $(seq 50); do munge_ok && return 0; sleep 0.1; done
@@ -151,8 +157,8 @@ up() {
     install_packages
     start_munge
     write_conf
-    slurmctld -f "$CONF" -i >>"$DIR/slurmctld.out" 2>&1 || die "slurmctld failed: $(tail -5 "$DIR/slurmctld.log")"
-    slurmd -f "$CONF" >>"$DIR/slurmd.out" 2>&1 || die "slurmd failed: $(tail -5 "$DIR/slurmd.log")"
+    timeout 30 slurmctld -f "$CONF" -i >>"$DIR/slurmctld.out" 2>&1 || die "slurmctld failed: $(tail -5 "$DIR/slurmctld.log")"
+    timeout 30 slurmd -f "$CONF" >>"$DIR/slurmd.out" 2>&1 || die "slurmd failed: $(tail -5 "$DIR/slurmd.log")"
     local state=""
     while [ $((SECONDS - t0)) -lt "$TIMEOUT" ]; do
         state="$(node_state)"
