@@ -134,6 +134,10 @@ SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
 SchedulerParameters=bf_interval=1,sched_interval=2
 ReturnToService=2
+# Job ids new to this machine: srun's PMI-2 names a job step "JOBID.STEP", and PyPI's
+# MPICH names its shared-memory segment after it and leaves it in /dev/shm; a later
+# cluster restarting at job 1 made ranks attach to a stale segment (MPI_Init failed or hung).
+FirstJobId=$(( $(date +%s) % 60000000 + 1 ))
 KillWait=5
 MinJobAge=600
 InactiveLimit=0

@@ -8,6 +8,7 @@ with the reason when Slurm cannot be installed or started, unless HPCPROC_REQUIR
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,8 @@ CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 RUN = REPO / "slurm" / "run.sbatch"
 RESTARTABLE = REPO / "slurm" / "restartable.sbatch"
 SIM = REPO / "examples" / "insitu_simulation.py"
+# The script's own time-limit signal (B:USR1@300) must not fire during a test.
+RESTART_OPTS = ["--ntasks-per-node=2", "--time=15", "--signal=B:USR1@30"]
 DONE = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
         "BOOT_FAIL", "DEADLINE", "PREEMPTED"}
 
@@ -99,10 +102,18 @@ def slurm():
     if not ok:
         down()
         (pytest.fail if required else pytest.skip)(f"no Slurm cluster (cluster.sh up): {why}")
+    # A SIGTERM (e.g. the Makefile's `timeout`) unwinds like Ctrl-C, so the cluster stops.
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield Cluster(os.path.join(state, "slurm.conf"), time.monotonic() - t0)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         down()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def wait_for(path: Path, predicate, timeout: float, what: str) -> str:
@@ -165,7 +176,7 @@ def test_restartable_requeues_until_done(slurm, tmp_path):
     opts = dict(steps=steps, analyse_every=10, snapshot_every=100, checkpoint_every=1000)
     out, run_dir = tmp_path / "job.out", tmp_path / "run"
     job = slurm.sbatch(RESTARTABLE, "python", *_sim_args(run_dir, sleep=0.03, **opts),
-                       cwd=tmp_path, opts=["--ntasks-per-node=2", "--time=15", f"--output={out}"])
+                       cwd=tmp_path, opts=RESTART_OPTS + [f"--output={out}"])
     latencies = []
     try:
         for k in range(3):
@@ -213,6 +224,32 @@ def test_restartable_requeues_until_done(slurm, tmp_path):
     np.testing.assert_array_equal(final, reference(steps, 10, 100)[0])
 
 
+def test_restartable_with_mpiexec_inside_the_allocation(slurm, tmp_path):
+    """HPCPROC_LAUNCHER=mpiexec: the script's signal reaches the ranks through mpiexec,
+    the job is requeued once and ends with the state an uninterrupted run reaches."""
+    loop = REPO / "examples" / "checkpointed_loop.py"
+    args = ["--steps", "40", "--every", "1000", "--rows", "3000"]
+    out = tmp_path / "job.out"
+    job = slurm.sbatch(RESTARTABLE, "python", loop, tmp_path / "ck", *args, "--sleep", "0.1",
+                       cwd=tmp_path, opts=RESTART_OPTS + [f"--output={out}"],
+                       env={"HPCPROC_LAUNCHER": "mpiexec"})
+    try:
+        wait_for(out, lambda text: "fresh" in text and "step 3" in text, 90, "the loop to run")
+        slurm.cmd("scancel", "--signal=USR1", "--batch", job)
+        info = slurm.wait(job, 120, out)
+    finally:
+        slurm.cmd("scancel", job, check=False)
+    text = out.read_text()
+    assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), text
+    restored = re.findall(r"^restored (\d+) ", text, re.M)
+    assert len(restored) == 1 and 0 < int(restored[0]) < 40, text
+    whole = subprocess.run([MPIEXEC, "-n", "2", sys.executable, str(loop), str(tmp_path / "w"),
+                            *args], capture_output=True, text=True, timeout=120, env=_clean_env())
+    assert whole.returncode == 0, whole.stderr
+    final = re.findall(r"^final (\w+)$", text, re.M)
+    assert final == re.findall(r"^final (\w+)$", whole.stdout, re.M) and len(final) == 1, text
+
+
 @pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
 def test_failing_rank_fails_the_job_promptly(slurm, tmp_path, launcher):
     """One rank raises while the other waits in a collective: the job fails at once with
@@ -229,7 +266,7 @@ def test_failing_rank_fails_the_job_promptly(slurm, tmp_path, launcher):
     out = tmp_path / "job.out"
     t0 = time.monotonic()
     job = slurm.sbatch(RESTARTABLE, "python", prog, cwd=tmp_path,
-                       opts=["--ntasks-per-node=2", "--time=5", f"--output={out}"],
+                       opts=RESTART_OPTS + [f"--output={out}"],
                        env={"HPCPROC_LAUNCHER": launcher})
     info = slurm.wait(job, 60, out)
     elapsed = time.monotonic() - t0
@@ -251,3 +288,30 @@ def test_cluster_started(slurm):
     assert int(cpus) == os.cpu_count()
     assert state in ("idle", "mixed", "allocated")
     print(f"cluster start: {slurm.start_seconds:.1f} s")
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
+def test_dead_rank_does_not_hang_the_job(slurm, tmp_path, launcher):
+    """A rank killed outright (no MPI_Abort) while the other waits in a collective: the
+    job still ends, FAILED, within HPCPROC_SRUN_WAIT (srun) or at once (mpiexec)."""
+    prog = tmp_path / "die.py"
+    prog.write_text(
+        "import os, signal\n"
+        "from mpi4py import MPI\n"
+        "comm = MPI.COMM_WORLD\n"
+        "comm.Barrier()\n"
+        "if comm.rank == 1:\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "comm.Barrier()  # rank 0 waits here for a rank that is gone\n")
+    out = tmp_path / "job.out"
+    t0 = time.monotonic()
+    job = slurm.sbatch(RESTARTABLE, "python", prog, cwd=tmp_path,
+                       opts=RESTART_OPTS + [f"--output={out}"],
+                       env={"HPCPROC_LAUNCHER": launcher, "HPCPROC_SRUN_WAIT": "5"})
+    info = slurm.wait(job, 90, out)
+    elapsed = time.monotonic() - t0
+    text = out.read_text()
+    print(f"{launcher}: job with a killed rank ended {elapsed:.1f} s after submission")
+    assert (info["JobState"], info["Restarts"]) == ("FAILED", "0"), text
+    assert info["ExitCode"] != "0:0" and "requeueing" not in text, text
+    assert elapsed < 45, f"took {elapsed:.1f} s"
