@@ -100,7 +100,7 @@ pick_port() {
 }
 
 write_conf() {
-    local host node port mem
+    local host node port
     host="$(hostname -s)"
     # The machine's real layout and memory, as slurmd sees it.
     node="$(slurmd -C | head -n 1)"
@@ -163,8 +163,8 @@ up() {
     write_conf
     timeout 30 slurmctld -f "$CONF" -i >>"$DIR/slurmctld.out" 2>&1 || die "slurmctld failed: $(tail -5 "$DIR/slurmctld.log")"
     timeout 30 slurmd -f "$CONF" >>"$DIR/slurmd.out" 2>&1 || die "slurmd failed: $(tail -5 "$DIR/slurmd.log")"
-    local state=""
-    while [ $((SECONDS - t0)) -lt "$TIMEOUT" ]; do
+    local state="" t1=$SECONDS
+    while [ $((SECONDS - t1)) -lt "$TIMEOUT" ]; do
         state="$(node_state)"
         [ "$state" = idle ] && break
         sleep 0.5
