@@ -11,7 +11,7 @@ PYTEST   := -m pytest -p no:cacheprovider -q
 DEMO_DIR := .demo
 DEMO_ROWS ?= 20000000
 
-.PHONY: venv test test-serial test-mpi demo native bench-io test-parallel-hdf5 clean
+.PHONY: venv test test-serial test-mpi test-slurm demo native bench-io test-parallel-hdf5 clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,11 @@ test-serial: $(STAMP)
 test-mpi: $(STAMP)
 	$(TIMEOUT) 1200 $(MPIEXEC) -n 2 $(PY) $(PYTEST) --only-mpi tests
 	$(TIMEOUT) 1200 $(MPIEXEC) -n 3 $(PY) $(PYTEST) --only-mpi tests
+
+# Only the Slurm tests (part of test-serial too): a real single-node Slurm cluster from
+# Debian's packages, started and stopped by tests/slurm/cluster.sh.
+test-slurm: $(STAMP)
+	$(TIMEOUT) 900 $(PY) $(PYTEST) -rs tests/slurm
 
 demo: $(STAMP)
 	@mkdir -p $(DEMO_DIR)
