@@ -23,7 +23,7 @@ setup(
         "test": ["pytest", "pytest-mpi", "pytest-timeout", "netCDF4"],
         "mpich": ["mpich"],
     },
-    entry_points={"console_scripts": ["hpcproc = hpcproc.cli:main"]},
+    entry_points={"console_scripts": ["hpcproc = hpcproc.cli:run"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering",

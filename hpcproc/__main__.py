@@ -1,6 +1,6 @@
 """``python -m hpcproc`` is the ``hpcproc`` command."""
 
-from .cli import main
+from .cli import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

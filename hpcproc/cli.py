@@ -267,5 +267,34 @@ def main(argv=None) -> int:
     return 1  # not reached: abort_on_error exits on errors
 
 
+def run() -> None:
+    """Console entry point: :func:`main`, then a prompt exit.
+
+    After the command has finished (output flushed, files closed, MPI finalized) the
+    process ends with ``os._exit``: the interpreter's own teardown of Numba's compiled
+    code takes about a second per rank and would delay every job's end (and a
+    checkpointed job's requeue) for nothing.
+    """
+    try:
+        code = main()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    from mpi4py import MPI
+
+    if MPI.Is_initialized() and not MPI.Is_finalized():
+        MPI.Finalize()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()
