@@ -49,6 +49,10 @@ _EXPORTS = {
     "RankCountError": ".checkpoint",
     "rng_state": ".checkpoint",
     "rng_from_state": ".checkpoint",
+    "diff": ".diff",
+    "validate_dataset": ".validate",
+    "ValidationError": ".validate",
+    "read_lineage": ".provenance",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ._cli_kernels import add_parsers
     add_parsers(sub, parse_size)  # hist, quantile
+    from ._cli_data import add_parsers as add_data_parsers
+    add_data_parsers(sub, parse_size)  # lineage, validate, diff
     return p
 
 
@@ -224,8 +226,9 @@ COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats, "ckp
 
 
 def _kernel_commands():
+    from ._cli_data import COMMANDS as data
     from ._cli_kernels import COMMANDS as more
-    return more
+    return {**more, **data}
 
 
 COMMANDS.update(_kernel_commands())

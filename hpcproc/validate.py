@@ -37,7 +37,8 @@ import numpy as np
 
 from .errors import HpcprocError
 
-__all__ = ["load_rules", "check_rules", "ValidationError", "format_report", "RULES"]
+__all__ = ["validate_dataset", "load_rules", "check_rules", "ValidationError", "format_report",
+           "RULES"]
 
 RULES = ("dtype", "ndim", "shape", "rows", "max_nan", "max_inf", "min", "max", "monotonic",
          "unique", "key_column", "limit")
@@ -292,3 +293,29 @@ def format_report(report: dict) -> str:
                 first = f"actual {json.dumps(c['actual'])}"
             lines.append(f"  {c['rule']:10s} {exp:>22s} {c['violations']:>11d}  {mark:4s} {first}")
     return "\n".join(lines)
+
+
+def validate_dataset(path: str, dataset: str, rules, comm=None, rows=None,
+                     method: str = "auto") -> dict:
+    """Read ``path:dataset`` in parallel and check it against ``rules``; return the report.
+
+    Collective. Like ``hp.read(..., validate=rules)`` but returns the report (the same on
+    every rank) instead of raising :class:`ValidationError`; the data is not kept.
+    ``report["ok"]`` tells whether every rule passed; each entry of ``report["checks"]``
+    gives the rule, the expected value, the number of violations and the first
+    offending global row indices.
+    """
+    from . import _ingest
+    from .comm import check_all, get_comm
+    from .io._meta import dataset_info
+    from .io.read import _choose, _ranges, _read_range, _row_selection
+
+    comm = get_comm(comm)
+    info = dataset_info(path, dataset, comm)
+    start, stop = _row_selection(rows, info.rows, info.name)
+    how = _choose(info, method)
+    rules = check_all(lambda: _ingest.prepare_rules(rules, info), comm)
+    lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
+    local = _read_range(info, how, lo, hi, comm)
+    return _ingest.after_read(info, start, stop, local, lo - start, comm, rules,
+                              target=f"{path}:{info.name}")
