@@ -91,9 +91,24 @@ def _le_bytes(block: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(block, dtype=le).reshape(-1).view(np.uint8)
 
 
+def _crc32_impl():
+    """ISA-L's crc32 when the optional ``isal`` package is installed (same polynomial and
+    values as zlib's, about 4x faster), else zlib's."""
+    if not _IMPL:
+        try:
+            from isal.isal_zlib import crc32
+        except ImportError:
+            crc32 = zlib.crc32
+        _IMPL.append(crc32)
+    return _IMPL[0]
+
+
+_IMPL: list = []
+
+
 def block_crc32(block: np.ndarray, crc: int = 0) -> int:
     """crc32 of ``block``'s values as little-endian C-order bytes (continuing ``crc``)."""
-    return zlib.crc32(_le_bytes(block), crc) & 0xFFFFFFFF
+    return _crc32_impl()(_le_bytes(block), crc) & 0xFFFFFFFF
 
 
 def combine_parts(parts) -> tuple[int, int]:

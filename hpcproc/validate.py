@@ -151,16 +151,31 @@ def local_partial(rules: dict, block: np.ndarray, offset: int) -> dict:
     """This rank's share of the checks (counts, first indices, boundary values)."""
     lim, out = rules["limit"], {"n": int(block.shape[0])}
     floating = block.dtype.kind in "fc"
-    if "max_nan" in rules:
-        m = np.isnan(block) if floating else np.zeros(block.shape, bool)
-        out["max_nan"] = (int(m.sum()), _first(_row_any(m), offset, lim)[1])
-    if "max_inf" in rules:
-        m = np.isinf(block) if floating else np.zeros(block.shape, bool)
-        out["max_inf"] = (int(m.sum()), _first(_row_any(m), offset, lim)[1])
-    for key, op in (("min", np.less), ("max", np.greater)):
+    # Fast path: two vectorised reductions prove clean data clean (min is NaN if any
+    # element is NaN); element masks are built only for a rule that may be broken.
+    lo = hi = None
+    if block.size and any(k in rules for k in ("max_nan", "max_inf", "min", "max")) \
+            and block.dtype.kind != "c":
+        lo, hi = block.min(), block.max()
+    finite = lo is not None and not floating or (lo is not None and np.isfinite(lo)
+                                                 and np.isfinite(hi))
+    clean = {"max_nan": finite or (lo is not None and not np.isnan(lo) and not np.isnan(hi)),
+             "max_inf": finite, "min": finite and "min" in rules and lo >= rules["min"],
+             "max": finite and "max" in rules and hi <= rules["max"]}
+    if not block.size:
+        clean = dict.fromkeys(clean, True)
+    masks = {"max_nan": lambda: np.isnan(block) if floating else np.zeros(block.shape, bool),
+             "max_inf": lambda: np.isinf(block) if floating else np.zeros(block.shape, bool),
+             # NaN compares False: counted by max_nan, not by the range rules
+             "min": lambda: np.less(block, rules["min"]),
+             "max": lambda: np.greater(block, rules["max"])}
+    for key in ("max_nan", "max_inf", "min", "max"):
         if key in rules:
-            m = op(block, rules[key])  # NaN compares False: counted by max_nan, not here
-            out[key] = (int(m.sum()), _first(_row_any(m), offset, lim)[1])
+            if clean[key]:
+                out[key] = (0, [])
+            else:
+                m = masks[key]()
+                out[key] = (int(m.sum()), _first(_row_any(m), offset, lim)[1])
     if "monotonic" in rules or "unique" in rules:
         if block.ndim > 1 and rules.get("key_column", 0) >= int(np.prod(block.shape[1:])):
             raise ValueError(f"key_column {rules['key_column']} out of range for rows of "
@@ -169,8 +184,8 @@ def local_partial(rules: dict, block: np.ndarray, offset: int) -> dict:
         if key.size:
             out["ends"] = (key[0].item(), key[-1].item())
         if "monotonic" in rules:
-            out["monotonic"] = _first(~_ordered(key[:-1], key[1:], rules["monotonic"]),
-                                      offset + 1, lim)
+            good = _ordered(key[:-1], key[1:], rules["monotonic"])
+            out["monotonic"] = (0, []) if good.all() else _first(~good, offset + 1, lim)
         if "unique" in rules:
             sorted_ = bool(np.all(key[1:] >= key[:-1])) if key.size else True
             out["sorted"] = sorted_

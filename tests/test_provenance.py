@@ -173,3 +173,13 @@ def test_checkpoint_lineage(comm, shared_tmp):
         for n in names:
             rec = json.loads(f[n].attrs["hpcproc_lineage"])
             assert rec["ranks"] == comm.size and rec["inputs"][0]["checksum"] == _ref_crc(a)
+
+
+def test_fast_crc32_agrees_with_zlib():
+    pytest.importorskip("isal")
+    data = np.random.default_rng(6).normal(size=50_001)
+    assert provenance._crc32_impl() is not zlib.crc32
+    assert provenance.block_crc32(data[:20_000], provenance.block_crc32(data[:1])) != 0
+    assert provenance.block_crc32(data) == zlib.crc32(data.tobytes())
+    assert provenance.block_crc32(data[1:], zlib.crc32(data[:1].tobytes())) \
+        == zlib.crc32(data.tobytes())
