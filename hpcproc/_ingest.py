@@ -14,12 +14,14 @@ from .comm import lib_comm
 __all__ = ["after_read", "prepare_rules", "BlockChecksum"]
 
 
-def prepare_rules(validate, info):
-    """Normalised rules for ``info`` (raises the same error on every rank), or None."""
+def prepare_rules(validate, info, comm):
+    """Normalised rules for ``info``, or None. Collective when ``validate`` is given: a
+    rules file missing on one rank only raises on every rank."""
     if validate is None:
         return None
+    from .comm import check_all
     from .validate import check_rules, load_rules
-    return check_rules(load_rules(validate), ndim=len(info.shape))
+    return check_all(lambda: check_rules(load_rules(validate), ndim=len(info.shape)), comm)
 
 
 def _facts(info, rank):

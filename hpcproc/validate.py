@@ -321,7 +321,7 @@ def validate_dataset(path: str, dataset: str, rules, comm=None, rows=None,
     offending global row indices.
     """
     from . import _ingest
-    from .comm import check_all, get_comm
+    from .comm import get_comm
     from .io._meta import dataset_info
     from .io.read import _choose, _ranges, _read_range, _row_selection
 
@@ -329,7 +329,7 @@ def validate_dataset(path: str, dataset: str, rules, comm=None, rows=None,
     info = dataset_info(path, dataset, comm)
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
-    rules = check_all(lambda: _ingest.prepare_rules(rules, info), comm)
+    rules = _ingest.prepare_rules(rules, info, comm)
     lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
     local = _read_range(info, how, lo, hi, comm)
     return _ingest.after_read(info, start, stop, local, lo - start, comm, rules,

@@ -136,7 +136,7 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
     info = dataset_info(path, dataset, comm)
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
-    rules = _ingest.prepare_rules(validate, info)
+    rules = _ingest.prepare_rules(validate, info, comm)
     lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
     check_all(lambda: _check_out(out, (hi - lo,) + info.shape[1:], info.native_dtype), comm)
     local = _read_range(info, how, lo, hi, comm, out)
