@@ -22,6 +22,8 @@ def add_parsers(sub, parse_size) -> None:
     val.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
     val.add_argument("--rules", required=True, metavar="RULES.toml",
                      help="rules file (TOML or JSON; see the README)")
+    val.add_argument("--block-bytes", type=parse_size, default=64 << 20,
+                     help="bytes read per rank per step (bounded memory; default 64M)")
     val.add_argument("--method", default="auto",
                      choices=("auto", "direct", "chunked", "h5py", "mpio"))
     val.add_argument("--json", action="store_true", help="print JSON")
@@ -74,7 +76,8 @@ def cmd_validate(args, comm) -> int:
         raise UsageError(f"{args.rules}: {exc}") from None
     reports = []
     for (path, name), rules in zip(targets, per):
-        reports.append(validate_dataset(path, name, rules, comm=comm, method=args.method))
+        reports.append(validate_dataset(path, name, rules, comm=comm, method=args.method,
+                                        block_bytes=args.block_bytes))
     if raw.get("same_rows") and len(reports) > 1:
         rows = [r["shape"][0] for r in reports]
         ok = len(set(rows)) == 1

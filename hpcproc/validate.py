@@ -144,7 +144,8 @@ def _row_any(mask: np.ndarray) -> np.ndarray:
 def _key(rules: dict, block: np.ndarray) -> np.ndarray:
     if block.ndim == 1:
         return block
-    return block.reshape(block.shape[0], -1)[:, rules.get("key_column", 0)]
+    width = int(np.prod(block.shape[1:], dtype=np.int64))
+    return block.reshape(block.shape[0], width)[:, rules.get("key_column", 0)]
 
 
 def local_partial(rules: dict, block: np.ndarray, offset: int) -> dict:
@@ -311,7 +312,7 @@ def format_report(report: dict) -> str:
 
 
 def validate_dataset(path: str, dataset: str, rules, comm=None, rows=None,
-                     method: str = "auto") -> dict:
+                     method: str = "auto", block_bytes: int | None = None) -> dict:
     """Read ``path:dataset`` in parallel and check it against ``rules``; return the report.
 
     Collective. Like ``hp.read(..., validate=rules)`` but returns the report (the same on
@@ -319,18 +320,91 @@ def validate_dataset(path: str, dataset: str, rules, comm=None, rows=None,
     ``report["ok"]`` tells whether every rule passed; each entry of ``report["checks"]``
     gives the rule, the expected value, the number of violations and the first
     offending global row indices.
+
+    With ``block_bytes`` the dataset is streamed with ``hp.blocks`` (memory bounded by
+    ``block_bytes`` per rank, plus 8 bytes per row of the key column when ``unique`` is
+    checked on keys that are not sorted).
     """
     from . import _ingest
-    from .comm import get_comm
+    from .comm import check_all, get_comm, lib_comm
     from .io._meta import dataset_info
-    from .io.read import _choose, _ranges, _read_range, _row_selection
+    from .io.read import _choose, _ranges, _read_range, _row_selection, blocks
 
     comm = get_comm(comm)
+    if block_bytes is not None and int(block_bytes) < 1:
+        raise ValueError(f"block_bytes must be positive, got {block_bytes}")
     info = dataset_info(path, dataset, comm)
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
     rules = _ingest.prepare_rules(rules, info, comm)
-    lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
-    local = _read_range(info, how, lo, hi, comm)
-    return _ingest.after_read(info, start, stop, local, lo - start, comm, rules,
-                              target=f"{path}:{info.name}")
+    target = f"{path}:{info.name}"
+    if block_bytes is None:
+        lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
+        local = _read_range(info, how, lo, hi, comm)
+        return _ingest.after_read(info, start, stop, local, lo - start, comm, rules,
+                                  target=target)
+    stream, errors = _Stream(rules), []
+    for blk in blocks(path, dataset, block_bytes, comm, rows=(start, stop), method=method):
+        if not errors:  # keep stepping after a local error: the scan is collective
+            try:
+                stream.add(blk.local, blk.origin - start)
+            except Exception as exc:  # noqa: BLE001 - raised on every rank below
+                errors.append(exc)
+
+    def agree():
+        if errors:
+            raise errors[0]
+    check_all(agree, comm)
+    part, first, key = stream.result()
+    gathered = lib_comm(comm).allgather((part, first))
+    report = merge(rules, info, [g[0] for g in gathered], [g[1] for g in gathered], key,
+                   first, lib_comm(comm))
+    from .provenance import inputs
+    rec = next((r for r in reversed(inputs()) if r["dataset"] == info.name
+                and r["rows"] == [start, stop]), {})
+    report.update(target=target, checksum=rec.get("checksum"))
+    return report
+
+
+class _Stream:
+    """One rank's partial results over its successive blocks (they are contiguous)."""
+
+    def __init__(self, rules: dict):
+        self.rules, self.part, self.first, self.keys = rules, None, 0, []
+
+    def add(self, block: np.ndarray, offset: int) -> None:
+        rules, lim = self.rules, self.rules["limit"]
+        p = local_partial(rules, block, offset)
+        if rules.get("unique") and block.shape[0]:
+            self.keys.append(np.array(_key(rules, block)))
+        q = self.part
+        if q is None or q["n"] == 0:  # nothing seen yet on this rank
+            self.part, self.first = p, offset
+            return
+        if p["n"] == 0:
+            return
+        q["n"] += p["n"]
+        for k in ("max_nan", "max_inf", "min", "max", "monotonic"):
+            if k in p:
+                q[k] = (q[k][0] + p[k][0], (q[k][1] + p[k][1])[:lim])
+        if "ends" not in q:
+            return
+        a, b = q["ends"][1], p["ends"][0]  # the seam between this rank's blocks
+        if "monotonic" in rules and not _ordered(np.array([a]), np.array([b]),
+                                                 rules["monotonic"])[0]:
+            q["monotonic"] = (q["monotonic"][0] + 1, sorted(q["monotonic"][1] + [offset])[:lim])
+        if "unique" in rules:
+            q["sorted"] = bool(q["sorted"] and p["sorted"] and b >= a)
+            if not q["sorted"]:
+                q["adjacent"] = None
+            else:
+                seam = [offset] if a == b else []
+                q["adjacent"] = (q["adjacent"][0] + p["adjacent"][0] + len(seam),
+                                 sorted(q["adjacent"][1] + seam + p["adjacent"][1])[:lim])
+        q["ends"] = (q["ends"][0], p["ends"][1])
+
+    def result(self):
+        part = self.part if self.part is not None else local_partial(
+            self.rules, np.empty(0), 0)
+        key = np.concatenate(self.keys) if self.keys else np.empty(0)
+        return part, self.first, key

@@ -33,6 +33,15 @@ def _check(report, rule):
     return c
 
 
+def _validate(path, name, rules, comm):
+    """In-memory and streamed (tiny blocks: many seams per rank) reports must agree."""
+    whole = hp.validate_dataset(path, name, rules, comm=comm)
+    for block_bytes in (1, 800):
+        streamed = hp.validate_dataset(path, name, rules, comm=comm, block_bytes=block_bytes)
+        assert streamed == whole
+    return whole
+
+
 def _ref_first(mask, limit=10):
     return [int(i) for i in np.flatnonzero(mask)[:limit]]
 
@@ -62,9 +71,9 @@ def test_rule_catches_planted_violation(comm, shared_tmp, name):
     bad = _clean()
     plant(bad)
     path = _file(comm, shared_tmp, good=_clean(), bad=bad)
-    good = hp.validate_dataset(path, "/good", rules, comm=comm)
+    good = _validate(path, "/good", rules, comm)
     assert good["ok"] and _check(good, list(rules)[0])["violations"] == 0
-    report = hp.validate_dataset(path, "/bad", rules, comm=comm)
+    report = _validate(path, "/bad", rules, comm)
     c = _check(report, list(rules)[0])
     mask = ref(bad)
     assert not report["ok"] and not c["ok"]
@@ -78,8 +87,8 @@ def test_decreasing_rules(comm, shared_tmp):
     b[SEAMS[0]] = b[SEAMS[0] - 1]  # equal neighbours across a seam
     path = _file(comm, shared_tmp, a=a, b=b)
     for how, ok_b in (("decreasing", False), ("non_increasing", True)):
-        assert hp.validate_dataset(path, "/a", {"monotonic": how}, comm=comm)["ok"]
-        r = hp.validate_dataset(path, "/b", {"monotonic": how}, comm=comm)
+        assert _validate(path, "/a", {"monotonic": how}, comm)["ok"]
+        r = _validate(path, "/b", {"monotonic": how}, comm)
         assert r["ok"] == ok_b
         if not ok_b:
             assert _check(r, "monotonic")["first"] == [SEAMS[0]]
@@ -97,8 +106,8 @@ def test_unique(comm, shared_tmp, sorted_keys):
     else:
         bad[[10, 400, 990]] = bad[[900, 5, 400]]  # later copies of earlier keys
     path = _file(comm, shared_tmp, good=keys, bad=bad)
-    assert hp.validate_dataset(path, "/good", {"unique": True}, comm=comm)["ok"]
-    c = _check(hp.validate_dataset(path, "/bad", {"unique": True}, comm=comm), "unique")
+    assert _validate(path, "/good", {"unique": True}, comm)["ok"]
+    c = _check(_validate(path, "/bad", {"unique": True}, comm), "unique")
     _, first_seen = np.unique(bad, return_index=True)
     dup = np.ones(N, bool)
     dup[first_seen] = False  # rows whose key appeared at a lower index
@@ -111,7 +120,7 @@ def test_key_column_of_2d_and_metadata_rules(comm, shared_tmp):
     path = _file(comm, shared_tmp, m=m.astype(np.float32))
     rules = {"dtype": "float32", "ndim": 2, "shape": [-1, 2], "rows": N,
              "monotonic": "increasing", "unique": True, "key_column": 1}
-    r = hp.validate_dataset(path, "/m", rules, comm=comm)
+    r = _validate(path, "/m", rules, comm)
     assert r["ok"], r
     assert r["checksum"] == "crc32:%08x" % __import__("zlib").crc32(m.astype("<f4").tobytes())
     wrong = {"dtype": ["float64", "int64"], "ndim": 1, "shape": [N, 3], "rows": N + 1}
