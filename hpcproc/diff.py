@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .comm import get_comm, lib_comm
+from .comm import check_all, get_comm, lib_comm
 from .io._meta import dataset_info
 
 __all__ = ["diff", "format_diff"]
@@ -38,6 +38,28 @@ def _compare(a: np.ndarray, b: np.ndarray, rtol: float, atol: float):
         same = (a == b) | (delta <= atol + rtol * np.abs(b.astype(np.float64)))
         rel_base = np.abs(b.astype(np.float64))
     return ~same, delta, rel_base
+
+
+def _accumulate(xa, xb, rtol, atol, limit, first, count, max_abs, max_rel):
+    """Fold one pair of blocks into the running results (``first`` grows in place)."""
+    if xa.local.shape != xb.local.shape:  # cannot happen with equal shapes; be explicit
+        raise RuntimeError("internal error: blocks of a and b do not line up")
+    differs, delta, base = _compare(xa.local, xb.local, rtol, atol)
+    n = int(differs.sum())
+    if n:
+        count += n
+        d = delta[differs]
+        max_abs = max(max_abs, float(np.nanmax(d)) if not np.all(np.isnan(d)) else math.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = d / base[differs]
+        r = r[~np.isnan(r)]
+        if r.size:
+            max_rel = max(max_rel, float(r.max()))
+        if len(first) < limit:
+            idx = np.argwhere(differs)[:limit - len(first)]
+            idx[:, 0] += xa.origin
+            first.extend(tuple(int(v) for v in row) for row in idx)
+    return count, max_abs, max_rel
 
 
 def diff(a_path: str, a_dset: str, b_path: str, b_dset: str, rtol: float = 0.0,
@@ -89,28 +111,24 @@ def diff(a_path: str, a_dset: str, b_path: str, b_dset: str, rtol: float = 0.0,
     count, max_abs, max_rel, first = 0, -1.0, -1.0, []
     scan_a = blocks(a_path, a_dset, step * max(1, ia.row_bytes), comm, method=_method(ia))
     scan_b = blocks(b_path, b_dset, step * max(1, ib.row_bytes), comm, method=_method(ib))
+    errors = []
     for xa, xb in zip(scan_a, scan_b):
-        if xa.local.shape != xb.local.shape:  # cannot happen with equal shapes; be explicit
-            raise RuntimeError("internal error: blocks of a and b do not line up")
-        differs, delta, base = _compare(xa.local, xb.local, rtol, atol)
-        n = int(differs.sum())
-        if n:
-            count += n
-            d = delta[differs]
-            max_abs = max(max_abs, float(np.nanmax(d)) if not np.all(np.isnan(d)) else math.nan)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = d / base[differs]
-            r = r[~np.isnan(r)]
-            if r.size:
-                max_rel = max(max_rel, float(r.max()))
-            if len(first) < limit:
-                idx = np.argwhere(differs)[:limit - len(first)]
-                idx[:, 0] += xa.origin
-                first.extend(tuple(int(v) for v in row) for row in idx)
+        if errors:  # keep stepping after a local error: the scans are collective
+            continue
+        try:
+            count, max_abs, max_rel = _accumulate(xa, xb, rtol, atol, limit, first,
+                                                  count, max_abs, max_rel)
+        except Exception as exc:  # noqa: BLE001 - raised on every rank below
+            errors.append(exc)
     for _ in scan_a:  # finish both scans (records both inputs in the lineage)
         pass
     for _ in scan_b:
         pass
+
+    def agree():
+        if errors:
+            raise errors[0]
+    check_all(agree, comm)
     every = lib_comm(comm).allgather((count, max_abs, max_rel, first))
     total = sum(e[0] for e in every)
     result.update(
