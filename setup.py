@@ -22,6 +22,7 @@ setup(
     extras_require={
         "test": ["pytest", "pytest-mpi", "pytest-timeout", "netCDF4"],
         "mpich": ["mpich"],
+        "fast": ["isal"],  # ISA-L crc32 for lineage checksums (zlib otherwise)
     },
     entry_points={"console_scripts": ["hpcproc = hpcproc.cli:run"]},
     classifiers=[

@@ -63,6 +63,10 @@ _EXPORTS = {
     "start_tracing": ".trace",
     "stop_tracing": ".trace",
     "reset_tracing": ".trace",
+    "diff": ".diff",
+    "validate_dataset": ".validate",
+    "ValidationError": ".validate",
+    "read_lineage": ".provenance",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_shuffle import add_parsers as add_shuffle_parsers
     add_kernel_parsers(sub, parse_size)  # hist, quantile
     add_shuffle_parsers(sub, parse_size)  # sort, groupby
+    from ._cli_data import add_parsers as add_data_parsers
+    add_data_parsers(sub, parse_size)  # lineage, validate, diff
     return p
 
 
@@ -246,8 +248,9 @@ COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats, "ckp
 
 
 def _kernel_commands():
+    from ._cli_data import COMMANDS as data
     from ._cli_kernels import COMMANDS as more
-    return more
+    return {**more, **data}
 
 
 COMMANDS.update(_kernel_commands())

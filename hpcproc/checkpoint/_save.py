@@ -10,6 +10,7 @@ agrees on the outcome and commits. With ``copy=True`` the state is snapshotted i
 
 from __future__ import annotations
 
+import json
 import operator
 import os
 import threading
@@ -19,6 +20,7 @@ from ..comm import _agreed, _portable, check_all, error_message, lib_comm, root_
 from ._errors import CheckpointError
 from ._format import rank_filename
 from ._state import check_layout, prepare
+from .. import provenance
 from ._writer import build_manifest, commit_step, make_tmp_dir, remove_tmp, write_rank_file
 
 __all__ = ["SaveJob", "start_save", "finish_save"]
@@ -38,7 +40,8 @@ class SaveJob:
     def run(self) -> None:
         try:
             self.result = write_rank_file(os.path.join(self.tmp, rank_filename(self.rank)),
-                                          self.prepared.items, self.rank)
+                                          self.prepared.items, self.rank,
+                                          getattr(self, "lineage", None))
             self.result["local"] = self.prepared.local
         except BaseException as exc:  # noqa: BLE001 - reported to every rank in finish_save
             self.error = exc
@@ -83,7 +86,10 @@ def start_save(directory, step, state, comm, copy) -> SaveJob:
 
     tmp = root_call(begin, comm)
     rows = None if layouts is None else [r for _, r in layouts]
-    return SaveJob(directory, step, prepared, rows, tmp, comm.Get_rank())
+    job = SaveJob(directory, step, prepared, rows, tmp, comm.Get_rank())
+    job.lineage = provenance.lineage_attrs("checkpoint", size, {"directory": str(directory),
+                                                                "step": step})
+    return job
 
 
 def finish_save(job: SaveJob, comm, keep: int) -> list[int]:
@@ -102,6 +108,7 @@ def finish_save(job: SaveJob, comm, keep: int) -> list[int]:
         def commit():  # on rank 0
             body = build_manifest(job.step, job.prepared.signature, job.rows, results,
                                   job.prepared.shared)
+            body["lineage"] = json.loads(job.lineage[provenance.ATTR])
             try:
                 return commit_step(job.directory, job.tmp, body, keep)
             except BaseException:

@@ -61,13 +61,17 @@ def _create(f: h5py.File, name: str, arr: np.ndarray):
     return dsid.get_offset() if arr.nbytes else None
 
 
-def write_rank_file(path: str, items, rank: int) -> dict:
+def write_rank_file(path: str, items, rank: int, lineage: dict | None = None) -> dict:
     """Write this rank's arrays ``items`` (``(dataset, ndarray)``) to ``path``, durably.
+
+    ``lineage``: attributes set on every dataset (:func:`hpcproc.provenance.lineage_attrs`).
 
     Returns ``{"size", "checksum", "offsets"}`` (byte offset of every dataset's data).
     """
     with h5py.File(path, "w-", locking=False) as f:  # private file: no lock needed
         offsets = {name: _create(f, name, arr) for name, arr in items}
+        for name, _ in items:
+            f[name].attrs.update(lineage or {})
     regions = [(offsets[name], arr.reshape(-1).view(np.uint8)) for name, arr in items
                if offsets[name] is not None]
     total = sum(len(buf) for _, buf in regions)

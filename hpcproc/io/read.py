@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from .. import _ingest
 from ..array import DistArray
 from ..comm import check_all, get_comm, lib_comm
 from ..errors import ShapeMismatchError
@@ -95,7 +96,7 @@ def _check_out(out, shape, dtype) -> None:
 
 
 def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
-         out: np.ndarray | None = None) -> DistArray:
+         out: np.ndarray | None = None, validate=None) -> DistArray:
     """Read this rank's block of an HDF5 dataset along axis 0.
 
     Collective. Metadata is read on rank 0 and broadcast; then each rank reads only its
@@ -114,6 +115,13 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
     out : numpy.ndarray, optional
         Read this rank's block into this array (native dtype, C-contiguous, the block's
         shape), e.g. to reuse memory across reads; checked on every rank first.
+    validate : dict or str, optional
+        Validation rules (a dict, or a TOML/JSON file; see :mod:`hpcproc.validate`),
+        checked in the same pass as the read; ``ValidationError`` (with ``.report``) on
+        every rank if the data breaks one.
+
+    The rows read are recorded (with a crc32 of their content) as an input of the
+    lineage stored on everything this process writes next (:mod:`hpcproc.provenance`).
 
     Returns
     -------
@@ -131,9 +139,11 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
     info = dataset_info(path, dataset, comm)
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
+    rules = _ingest.prepare_rules(validate, info, comm)
     lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
     check_all(lambda: _check_out(out, (hi - lo,) + info.shape[1:], info.native_dtype), comm)
     local = _read_range(info, how, lo, hi, comm, out)
+    _ingest.check_report(_ingest.after_read(info, start, stop, local, lo - start, comm, rules))
     return DistArray(local, (stop - start,) + info.shape[1:], lo - start, comm, origin=lo)
 
 
@@ -160,6 +170,8 @@ def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
     lo, hi = (start + b for b in block_range(stop - start, comm.Get_size(), comm.Get_rank()))
     local = {k: _read_range(i, "h5py" if hows[k] == "chunked" else hows[k], lo, hi, comm)
              for k, i in infos.items()}
+    for k, i in infos.items():
+        _ingest.after_read(i, start, stop, local[k], lo - start, comm)
     return DistTable(local, stop - start, lo - start, comm)
 
 
@@ -196,12 +208,15 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
            if reuse else None)
     bar = progress.scan(f"{path}:{info.name}", mine * info.row_bytes,
                         (stop - start) * info.row_bytes)
+    crc = _ingest.BlockChecksum()
     for i in range(nsteps):
         pieces = [(min(hi, lo + i * step), min(hi, lo + (i + 1) * step)) for lo, hi in ranges]
         counts = [b - a for a, b in pieces]
         a, b = pieces[rank]
         local = _read_range(info, how, a, b, comm, None if buf is None else buf[:b - a])
         bar.update(local.nbytes)
+        crc.update(local)
         yield DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]), comm,
                         origin=a)
     bar.close()
+    crc.finish(info, start, stop, comm)  # a complete scan is an input of the lineage

@@ -31,7 +31,7 @@ from ..errors import DatasetExistsError
 from ..partition import aligned_ranges
 from .._redistribute import redistribute_rows
 from ..table import DistTable
-from .. import _faults
+from .. import _faults, provenance
 from ..trace import phase
 from . import chunked, direct, mpio
 from ._meta import check_numeric
@@ -273,6 +273,7 @@ def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compr
     if any(d != dtypes[0] for d in dtypes):
         raise TypeError(f"ranks hold blocks of different dtypes: {dtypes}")
     level = 4 if compression_opts is None else compression_opts
+    attrs = provenance.stamp(attrs, names, "write", comm.Get_size())  # lineage attributes
     if method == "chunked" and chunks is None:
         chunks = True
     plan = root_call(lambda: _prepare(path, names, values, mode, chunks, compression, level,

@@ -1,0 +1,107 @@
+"""What happens to a block right after it is read: checksum, lineage record, validation.
+
+One ``allgather`` of a few numbers per rank (plus rank 0's file facts) per dataset read;
+no second pass over the data. Called by ``io/read.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import provenance
+from .comm import lib_comm
+
+__all__ = ["after_read", "prepare_rules", "BlockChecksum"]
+
+
+def prepare_rules(validate, info, comm):
+    """Normalised rules for ``info``, or None. Collective when ``validate`` is given: a
+    rules file missing on one rank only raises on every rank."""
+    if validate is None:
+        return None
+    from .comm import check_all
+    from .validate import check_rules, load_rules
+    return check_all(lambda: check_rules(load_rules(validate), ndim=len(info.shape)), comm)
+
+
+def _facts(info, rank):
+    if rank != 0 or not provenance.enabled():
+        return None
+    try:
+        return provenance.file_facts(info.path, info.name)
+    except Exception as exc:  # noqa: BLE001 - lineage must never break a read
+        return {"facts_error": f"{type(exc).__name__}: {exc}"}
+
+
+def after_read(info, start, stop, local: np.ndarray, offset: int, comm, rules=None,
+               target=None):
+    """Collective. Record ``info``'s rows ``[start, stop)`` as an input; validate them.
+
+    ``local`` is this rank's block, ``offset`` its first row within the selection.
+    Returns the validation report (``None`` without rules).
+    """
+    crc = provenance.block_crc32(local) if provenance.enabled() else None
+    part = error = None
+    if rules is not None:
+        from .validate import local_partial
+        try:
+            part = local_partial(rules, local, offset)
+        except Exception as exc:  # noqa: BLE001 - raised on every rank below
+            error = exc
+    ours = lib_comm(comm).allgather((crc, int(local.nbytes), offset, part,
+                                     _facts(info, comm.Get_rank()), repr(error) if error else None))
+    return finish(info, start, stop, ours, local, offset, comm, rules, target, error)
+
+
+def finish(info, start, stop, gathered, local, offset, comm, rules, target, error=None):
+    """Turn the gathered per-rank pieces into the lineage record and the report."""
+    errors = [e for *_, e in gathered if e]
+    if errors:
+        if error is not None:
+            raise error
+        raise ValueError(f"validation failed on another rank: {errors[0]}")
+    facts = gathered[0][4] or {}
+    if gathered[0][0] is not None:
+        crc, nbytes = provenance.combine_parts([(g[0], g[1]) for g in gathered])
+    else:
+        crc, nbytes = None, sum(g[1] for g in gathered)
+    provenance.record_input(info.path, info.name, start, stop,
+                            (stop - start,) + tuple(info.shape[1:]), info.native_dtype,
+                            crc, nbytes, facts)
+    if rules is None:
+        return None
+    from .validate import _key, merge
+    key = _key(rules, local) if ("unique" in rules or "monotonic" in rules) else None
+    report = merge(rules, info, [g[3] for g in gathered], [g[2] for g in gathered], key,
+                   offset, lib_comm(comm))
+    report["target"] = target or f"{info.path}:{info.name}"
+    report["checksum"] = None if crc is None else f"crc32:{crc:08x}"
+    return report
+
+
+class BlockChecksum:
+    """Running per-rank crc32 over the successive blocks of an ``hp.blocks`` scan."""
+
+    def __init__(self):
+        self.crc, self.nbytes = 0, 0
+
+    def update(self, block: np.ndarray) -> None:
+        if provenance.enabled():
+            self.crc = provenance.block_crc32(block, self.crc)
+        self.nbytes += int(block.nbytes)
+
+    def finish(self, info, start, stop, comm) -> None:
+        """Collective: record the whole scanned selection as an input."""
+        crc = self.crc if provenance.enabled() else None
+        gathered = lib_comm(comm).allgather((crc, self.nbytes, 0, None,
+                                             _facts(info, comm.Get_rank()), None))
+        finish(info, start, stop, gathered, None, 0, comm, None, None)
+
+
+def check_report(report) -> None:
+    """Raise ``ValidationError`` (on every rank: the report is the same) if it failed."""
+    if report is not None and not report["ok"]:
+        from .validate import ValidationError, format_report
+        failed = [c["rule"] for c in report["checks"] if not c["ok"]]
+        raise ValidationError(f"{report['target']} breaks validation rule(s) {failed}:\n"
+                              f"{format_report(report)}", report)
