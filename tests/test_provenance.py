@@ -1,7 +1,7 @@
 """Lineage attributes and the rank-count-independent checksum (run at 1, 2 and 3 ranks).
 
-Sort and group-by outputs are written through hp.write, which stamps lineage; their own
-tests live on the shuffle branch and are not repeated here.
+Sort and group-by outputs are written through hp.write_table, which stamps lineage:
+``test_sort_and_groupby_lineage`` checks both.
 """
 
 import json
@@ -183,3 +183,22 @@ def test_fast_crc32_agrees_with_zlib():
     assert provenance.block_crc32(data) == zlib.crc32(data.tobytes())
     assert provenance.block_crc32(data[1:], zlib.crc32(data[:1].tobytes())) \
         == zlib.crc32(data.tobytes())
+
+
+def test_sort_and_groupby_lineage(comm, shared_tmp):
+    rng = np.random.default_rng(11)
+    key, val = rng.integers(0, 50, 600), rng.standard_normal(600)
+    src, srt, grp = (str(shared_tmp / n) for n in ("kv.h5", "sorted.h5", "grouped.h5"))
+    on_root(comm, _make, src, key=key, value=val)
+    t = hp.read_table(src, {"key": "/key", "value": "/value"}, comm=comm)
+    hp.write_table(srt, hp.sort(t, by="key"), comm=comm)
+    hp.write_table(grp, hp.groupby(t, "key").agg(value=["sum", "count"]), comm=comm)
+    comm.Barrier()
+    for path in (srt, grp):
+        for name in ("/key",):
+            rec, attrs = _lineage(path, name)
+            assert attrs["hpcproc_ranks"] == comm.size and rec["kind"] == "write"
+            sums = {i["dataset"]: i["checksum"] for i in rec["inputs"]}
+            assert sums == {"/key": _ref_crc(key), "/value": _ref_crc(val)}
+    with h5py.File(srt) as f:
+        np.testing.assert_array_equal(f["key"][...], np.sort(key, kind="stable"))
