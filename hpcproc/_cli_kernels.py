@@ -16,6 +16,10 @@ def add_parsers(sub, parse_size) -> None:
     h.add_argument("--range", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="histogram range (default: the data's min and max)")
     h.add_argument("--plot", metavar="OUT.png", help="also save a bar plot (matplotlib)")
+    h.add_argument("--checkpoint", metavar="DIR", help="save progress in DIR and resume "
+                   "from it when run again (one sub-directory per target)")
+    h.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds between checkpoints (0: after every block; default 60)")
     q = sub.add_parser("quantile", help="exact (or sketched) quantiles of datasets")
     q.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
     q.add_argument("-q", "--q", type=float, nargs="+", default=[0.5], metavar="Q",
@@ -49,12 +53,24 @@ def cmd_hist(args, comm) -> int:
 
     if args.bins < 1:
         raise UsageError(f"--bins must be >= 1, got {args.bins}")
+    if args.checkpoint is not None and not args.checkpoint_every >= 0:
+        raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    if args.range is not None and not args.range[0] <= args.range[1]:
+        raise UsageError(f"--range MIN MAX needs MIN <= MAX, got {args.range}")
     results = []
-    for path, name in _targets(args):
-        counts, edges = histogram((path, name), args.bins, range=args.range, comm=comm,
-                                  block_bytes=args.block_bytes, method=args.method)
+    for i, (path, name) in enumerate(_targets(args)):
+        extra = {}
+        if args.checkpoint:
+            from .checkpoint._hist import histogram_file_resumable
+            counts, edges, extra = histogram_file_resumable(
+                path, name, args.bins, f"{args.checkpoint}/target-{i}", range=args.range,
+                comm=comm, block_bytes=args.block_bytes, method=args.method,
+                every_seconds=args.checkpoint_every or None)
+        else:
+            counts, edges = histogram((path, name), args.bins, range=args.range, comm=comm,
+                                      block_bytes=args.block_bytes, method=args.method)
         results.append({"target": f"{path}:{name}", "counts": counts.tolist(),
-                        "edges": [float(e) for e in edges]})
+                        "edges": [float(e) for e in edges], **extra})
     if args.plot and comm.Get_rank() == 0:
         _plot(results, args.plot)
     if args.json:
