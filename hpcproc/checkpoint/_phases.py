@@ -24,10 +24,17 @@ def input_identity(command: str, path: str, columns: dict, options: dict, comm) 
     """What a saved result depends on, taken on rank 0 (the same on every rank)."""
     ident = None
     if comm.Get_rank() == 0:
-        st = os.stat(path)
-        ident = {"command": command, "input": os.path.abspath(path), "size": st.st_size,
-                 "mtime_ns": st.st_mtime_ns, "columns": dict(columns), "options": options}
-    return lib_comm(comm).bcast(ident, root=0)
+        try:
+            st = os.stat(path)
+            ident = {"command": command, "input": os.path.abspath(path),
+                     "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                     "columns": dict(columns), "options": options}
+        except OSError as exc:  # raised on every rank below, not only on rank 0
+            ident = f"{path}: {exc.strerror or exc}"
+    ident = lib_comm(comm).bcast(ident, root=0)
+    if isinstance(ident, str):
+        raise FileNotFoundError(ident)
+    return ident
 
 
 def run_phase(directory, comm, ident: dict, compute: Callable[[], tuple]):
