@@ -71,3 +71,9 @@ clean:
 .PHONY: bench-shuffle
 bench-shuffle: $(STAMP)
 	$(TIMEOUT) 3600 $(MPIEXEC) -n 2 $(PY) benchmarks/shuffle.py
+
+# One verified >2 GiB rank-0 -> rank-1 transfer through hp.exchange (~10 GB of RAM):
+# benchmarks/results/shuffle_stress.md
+.PHONY: bench-shuffle-stress
+bench-shuffle-stress: $(STAMP)
+	$(TIMEOUT) 900 $(MPIEXEC) -n 2 $(PY) benchmarks/shuffle_stress.py
