@@ -15,6 +15,22 @@ BIN = Path(sys.executable).parent
 MPIEXEC = os.environ.get("HPCPROC_MPIEXEC", str(BIN / "mpiexec"))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Under mpiexec every rank gets its own pytest base temp dir: ranks sharing pytest's
+    default one race in its clean-up of old numbered dirs."""
+    rank = os.environ.get("PMI_RANK") or os.environ.get("OMPI_COMM_WORLD_RANK")
+    if rank is not None and not config.option.basetemp:
+        config.option.basetemp = os.path.join(
+            tempfile.gettempdir(), f"hpcproc-pytest-{os.getppid()}-rank{rank}")
+
+
+def pytest_unconfigure(config):
+    base = config.option.basetemp
+    if base and os.path.basename(str(base)).startswith("hpcproc-pytest-"):
+        shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture
 def comm():
     from mpi4py import MPI
