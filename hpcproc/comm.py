@@ -21,10 +21,7 @@ from mpi4py import MPI
 from .errors import RemoteError, UsageError
 from .trace import phase
 
-__all__ = ["get_comm", "lib_comm", "abort_on_error", "is_root", "root_call", "check_all"]
-
-_KEYVAL = None
-
+__all__ = ["get_comm", "lib_comm", "node_comm", "cached_comm", "abort_on_error", "is_root", "root_call", "check_all"]
 
 def get_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
     """Return ``comm``, or ``MPI.COMM_WORLD`` when it is ``None``.
@@ -40,9 +37,29 @@ def get_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
     return comm
 
 
-def _free_dup(comm, keyval, dup):  # MPI attribute delete callback
-    if not MPI.Is_finalized() and dup != MPI.COMM_NULL:
-        dup.Free()
+def _free_derived(comm, keyval, derived):  # MPI attribute delete callback
+    if not MPI.Is_finalized() and derived != MPI.COMM_NULL:
+        derived.Free()
+
+
+_KEYVALS: dict = {}
+
+
+def cached_comm(comm: MPI.Comm, name: str, make) -> MPI.Intracomm:
+    """``make(comm)``, created once per communicator and cached on it as an MPI attribute.
+
+    The derived communicator is freed when ``comm`` is (attribute delete callback), so the
+    cache never outlives its communicator and a reused handle never returns a stale
+    entry. Collective on ``comm`` whenever ``make`` is (the first call only).
+    """
+    keyval = _KEYVALS.get(name)
+    if keyval is None:
+        keyval = _KEYVALS[name] = MPI.Comm.Create_keyval(delete_fn=_free_derived)
+    derived = comm.Get_attr(keyval)
+    if derived is None:
+        derived = make(comm)
+        comm.Set_attr(keyval, derived)
+    return derived
 
 
 def lib_comm(comm: MPI.Comm | None = None) -> MPI.Intracomm:
@@ -51,15 +68,18 @@ def lib_comm(comm: MPI.Comm | None = None) -> MPI.Intracomm:
     Collective on ``comm`` the first time it is called for that communicator (it calls
     ``MPI_Comm_dup``), local afterwards. The duplicate lives as long as ``comm``.
     """
-    global _KEYVAL
-    comm = get_comm(comm)
-    if _KEYVAL is None:
-        _KEYVAL = MPI.Comm.Create_keyval(delete_fn=_free_dup)
-    dup = comm.Get_attr(_KEYVAL)
-    if dup is None:
-        dup = comm.Dup()
-        comm.Set_attr(_KEYVAL, dup)
-    return dup
+    return cached_comm(get_comm(comm), "lib", lambda c: c.Dup())
+
+
+def node_comm(comm: MPI.Comm | None = None) -> MPI.Intracomm:
+    """The ranks of ``comm`` that share this rank's node, in rank order (cached).
+
+    ``MPI_Comm_split_type(COMM_TYPE_SHARED)`` of the library communicator: collective the
+    first time for a communicator, local afterwards. Everything node-aware (compile once
+    per node, the per-node memory budget) uses this one split.
+    """
+    return cached_comm(lib_comm(comm), "node",
+                       lambda c: c.Split_type(MPI.COMM_TYPE_SHARED, key=c.Get_rank()))
 
 
 def is_root(comm: MPI.Comm | None = None, root: int = 0) -> bool:

@@ -109,7 +109,7 @@ def check_rules(rules: dict, ndim: int | None = None) -> dict:
     if "unique" in r and not isinstance(r["unique"], bool):
         raise ValueError(f"rule unique must be true or false, got {r['unique']!r}")
     if "key_column" in r and (not isinstance(r["key_column"], int) or r["key_column"] < 0):
-        raise ValueError(f"rule key_column must be a non-negative integer")
+        raise ValueError("rule key_column must be a non-negative integer")
     if ndim is not None and ndim > 1 and ("monotonic" in r or "unique" in r) \
             and "key_column" not in r:
         raise ValueError("rules monotonic/unique on a multi-dimensional dataset need key_column")

@@ -16,17 +16,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from mpi4py import MPI
 
-from ..comm import check_all, lib_comm
+from ..comm import check_all, node_comm
 from ..errors import HpcprocError
 from ..trace import phase
 from ._numba import CACHE, get_threads, numba
 
-__all__ = ["KernelCompileError", "node_comm", "ensure_compiled", "compile_stats",
+__all__ = ["KernelCompileError", "ensure_compiled", "compile_stats",
            "split_rows", "signature_of"]
 
-_NODE_KEYVAL = None
 _READY: set = set()
 _LOCK = threading.Lock()
 #: how this process got each kernel: {(name, signature): "compiled" | "cache" | "memory"}
@@ -36,24 +34,6 @@ _COMPILE_SECONDS = [0.0]  # time this rank spent obtaining kernels (compile/wait
 
 class KernelCompileError(HpcprocError, TypeError):
     """A function could not be compiled by Numba for the given argument types."""
-
-
-def _free(comm, keyval, node):
-    if not MPI.Is_finalized() and node != MPI.COMM_NULL:
-        node.Free()
-
-
-def node_comm(comm=None) -> MPI.Intracomm:
-    """The ranks of ``comm`` that share this rank's node (cached; collective first time)."""
-    global _NODE_KEYVAL
-    lib = lib_comm(comm)
-    if _NODE_KEYVAL is None:
-        _NODE_KEYVAL = MPI.Comm.Create_keyval(delete_fn=_free)
-    node = lib.Get_attr(_NODE_KEYVAL)
-    if node is None:
-        node = lib.Split_type(MPI.COMM_TYPE_SHARED, key=lib.Get_rank())
-        lib.Set_attr(_NODE_KEYVAL, node)
-    return node
 
 
 def signature_of(*args) -> tuple:

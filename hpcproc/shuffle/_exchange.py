@@ -25,7 +25,7 @@ import os
 import numpy as np
 from mpi4py import MPI
 
-from ..comm import check_all, lib_comm
+from ..comm import check_all, lib_comm, node_comm
 from ..errors import ShapeMismatchError
 from ..trace import phase
 from . import _kernels as K
@@ -41,18 +41,6 @@ MIN_STAGING = 1 << 16
 #: a time) and small per-round arrays; the rest, minus the destination array, is split
 #: between the send and the receive buffer.
 WORKSPACE = 2 << 20
-
-_NODE_RANKS: dict = {}
-
-
-def _ranks_per_node(comm) -> int:
-    key = comm.py2f()
-    if key not in _NODE_RANKS:
-        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        _NODE_RANKS[key] = node.Get_size()
-        node.Free()
-    return _NODE_RANKS[key]
-
 
 def _available_memory() -> int:
     try:
@@ -75,7 +63,7 @@ def default_memory_budget(comm=None) -> int:
     env = os.environ.get("HPCPROC_MEMORY_BUDGET")
     if env:
         return int(env)
-    per_rank = _available_memory() // _ranks_per_node(lib_comm(comm))
+    per_rank = _available_memory() // node_comm(comm).Get_size()
     return max(64 << 20, per_rank // 4)
 
 
