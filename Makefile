@@ -11,7 +11,7 @@ PYTEST   := -m pytest -p no:cacheprovider -q
 DEMO_DIR := .demo
 DEMO_ROWS ?= 20000000
 
-.PHONY: venv test test-serial test-mpi test-slurm demo native bench-io test-parallel-hdf5 clean
+.PHONY: venv test test-serial test-mpi test-slurm test-multihost demo native bench-io test-parallel-hdf5 clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,11 @@ test-mpi: $(STAMP)
 # Debian's packages, started and stopped by tests/slurm/cluster.sh.
 test-slurm: $(STAMP)
 	$(TIMEOUT) 900 $(PY) $(PYTEST) -rs tests/slurm
+
+# 2 namespace hosts x 2 ranks over shaped veth links vs 4 ranks on one host (root needed;
+# part of `make test` too): tests/multihost/
+test-multihost: $(STAMP)
+	$(TIMEOUT) 900 $(PY) $(PYTEST) -rs tests/multihost
 
 demo: $(STAMP)
 	@mkdir -p $(DEMO_DIR)

@@ -1,6 +1,7 @@
 """Shared fixtures. Tests marked ``mpi`` run serially and under ``mpiexec -n 2`` / ``-n 3``
 (see the Makefile); unmarked tests run once, serially (they may launch mpiexec)."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -23,6 +24,43 @@ def pytest_configure(config):
     if rank is not None and not config.option.basetemp:
         config.option.basetemp = os.path.join(
             tempfile.gettempdir(), f"hpcproc-pytest-{os.getppid()}-rank{rank}")
+
+
+def _mpich_segments() -> set:
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith("mpich_shm_")}
+    except OSError:
+        return set()
+
+
+def _mapped_segments() -> set:
+    names = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                names.update(line.rsplit("/", 1)[-1].split()[0] for line in f
+                             if "/dev/shm/mpich_shm_" in line)
+        except OSError:
+            continue
+    return names
+
+
+def pytest_sessionstart(session):
+    session.config._mpich_segments = _mpich_segments()
+
+
+def pytest_sessionfinish(session):
+    """Remove the shared-memory segments that MPICH leaves in /dev/shm when a job of
+    this session was killed or aborted (the fault tests do that on purpose): only
+    segments created during the session and mapped by no process."""
+    if os.environ.get("PMI_RANK", "0") != "0":
+        return
+    new = _mpich_segments() - getattr(session.config, "_mpich_segments", set())
+    if not new:
+        return
+    for name in new - _mapped_segments():
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join("/dev/shm", name))
 
 
 def pytest_unconfigure(config):

@@ -100,7 +100,7 @@ up() {
     write_launcher
     write_mpiexec
     for h in "${names[@]}"; do
-        ip -n "$h" addr show mpi0 | grep -q "inet $SUBNET" || die "$h has no address"
+        [[ "$(ip -n "$h" addr show mpi0)" == *"inet $SUBNET."* ]] || die "$h has no address"
     done
     log "up: hosts ${names[*]} on $BRIDGE ($BRIDGE_ADDR/24), links ${rate:-unshaped}"
     echo "HPCPROC_MH_DIR=$DIR"
