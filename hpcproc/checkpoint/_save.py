@@ -16,7 +16,7 @@ import os
 import threading
 import time
 
-from ..comm import _agreed, _portable, check_all, error_message, lib_comm, root_call
+from ..comm import _agreed, check_all, error_message, first_failure, lib_comm, root_call
 from ._errors import CheckpointError
 from ._format import rank_filename
 from ._state import check_layout, prepare
@@ -100,9 +100,8 @@ def finish_save(job: SaveJob, comm, keep: int) -> list[int]:
     """
     job.join()
     lcomm = lib_comm(comm)
-    errors = lcomm.allgather(None if job.error is None else _portable(job.error))
-    failed = [(rank, err) for rank, err in enumerate(errors) if err is not None]
-    if not failed:
+    failed = first_failure(job.error, comm)
+    if failed is None:
         results = lcomm.gather(job.result, root=0)
 
         def commit():  # on rank 0
@@ -117,10 +116,10 @@ def finish_save(job: SaveJob, comm, keep: int) -> list[int]:
         try:
             return root_call(commit, comm)
         except Exception as exc:  # noqa: BLE001 - the same error on every rank
-            failed = [(0, exc)]
+            failed = (0, exc)
     else:
         root_call(lambda: remove_tmp(job.tmp), comm)
-    rank, err = failed[0]
+    rank, err = failed
     where = f" on rank {rank}" if comm.Get_size() > 1 else ""
     exc = CheckpointError(f"saving checkpoint step {job.step} in {job.directory} failed{where}: "
                           f"{error_message(err)}; the previous checkpoint is unchanged")
