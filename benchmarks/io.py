@@ -502,6 +502,17 @@ def write_markdown(path: str, res: dict) -> None:
         f.write("\n".join(lines))
 
 
+def repo_relative(obj):
+    """``obj`` with every string path under the repository made relative to it."""
+    if isinstance(obj, str):
+        return obj.replace(ROOT + os.sep, "")
+    if isinstance(obj, dict):
+        return {k: repo_relative(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(repo_relative(v) for v in obj)
+    return obj
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=parse_size, default=parse_size("1G"),
@@ -582,6 +593,7 @@ def main(argv=None) -> int:
         "wall_s": time.perf_counter() - t_start,
         "summary": summarise(samples), "samples": samples,
     }
+    res = repo_relative(res)  # results name files by their path in the repository
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, "io.json"), "w") as f:
         json.dump(res, f, indent=1)
