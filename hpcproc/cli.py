@@ -158,6 +158,9 @@ def cmd_generate(args, comm) -> int:
     rows = args.rows if args.rows is not None else args.bytes // row_bytes(args.kind, args.cols)
     if args.cols < 1:
         raise UsageError(f"--cols must be >= 1, got {args.cols}")
+    if ":/" in args.output and not os.path.exists(os.path.dirname(args.output) or "."):
+        raise UsageError(f"generate writes a whole file (its datasets are named by --kind): "
+                         f"give a file name, not {args.output!r}")
     chunks = None
     if args.chunks or args.compression:
         chunks = True if not args.chunks else (args.chunks,) + ((args.cols,) if args.kind == "normal"
