@@ -284,8 +284,10 @@ def run() -> None:
     ``os._exit`` after ``MPI_Finalize`` was tried first; with PyPI's MPICH it made one
     rank in ~10 3-rank jobs die with SIGKILL at exit.)
     """
-    status = main()
-    gc.freeze()  # shutdown then frees objects by reference count only
+    try:
+        status = main()
+    finally:  # also for SystemExit (usage errors, exit 85 after a checkpoint)
+        gc.freeze()  # shutdown then frees objects by reference count only
     raise SystemExit(status)
 
 
