@@ -10,16 +10,15 @@ __all__ = ["add_parsers", "COMMANDS"]
 
 
 def add_parsers(sub, parse_size) -> None:
+    from .cli import add_scan_checkpoint_options
+
     h = sub.add_parser("hist", help="histogram of datasets (identical to numpy's)")
     h.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
     h.add_argument("--bins", type=int, default=64, help="number of bins (default 64)")
     h.add_argument("--range", type=float, nargs=2, metavar=("MIN", "MAX"),
                    help="histogram range (default: the data's min and max)")
     h.add_argument("--plot", metavar="OUT.png", help="also save a bar plot (matplotlib)")
-    h.add_argument("--checkpoint", metavar="DIR", help="save progress in DIR and resume "
-                   "from it when run again (one sub-directory per target)")
-    h.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
-                   help="seconds between checkpoints (0: after every block; default 60)")
+    add_scan_checkpoint_options(h)
     q = sub.add_parser("quantile", help="exact (or sketched) quantiles of datasets")
     q.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
     q.add_argument("-q", "--q", type=float, nargs="+", default=[0.5], metavar="Q",

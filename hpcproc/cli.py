@@ -58,6 +58,14 @@ def _rank() -> int:
     return MPI.COMM_WORLD.Get_rank()
 
 
+def add_scan_checkpoint_options(p) -> None:
+    """--checkpoint/--checkpoint-every of the streaming scans (stats, hist)."""
+    p.add_argument("--checkpoint", metavar="DIR", help="save progress in DIR and resume "
+                   "from it when run again (one sub-directory per target)")
+    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                   help="seconds between checkpoints (0: after every block; default 60)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="hpcproc", description="MPI-parallel processing of HDF5 datasets. "
                 "Run under mpiexec/srun for several ranks.")
@@ -90,10 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
     st.add_argument("--json", action="store_true", help="print JSON")
-    st.add_argument("--checkpoint", metavar="DIR", help="save progress in DIR and resume "
-                    "from it when run again (one sub-directory per target)")
-    st.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
-                    help="seconds between checkpoints (0: after every block; default 60)")
+    add_scan_checkpoint_options(st)
 
     ck = sub.add_parser("ckpt", help="list or verify checkpoints (hp.Checkpointer)")
     cks = ck.add_subparsers(dest="ckpt_command", metavar="{ls,verify}")

@@ -34,13 +34,27 @@ def make_key(b, mode, sign, maskw, top):
 
 
 @kernel
+def find_prefix(prefixes, h):
+    """Index of ``h`` in the sorted array ``prefixes``, or -1 when it is not there."""
+    lo, up = 0, prefixes.shape[0] - 1
+    if up < 0:
+        return -1
+    while lo < up:
+        mid = (lo + up) // 2
+        if prefixes[mid] < h:
+            lo = mid + 1
+        else:
+            up = mid
+    return lo if prefixes[lo] == h else -1
+
+
+@kernel
 def radix_counts(u, mode, sign, maskw, top, infbits, shift, prefixes, counts):
     """Add to ``counts[p, digit]`` the keys whose bits above ``shift + 16`` equal
     ``prefixes[p]`` (all keys when ``shift == 48``); returns the NaN count."""
     nan = 0
     absmask = sign - np.uint64(1)
     hi = shift + np.uint64(DIGIT)
-    npre = prefixes.shape[0]
     dmask = np.uint64(BUCKETS - 1)
     for i in range(u.shape[0]):
         b = np.uint64(u[i])
@@ -48,20 +62,9 @@ def radix_counts(u, mode, sign, maskw, top, infbits, shift, prefixes, counts):
             nan += 1
             continue
         key = make_key(b, mode, sign, maskw, top)
-        if hi >= np.uint64(64):
-            p = 0
-        else:
-            h = key >> hi
-            lo, up = 0, npre - 1
-            while lo < up:
-                mid = (lo + up) // 2
-                if prefixes[mid] < h:
-                    lo = mid + 1
-                else:
-                    up = mid
-            if npre == 0 or prefixes[lo] != h:
-                continue
-            p = lo
+        p = 0 if hi >= np.uint64(64) else find_prefix(prefixes, key >> hi)
+        if p < 0:
+            continue
         counts[p, np.int64((key >> shift) & dmask)] += 1
     return nan
 
@@ -104,21 +107,12 @@ def radix_collect(u, mode, sign, maskw, top, infbits, prefixes, out, pos):
     returns the new ``pos``. NaNs are skipped."""
     absmask = sign - np.uint64(1)
     hi = np.uint64(64 - DIGIT)
-    npre = prefixes.shape[0]
     for i in range(u.shape[0]):
         b = np.uint64(u[i])
         if mode == 0 and (b & absmask) > infbits:
             continue
         key = make_key(b, mode, sign, maskw, top)
-        h = key >> hi
-        lo, up = 0, npre - 1
-        while lo < up:
-            mid = (lo + up) // 2
-            if prefixes[mid] < h:
-                lo = mid + 1
-            else:
-                up = mid
-        if prefixes[lo] == h:
+        if find_prefix(prefixes, key >> hi) >= 0:
             out[pos] = key
             pos += 1
     return pos
