@@ -6,12 +6,14 @@ no second pass over the data. Called by ``io/read.py``.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from . import provenance
 from .comm import lib_comm
 
-__all__ = ["after_read", "prepare_rules", "BlockChecksum"]
+__all__ = ["after_read", "inline_crc32", "prepare_rules", "BlockChecksum"]
 
 
 def prepare_rules(validate, info, comm):
@@ -33,14 +35,25 @@ def _facts(info, rank):
         return {"facts_error": f"{type(exc).__name__}: {exc}"}
 
 
+def inline_crc32():
+    """The crc32 function a reader may apply to each piece it reads (values as
+    little-endian bytes, continuing a running crc), or None when lineage is off or this
+    machine is big-endian (then :func:`after_read` checksums the block itself)."""
+    if provenance.enabled() and sys.byteorder == "little":
+        return provenance.crc32_function()
+    return None
+
+
 def after_read(info, start, stop, local: np.ndarray, offset: int, comm, rules=None,
-               target=None):
+               target=None, crc=None):
     """Collective. Record ``info``'s rows ``[start, stop)`` as an input; validate them.
 
-    ``local`` is this rank's block, ``offset`` its first row within the selection.
+    ``local`` is this rank's block, ``offset`` its first row within the selection;
+    ``crc`` its checksum when the reader computed it already (:func:`inline_crc32`).
     Returns the validation report (``None`` without rules).
     """
-    crc = provenance.block_crc32(local) if provenance.enabled() else None
+    if crc is None and provenance.enabled():
+        crc = provenance.block_crc32(local)
     part = error = None
     if rules is not None:
         from .validate import local_partial
@@ -85,8 +98,12 @@ class BlockChecksum:
     def __init__(self):
         self.crc, self.nbytes = 0, 0
 
-    def update(self, block: np.ndarray) -> None:
-        if provenance.enabled():
+    def update(self, block: np.ndarray, crc: int | None = None) -> None:
+        """Add ``block``; ``crc``: the running crc including it, when the reader computed
+        it (:func:`inline_crc32`)."""
+        if crc is not None:
+            self.crc = crc
+        elif provenance.enabled():
             self.crc = provenance.block_crc32(block, self.crc)
         self.nbytes += int(block.nbytes)
 

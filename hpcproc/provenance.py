@@ -106,6 +106,11 @@ def _crc32_impl():
 _IMPL: list = []
 
 
+def crc32_function():
+    """The crc32 implementation in use: ``f(bytes, crc) -> crc`` (zlib's polynomial)."""
+    return _crc32_impl()
+
+
 def block_crc32(block: np.ndarray, crc: int = 0) -> int:
     """crc32 of ``block``'s values as little-endian C-order bytes (continuing ``crc``)."""
     return _crc32_impl()(_le_bytes(block), crc) & 0xFFFFFFFF

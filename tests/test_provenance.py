@@ -14,6 +14,7 @@ import pytest
 
 import hpcproc as hp
 from hpcproc import provenance
+from hpcproc.io import direct
 from conftest import on_root
 
 pytestmark = pytest.mark.mpi
@@ -53,13 +54,20 @@ def test_crc32_combine_matches_zlib():
         == (zlib.crc32(data), len(data))
 
 
+# piece=40: the direct reader checksums while reading, a piece at a time (hpcproc.io.direct
+# .PIECE, 256 KiB by default); 40 bytes splits these small blocks into many pieces.
+@pytest.mark.parametrize("piece", [None, 40])
 @pytest.mark.parametrize("dtype,chunks", [(">f8", None), ("<i4", None), ("<f4", (7, 3))])
-def test_read_checksum_equals_reference(comm, shared_tmp, dtype, chunks):
+def test_read_checksum_equals_reference(comm, shared_tmp, dtype, chunks, piece, monkeypatch):
+    if piece:
+        monkeypatch.setattr(direct, "PIECE", piece)
     a = (np.arange(301 * 3) * 1.5).astype(dtype).reshape(301, 3)
     path = str(shared_tmp / "in.h5")
     on_root(comm, _make, path, x=(a, chunks) if chunks else a)
-    hp.read(path, "/x", comm=comm)
-    hp.read(path, "/x", comm=comm, rows=(10, 250))
+    x = hp.read(path, "/x", comm=comm)
+    y = hp.read(path, "/x", comm=comm, rows=(10, 250))
+    np.testing.assert_array_equal(x.local, a[x.offset:x.offset + x.local.shape[0]])
+    np.testing.assert_array_equal(y.local, a[10 + y.offset:10 + y.offset + y.local.shape[0]])
     recs = provenance.inputs()
     assert [r["rows"] for r in recs] == [[0, 301], [10, 250]]
     assert recs[0]["checksum"] == _ref_crc(a)
@@ -69,7 +77,10 @@ def test_read_checksum_equals_reference(comm, shared_tmp, dtype, chunks):
     assert recs[0]["shape"] == [301, 3]
 
 
-def test_blocks_and_table_checksums(comm, shared_tmp):
+@pytest.mark.parametrize("piece", [None, 40])
+def test_blocks_and_table_checksums(comm, shared_tmp, piece, monkeypatch):
+    if piece:
+        monkeypatch.setattr(direct, "PIECE", piece)
     a = np.random.default_rng(2).normal(size=5000)
     b = np.arange(5000, dtype=np.int64)
     path = str(shared_tmp / "in.h5")

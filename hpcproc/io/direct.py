@@ -18,6 +18,9 @@ __all__ = ["read_rows", "write_rows", "pread_into", "pwrite_from"]
 
 # Linux transfers at most 0x7ffff000 bytes per read()/write(); loop in pieces below that.
 _MAX_IO = 1 << 30
+#: Bytes read (and checksummed) at a time when the read also computes a checksum: small
+#: enough to stay in the CPU cache between the read and the checksum.
+PIECE = 256 << 10
 
 
 def pread_into(fd: int, buf: memoryview, offset: int) -> None:
@@ -38,24 +41,41 @@ def pwrite_from(fd: int, buf: memoryview, offset: int) -> None:
         done += os.pwritev(fd, [buf[done:done + _MAX_IO]], offset + done)
 
 
-def read_rows(info: DatasetInfo, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+def read_rows(info: DatasetInfo, start: int, stop: int, out: np.ndarray | None = None,
+              crc32=None, crc: int = 0):
     """Rows ``[start, stop)`` of a direct-readable dataset, in native byte order.
 
     Reads into ``out`` (C-contiguous, native dtype, the block's shape) when given.
+    With ``crc32`` (a ``zlib.crc32``-compatible function; little-endian machines only)
+    it returns ``(out, crc)``: the crc32 of the values as little-endian bytes (continuing
+    the running ``crc``), computed piece by piece right after each piece is read, while
+    it is still in the CPU cache (a separate pass over the block afterwards would read
+    all of it from memory again).
     """
     if out is None:
         out = np.empty((stop - start,) + info.shape[1:], dtype=info.native_dtype)
     raw = out.view(info.np_dtype)  # the same bytes, in the file's byte order
+    swap = not info.np_dtype.isnative
     if out.nbytes:
+        base = info.offset + start * info.row_bytes
         fd = os.open(info.path, os.O_RDONLY)
         try:
-            pread_into(fd, memoryview(raw.reshape(-1).view(np.uint8)),
-                       info.offset + start * info.row_bytes)
+            if crc32 is None:
+                pread_into(fd, memoryview(raw.reshape(-1).view(np.uint8)), base)
+                if swap:
+                    raw.byteswap(inplace=True)  # now native values in `out`
+            else:
+                values = raw.reshape(-1)
+                per = max(1, PIECE // values.itemsize)
+                for i in range(0, values.size, per):
+                    piece = values[i:i + per]
+                    pread_into(fd, memoryview(piece.view(np.uint8)), base + i * values.itemsize)
+                    if swap:
+                        piece.byteswap(inplace=True)
+                    crc = crc32(piece.view(np.uint8), crc)
         finally:
             os.close(fd)
-    if not info.np_dtype.isnative:
-        raw.byteswap(inplace=True)  # now native values in `out`
-    return out
+    return out if crc32 is None else (out, crc & 0xFFFFFFFF)
 
 
 def write_rows(path: str, offset: int, row_bytes: int, start: int, local: np.ndarray,

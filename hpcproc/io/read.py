@@ -84,6 +84,18 @@ def _read_range(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None) -
         return chunked.read_rows(info, lo, hi, out)
 
 
+def _read_checksummed(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None,
+                      crc: int = 0):
+    """``(block, crc32 or None)``: the direct path checksums while it reads (one pass,
+    continuing the running ``crc``); the others leave the checksum (None) to the caller
+    (:func:`hpcproc._ingest.after_read`, :class:`hpcproc._ingest.BlockChecksum`)."""
+    crc32 = _ingest.inline_crc32() if how == "direct" else None
+    if crc32 is None:
+        return _read_range(info, how, lo, hi, comm, out), None
+    with phase("read", read=(hi - lo) * info.row_bytes):
+        return direct.read_rows(info, lo, hi, out, crc32=crc32, crc=crc)
+
+
 def _check_out(out, shape, dtype) -> None:
     if out is None:
         return
@@ -142,8 +154,9 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
     rules = _ingest.prepare_rules(validate, info, comm)
     lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
     check_all(lambda: _check_out(out, (hi - lo,) + info.shape[1:], info.native_dtype), comm)
-    local = _read_range(info, how, lo, hi, comm, out)
-    _ingest.check_report(_ingest.after_read(info, start, stop, local, lo - start, comm, rules))
+    local, crc = _read_checksummed(info, how, lo, hi, comm, out)
+    _ingest.check_report(_ingest.after_read(info, start, stop, local, lo - start, comm, rules,
+                                            crc=crc))
     return DistArray(local, (stop - start,) + info.shape[1:], lo - start, comm, origin=lo)
 
 
@@ -168,10 +181,11 @@ def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
     start, stop = _row_selection(rows, first.rows, first.name)
     hows = {k: _choose(i, method) for k, i in infos.items()}
     lo, hi = (start + b for b in block_range(stop - start, comm.Get_size(), comm.Get_rank()))
-    local = {k: _read_range(i, "h5py" if hows[k] == "chunked" else hows[k], lo, hi, comm)
-             for k, i in infos.items()}
+    local = {}
     for k, i in infos.items():
-        _ingest.after_read(i, start, stop, local[k], lo - start, comm)
+        local[k], crc = _read_checksummed(i, "h5py" if hows[k] == "chunked" else hows[k],
+                                          lo, hi, comm)
+        _ingest.after_read(i, start, stop, local[k], lo - start, comm, crc=crc)
     return DistTable(local, stop - start, lo - start, comm)
 
 
@@ -213,9 +227,10 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
         pieces = [(min(hi, lo + i * step), min(hi, lo + (i + 1) * step)) for lo, hi in ranges]
         counts = [b - a for a, b in pieces]
         a, b = pieces[rank]
-        local = _read_range(info, how, a, b, comm, None if buf is None else buf[:b - a])
+        local, running = _read_checksummed(info, how, a, b, comm,
+                                           None if buf is None else buf[:b - a], crc.crc)
         bar.update(local.nbytes)
-        crc.update(local)
+        crc.update(local, running)
         yield DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]), comm,
                         origin=a)
     bar.close()
