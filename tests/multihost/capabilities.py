@@ -27,6 +27,7 @@ import hpcproc as hp
 from hpcproc.comm import node_comm
 from hpcproc.kernels import compile_stats
 from hpcproc.shuffle import default_memory_budget
+from hpcproc.shuffle._exchange import _available_memory
 
 comm = MPI.COMM_WORLD
 
@@ -80,6 +81,8 @@ def run(ind: str, outd: str) -> None:
         "processor": MPI.Get_processor_name(),
         "node_size": node_comm(comm).Get_size(),
         "kernels": compile_stats(),
+        # read next to each other: available memory moves while other jobs run
+        "available_memory": _available_memory(),
         "memory_budget": default_memory_budget(comm),
         "restored_same": comm.allreduce(int(not same), op=MPI.SUM) == 0,
         "rank_rows": {"sort": s.meta["rank_rows"], "groupby": g.meta["rank_rows"]},
