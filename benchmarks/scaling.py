@@ -49,6 +49,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -95,6 +96,11 @@ class _Recorder:
                 continue
 
             def wrapper(columns, dest, comm=None, _inner=inner, **kw):
+                from hpcproc import phase
+                from hpcproc.comm import lib_comm
+
+                with phase("skew"):  # ranks arriving at different times: not transfer time
+                    lib_comm(comm).Barrier()
                 out, info = _inner(columns, dest, comm, **kw)
                 rb = sum(np.dtype(v.dtype).itemsize * int(np.prod(v.shape[1:], dtype=np.int64))
                          for v in columns.values())
@@ -231,8 +237,12 @@ def _measure(work, args, comm):
     hp.stop_tracing()
     summary = hp.report(comm, file=None)
     ok = _check(work, res, args, comm)
-    sent = comm.gather(rec.per_destination(comm.size).tolist())
+    mine = rec.per_destination(comm.size)
+    sent = comm.gather(mine.tolist())
     walls = comm.gather(wall)
+    rss = comm.gather(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    del res
+    touch = comm.gather(_touch(int(comm.allreduce(mine)[comm.rank]), comm))
     if comm.rank == 0 and out_path.exists():
         out_path.unlink()
     if comm.rank != 0:
@@ -241,7 +251,20 @@ def _measure(work, args, comm):
                   "bytes_read": v["bytes_read"], "bytes_written": v["bytes_written"]}
               for k, v in summary["phases"].items()}
     return {"workload": work, "ranks": comm.size, "hosts": hosts, "wall": max(walls),
-            "phases": phases, "sent_to": sent, "ok": bool(ok)}
+            "phases": phases, "sent_to": sent, "ok": bool(ok), "maxrss": rss, "touch": touch}
+
+
+def _touch(nbytes, comm):
+    """(bytes, seconds) to fault in ``nbytes`` of new memory on every rank at once (what
+    an exchange's receive buffer costs on this machine before any byte arrives)."""
+    nbytes = max(nbytes, 1 << 20)
+    comm.Barrier()
+    t0 = time.perf_counter()
+    a = np.empty(nbytes, np.uint8)
+    a[::4096] = 1
+    dt = time.perf_counter() - t0
+    del a
+    return nbytes, dt
 
 
 def _net(comm):
@@ -397,15 +420,18 @@ def _med(xs):
 
 
 def fit_net(net_rec):
-    """alpha (s): median half round trip of an 8-byte ping-pong; beta (bytes/s): least
-    squares slope of the ping-pong time over messages of 1 MiB and more."""
+    """alpha (s): fastest half round trip of an 8-byte ping-pong (the latency without
+    CPU contention; the median is reported as ``alpha_median``); beta (bytes/s): least
+    squares slope of the median ping-pong time over messages of 1 MiB and more."""
     pp = net_rec["pingpong"]
-    alpha = next(p["seconds"] for p in pp if p["bytes"] == 8)
+    alpha = next(p["min"] for p in pp if p["bytes"] == 8)
+    alpha_median = next(p["seconds"] for p in pp if p["bytes"] == 8)
     big = [(p["bytes"], p["seconds"]) for p in pp if p["bytes"] >= 1 << 20]
     x = np.array([b for b, _ in big], float)
     y = np.array([s for _, s in big], float)
     slope, icpt = np.polyfit(x, y, 1)
-    return {"alpha": alpha, "beta": 1.0 / slope, "intercept": icpt}
+    return {"alpha": alpha, "alpha_median": alpha_median, "beta": 1.0 / slope,
+            "intercept": icpt}
 
 
 def _host_bytes(run):
@@ -431,7 +457,11 @@ def summarize(result):
             for ph in PHASE_COLS:
                 row[ph] = _med([r["phases"].get(ph, {}).get("max", 0.0) for r in rs])
             row["rest"] = _med([sum(v["max"] for k, v in r["phases"].items()
-                                    if k not in PHASE_COLS) for r in rs])
+                                    if k not in PHASE_COLS + ("skew",)) for r in rs])
+            row["skew"] = _med([r["phases"].get("skew", {}).get("max", 0.0) for r in rs])
+            row["maxrss"] = _med([max(r.get("maxrss") or [0]) for r in rs])
+            rates = [b / t for r in rs for b, t in (r.get("touch") or []) if t > 0]
+            row["touch_rate"] = _med(rates)
             row["sent_exchange"] = _med([r["phases"].get("exchange", {}).get("bytes_sent", 0) / p
                                          for r in rs])
             row["sent_wait"] = _med([r["phases"].get("wait", {}).get("bytes_sent", 0) / p
@@ -450,6 +480,11 @@ def summarize(result):
         base = table.get(("1", work))
         if base and row["wall"]:
             s = base["wall"] / row["wall"]
+            # the same ratio per repeat (T1 and TP of one repeat are minutes apart at most)
+            pairs = [(b["wall"], r["wall"]) for r in result["runs"] for b in result["runs"]
+                     if r["config"] == config and r["workload"] == work and b["config"] == "1"
+                     and b["workload"] == work and b.get("repeat") == r.get("repeat")]
+            row["speedup_paired"] = _med([b / t for b, t in pairs])
             row["speedup"] = s
             row["eff"] = s / row["ranks"]
             row["eff_hw"] = s / min(row["ranks"], result["cores"] or 1)
@@ -473,46 +508,59 @@ def render(result, table):
         "engineers' jobs ran on the machine at the same time: read the ratios, not the "
         "absolute seconds.", "",
         "Configurations: `1`, `2`, `4` = ranks on one host (shared memory); `2x1`, `2x2` = "
-        "2 namespace hosts x 1 or 2 ranks, MPI between hosts over the shaped veth links. "
-        "Phases: slowest rank's seconds (exclusive; `rest` = wait + compile + untraced). "
-        "`wall`: slowest rank, barrier to barrier. `S` = T(1 rank) / T; `E` = S / P; "
-        "`E_hw` = S / min(P, cores). Bytes per rank: `exch MiB` = mean Alltoallv send "
-        "buffer per rank (trace, includes rows a rank keeps); `off-rank MiB` = what it sent "
-        "to other ranks. `cross MiB`: bytes the exchange had to send between hosts "
-        "(sum over hosts), `veth MiB`: what the hosts' links counted (all traffic, with "
-        "TCP/IP headers), `veth/cross`: their ratio.", "",
-        "| workload | config | P | read s | compute s | exchange s | write s | rest s | "
-        "wall s | S | E | E_hw | exch MiB/rank | off-rank MiB/rank | cross MiB | veth MiB "
-        "| veth/cross | ok |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        "2 namespace hosts x 1 or 2 ranks, MPI between hosts over the shaped veth links.", "",
+        "**Time.** Phases: slowest rank's seconds (exclusive). `skew`: a barrier the "
+        "benchmark adds right before every exchange, so that ranks arriving late (load "
+        "imbalance, CPU contention) do not count as transfer time; `rest` = wait + compile "
+        "+ untraced. `wall`: slowest rank, barrier to barrier, median. `S` = T(1 rank) / T "
+        "of the medians; `S pair` = median over repeats of T(1 rank) / T within one repeat "
+        "(steadier when the load drifts); `E` = S / P; `E_hw` = S / min(P, cores): on this "
+        "machine P ranks can at best run min(P, cores) times faster than one.", "",
+        "| workload | config | P | read s | compute s | skew s | exchange s | write s | "
+        "rest s | wall s | S | S pair | E | E_hw | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     names = {"w1": "W1 stats+hist", "w2": "W2 sort", "w3": "W3 group-by (hash)"}
-    for work in WORKLOADS:
-        for config in CONFIGS:
-            r = table.get((config, work))
-            if r is None:
-                continue
-            ratio = f"{r['veth_ratio']:.3f}" if r.get("veth_ratio") else "-"
-            lines.append(
-                f"| {names[work]} | {config} | {r['ranks']} | {r['read']:.3f} | "
-                f"{r['compute']:.3f} | {r['exchange']:.3f} | {r['write']:.3f} | "
-                f"{r['rest']:.3f} | {r['wall']:.3f} | {r.get('speedup', 0):.2f} | "
-                f"{r.get('eff', 0):.2f} | {r.get('eff_hw', 0):.2f} | "
-                f"{_mib(r['sent_exchange'])} | {_mib(r['sent_off_rank'])} | "
-                f"{_mib(r.get('cross_expect'))} | {_mib(r.get('cross_veth'))} | {ratio} | "
-                f"{'yes' if r['ok'] else 'NO'} |")
+    rows = [(w, c, table[(c, w)]) for w in WORKLOADS for c in CONFIGS if (c, w) in table]
+    for work, config, r in rows:
+        lines.append(
+            f"| {names[work]} | {config} | {r['ranks']} | {r['read']:.3f} | "
+            f"{r['compute']:.3f} | {r['skew']:.3f} | {r['exchange']:.3f} | {r['write']:.3f} | "
+            f"{r['rest']:.3f} | {r['wall']:.3f} | {r.get('speedup', 0):.2f} | "
+            f"{r.get('speedup_paired') or 0:.2f} | {r.get('eff', 0):.2f} | "
+            f"{r.get('eff_hw', 0):.2f} | {'yes' if r['ok'] else 'NO'} |")
+    lines += [
+        "", "**Bytes and memory.** `exch MiB/rank`: mean Alltoallv send buffer per rank "
+        "(from the trace; includes the rows a rank keeps); `off-rank`: what it sent to other "
+        "ranks; `cross MiB`: bytes the exchange had to send between hosts (sum over hosts, "
+        "from the exchange's counts); `veth MiB`: what the hosts' links counted during the "
+        "job (all traffic, with Ethernet/IP/TCP headers); `veth/cross`: their ratio. "
+        "`RSS MiB`: peak resident memory of the largest rank. `touch MB/s`: rate at which "
+        "every rank faulted in fresh memory of its receive size right after the run "
+        "(page faults are expensive on this VM).", "",
+        "| workload | config | exch MiB/rank | off-rank MiB/rank | cross MiB | veth MiB | "
+        "veth/cross | RSS MiB | touch MB/s |",
+        "|---|---|---|---|---|---|---|---|---|"]
+    for work, config, r in rows:
+        ratio = f"{r['veth_ratio']:.3f}" if r.get("veth_ratio") else "-"
+        touch = f"{r['touch_rate'] / 1e6:.0f}" if r.get("touch_rate") else "-"
+        lines.append(
+            f"| {names[work]} | {config} | {_mib(r['sent_exchange'])} | "
+            f"{_mib(r['sent_off_rank'])} | {_mib(r.get('cross_expect'))} | "
+            f"{_mib(r.get('cross_veth'))} | {ratio} | {_mib(r.get('maxrss'))} | {touch} |")
     if result["net"]:
         lines += ["", "## Network microbenchmark (fit for docs/scaling.md)", "",
                   "Ping-pong between rank 0 and the first rank on the other host (one host: rank 1), "
-                  "half round trip, median; "
-                  "alpha = 8-byte half round trip, beta = least-squares slope over "
-                  "messages >= 1 MiB.", "",
+                  "half round trip; alpha = fastest 8-byte half round trip (median in "
+                  "brackets: CPU contention), beta = least-squares slope of the median "
+                  "times over messages >= 1 MiB.", "",
                   "| config | alpha us | beta MB/s | 64 MiB ping-pong s | Alltoallv 16 MiB/pair s |",
                   "|---|---|---|---|---|"]
         for rec in result["net"]:
             f = fit_net(rec)
             big = next(p["seconds"] for p in rec["pingpong"] if p["bytes"] == 1 << 26)
             a2a = next(a["seconds"] for a in rec["alltoallv"] if a["bytes_per_pair"] == 1 << 24)
-            lines.append(f"| {rec['config']} (load {rec['load']}) | {f['alpha'] * 1e6:.1f} | "
+            lines.append(f"| {rec['config']} (load {rec['load']}) | {f['alpha'] * 1e6:.1f} "
+                         f"({f['alpha_median'] * 1e6:.0f}) | "
                          f"{f['beta'] / 1e6:.0f} | {big:.3f} | {a2a:.3f} |")
     if result["skipped"]:
         lines += ["", f"Not run (no multi-host wrapper): {', '.join(result['skipped'])}."]
@@ -530,13 +578,13 @@ def plot(table, result, path):
               "benchmarks/requirements-scaling.txt)", file=sys.stderr)
         return
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.6))
-    colors = {"read": "#4c72b0", "compute": "#55a868", "exchange": "#c44e52",
-              "write": "#8172b2", "rest": "#bbbbbb"}
+    colors = {"read": "#4c72b0", "compute": "#55a868", "skew": "#dd8452",
+              "exchange": "#c44e52", "write": "#8172b2", "rest": "#bbbbbb"}
     names = {"w1": "W1 stats + histogram", "w2": "W2 sort", "w3": "W3 group-by (hash)"}
     for ax, work in zip(axes, WORKLOADS):
         cfgs = [c for c in CONFIGS if (c, work) in table]
         bottom = np.zeros(len(cfgs))
-        for ph in PHASE_COLS + ("rest",):
+        for ph in ("read", "compute", "skew", "exchange", "write", "rest"):
             vals = np.array([table[(c, work)][ph] for c in cfgs])
             ax.bar(cfgs, vals, bottom=bottom, color=colors[ph], label=ph)
             bottom += vals
@@ -577,11 +625,20 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-net", action="store_true", help="skip the network microbenchmark")
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite scaling.md and scaling.png from scaling.json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args)
+    if args.render:
+        res_dir = Path(args.results)
+        result = json.loads((res_dir / "scaling.json").read_text())
+        table = summarize(result)
+        (res_dir / "scaling.md").write_text(render(result, table))
+        plot(table, result, res_dir / "scaling.png")
+        return 0
     return driver(args)
 
 
