@@ -564,7 +564,9 @@ def render(result, table):
                          f"{f['beta'] / 1e6:.0f} | {big:.3f} | {a2a:.3f} |")
     if result["skipped"]:
         lines += ["", f"Not run (no multi-host wrapper): {', '.join(result['skipped'])}."]
-    lines += ["", "![scaling](scaling.png)", ""]
+    lines += ["", "![scaling](scaling.png)", "",
+              "The cost model fitted to these runs, its errors and predictions to 10,000 "
+              "ranks: docs/scaling.md.", ""]
     return "\n".join(lines)
 
 

@@ -171,7 +171,7 @@ def predict(p, local, merge_s, sort_per_sample, c=CLUSTER, n=N_PRED, d=D_KEYS):
         "sample sort on every rank": sort_per_sample * samples,
         "Alltoallv latency (2 (P-1) messages)": alltoallv(p, 16 * npr, 2, c, "latency"),
         "Alltoallv bytes (node NIC)": alltoallv(p, 16 * npr, 2, c, "bytes"),
-        "small collectives (~10)": 10 * allgather_small(p, 32, c)},
+        "small collectives (~7)": 7 * allgather_small(p, 32, c)},
         local["w2"]["mem"] * npr + 40 * samples + 15 * 8 * p)
     # W3: hash group-by, D keys, 32 B partial state per (rank, key)
     dr = d * (1 - math.exp(-npr / d))
