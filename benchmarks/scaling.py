@@ -316,6 +316,22 @@ def _load() -> str:
     return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
+_SPIN = ("import time\nt=time.perf_counter()\ns=0\nfor i in range(10_000_000): s+=i\n"
+         "print(time.perf_counter()-t)")
+
+
+def cpu_probe(cores: int) -> float:
+    """How many cores this job can get now: ``cores`` CPU-bound processes at once against
+    one alone (other users' processes take the rest)."""
+    def spin(k):
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(k)]
+        return [float(p.communicate()[0]) for p in procs]
+    alone = spin(1)[0]
+    together = statistics.mean(spin(cores))
+    return min(float(cores), cores * alone / together)
+
+
 def _counters(env) -> dict:
     out = subprocess.run(["bash", str(CLUSTER), "counters"], env=env, capture_output=True,
                          text=True, check=True).stdout
@@ -373,6 +389,7 @@ def driver(args):
         _launch("2", ["--worker", "gen", "--rows", str(n), "--data", str(data)], None,
                 args.timeout, env)
     uptime_start = _load()
+    cpu_start = cpu_probe(os.cpu_count() or 1)
     t_start = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     net = []
     if not args.no_net:
@@ -394,6 +411,7 @@ def driver(args):
                       f"(load {rec['load']})", file=sys.stderr)
     result = {"rows": n, "repeat": args.repeat, "cores": os.cpu_count(),
               "started": t_start, "load_start": uptime_start, "load_end": _load(),
+              "cores_available": [cpu_start, cpu_probe(os.cpu_count() or 1)],
               "link_rate": _rate(args.mh_dir) if have_mh else None,
               "skipped": skipped, "net": net, "runs": runs}
     res_dir = Path(args.results)
@@ -488,6 +506,9 @@ def summarize(result):
             row["speedup"] = s
             row["eff"] = s / row["ranks"]
             row["eff_hw"] = s / min(row["ranks"], result["cores"] or 1)
+            if result.get("cores_available"):
+                avail = statistics.mean(result["cores_available"])
+                row["eff_avail"] = s / min(row["ranks"], avail)
     return table
 
 
@@ -504,9 +525,13 @@ def render(result, table):
         f"MPI job; {result['cores']} cores shared by all ranks and all \"hosts\"; links "
         f"between hosts: {result['link_rate'] or 'not measured'} (tc tbf), MPI over TCP. "
         f"Load average (1, 5, 15 min) at the start {result['load_start']}, at the end "
-        f"{result['load_end']}; the load before every job is in scaling.json. Other "
-        "engineers' jobs ran on the machine at the same time: read the ratios, not the "
-        "absolute seconds.", "",
+        f"{result['load_end']} (the load average counts this benchmark's own busy ranks "
+        "too); the load before every job is in scaling.json. Other engineers' jobs ran on "
+        "the machine at the same time: read the ratios, not the absolute seconds. Cores "
+        "available to this run (CPU-bound processes on every core at once against one "
+        f"alone), at the start and at the end: "
+        + (", ".join(f"{c:.2f}" for c in result["cores_available"])
+           if result.get("cores_available") else "not measured (older run)") + ".", "",
         "Configurations: `1`, `2`, `4` = ranks on one host (shared memory); `2x1`, `2x2` = "
         "2 namespace hosts x 1 or 2 ranks, MPI between hosts over the shaped veth links.", "",
         "**Time.** Phases: slowest rank's seconds (exclusive). `skew`: a barrier the "
@@ -515,10 +540,11 @@ def render(result, table):
         "+ untraced. `wall`: slowest rank, barrier to barrier, median. `S` = T(1 rank) / T "
         "of the medians; `S pair` = median over repeats of T(1 rank) / T within one repeat "
         "(steadier when the load drifts); `E` = S / P; `E_hw` = S / min(P, cores): on this "
-        "machine P ranks can at best run min(P, cores) times faster than one.", "",
+        "machine P ranks can at best run min(P, cores) times faster than one; `E_avail` = "
+        "S / min(P, cores available), the same against the cores other jobs left free.", "",
         "| workload | config | P | read s | compute s | skew s | exchange s | write s | "
-        "rest s | wall s | S | S pair | E | E_hw | ok |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        "rest s | wall s | S | S pair | E | E_hw | E_avail | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     names = {"w1": "W1 stats+hist", "w2": "W2 sort", "w3": "W3 group-by (hash)"}
     rows = [(w, c, table[(c, w)]) for w in WORKLOADS for c in CONFIGS if (c, w) in table]
     for work, config, r in rows:
@@ -527,7 +553,9 @@ def render(result, table):
             f"{r['compute']:.3f} | {r['skew']:.3f} | {r['exchange']:.3f} | {r['write']:.3f} | "
             f"{r['rest']:.3f} | {r['wall']:.3f} | {r.get('speedup', 0):.2f} | "
             f"{r.get('speedup_paired') or 0:.2f} | {r.get('eff', 0):.2f} | "
-            f"{r.get('eff_hw', 0):.2f} | {'yes' if r['ok'] else 'NO'} |")
+            f"{r.get('eff_hw', 0):.2f} | "
+            f"{'-' if r.get('eff_avail') is None else format(r['eff_avail'], '.2f')} | "
+            f"{'yes' if r['ok'] else 'NO'} |")
     lines += [
         "", "**Bytes and memory.** `exch MiB/rank`: mean Alltoallv send buffer per rank "
         "(from the trace; includes the rows a rank keeps); `off-rank`: what it sent to other "
@@ -597,13 +625,17 @@ def plot(table, result, path):
         ax.set_ylabel("seconds (slowest rank per phase)")
     axes[0].legend(fontsize=8)
     ax = axes[3]
-    for work in WORKLOADS:
+    for i, work in enumerate(WORKLOADS):
         cfgs = [c for c in CONFIGS if (c, work) in table]
         ax.plot(cfgs, [table[(c, work)].get("eff_hw", np.nan) for c in cfgs], "o-",
-                label=names[work])
-    ax.axhline(1.0, color="k", lw=0.8, ls="--")
-    ax.set_ylim(0, 1.3)
-    ax.set_title("efficiency vs ideal S = min(P, cores)")
+                color=f"C{i}", label=f"{names[work]}: E_hw")
+        if any(table[(c, work)].get("eff_avail") is not None for c in cfgs):
+            ax.plot(cfgs, [table[(c, work)].get("eff_avail", np.nan) for c in cfgs], "s--",
+                    color=f"C{i}", alpha=0.6, label="E_avail")
+    ax.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax.set_ylim(0, max([1.3] + [r["eff_avail"] + 0.1 for r in table.values()
+                                  if r.get("eff_avail") is not None]))
+    ax.set_title("efficiency: S / min(P, cores), S / min(P, cores available)", fontsize=9)
     ax.set_xlabel("configuration")
     ax.legend(fontsize=8)
     fig.suptitle(f"hpcproc strong scaling, N = 2^{int(np.log2(result['rows']))} rows, "

@@ -89,7 +89,8 @@ def check_net(result, net):
 def check(result, net, table):
     """Predicted vs measured exchange phase (without the skew barrier) and wall time."""
     link, shm = net["2x1"], net["2"]
-    cores = result["cores"]
+    # the cores other jobs left free (measured at the start and end of the run)
+    cores = statistics.mean(result.get("cores_available") or [result["cores"]])
     calls = {"w1": 0, "w2": 2, "w3": 4}   # Alltoallv calls per run: one per column, 1 round
     rows = []
     for (config, w), r in table.items():
@@ -112,6 +113,8 @@ def check(result, net, table):
         t1 = table[("1", w)]["wall"]
         comm = statistics.median(nets) if w != "w1" else 8 * log2(r["ranks"]) * link["alpha"]
         wall_pred = t1 / min(r["ranks"], cores) + comm
+        if w == "w1":
+            x_pred = comm  # the allgather of states and the histogram Allreduce
         meas_x = r["exchange"] if w != "w1" else r["rest"]
         key = "exchange" if w != "w1" else "wait"
         best_x = min(x["phases"].get(key, {}).get("max", 0.0) for x in runs)
@@ -237,7 +240,8 @@ def main(argv=None):
     print("|---|---|---|---|---|")
     for config, m, pred, meas in check_net(result, net):
         print(f"| {config} | {m:,} | {pred:.4f} | {meas:.4f} | {100 * (pred - meas) / meas:+.0f} % |")
-    print("\n## check: workloads (median of the runs)\n")
+    print("\n## check: workloads (median of the runs; cores available "
+          f"{statistics.mean(result.get('cores_available') or [result['cores']]):.2f})\n")
     print("| workload | config | P | exchange predicted s | median s | error | best s | "
           "error | wall predicted s | median s | error | best s | error |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -248,22 +252,46 @@ def main(argv=None):
         print(f"| {w} | {config} | {p} | {xp:.3f} | {xm:.3f} | {err(xp, xm)} | {xb:.3f} | "
               f"{err(xp, xb)} | {wp:.3f} | {wm:.3f} | {err(wp, wm)} | {wb:.3f} | "
               f"{err(wp, wb)} |")
+    print("\n(doc form)\n")
+    names = {"w1": "stats + histogram", "w2": "sort", "w3": "group-by (hash)"}
+    cfg = {"2": "one host, 2", "4": "one host, 4", "2x1": "2 hosts x 1", "2x2": "2 hosts x 2"}
+    order = {"2x1": 0, "2x2": 1, "2": 2, "4": 3}
+    for w, config, p, xp, xm, xb, wp, wm, wb in sorted(
+            check(result, net, table), key=lambda r: (order[r[1]], r[0])):
+        if w == "w1":  # communication of a few hundred bytes: below the noise
+            x = f"{xp * 1e3:.2f} ms | {xm * 1e3:.0f} ms (wait + rest) | {xb * 1e3:.0f} ms (wait)"
+        else:
+            x = f"{xp:.3f} s | {xm:.3f} s ({err(xp, xm)}) | {xb:.3f} s ({err(xp, xb)})"
+        print(f"| {names[w]} | {cfg[config]} | {x} | {wp:.2f} s | {wm:.2f} s ({err(wp, wm)}) | "
+              f"{wb:.2f} s ({err(wp, wb)}) |")
     merge_s = (args.merge_us or _merge_cost()) * 1e-6
     sort_per_sample = local["w2"]["compute"]  # the same radix sort per row
     print(f"\n## predictions: N = 2^{int(math.log2(N_PRED))} rows, merge {merge_s * 1e6:.0f} us/state\n")
     ps = (64, 1000, 10000)
     preds = {p: predict(p, local, merge_s, sort_per_sample) for p in ps}
-    print("| operation | term | " + " | ".join(f"P = {p:,} s" for p in ps) + " |")
+    print("| operation | term | " + " | ".join(f"P = {p:,}" for p in ps) + " |")
     print("|---|---|" + "---|" * len(ps))
     for op in preds[ps[0]]:
-        for term in preds[ps[0]][op][0]:
-            vals = " | ".join(f"{preds[p][op][0][term]:.3g}" for p in ps)
-            print(f"| {op} | {term} | {vals} |")
-        tot = " | ".join(f"**{sum(preds[p][op][0].values()):.3g}**" for p in ps)
-        print(f"| {op} | **total** | {tot} |")
-        mem = " | ".join(f"{preds[p][op][1] / 2**20:,.0f} MiB" for p in ps)
-        print(f"| {op} | memory per rank | {mem} |")
+        terms = list(preds[ps[0]][op][0])
+        for i, term in enumerate(terms):
+            vals = []
+            for p in ps:
+                t = preds[p][op][0]
+                v = _num(t[term])
+                vals.append(f"**{v}**" if term == max(t, key=t.get) else v)
+            print(f"| {op if i == 0 else ''} | {term} | " + " | ".join(vals) + " |")
+        tot = " | ".join(f"{_num(sum(preds[p][op][0].values()))} s; {_mem(preds[p][op][1])}"
+                         for p in ps)
+        print(f"| | **total; memory per rank** | {tot} |")
     return 0
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}" if x >= 0.001 else f"{x:.1g}"
+
+
+def _mem(b: float) -> str:
+    return f"{b / 2**30:.1f} GiB" if b >= 2**30 else f"{b / 2**20:,.0f} MiB"
 
 
 def _merge_cost():
