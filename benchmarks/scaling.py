@@ -635,9 +635,8 @@ def plot(table, result, path):
     ax.axhline(1.0, color="k", lw=0.8, ls=":")
     ax.set_ylim(0, max([1.3] + [r["eff_avail"] + 0.1 for r in table.values()
                                   if r.get("eff_avail") is not None]))
-    ax.set_title("efficiency: S / min(P, cores)" + (
-        ", dashed: S / min(P, cores available)" if result.get("cores_available") else ""),
-        fontsize=9)
+    ax.set_title("E_hw = S / min(P, cores)" + (
+        "; dashed: E_avail" if result.get("cores_available") else ""), fontsize=9)
     ax.set_xlabel("configuration")
     ax.legend(fontsize=8)
     fig.suptitle(f"hpcproc strong scaling, N = 2^{int(np.log2(result['rows']))} rows, "
