@@ -558,22 +558,23 @@ def render(result, table):
             f"{'yes' if r['ok'] else 'NO'} |")
     lines += [
         "", "**Bytes and memory.** `exch MiB/rank`: mean Alltoallv send buffer per rank "
-        "(from the trace; includes the rows a rank keeps); `off-rank`: what it sent to other "
+        "(from the trace; includes the rows a rank keeps); `wait B/rank`: bytes the trace "
+        "counts in the `wait` phase (the histogram's Allreduce); `off-rank`: what it sent to other "
         "ranks; `cross MiB`: bytes the exchange had to send between hosts (sum over hosts, "
         "from the exchange's counts); `veth MiB`: what the hosts' links counted during the "
         "job (all traffic, with Ethernet/IP/TCP headers); `veth/cross`: their ratio. "
         "`RSS MiB`: peak resident memory of the largest rank. `touch MB/s`: rate at which "
         "every rank faulted in fresh memory of its receive size right after the run "
         "(page faults are expensive on this VM).", "",
-        "| workload | config | exch MiB/rank | off-rank MiB/rank | cross MiB | veth MiB | "
-        "veth/cross | RSS MiB | touch MB/s |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        "| workload | config | exch MiB/rank | wait B/rank | off-rank MiB/rank | cross MiB | "
+        "veth MiB | veth/cross | RSS MiB | touch MB/s |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
     for work, config, r in rows:
         ratio = f"{r['veth_ratio']:.3f}" if r.get("veth_ratio") else "-"
         touch = f"{r['touch_rate'] / 1e6:.0f}" if r.get("touch_rate") else "-"
         lines.append(
             f"| {names[work]} | {config} | {_mib(r['sent_exchange'])} | "
-            f"{_mib(r['sent_off_rank'])} | {_mib(r.get('cross_expect'))} | "
+            f"{r['sent_wait']:.0f} | {_mib(r['sent_off_rank'])} | {_mib(r.get('cross_expect'))} | "
             f"{_mib(r.get('cross_veth'))} | {ratio} | {_mib(r.get('maxrss'))} | {touch} |")
     if result["net"]:
         lines += ["", "## Network microbenchmark (fit for docs/scaling.md)", "",
