@@ -15,6 +15,7 @@ from mpi4py import MPI
 import hpcproc as hp
 from hpcproc import _faults
 from hpcproc.checkpoint import CheckpointError, CheckpointWarning, RankCountError
+from hpcproc.checkpoint._format import rank_filename
 
 from conftest import on_root
 
@@ -132,6 +133,35 @@ def test_restore_on_fewer_ranks(comm, shared_tmp, fewer):
         assert got[0] == 3
         _assert_state(sub, got[1], same_ranks=sub.size == comm.size)
     sub.Free()
+
+
+def test_restore_touches_each_rank_file_once(comm, shared_tmp, monkeypatch):
+    """A restore costs O(P) file-system metadata operations in all, not O(P^2): every
+    rank opens or stats only the files it checks (its own, with the saved rank count)."""
+    with hp.Checkpointer(shared_tmp, comm) as ck:
+        ck.save(2, _state(comm))
+    seen = []
+    real_stat, real_open = os.stat, os.open
+
+    def stat(path, *a, **k):
+        seen.append(os.path.basename(str(path)))
+        return real_stat(path, *a, **k)
+
+    def open_(path, *a, **k):
+        seen.append(os.path.basename(str(path)))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "open", open_)
+    with hp.Checkpointer(shared_tmp, comm) as ck:
+        step, got = ck.restore()
+    monkeypatch.undo()
+    assert step == 2
+    _assert_state(comm, got, same_ranks=True)
+    touched = {name for name in seen if name.startswith("rank-")}
+    # its own file; rank 0's holds the values every rank takes from rank 0
+    assert rank_filename(comm.rank) in touched
+    assert touched <= {rank_filename(comm.rank), rank_filename(0)}, touched
 
 
 def test_restore_on_more_ranks(comm, shared_tmp):

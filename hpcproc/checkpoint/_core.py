@@ -273,7 +273,8 @@ class Checkpointer:
         self.wait()
         rejected, reported = set(), set()
         while True:
-            mine = check_all(lambda: scan(self.directory, rejected), self.comm)
+            mine = check_all(lambda: scan(self.directory, rejected, self._rank,
+                                          self.comm.Get_size()), self.comm)
             views = self._lcomm.allgather(mine)
             step = min(mine for mine, _ in views)
             reasons = {}
