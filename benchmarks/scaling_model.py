@@ -163,8 +163,10 @@ def predict(p, local, merge_s, sort_per_sample, c=CLUSTER, n=N_PRED, d=D_KEYS):
         "3 small allgathers": 3 * allgather_small(p, 64, c)}, 8 * npr)
     out["stats + histogram"] = ({
         "local kernels": local["w1"]["compute"] * npr,
-        "allgather of P states": allgather_small(p, STATE_BYTES, c),
-        "P merges on every rank": p * merge_s,
+        # binomial tree in rank order to rank 0 (collectives.allreduce_state), then bcast
+        "tree: log2 P messages + merges": math.ceil(log2(p)) * (
+            c["alpha"] + STATE_BYTES / c["beta_node"] + merge_s),
+        "bcast of the result": log2(p) * (c["alpha"] + STATE_BYTES / c["beta_node"]),
         "histogram Allreduce": 2 * log2(p) * c["alpha"]},
         local["w1"]["mem"] * npr + p * (STATE_BYTES + 600))
     # W2: sample sort of 16-byte rows
@@ -211,8 +213,10 @@ def predict(p, local, merge_s, sort_per_sample, c=CLUSTER, n=N_PRED, d=D_KEYS):
         + manifest / 1e9 + 3 * c["md_latency"]},
         16 * npr)
     out["checkpoint restore"] = ({
-        "every rank stats P files (P^2)": p * p / c["md_ops"],
-        "every rank parses the manifest": p * manifest / min(c["fs_bw"], 1e10) + p * 1e-7 * p,
+        # each rank checks only the file it reads (checkpoint/_reader.assigned_files)
+        "P stats in all (own file each)": p / c["md_ops"],
+        "P manifest reads; parse on every rank": p * manifest / min(c["fs_bw"], 1e10)
+        + p * 1e-7,
         "read own file": fs_time(p, 16 * n, c),
         "agreement (2 allgathers)": 2 * allgather_small(p, 64, c)},
         16 * npr + manifest)

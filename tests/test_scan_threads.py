@@ -64,3 +64,16 @@ def test_threads_split_blocks_same_results(comm):
     np.testing.assert_allclose(three["var"], data.var(), rtol=1e-12)
     with pytest.raises(ValueError, match="threads"):
         hp.set_threads(0)
+
+
+def test_state_reductions_merge_in_rank_order(comm):
+    """allreduce_state/reduce_state merge along a tree but in rank order: a
+    non-commutative merge (list concatenation) gives ranks 0..P-1 in order."""
+    from hpcproc.collectives import allreduce_state, reduce_state
+    merge = lambda a, b: a + b  # noqa: E731
+    assert allreduce_state([comm.rank], merge, comm) == list(range(comm.size))
+    last = comm.size - 1
+    got = reduce_state([comm.rank], merge, comm, root=last)
+    assert got == (list(range(comm.size)) if comm.rank == last else None)
+    assert reduce_state([comm.rank], merge, comm) == (list(range(comm.size))
+                                                      if comm.rank == 0 else None)
