@@ -215,10 +215,11 @@ def predict(p, local, merge_s, sort_per_sample, c=CLUSTER, n=N_PRED, d=D_KEYS):
     out["checkpoint restore"] = ({
         # each rank checks only the file it reads (checkpoint/_reader.assigned_files)
         "P stats in all (own file each)": p / c["md_ops"],
-        "P manifest reads; parse on every rank": p * manifest / min(c["fs_bw"], 1e10)
-        + p * 1e-7,
+        # rank 0 reads the manifest and broadcasts it (checkpoint/_core.restore)
+        "rank 0 reads the manifest; bcast": c["md_latency"] + manifest / 1e9 + p * 1e-7
+        + log2(p) * (c["alpha"] + manifest / c["beta_node"]),
         "read own file": fs_time(p, 16 * n, c),
-        "agreement (2 allgathers)": 2 * allgather_small(p, 64, c)},
+        "agreement (Allreduce of a flag)": 2 * log2(p) * c["alpha"]},
         16 * npr + manifest)
     return out
 

@@ -16,8 +16,8 @@ from .._log import get_logger
 from ..trace import add_bytes, phase, traced
 from ._dirs import apply_retention, cleanup
 from ._errors import CheckpointWarning
-from ._format import MANIFEST, ManifestError, load_manifest, step_dirname
-from ._reader import check_rank_count, load_state, scan, verify
+from ._format import step_dirname
+from ._reader import check_rank_count, load_state, newest_manifest, verify
 from ._save import finish_save, start_save
 from ._triggers import SignalFlag, job_end_time
 
@@ -273,36 +273,26 @@ class Checkpointer:
         self.wait()
         rejected, reported = set(), set()
         while True:
-            mine = check_all(lambda: scan(self.directory, rejected, self._rank,
-                                          self.comm.Get_size()), self.comm)
-            views = self._lcomm.allgather(mine)
-            step = min(mine for mine, _ in views)
-            reasons = {}
-            for _, skipped in views:
-                for s, why in skipped.items():
-                    if s > step and s not in reported:
-                        reasons.setdefault(s, why)
-            for s in sorted(reasons, reverse=True):
-                self._report(s, reasons[s])
-                reported.add(s)
+            # Rank 0 reads the manifests (newest valid one), every rank gets it by a bcast;
+            # then every rank checks and checksums only the files it reads (O(P)
+            # file-system operations in all) and one Allreduce tells whether all did.
+            step, manifest, skipped = root_call(
+                lambda: newest_manifest(self.directory, rejected), self.comm)
+            for s in sorted(skipped, reverse=True):
+                if s not in reported:
+                    self._report(s, skipped[s])
+                    reported.add(s)
             if step < 0:
                 return None
-            stepdir = os.path.join(self.directory, step_dirname(step))
-            try:
-                manifest = root_call(lambda: load_manifest(os.path.join(stepdir, MANIFEST)),
-                                     self.comm)
-            except ManifestError as exc:
-                self._report(step, str(exc))
-                rejected.add(step)
-                continue
             try:
                 check_rank_count(manifest, self.comm.Get_size())
             except ValueError as exc:
                 raise _agreed(exc) from None
+            stepdir = os.path.join(self.directory, step_dirname(step))
             err, buf = verify(stepdir, manifest, self._rank, self.comm.Get_size())
-            errors = [e for e in self._lcomm.allgather(err) if e]
-            if errors:
-                self._report(step, "; ".join(errors))
+            if self._lcomm.allreduce(err is not None, op=MPI.LOR):
+                errors = self._lcomm.gather(err, root=0)
+                self._report(step, "; ".join(e for e in errors or () if e))
                 rejected.add(step)
                 reported.add(step)
                 continue

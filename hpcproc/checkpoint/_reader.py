@@ -27,7 +27,7 @@ from ._format import (MANIFEST, ManifestError, hash_file, load_manifest, rank_fi
                       read_and_hash, step_dirname)
 from ._rng import rng_from_bytes
 
-__all__ = ["scan", "check_files", "verify", "check_rank_count", "load_state"]
+__all__ = ["newest_manifest", "assigned_files", "check_files", "verify", "check_rank_count", "load_state"]
 
 
 def assigned_files(manifest: dict, rank: int, size: int) -> list[str]:
@@ -57,30 +57,36 @@ def check_files(stepdir: str, manifest: dict, names=None) -> None:
             raise ManifestError(f"{name} has {size} bytes, the manifest says {meta['size']}")
 
 
-def scan(directory: str, rejected=(), rank: int = 0, size: int = 1) -> tuple[int, dict]:
-    """This rank's newest structurally valid step (-1 if none) and the newer steps it
-    skipped, with the reason: manifest valid and the files assigned to ``rank`` of
-    ``size`` (:func:`assigned_files`) present with their sizes. Not collective."""
+def newest_manifest(directory: str, rejected=()) -> tuple[int, dict | None, dict]:
+    """The newest committed step not in ``rejected`` whose manifest is valid, as
+    ``(step, manifest, skipped)`` (``(-1, None, skipped)`` if none); ``skipped``: the
+    newer steps passed over, with the reason. Not collective: rank 0 runs it and
+    broadcasts the result (one read of the O(P) manifest, not one per rank)."""
     skipped = {}
     for step in reversed(committed_steps(directory)):
         if step in rejected:
             continue
-        stepdir = os.path.join(directory, step_dirname(step))
         try:
-            manifest = load_manifest(os.path.join(stepdir, MANIFEST))
+            manifest = load_manifest(os.path.join(directory, step_dirname(step), MANIFEST))
             if manifest["step"] != step:
                 raise ManifestError(f"manifest is for step {manifest['step']}")
-            check_files(stepdir, manifest, assigned_files(manifest, rank, size))
+            if len(manifest["files"]) != manifest["ranks"]:
+                raise ManifestError("manifest lists the wrong number of files")
         except ManifestError as exc:
             skipped[step] = str(exc)
             continue
-        return step, skipped
-    return -1, skipped
+        return step, manifest, skipped
+    return -1, None, skipped
 
 
 def verify(stepdir: str, manifest: dict, rank: int, size: int):
-    """Checksum the files assigned to this rank. Returns ``(error or None, buffer)``;
-    ``buffer`` is this rank's own file, read whole, when the rank count is unchanged."""
+    """Check and checksum the files assigned to this rank (:func:`assigned_files`).
+    Returns ``(error or None, buffer)``; ``buffer`` is this rank's own file, read whole,
+    when the rank count is unchanged."""
+    try:
+        check_files(stepdir, manifest, assigned_files(manifest, rank, size))
+    except ManifestError as exc:
+        return str(exc), None
     if manifest["ranks"] == size:
         name = rank_filename(rank)
         meta = manifest["files"][name]
