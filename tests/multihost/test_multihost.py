@@ -6,7 +6,8 @@ both layouts; the outputs must be identical to each other and equal to numpy ref
 the node-aware parts must see two nodes, the bytes must have crossed the links, and a
 failure on the second host must end the whole job. Serial session only (the tests launch
 their own ranks). They skip, with the reason, only where network namespaces cannot be
-made (not root, no iproute2, no CAP_NET_ADMIN); HPCPROC_MULTIHOST=0 skips them on purpose.
+made or given their own host name (not root, no iproute2, no CAP_NET_ADMIN or
+CAP_SYS_ADMIN); HPCPROC_MULTIHOST=0 skips them on purpose.
 """
 
 import json
@@ -49,7 +50,13 @@ def _namespaces_unavailable() -> str | None:
                           timeout=30)
     if made.returncode != 0:
         return f"cannot create a network namespace: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=30)
+    try:
+        uts = subprocess.run(["ip", "netns", "exec", probe, "unshare", "--uts", "hostname",
+                              probe], capture_output=True, text=True, timeout=30)
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=30)
+    if uts.returncode != 0:
+        return f"cannot give a namespace host its own host name: {uts.stderr.strip()}"
     return None
 
 
