@@ -34,6 +34,10 @@ PROG = HERE / "capabilities.py"
 PY = str(Path(MPIEXEC).parent / "python")
 N_X, N_KEYS, N_LEFT, N_RIGHT = 600_001, 400_003, 200_003, 100_001
 JOB_TIMEOUT = 300
+# Names of our own, so that concurrent runs (and a cluster brought up by hand) never clash.
+_ID = uuid.uuid4().hex[:4]
+MH_DIR, PREFIX = f"/tmp/hpcproc-multihost-{_ID}", f"hpt{_ID}"
+SUBNET = f"10.214.{int(_ID, 16) % 250 + 1}"
 
 
 def _namespaces_unavailable() -> str | None:
@@ -66,12 +70,6 @@ def _env(**extra):
     env.update(HPCPROC_MPIEXEC=MPIEXEC, HPCPROC_MH_DIR=MH_DIR, HPCPROC_MH_PREFIX=PREFIX,
                HPCPROC_MH_SUBNET=SUBNET, **extra)
     return env
-
-
-# Names of our own, so that concurrent runs (and a cluster brought up by hand) never clash.
-_ID = uuid.uuid4().hex[:4]
-MH_DIR, PREFIX = f"/tmp/hpcproc-multihost-{_ID}", f"hpt{_ID}"
-SUBNET = f"10.214.{int(_ID, 16) % 250 + 1}"
 
 
 class Hosts:
