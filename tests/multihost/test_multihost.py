@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, REPO, run
+from conftest import MPIEXEC, run
 
 pytestmark = pytest.mark.skipif(
     int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
