@@ -14,6 +14,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MPIEXEC = os.environ.get("HPCPROC_MPIEXEC", str(BIN / "mpiexec"))
+#: ``pytestmark = SERIAL_ONLY`` for modules whose tests launch their own MPI jobs (or
+#: Slurm jobs): they run in the serial session, never inside an ``mpiexec`` launch.
+SERIAL_ONLY = pytest.mark.skipif(
+    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
+    reason="launches its own processes: runs in the serial session only")
 
 
 @pytest.hookimpl(tryfirst=True)

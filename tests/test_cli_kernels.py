@@ -1,18 +1,14 @@
 """``hpcproc hist`` / ``hpcproc quantile`` under mpiexec (serial session; timeouts)."""
 
 import json
-import os
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import hpcproc_cmd, run
+from conftest import SERIAL_ONLY, hpcproc_cmd, run
 
-# Launches its own processes: serial session only (never inside an mpiexec launch).
-pytestmark = pytest.mark.skipif(
-    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
-    reason="launches its own processes; runs in the serial session only")
+pytestmark = SERIAL_ONLY  # launches its own processes
 
 
 @pytest.fixture(scope="module")

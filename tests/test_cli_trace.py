@@ -15,11 +15,9 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, hpcproc_cmd, run
+from conftest import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, run
 
-pytestmark = pytest.mark.skipif(
-    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
-    reason="launches its own processes; runs in the serial session only")
+pytestmark = SERIAL_ONLY  # launches its own processes
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """examples/climate_stats.py against the netCDF4 package's own CF decoding and numpy."""
 
 import json
-import os
 import sys
 
 import numpy as np
@@ -9,11 +8,9 @@ import pytest
 
 netCDF4 = pytest.importorskip("netCDF4")
 
-from conftest import REPO, run
+from conftest import REPO, SERIAL_ONLY, run
 
-pytestmark = pytest.mark.skipif(
-    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
-    reason="launches mpiexec itself: runs in the serial session only")
+pytestmark = SERIAL_ONLY  # launches its own processes
 
 
 @pytest.mark.parametrize("ranks", [2, 3])

@@ -12,11 +12,9 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, REPO
+from conftest import MPIEXEC, REPO, SERIAL_ONLY
 
-pytestmark = pytest.mark.skipif(
-    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
-    reason="launches mpiexec itself: runs in the serial session only")
+pytestmark = SERIAL_ONLY  # launches its own processes
 
 SIM = REPO / "examples" / "insitu_simulation.py"
 NY, NX, ALPHA = 45, 38, 0.2

@@ -1,15 +1,11 @@
 """Public names of the kernel engine; ``import hpcproc`` stays cheap (serial only)."""
 
-import os
 import subprocess
 import sys
 
-import pytest
+from conftest import SERIAL_ONLY
 
-# Launches its own processes: serial session only (never inside an mpiexec launch).
-pytestmark = pytest.mark.skipif(
-    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
-    reason="launches its own processes; runs in the serial session only")
+pytestmark = SERIAL_ONLY  # launches its own processes
 
 
 def test_import_does_not_load_numba_and_names_resolve():

@@ -2,7 +2,6 @@
 compile once per node, caching off, and bounded memory when streaming a large file."""
 
 import json
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -11,12 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import hpcproc_cmd, run
+from conftest import SERIAL_ONLY, hpcproc_cmd, run
 
-# Launches its own processes: serial session only (never inside an mpiexec launch).
-pytestmark = pytest.mark.skipif(
-    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
-    reason="launches its own processes; runs in the serial session only")
+pytestmark = SERIAL_ONLY  # launches its own processes
 
 COMPILE_SCRIPT = textwrap.dedent("""
     import json, time

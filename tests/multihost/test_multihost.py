@@ -22,11 +22,9 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, run
+from conftest import MPIEXEC, SERIAL_ONLY, run
 
-pytestmark = pytest.mark.skipif(
-    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
-    reason="launches its own multi-host jobs: runs in the serial session only")
+pytestmark = SERIAL_ONLY  # launches its own processes
 
 HERE = Path(__file__).resolve().parent
 CLUSTER = HERE / "cluster.sh"

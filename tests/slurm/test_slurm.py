@@ -19,11 +19,9 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, REPO
+from conftest import MPIEXEC, REPO, SERIAL_ONLY
 
-pytestmark = pytest.mark.skipif(
-    int(os.environ.get("PMI_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))) > 1,
-    reason="submits Slurm jobs: runs in the serial session only")
+pytestmark = SERIAL_ONLY  # launches its own processes
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 RUN = REPO / "slurm" / "run.sbatch"
