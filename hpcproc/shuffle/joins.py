@@ -20,7 +20,9 @@ integer or bool type are therefore float64 in a left join (as in pandas).
 Row order: broadcast join of a small right table keeps the left table's order (matches
 in right order); otherwise rows are grouped by hash of the key, unspecified within.
 Keys compare by value after conversion to a common type (``int32`` 5 equals ``int64``
-5; an integer key joined with a float key compares as float64); NaN keys match NaN keys.
+5, and ``uint64`` keys compare exactly with signed ones; an integer key joined with a
+float key compares as float64, which rounds integers beyond 2**53); NaN keys match NaN
+keys.
 """
 
 from __future__ import annotations
@@ -57,12 +59,29 @@ def _check(lcols, rcols, on, how, strategy):
     return names
 
 
+_SIGN = np.uint64(1 << 63)
+
+
+def _wide_int(col):
+    """An integer column as two words, exact for every int64 and uint64 value: the
+    65-bit number ``value + 2**63`` as (high bit, low 64 bits)."""
+    if col.dtype.kind == "u":
+        v = col.astype(np.uint64, copy=False)
+        return [(v >> np.uint64(63)).astype(np.uint8), v ^ _SIGN]
+    return [np.zeros(col.shape[0], np.uint8), col.astype(np.int64).view(np.uint64) ^ _SIGN]
+
+
 def _key_cols(lcols, rcols, names):
+    """Key columns of both sides, converted so that equal values have equal encodings."""
     lk, rk = [], []
     for name in names:
         a, b = lcols[name], rcols[name]
         if a.dtype.kind != b.dtype.kind:
             common = np.result_type(a.dtype, b.dtype)
+            if common.kind == "f" and a.dtype.kind in "biu" and b.dtype.kind in "biu":
+                lk += _wide_int(a)  # uint64 with a signed type: float64 would round
+                rk += _wide_int(b)
+                continue
             a, b = a.astype(common), b.astype(common)
         lk.append(a)
         rk.append(b)
