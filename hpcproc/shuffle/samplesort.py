@@ -19,9 +19,10 @@ import time
 import numpy as np
 
 from ..comm import check_all, lib_comm
+from . import _kernels
 from ._encode import check_key_dtype, encode_keys
-from ._exchange import MAX_MESSAGE, exchange
-from ._localsort import argsort_keys
+from ._exchange import MAX_MESSAGE, _words, exchange
+from ._localsort import argsort_keys, sort_word
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import range_partition, splitters
 
@@ -38,6 +39,45 @@ def _check(columns, kind, by, ascending, local_sort):
     if local_sort not in ("radix", "numpy"):
         raise ValueError(f"local_sort must be 'radix' or 'numpy', got {local_sort!r}")
     return names, asc
+
+
+def _take(columns, perm, reuse=None) -> dict:
+    """Every column's rows in ``perm`` order (a compiled gather; ``reuse``: a spare
+    uint64 array of ``len(perm)`` rows that one 8-byte column may be gathered into)."""
+    out = {}
+    for name, col in columns.items():
+        src = _words(col)
+        if reuse is not None and src.dtype == np.uint64 and src.ndim == 1:
+            dst, reuse = reuse, None
+        else:
+            dst = np.empty((perm.shape[0],) + src.shape[1:], src.dtype)
+        if perm.shape[0]:
+            _kernels.gather_rows(src, perm, dst)
+        out[name] = dst.view(col.dtype).reshape((perm.shape[0],) + col.shape[1:])
+    return out
+
+
+def _local_sort(columns, names, asc, method, owned: bool = False) -> dict:
+    """This rank's rows sorted by the key columns (stable).
+
+    One 64-bit integer key (the common case) is sorted as it is, its sign bit (and all
+    bits for descending order) flipped on the fly, and the sorted key column is the
+    sorted words flipped back in place: no encoded copy, no gather of the key. With
+    ``owned`` (the columns are the caller's to overwrite, e.g. fresh from the
+    exchange) the key column's memory then receives another column's rows: fresh
+    memory costs page faults, which on a VM are a large part of a sort.
+    """
+    key = columns[names[0]]
+    if len(names) == 1 and method == "radix" and key.dtype.kind in "iu" and key.itemsize == 8 \
+            and key.dtype.isnative:
+        flip = (1 << 63 if key.dtype.kind == "i" else 0) ^ (0 if asc[0] else (1 << 64) - 1)
+        words, perm = sort_word(key, flip)
+        words ^= np.uint64(flip)
+        spare = key.view(np.uint64) if owned and key.flags.writeable else None
+        rest = _take({k: v for k, v in columns.items() if k != names[0]}, perm, spare)
+        return {k: words.view(key.dtype) if k == names[0] else rest[k] for k in columns}
+    perm = argsort_keys(encode_keys([columns[k] for k in names], asc), method)
+    return _take(columns, perm)
 
 
 def sort(data, by=None, ascending=True, comm=None, *, memory_budget: int | None = None,
@@ -85,8 +125,7 @@ def sort(data, by=None, ascending=True, comm=None, *, memory_budget: int | None 
                          max_message=max_message, validate=False)
     del dest
     t2 = time.perf_counter()
-    perm = argsort_keys(encode_keys([out[k] for k in names], asc), local_sort)
-    out = {k: np.take(v, perm, axis=0) for k, v in out.items()}
+    out = _local_sort(out, names, asc, local_sort, owned=True)
     t3 = time.perf_counter()
     return make_result(out, comm, kind, {
         "strategy": "sample-sort", "rounds": info["rounds"], "splitters": S.shape[0],
