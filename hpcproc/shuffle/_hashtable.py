@@ -3,8 +3,9 @@
 ``group_ids(K)`` numbers the distinct rows of the ``(n, m)`` uint64 key matrix in order of
 first appearance (linear probing, splitmix64 hash, keys stored in the slots, grows at
 load 1/2). ``probe`` looks up
-other rows in a built table (the join). ``agg_states`` / ``merge_states`` reduce values
-per group into mergeable states (count of non-NaN values, sum, min, max).
+other rows in a built table (the join). ``agg_states`` (rows with group ids) and the
+``seg_*`` kernels (rows sorted by group, see :func:`._localsort.sorted_groups`) reduce
+values per group into mergeable states (count of non-NaN values, sum, min, max).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import numpy as np
 from ._jit import jit
 from ._kernels import hash_row
 
-__all__ = ["group_ids", "probe", "agg_states", "merge_states", "add_into", "expand_pairs"]
+__all__ = ["group_ids", "probe", "agg_states", "seg_agg_states", "seg_merge_states", "seg_sum",
+           "expand_pairs"]
 
 
 @jit
@@ -130,23 +132,43 @@ def agg_states(gid, vals, cnt, sm, mn, mx, minmax):
 
 
 @jit
-def merge_states(gid, cnt_in, sm_in, mn_in, mx_in, cnt, sm, mn, mx, minmax):
-    """Merge partial states row by row into the states of their groups."""
-    for i in range(gid.shape[0]):
-        g = gid[i]
-        cnt[g] += cnt_in[i]
-        sm[g] += sm_in[i]
-        if minmax:
-            if mn_in[i] < mn[g]:
-                mn[g] = mn_in[i]
-            if mx_in[i] > mx[g]:
-                mx[g] = mx_in[i]
+def seg_agg_states(perm, starts, vals, cnt, sm, mn, mx, minmax):
+    """:func:`agg_states` for rows sorted by group: group ``g`` is rows
+    ``perm[starts[g]:starts[g + 1]]``."""
+    for g in range(starts.shape[0] - 1):
+        for i in range(starts[g], starts[g + 1]):
+            x = vals[perm[i]]
+            if x != x:
+                continue
+            cnt[g] += 1
+            sm[g] += x
+            if minmax:
+                mn[g] = min(mn[g], x)
+                mx[g] = max(mx[g], x)
 
 
 @jit
-def add_into(gid, x, out):
-    for i in range(gid.shape[0]):
-        out[gid[i]] += x[i]
+def seg_merge_states(perm, starts, cnt_in, sm_in, mn_in, mx_in, cnt, sm, mn, mx, minmax):
+    """Merge partial states into the states of their groups (rows sorted by group, as
+    for :func:`seg_agg_states`)."""
+    for g in range(starts.shape[0] - 1):
+        for i in range(starts[g], starts[g + 1]):
+            r = perm[i]
+            cnt[g] += cnt_in[r]
+            sm[g] += sm_in[r]
+            if minmax:
+                if mn_in[r] < mn[g]:
+                    mn[g] = mn_in[r]
+                if mx_in[r] > mx[g]:
+                    mx[g] = mx_in[r]
+
+
+@jit
+def seg_sum(perm, starts, x, out):
+    """``out[g] += sum of x over group g`` (rows sorted by group)."""
+    for g in range(starts.shape[0] - 1):
+        for i in range(starts[g], starts[g + 1]):
+            out[g] += x[perm[i]]
 
 
 @jit

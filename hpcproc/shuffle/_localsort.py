@@ -23,7 +23,7 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["argsort_keys", "sort_word"]
+__all__ = ["argsort_keys", "sort_word", "sorted_groups"]
 
 _BITS = 11                      # widest digit
 _CUT = 48                       # buckets up to this size: insertion sort
@@ -190,3 +190,49 @@ def argsort_keys(K: np.ndarray, method: str = "radix") -> np.ndarray:
     for j in range(m - 1, -1, -1):  # least significant column first
         _, perm = sort_word(np.ascontiguousarray(K[:, j]), 0, perm)
     return perm.astype(np.int64, copy=False)
+
+
+
+@jit
+def _starts(K, perm, in_order):
+    """Start (in sorted order) of every run of equal rows of ``K`` sorted by ``perm``,
+    and the end: ``ng + 1`` offsets. ``in_order``: row ``i`` of ``K`` is already the
+    ``i``-th in sorted order (else row ``perm[i]`` is)."""
+    n, m = K.shape
+    starts = np.empty(1024, np.int64)
+    ng = 0
+    for i in range(n + 1):
+        new = i == 0 or i == n
+        if not new:
+            r, q = (i, i - 1) if in_order else (perm[i], perm[i - 1])
+            for w in range(m):
+                if K[r, w] != K[q, w]:
+                    new = True
+                    break
+        if new:
+            if ng == starts.shape[0]:
+                grown = np.empty(2 * ng, np.int64)
+                grown[:ng] = starts
+                starts = grown
+            starts[ng] = i
+            ng += 1
+    return starts[:ng].copy()
+
+
+def sorted_groups(K: np.ndarray, flip: int = 0):
+    """The distinct rows of the ``(n, m)`` uint64 key matrix ``K ^ flip``, by sorting.
+
+    Returns ``(perm, starts, keys)``: the stable sorting permutation, the ``groups + 1``
+    offsets of the runs of equal keys in ``perm`` order, and every group's key words
+    (``K ^ flip``; groups in key order). A radix sort and one pass over the sorted keys:
+    no hash table, whose random accesses cost a cache and TLB miss per row once the
+    groups outgrow the cache.
+    """
+    n, m = K.shape
+    if m == 1:
+        keys, perm = sort_word(np.ascontiguousarray(K[:, 0]), flip)
+        starts = _starts(keys.reshape(n, 1), perm, True)
+        return perm, starts, keys[starts[:-1]].reshape(-1, 1)
+    perm = argsort_keys(K)
+    starts = _starts(K, perm, False)
+    return perm, starts, K[perm[starts[:-1]]] ^ np.uint64(flip)
