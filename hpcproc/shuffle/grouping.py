@@ -35,7 +35,7 @@ from ..comm import check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange
-from ._hashtable import agg_states, seg_agg_states, seg_merge_states, seg_sum
+from ._reduce import agg_states, seg_agg_states, seg_merge_states, seg_sum
 from ._localsort import sorted_groups
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import range_partition, splitters

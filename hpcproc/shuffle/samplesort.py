@@ -41,11 +41,16 @@ def _check(columns, kind, by, ascending, local_sort):
     return names, asc
 
 
-def _take(columns, perm, reuse=None) -> dict:
+def _take(columns, perm, reuse=None, owned: bool = False) -> dict:
     """Every column's rows in ``perm`` order (a compiled gather; ``reuse``: a spare
-    uint64 array of ``len(perm)`` rows that one 8-byte column may be gathered into)."""
+    uint64 array of ``len(perm)`` rows that one 8-byte column may be gathered into).
+
+    ``owned``: ``columns`` is the caller's to empty: every column is dropped from it as
+    soon as it is gathered, so at most one column exists twice at a time.
+    """
     out = {}
-    for name, col in columns.items():
+    for name in list(columns):
+        col = columns.pop(name) if owned else columns[name]
         src = _words(col)
         if reuse is not None and src.dtype == np.uint64 and src.ndim == 1:
             dst, reuse = reuse, None
@@ -54,6 +59,7 @@ def _take(columns, perm, reuse=None) -> dict:
         if perm.shape[0]:
             _kernels.gather_rows(src, perm, dst)
         out[name] = dst.view(col.dtype).reshape((perm.shape[0],) + col.shape[1:])
+        del col, src
     return out
 
 
@@ -62,22 +68,33 @@ def _local_sort(columns, names, asc, method, owned: bool = False) -> dict:
 
     One 64-bit integer key (the common case) is sorted as it is, its sign bit (and all
     bits for descending order) flipped on the fly, and the sorted key column is the
-    sorted words flipped back in place: no encoded copy, no gather of the key. With
-    ``owned`` (the columns are the caller's to overwrite, e.g. fresh from the
-    exchange) the key column's memory then receives another column's rows: fresh
-    memory costs page faults, which on a VM are a large part of a sort.
+    sorted words flipped back in place: no encoded copy, no gather of the key.
+
+    ``owned``: the columns are the caller's to overwrite and drop (fresh from the
+    exchange). Each is then released as soon as its sorted copy exists, and the key
+    column's memory receives another column's rows: extra memory stays at 12 bytes per
+    row (sorted key words and row numbers) plus one column, and fresh memory, which costs
+    page faults (a large part of a sort on a VM), is avoided where it can be.
     """
+    order = list(columns)
     key = columns[names[0]]
     if len(names) == 1 and method == "radix" and key.dtype.kind in "iu" and key.itemsize == 8 \
             and key.dtype.isnative:
         flip = (1 << 63 if key.dtype.kind == "i" else 0) ^ (0 if asc[0] else (1 << 64) - 1)
         words, perm = sort_word(key, flip)
         words ^= np.uint64(flip)
-        spare = key.view(np.uint64) if owned and key.flags.writeable else None
-        rest = _take({k: v for k, v in columns.items() if k != names[0]}, perm, spare)
-        return {k: words.view(key.dtype) if k == names[0] else rest[k] for k in columns}
+        kdtype = key.dtype
+        if owned:
+            del columns[names[0]]
+            spare = key.view(np.uint64) if key.flags.writeable else None
+            del key
+            rest = _take(columns, perm, spare, owned)
+        else:
+            rest = _take({k: v for k, v in columns.items() if k != names[0]}, perm)
+        rest[names[0]] = words.view(kdtype)
+        return {k: rest[k] for k in order}
     perm = argsort_keys(encode_keys([columns[k] for k in names], asc), method)
-    return _take(columns, perm)
+    return _take(columns, perm, owned=owned)
 
 
 def sort(data, by=None, ascending=True, comm=None, *, memory_budget: int | None = None,
