@@ -194,29 +194,35 @@ def argsort_keys(K: np.ndarray, method: str = "radix") -> np.ndarray:
 
 
 @jit
-def _starts(K, perm, in_order):
-    """Start (in sorted order) of every run of equal rows of ``K`` sorted by ``perm``,
-    and the end: ``ng + 1`` offsets. ``in_order``: row ``i`` of ``K`` is already the
-    ``i``-th in sorted order (else row ``perm[i]`` is)."""
+def _runs(K, perm, in_order, out):
+    """Count the rows ``i >= 1`` of ``K`` sorted by ``perm`` that differ from row
+    ``i - 1`` (``in_order``: row ``i`` of ``K`` is already the ``i``-th in sorted order,
+    else row ``perm[i]`` is); with a non-empty ``out``, also store them at ``out[1:]``."""
     n, m = K.shape
-    starts = np.empty(1024, np.int64)
-    ng = 0
-    for i in range(n + 1):
-        new = i == 0 or i == n
-        if not new:
-            r, q = (i, i - 1) if in_order else (perm[i], perm[i - 1])
-            for w in range(m):
-                if K[r, w] != K[q, w]:
-                    new = True
-                    break
-        if new:
-            if ng == starts.shape[0]:
-                grown = np.empty(2 * ng, np.int64)
-                grown[:ng] = starts
-                starts = grown
-            starts[ng] = i
-            ng += 1
-    return starts[:ng].copy()
+    c = 0
+    for i in range(1, n):
+        r = i if in_order else perm[i]
+        q = i - 1 if in_order else perm[i - 1]
+        for w in range(m):
+            if K[r, w] != K[q, w]:
+                c += 1
+                if out.shape[0]:
+                    out[c] = i
+                break
+    return c
+
+
+def _starts(K, perm, in_order):
+    """Start (in sorted order) of every run of equal rows, and the end: ``groups + 1``
+    offsets (two compiled passes: count, then fill)."""
+    n = K.shape[0]
+    if n == 0:
+        return np.zeros(1, np.int64)
+    c = _runs(K, perm, in_order, np.empty(0, np.int64))
+    out = np.empty(c + 2, np.int64)
+    out[0], out[-1] = 0, n
+    _runs(K, perm, in_order, out)
+    return out
 
 
 def sorted_groups(K: np.ndarray, flip: int = 0):
