@@ -60,10 +60,12 @@ def _digit_bits(rows, rem):
 
 
 @jit
-def _msd(word, flip, perm, keys, vals):
+def _msd(word, flip, perm, payload, keys, vals):
     """Sort ``word[perm[i]] ^ flip`` (``perm`` empty: the identity) stably.
 
-    Writes the sorted words to ``keys`` and the rows they came from to ``vals``. The
+    Writes the sorted words to ``keys`` and the rows they came from to ``vals`` (or,
+    when ``payload`` is not empty, the rows' ``payload`` values: carried along, they
+    need no gather afterwards). The
     only other memory is a scratch pair as long as the largest first-pass bucket
     (cache-sized unless the keys are skewed).
     """
@@ -98,7 +100,10 @@ def _msd(word, flip, perm, keys, vals):
         q = pos[d]
         pos[d] = q + 1
         keys[q] = x
-        vals[q] = p
+        if payload.shape[0]:
+            vals[q] = payload[p]
+        else:
+            vals[q] = p
     if sh == 0:
         return
     big = 0
@@ -166,14 +171,18 @@ def _index_dtype(n: int):
     return np.int32 if n < 2**31 else np.int64
 
 
-def sort_word(word: np.ndarray, flip: int = 0, perm: np.ndarray | None = None):
+def sort_word(word: np.ndarray, flip: int = 0, perm: np.ndarray | None = None,
+              payload: np.ndarray | None = None):
     """``(keys, rows)``: ``word ^ flip`` (taken in ``perm`` order) sorted stably, and
-    the rows they came from (int32 below 2**31 rows)."""
+    the rows they came from (int32 below 2**31 rows), or with ``payload`` (a 1-D column
+    of ``word``'s length, ``perm`` None) the rows' payload values in sorted order."""
     n = word.shape[0] if perm is None else perm.shape[0]
     idx = _index_dtype(max(n, word.shape[0]))
-    keys, vals = np.empty(n, np.uint64), np.empty(n, idx)
+    keys = np.empty(n, np.uint64)
+    vals = np.empty(n, idx if payload is None else payload.dtype)
     _msd(np.ascontiguousarray(word).view(np.uint64), np.uint64(flip),
-         np.empty(0, idx) if perm is None else perm.astype(idx, copy=False), keys, vals)
+         np.empty(0, idx) if perm is None else perm.astype(idx, copy=False),
+         vals[:0] if payload is None else payload, keys, vals)
     return keys, vals
 
 
@@ -225,19 +234,22 @@ def _starts(K, perm, in_order):
     return out
 
 
-def sorted_groups(K: np.ndarray, flip: int = 0):
+def sorted_groups(K: np.ndarray, flip: int = 0, payload: np.ndarray | None = None):
     """The distinct rows of the ``(n, m)`` uint64 key matrix ``K ^ flip``, by sorting.
 
     Returns ``(perm, starts, keys)``: the stable sorting permutation, the ``groups + 1``
     offsets of the runs of equal keys in ``perm`` order, and every group's key words
     (``K ^ flip``; groups in key order). A radix sort and one pass over the sorted keys:
     no hash table, whose random accesses cost a cache and TLB miss per row once the
-    groups outgrow the cache.
+    groups outgrow the cache. With ``payload`` (one key column only) ``perm`` is the
+    payload column in sorted order instead.
     """
     n, m = K.shape
+    if payload is not None and m != 1:
+        raise ValueError("a payload is carried for one key column only")
     if m == 1:
-        keys, perm = sort_word(np.ascontiguousarray(K[:, 0]), flip)
-        starts = _starts(keys.reshape(n, 1), perm, True)
+        keys, perm = sort_word(np.ascontiguousarray(K[:, 0]), flip, payload=payload)
+        starts = _starts(keys.reshape(n, 1), np.empty(0, np.int64), True)
         return perm, starts, keys[starts[:-1]].reshape(-1, 1)
     perm = argsort_keys(K)
     starts = _starts(K, perm, False)

@@ -76,10 +76,11 @@ def agg_states(gid, vals, cnt, sm, mn, mx, minmax):
 @jit
 def seg_agg_states(perm, starts, vals, cnt, sm, mn, mx, minmax):
     """:func:`agg_states` for rows sorted by group: group ``g`` is rows
-    ``perm[starts[g]:starts[g + 1]]``."""
+    ``perm[starts[g]:starts[g + 1]]`` (``perm`` empty: ``vals`` is in sorted order)."""
+    ident = perm.shape[0] == 0
     for g in range(starts.shape[0] - 1):
         for i in range(starts[g], starts[g + 1]):
-            x = vals[perm[i]]
+            x = vals[i] if ident else vals[perm[i]]
             if x != x:
                 continue
             cnt[g] += 1

@@ -193,7 +193,12 @@ class GroupBy:
 
     def _hash(self, columns, names, values, spec, comm):
         K, flip = _key_words([columns[k] for k in names])
-        perm, starts, keys = sorted_groups(K, flip)
+        # one key and one value column: the values ride along in the sort (no gather)
+        carry = len(names) == 1 and len(values) == 1
+        payload = {c: v.astype(_acc_dtype(v.dtype), copy=False) for c, v in values.items()}
+        perm, starts, keys = sorted_groups(K, flip, *payload.values() if carry else ())
+        if carry:
+            payload, perm = {c: perm for c in payload}, np.empty(0, np.int64)
         del K
         ng = keys.shape[0]
         part = {f"k{j}": np.ascontiguousarray(keys[:, j]) for j in range(len(names))}
@@ -201,10 +206,10 @@ class GroupBy:
         for col, v in values.items():
             acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
             st = _init_states(ng, acc, mm)
-            seg_agg_states(perm, starts, v.astype(acc, copy=False), *st, mm)
+            seg_agg_states(perm, starts, payload[col], *st, mm)
             for s, arr in zip(("cnt", "sum", "min", "max"), st[:4 if mm else 2]):
                 part[f"{s}:{col}"] = arr
-        del perm, starts
+        del perm, starts, payload
         pk = [part[f"k{j}"] for j in range(len(names))]
         dest = range_partition(pk, splitters(pk, comm, tiebreak=False))
         got, info = exchange(part, dest, comm, memory_budget=self.memory_budget,
