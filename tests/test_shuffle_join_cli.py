@@ -158,3 +158,15 @@ def test_cli_join_errors(tmp_path):
         assert proc.stderr.count("hpcproc: error:") == 1, (extra, proc.stderr)
         assert "MPI_Abort" not in proc.stderr, (extra, proc.stderr)
         assert not out.exists()
+
+
+def test_cli_join_progress_on_rank_0(tmp_path):
+    """Forced on (as on a terminal), the bar covers read, join and write: rank 0 only."""
+    _write(tmp_path / "l.h5", key=np.arange(1000) % 7, lid=np.arange(1000))
+    _write(tmp_path / "r.h5", key=np.arange(7), rid=np.arange(7))
+    proc = run(hpcproc_cmd("join", tmp_path / "l.h5", tmp_path / "r.h5", "--on", "/key",
+                           "--out", tmp_path / "j.h5"), ranks=2, timeout=120,
+               env={"HPCPROC_PROGRESS": "1", "HPCPROC_PROGRESS_INTERVAL": "0"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("100.0%") == 1 and "join " in proc.stderr, proc.stderr
+    assert "join 1000 + 7 rows" in proc.stdout
