@@ -13,6 +13,7 @@ separately (slowest rank, median of ``--repeat`` runs); results are appended to
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,12 @@ def median_times(comm, fn, repeat):
     return float(np.median([timed(comm, fn)[1] for _ in range(repeat)]))
 
 
+def _load() -> str:
+    """The load average (1/5/15 min): the machine may be shared, record it with results."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=parse_count, default=1 << 26)
@@ -100,6 +107,7 @@ def main(argv=None):
     hp.groupby(small, "key", strategy="hash").agg(value=["sum", "count"])
 
     rows = []
+    loads = [_load()]
     cols = {"key": "/key", "value": "/value"}
     t, read_s = timed(comm, lambda: hp.read_table(str(files["w2"][0]), cols, comm=comm))
     key, value = t.local("key"), t.local("value")
@@ -115,9 +123,12 @@ def main(argv=None):
                 value=["sum", "count"]), args.repeat)
             rows.append((f"W3 group-by {label} ({'dense' if strategy == 'auto' else 'hash'})",
                          read_s, base, ours))
+    loads.append(_load())
     if rank0:
-        lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M')} UTC: {n} rows, {comm.size} ranks, "
-                 f"median of {args.repeat}, slowest rank\n",
+        lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC: {n} rows, "
+                 f"{comm.size} ranks, median of {args.repeat}, slowest rank\n",
+                 f"Load average (1/5/15 min) at the start / end: {' | '.join(loads)} "
+                 f"({os.cpu_count()} CPUs).\n",
                  "| workload | read s | hand-written mpi4py+numpy s | hpcproc s | speed-up |",
                  "|---|---|---|---|---|"]
         lines += [f"| {w} | {r:.2f} | {b:.2f} | {o:.2f} | {b / o:.2f}x |" for w, r, b, o in rows]

@@ -208,9 +208,9 @@ def main(argv=None):
             print(lib, label, res[lib][label], "groups/rows", samples[0][2], flush=True)
         loads.append(_load())
     v = _versions()
-    libs = list(res)
-    lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC: vs Polars, DuckDB, "
-             f"Dask (benchmarks/shuffle_competitors.py): {args.rows} rows, median of "
+    libs = list(res)  # hpcproc first
+    lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC: vs "
+             f"{', '.join(libs[1:])} (benchmarks/shuffle_competitors.py): {args.rows} rows, median of "
              f"{args.repeat} (after 1 dropped warm-up run)\n",
              "hpcproc: 2 MPI ranks (slowest rank); Polars and DuckDB: 2 threads; Dask: threaded "
              "scheduler, 2 workers. Read = HDF5 to the library's in-memory table (h5py + "

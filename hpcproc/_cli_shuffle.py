@@ -58,7 +58,9 @@ def _report(summary, args, comm, printer) -> None:
         printer(json.dumps(summary, indent=2), comm)
         return
     t = summary["seconds"]
-    printer(f"{summary['command']} {summary['rows']} rows -> {summary['output']} "
+    rows = summary["rows"]
+    rows = " + ".join(map(str, rows)) if isinstance(rows, list) else rows
+    printer(f"{summary['command']} {rows} rows -> {summary['output']} "
             f"({summary['result_rows']} rows) on {summary['ranks']} ranks: read {t['read']:.3f} s, "
             f"{summary['command']} {t['compute']:.3f} s, write {t['write']:.3f} s "
             f"[{summary['strategy']}, rows per rank {summary['rank_rows']}]"
@@ -66,32 +68,51 @@ def _report(summary, args, comm, printer) -> None:
             comm)
 
 
-def _run(args, comm, printer, path, columns, op, command, options=None):
-    from . import io
+def _run(args, comm, printer, inputs, op, command, options=None):
+    """Read every ``(path, columns)`` of ``inputs`` as a table, ``op(*tables)``, write.
+
+    Rank 0 shows a progress bar over the three steps (read, compute, write) when it
+    writes to a terminal (see :mod:`hpcproc.progress`).
+    """
+    from . import io, progress
 
     t0 = time.perf_counter()
     seconds = [0.0, 0.0]
+    paths = [path for path, _ in inputs]
+    nbytes = _input_bytes(inputs, comm)
+    bar = progress.scan(f"{command} {' '.join(paths)}", 3 * nbytes[0], 3 * nbytes[1])
 
     def compute():
-        table = io.read_table(path, columns, comm=comm)
+        tables = [io.read_table(path, columns, comm=comm) for path, columns in inputs]
+        bar.update(nbytes[0])
         t1 = time.perf_counter()
-        result = op(table)
+        result = op(*tables)
         seconds[:] = [t1 - t0, time.perf_counter() - t1]
-        return result, {"rows": table.num_rows, "strategy": result.meta.get("strategy"),
+        return result, {"rows": [t.num_rows for t in tables],
+                        "strategy": result.meta.get("strategy"),
                         "rounds": result.meta.get("rounds")}
 
     resumed = False
     if getattr(args, "checkpoint", None):
         from .checkpoint._phases import input_identity, run_phase
-        ident = input_identity(command, path, columns, options or {}, comm)
+        idents = [input_identity(command, path, columns, options or {}, comm)
+                  for path, columns in inputs]
+        ident = idents[0] if len(idents) == 1 else {
+            "command": command, "input": " + ".join(i["input"] for i in idents),
+            "inputs": idents}
         result, info, resumed = run_phase(args.checkpoint, comm, ident, compute)
     else:
         result, info = compute()
+    bar.update(nbytes[0] * (2 if resumed else 1))  # read (if resumed) and compute done
     t2 = time.perf_counter()
     io.write_table(args.out, result, group="/", comm=comm)
     t3 = time.perf_counter()
+    bar.update(nbytes[0])
+    bar.close()
     slowest = [max(ts) for ts in zip(*comm.allgather((*seconds, t3 - t2)))]
-    summary = {"command": command, "input": path, "output": args.out, "rows": info["rows"],
+    rows = info["rows"] if isinstance(info["rows"], list) else [info["rows"]]
+    summary = {"command": command, "input": paths[0] if len(paths) == 1 else paths,
+               "output": args.out, "rows": rows[0] if len(rows) == 1 else rows,
                "result_rows": result.num_rows, "columns": result.columns,
                "ranks": comm.Get_size(), "strategy": info["strategy"],
                "rounds": info["rounds"], "rank_rows": comm.allgather(result.local_rows),
@@ -100,6 +121,21 @@ def _run(args, comm, printer, path, columns, op, command, options=None):
         summary["resumed"] = resumed  # True: the table came from the checkpoint
     _report(summary, args, comm, printer)
     return 0
+
+
+def _input_bytes(inputs, comm) -> tuple:
+    """(bytes this rank reads, bytes of all inputs): sizes from the datasets' metadata."""
+    from .io import dataset_info
+    from .partition import block_range
+
+    mine = total = 0
+    for path, columns in inputs:
+        for name in columns.values():
+            info = dataset_info(path, name, comm)
+            a, b = block_range(info.rows, comm.Get_size(), comm.Get_rank())
+            mine += (b - a) * info.row_bytes
+            total += info.rows * info.row_bytes
+    return mine, total
 
 
 def cmd_sort(args, comm, printer) -> int:
@@ -112,7 +148,7 @@ def cmd_sort(args, comm, printer) -> int:
         raise UsageError(str(exc)) from None
     columns = _column_names([key, *args.extra])
     by = next(iter(columns))
-    return _run(args, comm, printer, path, columns,
+    return _run(args, comm, printer, [(path, columns)],
                 lambda t: sort(t, by, ascending=not args.descending,
                                memory_budget=args.memory_budget), "sort",
                 {"descending": bool(args.descending)})
@@ -136,5 +172,5 @@ def cmd_groupby(args, comm, printer) -> int:
         g = groupby(t, key, strategy=args.strategy, memory_budget=args.memory_budget)
         return g.agg({v: aggs for v in values}) if values else g.size()
 
-    return _run(args, comm, printer, args.input, columns, op, "groupby",
+    return _run(args, comm, printer, [(args.input, columns)], op, "groupby",
                 {"agg": aggs, "strategy": args.strategy})

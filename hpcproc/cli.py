@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_shuffle import add_parsers as add_shuffle_parsers
     add_kernel_parsers(sub, parse_size)  # hist, quantile
     add_shuffle_parsers(sub, parse_size)  # sort, groupby
+    from ._cli_join import add_parser as add_join_parser
+    add_join_parser(sub, parse_size)  # join
     from ._cli_data import add_parsers as add_data_parsers
     add_data_parsers(sub, parse_size)  # lineage, validate, diff
     return p
@@ -247,13 +249,18 @@ def cmd_groupby(args, comm) -> int:
     return run(args, comm, _print)
 
 
+def cmd_join(args, comm) -> int:
+    from ._cli_join import cmd_join as run
+    return run(args, comm, _print)
+
+
 def cmd_ckpt(args, comm) -> int:
     from .checkpoint._cli import cmd_ckpt as run
     return run(args, comm)
 
 
 COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats, "ckpt": cmd_ckpt,
-            "sort": cmd_sort, "groupby": cmd_groupby}
+            "sort": cmd_sort, "groupby": cmd_groupby, "join": cmd_join}
 
 
 def _kernel_commands():

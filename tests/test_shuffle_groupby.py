@@ -137,3 +137,18 @@ def test_groupby_empty_and_errors(comm):
         hp.groupby(t, "k").agg(nope="sum")
     with pytest.raises(ValueError, match="dense"):
         hp.groupby(t, "k", strategy="dense").agg(v="sum")
+
+
+def test_groupby_uint64_and_big_endian_keys(comm):
+    """Keys the hash strategy reads raw (native uint64) or must encode (big-endian)."""
+    n = 3000
+    rng = np.random.default_rng(12)
+    u = (np.uint64(2**63) + rng.integers(0, 40, n).astype(np.uint64) * np.uint64(2**50))
+    v = rng.normal(size=n)
+    _check(hp.groupby(split({"k": u, "v": v}, comm, "uneven"), "k", strategy="hash")
+           .agg(v=AGGS), ["k"], [u], v)
+    b = rng.integers(-30, 30, n).astype(">i8")
+    r = hp.groupby(split({"k": b, "v": v}, comm), "k", strategy="hash").agg(v=AGGS)
+    g = r.allgather()
+    np.testing.assert_array_equal(g["k"], np.unique(b))
+    np.testing.assert_array_equal(g["v_count"], np.unique(b, return_counts=True)[1])

@@ -107,3 +107,21 @@ def test_join_errors(comm):
         hp.join(L, L, "k", how="outer")
     with pytest.raises(KeyError, match="zz"):
         hp.join(L, L, "zz")
+
+
+@pytest.mark.parametrize("strategy", ["hash", "broadcast"])
+def test_join_uint64_with_int64_exact(comm, strategy):
+    """uint64 keys against int64 keys compare exactly: beyond 2**53 neighbours differ
+    (a float64 common type would merge them), negative and >= 2**63 values never match."""
+    rng = np.random.default_rng(8)
+    base = 1 << 60
+    lk = np.concatenate([(base + rng.integers(0, 20, 200)).astype(np.uint64),
+                         np.array([2**63 + 5, 2**64 - 1, 7], dtype=np.uint64)])
+    rk = np.concatenate([base + rng.integers(0, 20, 150),
+                         np.array([-(2**63) + 5, -1, 7], dtype=np.int64)])
+    L, R = _tables(comm, {"k": lk}, {"k": rk})
+    res = hp.join(L, R, "k", how="left", strategy=strategy)
+    exp = sorted((i, j) for i in range(len(lk)) for j in
+                 ([j for j in range(len(rk)) if int(rk[j]) == int(lk[i])] or [-1]))
+    assert _got_pairs(res) == exp
+    assert res["k"].dtype == np.uint64

@@ -25,3 +25,22 @@ def test_shuffle_peak_memory_stays_under_budget():
         assert 0 < bounded["extra"] <= budget, bounded  # peak RSS above input + output
         # without a budget the send/receive buffers alone take about half the data
         assert free["rounds"] == 1 and free["extra"] > 0.4 * free["moved"] > budget, free
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_sort_groupby_join_peak_memory():
+    """Peak memory above the input, per rank (README, "Memory"): the sort holds its
+    output, 12 bytes per row (sorted keys, row numbers) and the exchange's budget; the
+    group-by 12 bytes per row plus its per-group states (65536 groups); the join its output
+    plus both sides received and under 48 bytes per row of each side (all keys distinct)."""
+    rows, budget = 2_000_000, 16 << 20
+    proc = run([sys.executable, str(SCRIPT), "ops", str(rows), str(budget)], ranks=2,
+               timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    for r in json.loads(proc.stdout.strip().splitlines()[-1]):
+        data = r["input"]  # 16 bytes per row
+        slack = 8 << 20    # allocator and interpreter noise
+        assert r["sort"] <= data + 12 * rows + budget + slack, r
+        assert r["groupby"] <= 12 * rows + 64 * 2**16 + budget + slack, r
+        # both sides received + per row of each side: encoded keys, sort, groups
+        assert r["join"] <= r["join_output"] + 2 * data + 2 * 48 * rows + budget + slack, r

@@ -114,3 +114,31 @@ def test_sort_bad_arguments(comm):
         hp.sort(t, "k", ascending=[True, False])
     with pytest.raises(TypeError, match="must be a DistTable"):
         hp.sort([1, 2, 3], "k")
+
+
+@pytest.mark.parametrize("dist", ["wide", "narrow", "dups", "skew", "equal", "tiny"])
+@pytest.mark.parametrize("dtype", ["i8", "u8", "i4", "f8"])
+def test_local_radix_sort_against_numpy(dist, dtype):
+    """The compiled MSD radix sort (both its paths: the raw 64-bit integer key and encoded
+    keys) against numpy's stable sort, with every rank doing the same local work."""
+    from hpcproc.shuffle._encode import encode_keys
+    from hpcproc.shuffle._localsort import argsort_keys
+    from hpcproc.shuffle.samplesort import _local_sort
+
+    rng = np.random.default_rng(3)
+    n = 5 if dist == "tiny" else 200_000
+    k = {"wide": lambda: rng.integers(-2**62, 2**62, n), "narrow": lambda: rng.integers(0, 3000, n),
+         "dups": lambda: rng.integers(0, 5, n), "equal": lambda: np.full(n, 7),
+         "skew": lambda: np.where(rng.random(n) < 0.9, 2**40, rng.integers(0, 2**41, n)),
+         "tiny": lambda: rng.integers(0, 3, n)}[dist]().astype(dtype)
+    cols = {"k": k, "row": np.arange(n), "w": rng.random((n, 3)).astype(np.float32)}
+    for asc in (True, False):
+        ref = np.argsort(-k if not asc and dtype[0] != "u" else k, kind="stable") if asc or \
+            dtype[0] != "u" else np.argsort(np.iinfo(k.dtype).max - k, kind="stable")
+        np.testing.assert_array_equal(argsort_keys(encode_keys([k], asc)), ref)
+        out = _local_sort({c: v.copy() for c, v in cols.items()}, ["k"], [asc], "radix",
+                          owned=True)
+        np.testing.assert_array_equal(out["row"], ref)
+        np.testing.assert_array_equal(out["k"], k[ref])
+        np.testing.assert_array_equal(out["w"], cols["w"][ref])
+        assert out["k"].dtype == k.dtype

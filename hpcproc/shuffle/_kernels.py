@@ -11,7 +11,7 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["count_dest", "scatter_round", "hash_dest", "range_dest"]
+__all__ = ["count_dest", "scatter_round", "hash_dest", "range_dest", "gather_rows"]
 
 
 @jit
@@ -102,3 +102,14 @@ def range_dest(K, S, gidx, use_gidx, out):
             else:
                 b = mid
         out[i] = a
+
+
+@jit
+def gather_rows(src, perm, out):
+    """``out[i] = src[perm[i]]`` for a 1-D or 2-D ``src`` (rows of machine words)."""
+    if src.ndim == 1:
+        for i in range(perm.shape[0]):
+            out[i] = src[perm[i]]
+    else:
+        for i in range(perm.shape[0]):
+            out[i, :] = src[perm[i], :]

@@ -8,10 +8,13 @@ Two strategies, chosen from the data (``strategy="auto"``):
     plus 2**16): every rank aggregates into arrays indexed by ``key - min`` and one
     ``Allreduce`` per state combines them. No shuffle at all.
 ``hash``
-    Otherwise: a compiled hash table pre-aggregates every rank's rows into one partial
-    state per distinct key (so a heavy key costs one row per rank, not millions); the
-    partial states are range-partitioned by key (sampled splitters; equal keys meet on
-    one rank) with the bounded-memory exchange and merged by a second hash pass.
+    Otherwise: every rank pre-aggregates its rows into one partial state per distinct
+    key (so a heavy key costs one row per rank, not millions); the partial states are
+    range-partitioned by key (sampled splitters; equal keys meet on one rank) with the
+    bounded-memory exchange and merged. Both aggregations find the groups by a compiled
+    radix sort of the keys (:func:`._localsort.sorted_groups`), not a hash table: with
+    many groups every hash-table access is a cache and TLB miss, while the sort's passes
+    run in cache, and the groups come out sorted.
 
 Output order (both strategies): one row per distinct key, globally sorted by key in rank
 order (NaN keys last, all NaNs one group), keys in their input dtype. Aggregates skip
@@ -32,8 +35,8 @@ from ..comm import check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange
-from ._hashtable import add_into, agg_states, group_ids, merge_states
-from ._localsort import argsort_keys
+from ._reduce import agg_states, seg_agg_states, seg_merge_states, seg_sum
+from ._localsort import sorted_groups
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import range_partition, splitters
 
@@ -189,41 +192,55 @@ class GroupBy:
         return keys, size[mine], states
 
     def _hash(self, columns, names, values, spec, comm):
-        K = encode_keys([columns[k] for k in names])
-        gid, reps, _ = group_ids(K)
-        ng = reps.shape[0]
-        part = {f"k{j}": np.ascontiguousarray(K[reps, j]) for j in range(len(names))}
+        K, flip = _key_words([columns[k] for k in names])
+        # one key and one value column: the values ride along in the sort (no gather)
+        carry = len(names) == 1 and len(values) == 1
+        payload = {c: v.astype(_acc_dtype(v.dtype), copy=False) for c, v in values.items()}
+        perm, starts, keys = sorted_groups(K, flip, *payload.values() if carry else ())
+        if carry:
+            payload, perm = {c: perm for c in payload}, np.empty(0, np.int64)
         del K
-        part["size"] = np.bincount(gid, minlength=ng).astype(np.int64)
+        ng = keys.shape[0]
+        part = {f"k{j}": np.ascontiguousarray(keys[:, j]) for j in range(len(names))}
+        part["size"] = np.diff(starts)
         for col, v in values.items():
             acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
             st = _init_states(ng, acc, mm)
-            agg_states(gid, v.astype(acc, copy=False), *st, mm)
+            seg_agg_states(perm, starts, payload[col], *st, mm)
             for s, arr in zip(("cnt", "sum", "min", "max"), st[:4 if mm else 2]):
                 part[f"{s}:{col}"] = arr
-        del gid
+        del perm, starts, payload
         pk = [part[f"k{j}"] for j in range(len(names))]
         dest = range_partition(pk, splitters(pk, comm, tiebreak=False))
         got, info = exchange(part, dest, comm, memory_budget=self.memory_budget,
                              max_message=self.max_message, validate=False)
         del part, dest
         K2 = np.ascontiguousarray(np.stack([got[f"k{j}"] for j in range(len(names))], axis=1))
-        gid, reps, _ = group_ids(K2)
-        ng = reps.shape[0]
-        order = argsort_keys(np.ascontiguousarray(K2[reps]))
+        perm, starts, keys = sorted_groups(K2)
+        ng = keys.shape[0]
         size = np.zeros(ng, np.int64)
-        add_into(gid, got["size"], size)
+        seg_sum(perm, starts, got["size"], size)
         states = {}
         for col, v in values.items():
             mm = _minmax(spec[col])
             st = _init_states(ng, _acc_dtype(v.dtype), mm)
             parts = [got[f"{s}:{col}"] for s in ("cnt", "sum")]
             parts += [got[f"{s}:{col}"] for s in ("min", "max")] if mm else list(st[2:])
-            merge_states(gid, *parts, *st, mm)
-            states[col] = tuple(arr[order] if arr.size else arr for arr in st)
-        rows = reps[order]
-        keys = [decode_key(K2[rows, j], columns[k].dtype) for j, k in enumerate(names)]
-        return keys, size[order], states, info["rounds"]
+            seg_merge_states(perm, starts, *parts, *st, mm)
+            states[col] = st
+        out = [decode_key(keys[:, j], columns[k].dtype) for j, k in enumerate(names)]
+        return out, size, states, info["rounds"]
+
+
+def _key_words(cols):
+    """``(K, flip)``: the key columns as a uint64 matrix whose rows ``^ flip`` are the
+    encoded keys (:mod:`._encode`). One native 64-bit integer column is used as it is (a
+    view, flipped on the fly by the sort): encoding it would cost a copy of the column."""
+    if len(cols) == 1 and cols[0].dtype.kind in "iu" and cols[0].itemsize == 8 \
+            and cols[0].dtype.isnative and cols[0].flags.c_contiguous:
+        flip = 1 << 63 if cols[0].dtype.kind == "i" else 0
+        return cols[0].view(np.uint64).reshape(-1, 1), flip
+    return encode_keys(cols), 0
 
 
 def _finish(agg, cnt, sm, mn, mx, size, dtype):

@@ -9,8 +9,8 @@ Strategies (``strategy="auto"`` picks the first that applies):
     other one: the big side never moves.
 ``hash``
     Both tables are hash-partitioned on the keys (:mod:`.hash`) with the bounded-memory
-    exchange, so equal keys meet on one rank, then joined locally: a compiled hash table
-    on the right rows, probed by the left rows.
+    exchange, so equal keys meet on one rank, then joined locally: both sides' keys are
+    radix-sorted into groups and the sorted group keys merged (:func:`_local_join`).
 
 Output: the key columns (from the left table), the other left columns, then the other
 right columns (a name already taken gets ``suffix``, default ``"_right"``). Every
@@ -20,7 +20,9 @@ integer or bool type are therefore float64 in a left join (as in pandas).
 Row order: broadcast join of a small right table keeps the left table's order (matches
 in right order); otherwise rows are grouped by hash of the key, unspecified within.
 Keys compare by value after conversion to a common type (``int32`` 5 equals ``int64``
-5; an integer key joined with a float key compares as float64); NaN keys match NaN keys.
+5, and ``uint64`` keys compare exactly with signed ones; an integer key joined with a
+float key compares as float64, which rounds integers beyond 2**53); NaN keys match NaN
+keys.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from ..array import gather_rows
 from ..comm import check_all, get_comm, lib_comm
 from ._encode import check_key_dtype, encode_keys
 from ._exchange import MAX_MESSAGE, exchange
-from ._hashtable import expand_pairs, group_ids, probe
-from ._localsort import argsort_keys
+from ._localsort import sorted_groups
+from ._reduce import expand_pairs, match_groups, spread
 from ._result import as_columns, key_list, make_result
 from .hash import hash_partition
 
@@ -57,12 +59,29 @@ def _check(lcols, rcols, on, how, strategy):
     return names
 
 
+_SIGN = np.uint64(1 << 63)
+
+
+def _wide_int(col):
+    """An integer column as two words, exact for every int64 and uint64 value: the
+    65-bit number ``value + 2**63`` as (high bit, low 64 bits)."""
+    if col.dtype.kind == "u":
+        v = col.astype(np.uint64, copy=False)
+        return [(v >> np.uint64(63)).astype(np.uint8), v ^ _SIGN]
+    return [np.zeros(col.shape[0], np.uint8), col.astype(np.int64).view(np.uint64) ^ _SIGN]
+
+
 def _key_cols(lcols, rcols, names):
+    """Key columns of both sides, converted so that equal values have equal encodings."""
     lk, rk = [], []
     for name in names:
         a, b = lcols[name], rcols[name]
         if a.dtype.kind != b.dtype.kind:
             common = np.result_type(a.dtype, b.dtype)
+            if common.kind == "f" and a.dtype.kind in "biu" and b.dtype.kind in "biu":
+                lk += _wide_int(a)  # uint64 with a signed type: float64 would round
+                rk += _wide_int(b)
+                continue
             a, b = a.astype(common), b.astype(common)
         lk.append(a)
         rk.append(b)
@@ -70,12 +89,14 @@ def _key_cols(lcols, rcols, names):
 
 
 def _local_join(Kl, Kr, keep_unmatched):
-    gid, reps, table = group_ids(Kr)
-    order = argsort_keys(gid.view(np.uint64).reshape(-1, 1))
-    starts = np.zeros(reps.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(gid, minlength=reps.shape[0]), out=starts[1:])
-    gl = probe(Kl, table)
-    return expand_pairs(gl, starts, order, keep_unmatched)
+    """Pairs of equal keys: both sides radix-sorted into groups, the sorted group keys
+    merged, every left row given its right group (no hash table: 12 bytes per row and
+    the groups' keys, where a table took 50-100 bytes per right row while growing)."""
+    rperm, rstarts, rkeys = sorted_groups(Kr)
+    lperm, lstarts, lkeys = sorted_groups(Kl)
+    gl = spread(lperm, lstarts, match_groups(lkeys, rkeys))
+    del lperm, lstarts, lkeys
+    return expand_pairs(gl, rstarts, rperm, keep_unmatched)
 
 
 def _output(lcols, rcols, names, li, ri, keep_unmatched, suffix):
