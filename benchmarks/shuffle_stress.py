@@ -117,10 +117,10 @@ def main(argv=None):
             f"| rounds | {', '.join(map(str, rounds))} |",
             f"| exchange time, 1st call (slowest rank) | {dt:.2f} s |",
             f"| throughput, 1st call | {gbps:.2f} GB/s ({nbytes / dt / 2**30:.2f} GiB/s) |",
-            f"| every call: time s (GB/s) | "
+            "| every call: time s (GB/s) | "
             + ", ".join(f"{t:.2f} ({nbytes / t / 1e9:.2f})" for t in times) + " |",
             f"| verification (every call) | {verdict}: {detail} |",
-            f"| peak RSS (ru_maxrss) | "
+            "| peak RSS (ru_maxrss) | "
             + ", ".join(f"rank {r}: {x / 2**30:.2f} GiB" for r, x in enumerate(rss)) + " |",
             f"| load average (1/5/15 min) before / after | {load_before} / {load_after} |",
             f"| CPUs | {os.cpu_count()} |",
