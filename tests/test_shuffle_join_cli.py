@@ -170,3 +170,16 @@ def test_cli_join_progress_on_rank_0(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("100.0%") == 1 and "join " in proc.stderr, proc.stderr
     assert "join 1000 + 7 rows" in proc.stdout
+
+
+def test_cli_join_checkpoint_resumes(tmp_path):
+    """--checkpoint DIR: the second run writes the saved joined table (same output)."""
+    lk, rk = np.arange(300) % 17, np.arange(40) % 20
+    _write(tmp_path / "l.h5", key=lk, lid=np.arange(300))
+    _write(tmp_path / "r.h5", key=rk, rid=np.arange(40))
+    args = [tmp_path / "l.h5", tmp_path / "r.h5", "--on", "/key", "--left-with", "/lid",
+            "--right-with", "/rid", "--checkpoint", tmp_path / "ck"]
+    first, out1 = _join(tmp_path, 2, *args)
+    second, out2 = _join(tmp_path, 3, *args)  # resumed on another rank count
+    assert (first["resumed"], second["resumed"]) == (False, True)
+    assert _pairs(out1) == _pairs(out2) == _reference([lk], [rk], "inner")
