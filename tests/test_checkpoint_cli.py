@@ -92,5 +92,8 @@ def test_sort_and_groupby_checkpoint_resume_after_the_exchange_phase(tmp_path):
         np.testing.assert_allclose(f["value_sum"][...][o], np.bincount(inv, weights=value),
                                    rtol=1e-12)
     other = gb[:7] + ["sum"] + gb[8:]  # other options: refused, not silently reused
-    wrong = run(hpcproc_cmd(*other), ranks=1, timeout=60)
-    assert wrong.returncode != 0 and "another run" in wrong.stderr
+    wrong = run(hpcproc_cmd(*other), ranks=2, timeout=60)
+    assert wrong.returncode == 1 and "another run" in wrong.stderr
+    # raised on every rank together: one message, no MPI_Abort
+    errors = [ln for ln in wrong.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and "abort" not in wrong.stderr.lower(), wrong.stderr

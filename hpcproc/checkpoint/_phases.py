@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from ..comm import get_comm, lib_comm
+from ..comm import _agreed, get_comm, lib_comm
 from ._core import Checkpointer
 
 __all__ = ["run_phase", "input_identity"]
@@ -33,7 +33,7 @@ def input_identity(command: str, path: str, columns: dict, options: dict, comm) 
             ident = f"{path}: {exc.strerror or exc}"
     ident = lib_comm(comm).bcast(ident, root=0)
     if isinstance(ident, str):
-        raise FileNotFoundError(ident)
+        raise _agreed(FileNotFoundError(ident))
     return ident
 
 
@@ -49,9 +49,9 @@ def run_phase(directory, comm, ident: dict, compute: Callable[[], tuple]):
             step, state = got
             if state.get("ident") != ident:
                 saved = state.get("ident") or {}
-                raise ValueError(f"{directory} holds a checkpoint of another run "
-                                 f"({saved.get('command')} of {saved.get('input')}); use "
-                                 f"another directory or remove it")
+                raise _agreed(ValueError(  # ident and state are the same on every rank
+                    f"{directory} holds a checkpoint of another run ({saved.get('command')} "
+                    f"of {saved.get('input')}); use another directory or remove it"))
             return state["result"], state["summary"], True
         table, summary = compute()
         ck.save(1, {"ident": ident, "summary": summary, "result": table})
