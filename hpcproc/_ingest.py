@@ -93,22 +93,32 @@ def finish(info, start, stop, gathered, local, offset, comm, rules, target, erro
 
 
 class BlockChecksum:
-    """Running per-rank crc32 over the successive blocks of an ``hp.blocks`` scan."""
+    """Running per-rank crc32 over the successive blocks of an ``hp.blocks`` scan.
 
-    def __init__(self):
+    ``active`` is False when lineage is off, or when this process recorded the same rows
+    of the unchanged file with a checksum already (a later pass of a multi-pass
+    reduction): then nothing is computed and the earlier record stands.
+    """
+
+    def __init__(self, info=None, start: int = 0, stop: int = 0):
         self.crc, self.nbytes = 0, 0
+        self.active = provenance.enabled() and not (
+            info is not None and provenance.checksummed(info.path, info.name, start, stop,
+                                                        info.file_size, info.mtime_ns))
 
     def update(self, block: np.ndarray, crc: int | None = None) -> None:
         """Add ``block``; ``crc``: the running crc including it, when the reader computed
         it (:func:`inline_crc32`)."""
         if crc is not None:
             self.crc = crc
-        elif provenance.enabled():
+        elif self.active:
             self.crc = provenance.block_crc32(block, self.crc)
         self.nbytes += int(block.nbytes)
 
     def finish(self, info, start, stop, comm) -> None:
         """Collective: record the whole scanned selection as an input."""
+        if provenance.enabled() and not self.active:
+            return  # recorded, with its checksum, by an earlier pass
         crc = self.crc if provenance.enabled() else None
         gathered = lib_comm(comm).allgather((crc, self.nbytes, 0, None,
                                              _facts(info, comm.Get_rank()), None))

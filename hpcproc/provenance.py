@@ -133,7 +133,7 @@ def enabled() -> bool:
 def file_facts(path: str, name: str) -> dict:
     """On rank 0: size and mtime of ``path``, and the parent lineage of ``path:name``."""
     st = os.stat(path)
-    facts = {"file_size": st.st_size, "mtime": _iso(st.st_mtime)}
+    facts = {"file_size": st.st_size, "mtime": _iso(st.st_mtime), "mtime_ns": st.st_mtime_ns}
     parent = read_lineage(path, name, missing_ok=True)
     if parent is not None:
         facts["parent"] = _trim(parent, MAX_DEPTH - 1)
@@ -170,6 +170,16 @@ def record_input(path: str, name: str, start: int, stop: int, shape, dtype,
         rec["parent"] = facts["parent"]
     _INPUTS[(rec["file"], name, int(start), int(stop))] = rec
     return rec
+
+
+def checksummed(path: str, name: str, start: int, stop: int, file_size, mtime_ns) -> bool:
+    """True if rows ``[start, stop)`` of ``path:name`` were recorded with a checksum in
+    this process and the file still has the recorded size and modification time (so a
+    second pass over the same rows, e.g. stats then histogram, need not checksum them
+    again). The same answer on every rank. Not collective."""
+    rec = _INPUTS.get((os.path.abspath(path), name, int(start), int(stop)))
+    return (rec is not None and rec["checksum"] is not None and mtime_ns is not None
+            and rec.get("file_size") == file_size and rec.get("mtime_ns") == mtime_ns)
 
 
 def inputs() -> list[dict]:

@@ -6,6 +6,7 @@ Sort and group-by outputs are written through hp.write_table, which stamps linea
 
 import json
 import os
+import time
 import zlib
 
 import h5py
@@ -92,6 +93,44 @@ def test_blocks_and_table_checksums(comm, shared_tmp, piece, monkeypatch):
     assert recs[("/a", (0, 5000))] == _ref_crc(a)
     assert recs[("/a", (100, 4000))] == _ref_crc(a[100:4000])
     assert recs[("/b", (100, 4000))] == _ref_crc(b[100:4000])
+
+
+@pytest.mark.parametrize("chunks", [None, (512,)])
+def test_second_pass_over_unchanged_rows_is_not_checksummed_again(comm, shared_tmp,
+                                                                   chunks, monkeypatch):
+    """Multi-pass reductions (stats, then the histogram) checksum a scan once; a file
+    that changed in between is checksummed again."""
+    a = np.random.default_rng(5).normal(size=4000)
+    path = str(shared_tmp / "in.h5")
+    on_root(comm, _make, path, a=(a, chunks) if chunks else a)
+    calls = []
+    real_block, real_inline = provenance.block_crc32, provenance.crc32_function()
+
+    def counting_inline(data, crc):
+        calls.append(len(data))
+        return real_inline(data, crc)
+
+    def counting_block(block, crc=0):
+        calls.append(block.nbytes)
+        return real_block(block, crc)
+
+    monkeypatch.setattr(provenance, "crc32_function", lambda: counting_inline)
+    monkeypatch.setattr(provenance, "block_crc32", counting_block)
+    for _ in hp.blocks(path, "/a", block_bytes=3000, comm=comm):
+        pass
+    first = sum(calls)
+    assert first > 0 and provenance.inputs()[0]["checksum"] == _ref_crc(a)
+    calls.clear()
+    for _ in hp.blocks(path, "/a", block_bytes=3000, comm=comm):
+        pass
+    assert calls == [] and provenance.inputs()[0]["checksum"] == _ref_crc(a)
+    b = a + 1.0  # the file changes (new mtime): checksummed again
+    comm.Barrier()
+    time.sleep(0.01)
+    on_root(comm, _make, path, a=(b, chunks) if chunks else b)
+    for _ in hp.blocks(path, "/a", block_bytes=3000, comm=comm):
+        pass
+    assert sum(calls) == first and provenance.inputs()[0]["checksum"] == _ref_crc(b)
 
 
 def _lineage(path, name):

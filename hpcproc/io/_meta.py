@@ -41,6 +41,9 @@ class DatasetInfo:
     filters: tuple = ()
     offset: int | None = None  # byte offset of contiguous raw data in the file
     attrs: dict = field(default_factory=dict)
+    #: the file's size and modification time (ns) when the metadata was read
+    file_size: int | None = None
+    mtime_ns: int | None = None
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -123,10 +126,11 @@ def inspect_dataset(path: str, name: str) -> DatasetInfo:
             layout = _LAYOUTS.get(dcpl.get_layout(), "other")
         filters = tuple(str(dcpl.get_filter(i)[0]) for i in range(dcpl.get_nfilters()))
         offset = dset.id.get_offset() if layout == "contiguous" else None
+        st = os.stat(path)
         return DatasetInfo(
             path=os.path.abspath(path), name=dset.name, shape=tuple(dset.shape),
             dtype=dset.dtype.str, layout=layout, chunks=dset.chunks, filters=filters,
-            offset=offset)
+            offset=offset, file_size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
 def dataset_info(path: str, name: str, comm=None) -> DatasetInfo:

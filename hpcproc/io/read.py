@@ -85,11 +85,11 @@ def _read_range(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None) -
 
 
 def _read_checksummed(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None,
-                      crc: int = 0):
+                      crc: int = 0, checksum: bool = True):
     """``(block, crc32 or None)``: the direct path checksums while it reads (one pass,
     continuing the running ``crc``); the others leave the checksum (None) to the caller
     (:func:`hpcproc._ingest.after_read`, :class:`hpcproc._ingest.BlockChecksum`)."""
-    crc32 = _ingest.inline_crc32() if how == "direct" else None
+    crc32 = _ingest.inline_crc32() if how == "direct" and checksum else None
     if crc32 is None:
         return _read_range(info, how, lo, hi, comm, out), None
     with phase("read", read=(hi - lo) * info.row_bytes):
@@ -222,13 +222,14 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
            if reuse else None)
     bar = progress.scan(f"{path}:{info.name}", mine * info.row_bytes,
                         (stop - start) * info.row_bytes)
-    crc = _ingest.BlockChecksum()
+    crc = _ingest.BlockChecksum(info, start, stop)
     for i in range(nsteps):
         pieces = [(min(hi, lo + i * step), min(hi, lo + (i + 1) * step)) for lo, hi in ranges]
         counts = [b - a for a, b in pieces]
         a, b = pieces[rank]
         local, running = _read_checksummed(info, how, a, b, comm,
-                                           None if buf is None else buf[:b - a], crc.crc)
+                                           None if buf is None else buf[:b - a], crc.crc,
+                                           crc.active)
         bar.update(local.nbytes)
         crc.update(local, running)
         yield DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]), comm,
