@@ -27,7 +27,8 @@ from ._format import (MANIFEST, ManifestError, hash_file, load_manifest, rank_fi
                       read_and_hash, step_dirname)
 from ._rng import rng_from_bytes
 
-__all__ = ["newest_manifest", "assigned_files", "check_files", "verify", "check_rank_count", "load_state"]
+__all__ = ["newest_manifest", "assigned_files", "check_files", "verify", "check_rank_count",
+           "load_state"]
 
 
 def assigned_files(manifest: dict, rank: int, size: int) -> list[str]:
