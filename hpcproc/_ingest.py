@@ -30,7 +30,7 @@ def _facts(info, rank):
     if rank != 0 or not provenance.enabled():
         return None
     try:
-        return provenance.file_facts(info.path, info.name)
+        return provenance.file_facts(info.path, info.name, info.file_size, info.mtime_ns)
     except Exception as exc:  # noqa: BLE001 - lineage must never break a read
         return {"facts_error": f"{type(exc).__name__}: {exc}"}
 

@@ -130,10 +130,14 @@ def enabled() -> bool:
 
 
 # recording inputs -----------------------------------------------------------------------
-def file_facts(path: str, name: str) -> dict:
-    """On rank 0: size and mtime of ``path``, and the parent lineage of ``path:name``."""
-    st = os.stat(path)
-    facts = {"file_size": st.st_size, "mtime": _iso(st.st_mtime), "mtime_ns": st.st_mtime_ns}
+def file_facts(path: str, name: str, size: int | None = None,
+               mtime_ns: int | None = None) -> dict:
+    """On rank 0: size and mtime of ``path`` (as given, e.g. from the dataset's metadata
+    read, else from ``os.stat``), and the parent lineage of ``path:name``."""
+    if size is None or mtime_ns is None:
+        st = os.stat(path)
+        size, mtime_ns = st.st_size, st.st_mtime_ns
+    facts = {"file_size": size, "mtime": _iso(mtime_ns / 1e9), "mtime_ns": mtime_ns}
     parent = read_lineage(path, name, missing_ok=True)
     if parent is not None:
         facts["parent"] = _trim(parent, MAX_DEPTH - 1)

@@ -328,7 +328,7 @@ def validate_dataset(path: str, dataset: str, rules, comm=None, rows=None,
     from . import _ingest
     from .comm import check_all, get_comm, lib_comm
     from .io._meta import dataset_info
-    from .io.read import _choose, _ranges, _read_range, _row_selection, blocks
+    from .io.read import _choose, _ranges, _read_checksummed, _row_selection, blocks
 
     comm = get_comm(comm)
     if block_bytes is not None and int(block_bytes) < 1:
@@ -340,9 +340,9 @@ def validate_dataset(path: str, dataset: str, rules, comm=None, rows=None,
     target = f"{path}:{info.name}"
     if block_bytes is None:
         lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
-        local = _read_range(info, how, lo, hi, comm)
+        local, crc = _read_checksummed(info, how, lo, hi, comm)
         return _ingest.after_read(info, start, stop, local, lo - start, comm, rules,
-                                  target=target)
+                                  target=target, crc=crc)
     stream, errors = _Stream(rules), []
     for blk in blocks(path, dataset, block_bytes, comm, rows=(start, stop), method=method):
         if not errors:  # keep stepping after a local error: the scan is collective

@@ -75,25 +75,21 @@ def _ranges(info: DatasetInfo, how: str, start: int, stop: int, size: int):
     return [tuple(start + b for b in block_range(stop - start, size, r)) for r in range(size)]
 
 
-def _read_range(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None) -> np.ndarray:
-    with phase("read", read=(hi - lo) * info.row_bytes):
-        if how == "direct":
-            return direct.read_rows(info, lo, hi, out)
-        if how == "mpio":
-            return mpio.read_rows(info, lo, hi, comm, out)
-        return chunked.read_rows(info, lo, hi, out)
-
-
 def _read_checksummed(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None,
                       crc: int = 0, checksum: bool = True):
-    """``(block, crc32 or None)``: the direct path checksums while it reads (one pass,
-    continuing the running ``crc``); the others leave the checksum (None) to the caller
-    (:func:`hpcproc._ingest.after_read`, :class:`hpcproc._ingest.BlockChecksum`)."""
+    """Rows ``[lo, hi)`` by strategy ``how``: ``(block, crc32 or None)``. The direct path
+    checksums while it reads (one pass, continuing the running ``crc``); the others
+    leave the checksum (None) to the caller (:func:`hpcproc._ingest.after_read`,
+    :class:`hpcproc._ingest.BlockChecksum`)."""
     crc32 = _ingest.inline_crc32() if how == "direct" and checksum else None
-    if crc32 is None:
-        return _read_range(info, how, lo, hi, comm, out), None
     with phase("read", read=(hi - lo) * info.row_bytes):
-        return direct.read_rows(info, lo, hi, out, crc32=crc32, crc=crc)
+        if crc32 is not None:
+            return direct.read_rows(info, lo, hi, out, crc32=crc32, crc=crc)
+        if how == "direct":
+            return direct.read_rows(info, lo, hi, out), None
+        if how == "mpio":
+            return mpio.read_rows(info, lo, hi, comm, out), None
+        return chunked.read_rows(info, lo, hi, out), None
 
 
 def _check_out(out, shape, dtype) -> None:
