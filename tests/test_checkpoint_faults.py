@@ -48,19 +48,29 @@ def test_restart_on_changing_rank_counts_is_bit_identical(tmp_path):
     assert out["final"] == final
 
 
+def _start_until_steps(log, steps, *args, timeout=60):
+    """Start the example (own process group, output to ``log``) in the background and
+    return once it has logged ``steps`` steps (or after ``timeout`` seconds)."""
+    with open(log, "w") as f:
+        proc = subprocess.Popen(example_cmd(*args), stdout=f, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while len(parse(log.read_text())["steps"]) < steps and time.monotonic() < deadline:
+            time.sleep(0.05)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc
+
+
 def test_signal_during_compute_commits_and_exits_85_within_one_step(tmp_path):
     d = tmp_path / "ck"
     base = ["--rows", 3000, "--every", 1000]
     _, final = reference(tmp_path / "ref", 2, base + ["--steps", 40])
     log = tmp_path / "out.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen(example_cmd(d, 2, *base, "--steps", 40, "--sleep", 0.25),
-                                stdout=f, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+    proc = _start_until_steps(log, 4, d, 2, *base, "--steps", 40, "--sleep", 0.25)
     try:
-        deadline = time.monotonic() + 60
-        while len(parse(log.read_text())["steps"]) < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
         seen = parse(log.read_text())
         assert len(seen["steps"]) >= 4, log.read_text()
         os.kill(seen["pids"][-1], signal.SIGUSR1)  # one rank only: the ranks must agree
@@ -82,15 +92,9 @@ def test_signal_during_compute_commits_and_exits_85_within_one_step(tmp_path):
 def test_sigterm_to_mpiexec_is_forwarded(tmp_path):
     d = tmp_path / "ck"
     log = tmp_path / "out.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen(example_cmd(d, 2, "--steps", 200, "--sleep", 0.2,
-                                            "--every", 1000, "--rows", 2000),
-                                stdout=f, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+    proc = _start_until_steps(log, 2, d, 2, "--steps", 200, "--sleep", 0.2,
+                              "--every", 1000, "--rows", 2000)
     try:
-        deadline = time.monotonic() + 60
-        while len(parse(log.read_text())["steps"]) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)
     finally:
