@@ -248,6 +248,17 @@ def test_restartable_with_mpiexec_inside_the_allocation(slurm, tmp_path):
     assert final == re.findall(r"^final (\w+)$", whole.stdout, re.M) and len(final) == 1, text
 
 
+def _run_restartable(slurm, tmp_path, prog, timeout, **env):
+    """Submit ``python prog`` through slurm/restartable.sbatch and wait for it to end:
+    ``(job id, final job record, seconds from submission, output file)``."""
+    out = tmp_path / "job.out"
+    t0 = time.monotonic()
+    job = slurm.sbatch(RESTARTABLE, "python", prog, cwd=tmp_path,
+                       opts=RESTART_OPTS + [f"--output={out}"], env=env)
+    info = slurm.wait(job, timeout, out)
+    return job, info, time.monotonic() - t0, out
+
+
 @pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
 def test_failing_rank_fails_the_job_promptly(slurm, tmp_path, launcher):
     """One rank raises while the other waits in a collective: the job fails at once with
@@ -261,13 +272,8 @@ def test_failing_rank_fails_the_job_promptly(slurm, tmp_path, launcher):
         "    if comm.rank == 1:\n"
         "        raise RuntimeError('rank 1 failed on purpose')\n"
         "    comm.Barrier()  # rank 0 would wait here forever without the abort\n")
-    out = tmp_path / "job.out"
-    t0 = time.monotonic()
-    job = slurm.sbatch(RESTARTABLE, "python", prog, cwd=tmp_path,
-                       opts=RESTART_OPTS + [f"--output={out}"],
-                       env={"HPCPROC_LAUNCHER": launcher})
-    info = slurm.wait(job, 60, out)
-    elapsed = time.monotonic() - t0
+    job, info, elapsed, out = _run_restartable(slurm, tmp_path, prog, 60,
+                                               HPCPROC_LAUNCHER=launcher)
     time.sleep(3)  # longer than the scheduler interval: a requeue would show by now
     info2 = slurm.job(job)
     text = out.read_text()
@@ -301,13 +307,8 @@ def test_dead_rank_does_not_hang_the_job(slurm, tmp_path, launcher):
         "if comm.rank == 1:\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "comm.Barrier()  # rank 0 waits here for a rank that is gone\n")
-    out = tmp_path / "job.out"
-    t0 = time.monotonic()
-    job = slurm.sbatch(RESTARTABLE, "python", prog, cwd=tmp_path,
-                       opts=RESTART_OPTS + [f"--output={out}"],
-                       env={"HPCPROC_LAUNCHER": launcher, "HPCPROC_SRUN_WAIT": "5"})
-    info = slurm.wait(job, 90, out)
-    elapsed = time.monotonic() - t0
+    _, info, elapsed, out = _run_restartable(slurm, tmp_path, prog, 90,
+                                             HPCPROC_LAUNCHER=launcher, HPCPROC_SRUN_WAIT="5")
     text = out.read_text()
     print(f"{launcher}: job with a killed rank ended {elapsed:.1f} s after submission")
     assert (info["JobState"], info["Restarts"]) == ("FAILED", "0"), text
