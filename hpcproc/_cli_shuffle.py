@@ -75,10 +75,12 @@ def _run(args, comm, printer, inputs, op, command, options=None):
     writes to a terminal (see :mod:`hpcproc.progress`).
     """
     from . import io, progress
+    from .io.write import check_output
 
     t0 = time.perf_counter()
     seconds = [0.0, 0.0]
     paths = [path for path, _ in inputs]
+    check_output(args.out, paths, comm)  # before anything is read or computed
     nbytes = _input_bytes(inputs, comm)
     bar = progress.scan(f"{command} {' '.join(paths)}", 3 * nbytes[0], 3 * nbytes[1])
 
