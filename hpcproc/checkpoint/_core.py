@@ -14,7 +14,7 @@ from mpi4py import MPI
 from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
 from .._log import get_logger
 from ..trace import add_bytes, phase, traced
-from ._dirs import apply_retention, cleanup
+from ._dirs import cleanup
 from ._errors import CheckpointWarning
 from ._format import step_dirname
 from ._reader import check_rank_count, load_state, newest_manifest, verify
@@ -66,8 +66,9 @@ class Checkpointer:
         Save and exit when less than this many seconds are left (default: 60 s or twice
         the slowest step plus save seen so far, whichever is larger).
 
-    On start, leftovers of interrupted saves and deletions are removed and retention is
-    re-applied (rank 0).
+    On start, leftovers of interrupted saves and deletions are removed (rank 0). Old
+    steps are deleted only after a new step has committed, so the step a restore falls
+    back to is never deleted.
     """
 
     def __init__(self, directory, comm: MPI.Comm | None = None, keep: int = 3,
@@ -97,8 +98,7 @@ class Checkpointer:
 
         def setup():
             os.makedirs(self.directory, exist_ok=True)
-            cleanup(self.directory)
-            apply_retention(self.directory, keep)
+            cleanup(self.directory)  # retention runs only after a new step commits
             return job_end_time(walltime)
 
         self.job_end = root_call(setup, self.comm)

@@ -13,8 +13,8 @@ import shutil
 import uuid
 
 from . import _crash
-from ._format import (LATEST, TMP_PREFIX, TRASH_PREFIX, fsync_dir, parse_step_dirname,
-                      step_dirname, write_file_atomic)
+from ._format import (LATEST, OLD_PREFIX, TMP_PREFIX, TRASH_PREFIX, fsync_dir,
+                      parse_step_dirname, step_dirname, write_file_atomic)
 
 __all__ = ["committed_steps", "cleanup", "apply_retention", "discard_step", "write_latest",
            "read_latest"]
@@ -26,16 +26,35 @@ def committed_steps(directory: str) -> list[int]:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
-    steps = [parse_step_dirname(n) for n in names]
-    return sorted(s for s in steps if s is not None)
+    steps = [parse_step_dirname(n) for n in names]  # a symbolic link is never a step
+    return sorted(s for s, n in zip(steps, names)
+                  if s is not None and not os.path.islink(os.path.join(directory, n)))
+
+
+def _put_back(directory: str, name: str) -> bool:
+    """Rename ``.old-step-N-<token>`` back to ``step-N`` if no ``step-N`` exists (a save
+    that replaced step N was interrupted before the new one was committed)."""
+    step = parse_step_dirname(name[len(OLD_PREFIX):].rsplit("-", 1)[0])
+    path = os.path.join(directory, name)
+    if step is None or not os.path.isdir(path) or os.path.islink(path):
+        return False
+    final = os.path.join(directory, step_dirname(step))
+    if os.path.lexists(final):
+        return False
+    os.rename(path, final)
+    return True
 
 
 def cleanup(directory: str) -> list[str]:
     """Remove leftovers of interrupted saves and deletions; return their names."""
     removed = []
     for name in sorted(os.listdir(directory)):
+        if name.startswith(OLD_PREFIX) and _put_back(directory, name):
+            fsync_dir(directory)
+            continue
         path = os.path.join(directory, name)
-        if name.startswith((TMP_PREFIX, TRASH_PREFIX)) or name.startswith(LATEST + ".tmp-"):
+        if name.startswith((TMP_PREFIX, TRASH_PREFIX, OLD_PREFIX)) \
+                or name.startswith(LATEST + ".tmp-"):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
