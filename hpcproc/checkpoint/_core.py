@@ -15,7 +15,7 @@ from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
 from .._log import get_logger
 from ..trace import add_bytes, phase, traced
 from ._dirs import cleanup
-from ._errors import CheckpointWarning
+from ._errors import CheckpointError, CheckpointWarning
 from ._format import step_dirname
 from ._reader import check_rank_count, load_state, newest_manifest, verify
 from ._save import finish_save, start_save
@@ -283,6 +283,11 @@ class Checkpointer:
                     self._report(s, skipped[s])
                     reported.add(s)
             if step < 0:
+                if reported:  # steps exist, none valid: starting afresh would lose them
+                    raise _agreed(CheckpointError(
+                        f"no valid checkpoint step in {self.directory}: every step is "
+                        f"corrupt or incomplete ({len(reported)} found); see "
+                        f"'hpcproc ckpt verify'"))
                 return None
             try:
                 check_rank_count(manifest, self.comm.Get_size())

@@ -118,20 +118,20 @@ def verify(stepdir: str, manifest: dict, rank: int, size: int):
 def _expected(manifest: dict, rank: int):
     """``(dataset, dtype, shape, offset)`` of every array the manifest says ``rank``'s
     file holds (the manifest has passed :func:`check_manifest`)."""
-    for e in manifest["entries"].values():
+    for entry, e in manifest["entries"].items():
         kind = e["kind"]
         if kind == "array":
-            yield (e["dataset"], e["dtype"], [e["counts"][rank], *e["shape"][1:]],
+            yield (entry, e["dataset"], e["dtype"], [e["counts"][rank], *e["shape"][1:]],
                    e["offsets"][rank])
         elif kind == "table":
             for c in e["columns"]:
-                yield (c["dataset"], c["dtype"], [e["counts"][rank], *c["shape"]],
+                yield (entry, c["dataset"], c["dtype"], [e["counts"][rank], *c["shape"]],
                        c["offsets"][rank])
         elif kind == "local":
-            yield (e["dataset"], e["dtypes"][rank], e["shapes"][rank] or [1],
+            yield (entry, e["dataset"], e["dtypes"][rank], e["shapes"][rank] or [1],
                    e["offsets"][rank])
         elif kind == "rng":
-            yield e["dataset"], "u1", [e["sizes"][rank]], e["offsets"][rank]
+            yield entry, e["dataset"], "u1", [e["sizes"][rank]], e["offsets"][rank]
 
 
 def check_layouts(stepdir: str, manifest: dict, names) -> str | None:
@@ -145,16 +145,16 @@ def check_layouts(stepdir: str, manifest: dict, names) -> str | None:
         try:
             with open_regular(os.path.join(stepdir, name)) as raw, \
                     h5py.File(raw, "r", locking=False) as f:
-                for ds, dtype, shape, offset in _expected(manifest, rank):
-                    d = f.get(ds, getclass=True)
-                    if d is not h5py.Dataset:
-                        return f"{name}: no dataset {ds}"
+                for entry, ds, dtype, shape, offset in _expected(manifest, rank):
+                    what = f"{name}: entry {entry!r}"
+                    if f.get(ds, getclass=True) is not h5py.Dataset:
+                        return f"{what}: no dataset {ds}"
                     d = f[ds]
                     got = (d.dtype.str, list(d.shape) if d.shape else [1],
                            d.id.get_offset() if d.size else None)
                     if got != (np.dtype(dtype).str, list(shape), offset):
-                        return (f"{name}: dataset {ds} is {got}, the manifest says "
-                                f"{(dtype, shape, offset)}")
+                        return (f"{what}: dataset {ds} is (dtype, shape, offset) {got}, "
+                                f"the manifest says {(dtype, shape, offset)}")
         except (OSError, ValueError, KeyError) as exc:
             return f"{name}: {exc}"
     return None
