@@ -75,9 +75,11 @@ def _input_files() -> list[str]:
     return list(dict.fromkeys(rec["file"] for rec in provenance.inputs()))
 
 
-def _space_needed(arrays, compression) -> int:
-    """Bytes the raw data takes (0 for compressed output: unknown before compressing)."""
-    if compression is not None:
+def _space_needed(arrays, compression, mode) -> int:
+    """Bytes to find free before writing: the raw data size. Compressed output into a
+    new file is not checked (its size is unknown; a full disk only costs the temporary
+    file); into an existing file (mode "a") the uncompressed size is required."""
+    if compression is not None and mode == "w":
         return 0
     return sum(x.dtype.itemsize * int(np.prod(x.global_shape, dtype=np.int64))
                for x in arrays)
@@ -88,7 +90,7 @@ def _prepare(path, names, arrays, mode, chunks, compression, level, shuffle, att
     writes."""
     if mode == "w":
         _target.check_not_input(path, _input_files())
-    path = _target.check_target(path, mode, _space_needed(arrays, compression))
+    path = _target.check_target(path, mode, _space_needed(arrays, compression, mode))
     exists = os.path.exists(path)
     if mode == "a" and exists:
         with h5py.File(path, "r") as f:  # read-only: a refused append changes no byte
