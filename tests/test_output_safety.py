@@ -241,3 +241,170 @@ def test_leftovers_of_crashed_runs_are_removed_by_the_next_write(comm, inputs):
             assert sorted(f) == [f".hpcproc-tmp-{host}-1-0123456789ab-0", "b", "key", "x"]
         np.testing.assert_array_equal(h5py.File(inputs / "out.h5")["x"][()], np.arange(N))
     comm.Barrier()
+
+
+# full disk (a 2 MiB tmpfs) ------------------------------------------------------------
+_WRITE = """
+import sys
+import numpy as np
+from mpi4py import MPI
+import hpcproc as hp
+path, mode, comp = sys.argv[1:4]
+x = hp.DistArray.from_global(np.random.default_rng(0).standard_normal(400_000), MPI.COMM_WORLD)
+opts = {"compression": "gzip", "chunks": (4096,)} if comp == "gzip" else {}
+hp.write(path, "/big", x, mode=mode, **opts)
+"""
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    mnt = tmp_path / "fs"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _free(path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+@SERIAL_ONLY
+@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("mode, comp, new", [
+    ("a", "", False),      # append 3.2 MB to a small file: refused before writing
+    ("a", "gzip", False),  # the same, compressed (the uncompressed size must fit)
+    ("w", "", False),      # replace a small file: refused, the old file stays
+    ("w", "", True),       # a new file: refused
+    ("w", "gzip", True),   # compressed, not checked ahead: a real ENOSPC mid-write
+    ("w", "gzip", False),
+])
+def test_full_disk_changes_no_byte_and_leaves_nothing(small_fs, ranks, mode, comp, new):
+    path = small_fs / "data.h5"
+    if not new:
+        with h5py.File(path, "w") as f:
+            f["small"] = np.arange(10)
+    before = _snapshot(small_fs)
+    free = _free(small_fs)
+    proc = run([sys.executable, "-c", _WRITE, path, mode, comp], ranks=ranks, timeout=120)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, text
+    assert "No space left" in text or "not enough free space" in text, text
+    assert _snapshot(small_fs) == before and not _temps(small_fs)
+    assert _free(small_fs) == free  # the disk is not left full
+
+
+# signals to one rank during a write ---------------------------------------------------
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory):
+    d = tmp_path_factory.mktemp("signals")
+    run(hpcproc_cmd("generate", "--kind", "uniform", "--rows", "4M", "--keys", "1000000",
+                    d / "big.h5"), timeout=300, check=True)
+    return d
+
+
+def _children(pid) -> list:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if ppid == pid:
+                out.append(int(entry))
+    return out
+
+
+def _rank_pid(launcher: int, rank: int):
+    """The pid of rank ``rank`` of the job started by ``launcher`` (mpiexec), or None."""
+    todo = [launcher]
+    while todo:
+        pid = todo.pop()
+        kids = _children(pid)
+        todo += kids
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/environ", "rb") as f:
+                    env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+                with open(f"/proc/{kid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            if env.get(b"PMI_RANK") == str(rank).encode() and b"hpcproc" in cmdline:
+                return kid
+    return None
+
+
+def _sort_and_signal(d, sig, rank):
+    """Start ``hpcproc sort`` on 2 ranks; when its temporary output appears, send
+    ``sig`` to one rank. Returns (exit status, output) or None if the write was missed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_LOCAL"))}
+    cmd = [MPIEXEC, "-n", "2", *hpcproc_cmd("sort", "big.h5:/key", "--with", "/value",
+                                            "--out", "out.h5", "--no-progress")]
+    proc = subprocess.Popen(cmd, cwd=d, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    sent, deadline = False, time.monotonic() + 240
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _temps(d):
+                pid = _rank_pid(proc.pid, rank)
+                if pid is not None:
+                    os.kill(pid, sig)
+                    sent = True
+                    break
+            time.sleep(0.001)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return (proc.returncode, out) if sent else None
+
+
+def _signalled_run(d, sig, rank):
+    for _ in range(4):  # the write lasts a fraction of a second: retry if it was missed
+        outcome = _sort_and_signal(d, sig, rank)
+        if outcome is not None:
+            return outcome
+        os.unlink(d / "out.h5")
+        with h5py.File(d / "out.h5", "w") as f:
+            f["old"] = np.arange(5)
+    pytest.fail("the write finished before the signal could be sent (4 attempts)")
+
+
+@SERIAL_ONLY
+@pytest.mark.parametrize("sig, rank", [(signal.SIGTERM, 0), (signal.SIGTERM, 1),
+                                       (signal.SIGINT, 0), (signal.SIGINT, 1)])
+def test_signal_to_one_rank_during_write_leaves_no_temp(big_input, sig, rank):
+    d = big_input
+    with h5py.File(d / "out.h5", "w") as f:  # an existing output must survive whole
+        f["old"] = np.arange(5)
+    before = _snapshot(d)
+    code, out = _signalled_run(d, sig, rank)
+    assert code != 0, out
+    assert not _temps(d), (os.listdir(d), out)
+    assert _snapshot(d) == before, out  # out.h5 still the old file; big.h5 untouched
+
+
+@SERIAL_ONLY
+def test_sigkill_leftover_is_removed_by_the_next_run(big_input):
+    d = big_input
+    if (d / "out.h5").exists():
+        os.unlink(d / "out.h5")
+    code, out = _signalled_run(d, signal.SIGKILL, 0)
+    assert code != 0 and not (d / "out.h5").exists(), out
+    left = _temps(d)
+    assert len(left) == 1, (left, out)  # SIGKILL cannot be caught: the temp stays ...
+    run(hpcproc_cmd("sort", "big.h5:/key", "--with", "/value", "--out", "out.h5"),
+        ranks=2, timeout=300, check=True, cwd=d)
+    assert not _temps(d)  # ... until the next run on the same target removes it
+    with h5py.File(d / "big.h5", "r") as f, h5py.File(d / "out.h5", "r") as g:
+        np.testing.assert_array_equal(g["key"][()], np.sort(f["key"][()]))

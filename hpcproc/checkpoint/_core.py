@@ -14,7 +14,7 @@ from mpi4py import MPI
 from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
 from .._log import get_logger
 from ..trace import add_bytes, phase, traced
-from ._dirs import cleanup
+from ._dirs import cleanup, trim_below
 from ._errors import CheckpointError, CheckpointWarning
 from ._format import step_dirname
 from ._reader import check_rank_count, load_state, newest_manifest, verify
@@ -67,8 +67,9 @@ class Checkpointer:
         the slowest step plus save seen so far, whichever is larger).
 
     On start, leftovers of interrupted saves and deletions are removed (rank 0). Old
-    steps are deleted only after a new step has committed, so the step a restore falls
-    back to is never deleted.
+    steps are deleted only after a new step has committed, or after :meth:`restore`
+    verified the step it returns (then only steps older than it beyond ``keep``), so
+    the step a restore falls back to is never deleted.
     """
 
     def __init__(self, directory, comm: MPI.Comm | None = None, keep: int = 3,
@@ -302,6 +303,7 @@ class Checkpointer:
                 reported.add(step)
                 continue
             state = check_all(lambda: load_state(stepdir, manifest, self.comm, buf), self.comm)
+            root_call(lambda: trim_below(self.directory, self.keep, step), self.comm)
             self.last_step = step
             self._last_save = time.monotonic()
             return step, state

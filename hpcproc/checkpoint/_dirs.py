@@ -16,8 +16,8 @@ from . import _crash
 from ._format import (LATEST, OLD_PREFIX, TMP_PREFIX, TRASH_PREFIX, fsync_dir,
                       parse_step_dirname, step_dirname, write_file_atomic)
 
-__all__ = ["committed_steps", "cleanup", "apply_retention", "discard_step", "write_latest",
-           "read_latest"]
+__all__ = ["committed_steps", "cleanup", "apply_retention", "trim_below", "discard_step",
+           "write_latest", "read_latest"]
 
 
 def committed_steps(directory: str) -> list[int]:
@@ -94,6 +94,23 @@ def apply_retention(directory: str, keep: int, rank: int = 0,
     for step in doomed:
         discard_step(directory, step, rank)
     return doomed
+
+
+def trim_below(directory: str, keep: int, restored: int, rank: int = 0) -> list[int]:
+    """After ``restored`` was verified and restored: delete the steps older than the
+    ``keep`` newest ones up to it (it is always kept). Newer steps, found invalid, are
+    left alone (the next commit removes them). Returns the deleted steps; a failure to
+    delete is ignored (housekeeping only)."""
+    steps = [s for s in committed_steps(directory) if s <= restored]
+    doomed = steps[:max(0, len(steps) - keep)]
+    done = []
+    for step in doomed:
+        try:
+            discard_step(directory, step, rank)
+        except OSError:
+            break
+        done.append(step)
+    return done
 
 
 def write_latest(directory: str, step: int) -> None:

@@ -163,19 +163,28 @@ def remove_stale(path: str) -> list[str]:
 
 
 class SignalCleanup:
-    """Context manager: while active, SIGTERM and SIGINT remove ``path`` first.
+    """Context manager: while active, SIGTERM and SIGINT remove the temporary file first.
 
-    Only signals whose action is the default (terminate; for SIGINT Python's
+    Enter it before the temporary file exists and name the file with :meth:`set_path`
+    once it is known (on every rank): a signal that arrives in between is held until
+    then, so no rank can die knowing nothing of a file another rank just created. Only
+    signals whose action is the default (terminate; for SIGINT Python's
     KeyboardInterrupt) are taken over: the file is removed, the default action restored
-    and the signal re-sent, so the process ends as it would have. A signal that already
-    has a handler of the program (e.g. a Checkpointer's "save and exit" flag) is passed
-    to that handler and the write continues. Not collective; main thread only.
+    and the signal re-sent, so the process ends as it would have. A signal that has a
+    handler of the program (e.g. a Checkpointer's "save and exit" flag) is passed to
+    that handler and the write continues. Not collective; main thread only.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, path: str | None):
-        self.path, self.saved = path, {}
+    def __init__(self):
+        self.path, self.ready, self.pending, self.saved = None, False, None, {}
+
+    def set_path(self, path: str | None) -> None:
+        """The temporary file to remove (None: nothing); acts on a held signal."""
+        self.path, self.ready = path, True
+        if self.pending is not None:
+            self._fire(self.pending)
 
     def _handler(self, signum, frame):
         previous = self.saved.get(signum, signal.SIG_DFL)
@@ -183,23 +192,32 @@ class SignalCleanup:
             return previous(signum, frame)
         if previous == signal.SIG_IGN:
             return None
-        self._remove()
-        if previous is signal.default_int_handler:
-            raise KeyboardInterrupt
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return None
+        if not self.ready:
+            self.pending = signum  # acted on by set_path (or at exit)
+            return None
+        return self._fire(signum)
 
-    def _remove(self):
+    def _fire(self, signum):
         if self.path:
             try:
                 os.unlink(self.path)
             except OSError:
                 pass
+        previous = self.saved.get(signum, signal.SIG_DFL)
+        self._restore()
+        if previous is signal.default_int_handler:
+            raise KeyboardInterrupt
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def _restore(self):
+        for sig, previous in self.saved.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self.saved.clear()
 
     def __enter__(self):
         import threading
-        if self.path and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 try:
                     self.saved[sig] = signal.signal(sig, self._handler)
@@ -208,7 +226,9 @@ class SignalCleanup:
         return self
 
     def __exit__(self, *exc):
-        for sig, previous in self.saved.items():
-            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
-        self.saved.clear()
+        pending, self.ready = self.pending, True
+        if pending is not None and self.saved:
+            self.path = None
+            self._fire(pending)
+        self._restore()
         return False

@@ -326,10 +326,11 @@ def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compr
     attrs = provenance.stamp(attrs, names, "write", comm.Get_size())  # lineage attributes
     if method == "chunked" and chunks is None:
         chunks = True
-    plan = root_call(lambda: _prepare(path, names, values, mode, chunks, compression, level,
-                                      shuffle, attrs), comm)
-    mode = plan["mode"]
-    with _target.SignalCleanup(plan["target"] if mode == "w" else None):
+    with _target.SignalCleanup() as guard:  # a signal from here on removes the temp file
+        plan = root_call(lambda: _prepare(path, names, values, mode, chunks, compression,
+                                          level, shuffle, attrs), comm)
+        mode = plan["mode"]
+        guard.set_path(plan["target"] if mode == "w" else None)
         _write_and_commit(plan, names, values, comm, mode, method, compression, level,
                           shuffle, fsync)
 
