@@ -116,6 +116,19 @@ def test_cli_out_that_is_an_input_is_refused_before_reading(comm, inputs, comman
     comm.Barrier()
 
 
+@SERIAL_ONLY
+@pytest.mark.parametrize("option, out", [("--trace", "in.h5"), ("--plot", "link.h5"),
+                                         ("--trace", "sub/../right.h5")])
+def test_trace_or_plot_file_that_is_an_input_is_refused(tmp_path, option, out):
+    _make_inputs(tmp_path)
+    before = _snapshot(tmp_path)
+    proc = run(hpcproc_cmd("join", "in.h5:/key", "right.h5:/key", "--out", "j.h5",
+                           option, out), ranks=2, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"hpcproc: error: OutputIsInputError: {option} {out} is an input" in proc.stderr
+    assert _snapshot(tmp_path) == before and not _temps(tmp_path)  # j.h5 not written
+
+
 @pytest.mark.mpi
 def test_cli_writes_when_out_differs(comm, inputs, monkeypatch):
     monkeypatch.chdir(inputs)

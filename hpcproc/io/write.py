@@ -134,14 +134,14 @@ def _remove_stale_datasets(f) -> None:
             del f[name]
 
 
-def check_output(out, inputs, comm=None) -> str:
+def check_output(out, inputs, comm=None, what: str = "--out") -> str:
     """Refuse an output that is one of ``inputs`` or cannot be written. Collective.
 
     Run before any input is read (the ``hpcproc`` commands do): the same error is
     raised on every rank, naming both paths. Returns the absolute output path.
     """
     def check():
-        _target.check_not_input(out, inputs, "--out")
+        _target.check_not_input(out, inputs, what)
         return _target.check_target(out, "w")
 
     return root_call(check, comm)
