@@ -237,10 +237,8 @@ def _manifest_symlink(stepdir):
 
 
 def _step_symlink(stepdir):
-    copy = stepdir + "-copy"
     os.rename(stepdir, os.path.join(os.path.dirname(stepdir), ".elsewhere"))
     os.symlink(".elsewhere", stepdir)
-    del copy
 
 
 FILE_CASES = {
@@ -369,3 +367,24 @@ def test_ckpt_verify_names_every_tampering(tmp_path):
             assert "INVALID" in line, (case, line)
             hint = ALL_CASES[case][1][1]
             assert hint in line.split("INVALID", 1)[1], (case, hint, line)
+
+
+@pytest.mark.mpi
+def test_interrupted_replacement_of_a_step_is_put_back(comm, shared_tmp):
+    """A save of an existing step number moves the old step aside first; if the run dies
+    before the new one is renamed in, the next start puts the old step back."""
+    ckdir = shared_tmp / "ck"
+    _save_steps(comm, ckdir, [1, 2])
+
+    def interrupted():  # the state between the two renames of commit_step
+        os.rename(ckdir / step_dirname(2), ckdir / f".old-{step_dirname(2)}-0badc0de")
+        os.mkdir(ckdir / f".tmp-{step_dirname(2)}-feedbeef")
+
+    on_root(comm, interrupted)
+    with hp.Checkpointer(ckdir, comm, keep=1) as ck:
+        step, got = ck.restore()
+    assert step == 2
+    _check_state(got, comm, 2)
+    if comm.rank == 0:
+        assert sorted(p.name for p in ckdir.iterdir()) == ["latest", step_dirname(2)]
+    comm.Barrier()
