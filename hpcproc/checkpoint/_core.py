@@ -302,7 +302,14 @@ class Checkpointer:
                 rejected.add(step)
                 reported.add(step)
                 continue
-            state = check_all(lambda: load_state(stepdir, manifest, self.comm, buf), self.comm)
+            try:  # consistent checksums, undecodable content (e.g. a rewritten rng state)
+                state = check_all(lambda: load_state(stepdir, manifest, self.comm, buf),
+                                  self.comm)
+            except (ValueError, TypeError, KeyError, OSError) as exc:
+                self._report(step, f"unreadable content: {exc}")
+                rejected.add(step)
+                reported.add(step)
+                continue
             root_call(lambda: trim_below(self.directory, self.keep, step), self.comm)
             self.last_step = step
             self._last_save = time.monotonic()
