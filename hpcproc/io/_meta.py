@@ -123,7 +123,8 @@ def get_dataset(f: h5py.File, name: str, path: str) -> h5py.Dataset:
         if not _exists(f, name):
             raise DatasetNotFoundError(f"no dataset {name!r} in {path}") from None
         link = _describe_link(f, name)
-        raise OSError(f"cannot open {name!r}{link} in {path}: {exc}") from None
+        why = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # unquoted
+        raise OSError(f"cannot open {name!r}{link} in {path}: {why}") from None
     if not isinstance(obj, h5py.Dataset):
         kind = "a group" if isinstance(obj, h5py.Group) else type(obj).__name__
         raise NotADatasetError(f"{name!r} in {path} is {kind}, not a dataset")
