@@ -268,3 +268,26 @@ def test_cli_stats_t2m(tmp_path, ranks, chunked):
             assert out["values"] == [float(np.quantile(ref.compressed(), 0.5))]
         else:
             assert out["counts"] == np.histogram(ref.compressed(), 4)[0].tolist()
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("name", ["packed32", "packed32_c", "float_fill"])
+def test_lineage_checksums_the_stored_values(comm, cf_file, name):
+    import zlib
+
+    from hpcproc import provenance
+    with h5py.File(cf_file, "r") as f:
+        stored = f[name][()]
+    want = "crc32:%08x" % zlib.crc32(stored.astype(stored.dtype.newbyteorder("<")).tobytes())
+    provenance.reset()
+    hp.read(str(cf_file), name, comm=comm)
+    for _ in hp.blocks(str(cf_file), name, block_bytes=3 * stored[0].nbytes, comm=comm,
+                       rows=(1, ROWS)):
+        pass
+    recs = provenance.inputs()
+    assert recs[0]["checksum"] == want and recs[0]["bytes"] == stored.nbytes
+    tail = stored[1:]
+    assert recs[1]["checksum"] == "crc32:%08x" % zlib.crc32(
+        tail.astype(tail.dtype.newbyteorder("<")).tobytes())
+    assert recs[1]["bytes"] == tail.nbytes
+    provenance.reset()
