@@ -51,6 +51,11 @@ def make_linked(d):
         layout[:60] = h5py.VirtualSource(str(d / "src.h5"), "a", shape=(60,))
         layout[60:] = h5py.VirtualSource(str(d / "src.h5"), "b", shape=(40,))
         f.create_virtual_dataset("virtual", layout, fillvalue=-1)
+        rel = h5py.VirtualLayout(shape=DATA.shape, dtype="<f8")  # sources next to the file
+        rel[:60] = h5py.VirtualSource("src.h5", "a", shape=(60,))
+        rel[60:] = h5py.VirtualSource("src.h5", "b", shape=(40,))
+        f.create_virtual_dataset("virtual_relative", rel, fillvalue=-1)
+        f["ext_group"] = h5py.ExternalLink("sub/target.h5", "/g")
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         dcpl.set_layout(h5py.h5d.COMPACT)
         h5py.h5d.create(f.id, b"compact", h5py.h5t.IEEE_F64BE,
@@ -66,8 +71,8 @@ def make_linked(d):
         fh.write(b"#!user block\n" + b"\x7f" * 200)
 
 
-NAMES = ["ext", "ext_chunked", "soft", "soft_in_group", "external_raw", "virtual",
-         "compact", "unwritten", "unwritten_chunked"]
+NAMES = ["ext", "ext_chunked", "ext_group/x", "soft", "soft_in_group", "external_raw",
+         "virtual", "virtual_relative", "compact", "unwritten", "unwritten_chunked"]
 
 
 @pytest.fixture
