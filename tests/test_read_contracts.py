@@ -158,10 +158,11 @@ def test_corrupt_object_header_is_not_a_missing_dataset(comm, shared_tmp):
 
 
 def make_unknown_filter(path, rows=100, chunk=40):
-    """A dataset whose pipeline names Blosc (32001), with raw chunks stored as they are:
-    this HDF5 has no Blosc, so it cannot read them."""
+    """A dataset whose pipeline names LZ4 (32004), with raw chunks stored as they are:
+    no LZ4 plugin is installed, so HDF5 cannot read them. (Not Blosc: importing netCDF4
+    points HDF5_PLUGIN_PATH at its own plugins, Blosc, Zstd and bzip2 among them.)"""
     with h5py.File(path, "w") as f:
-        d = f.create_dataset("x", (rows,), "<f8", chunks=(chunk,), compression=32001,
+        d = f.create_dataset("x", (rows,), "<f8", chunks=(chunk,), compression=32004,
                              allow_unknown_filter=True)
         for i in range(0, rows, chunk):
             d.id.write_direct_chunk((i,), np.arange(chunk, dtype="<f8").tobytes(),
@@ -171,12 +172,12 @@ def make_unknown_filter(path, rows=100, chunk=40):
 @pytest.mark.mpi
 @pytest.mark.parametrize("rows,chunk", [(100, 40), (10, 10)])  # (10, 10): one chunk only
 def test_missing_filter_is_one_clear_error(comm, shared_tmp, rows, chunk):
-    path = shared_tmp / "blosc.h5"
+    path = shared_tmp / "lz4.h5"
     on_root(comm, make_unknown_filter, path, rows, chunk)
     for call in (lambda: hp.read(str(path), "/x", comm=comm),
                  lambda: hp.stats(f"{path}:/x", comm=comm),
                  lambda: list(hp.blocks(str(path), "/x", comm=comm))):
-        with pytest.raises(OSError, match=r"HDF5 filter 32001 \(Blosc\).*pip install "
+        with pytest.raises(OSError, match=r"HDF5 filter 32004 \(LZ4\).*pip install "
                                           r"hdf5plugin.*HDF5_PLUGIN_PATH"):
             call()
 
@@ -227,13 +228,13 @@ def test_cli_stats_of_links_and_odd_layouts(tmp_path, ranks):
 @SERIAL_ONLY
 @pytest.mark.parametrize("ranks", [1, 2, 3])
 def test_cli_missing_filter_ends_with_one_line(tmp_path, ranks):
-    path = tmp_path / "blosc.h5"
+    path = tmp_path / "lz4.h5"
     make_unknown_filter(path, rows=10, chunk=10)  # one chunk: ranks 1 and 2 own no rows
     proc = run(hpcproc_cmd("stats", f"{path}:/x"), ranks=ranks, timeout=60)
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hpcproc: error: "), proc.stderr
-    assert "32001 (Blosc)" in lines[0] and "hdf5plugin" in lines[0]
+    assert "32004 (LZ4)" in lines[0] and "hdf5plugin" in lines[0]
     assert "MPI_Abort" not in proc.stderr
 
 
