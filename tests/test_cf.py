@@ -291,3 +291,23 @@ def test_lineage_checksums_the_stored_values(comm, cf_file, name):
         tail.astype(tail.dtype.newbyteorder("<")).tobytes())
     assert recs[1]["bytes"] == tail.nbytes
     provenance.reset()
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("chunks", [None, (4,)])
+def test_big_endian_values_and_attributes(comm, shared_tmp, chunks):
+    path = shared_tmp / "be.h5"
+    stored = np.arange(-20, ROWS - 20, dtype=">i2")
+    stored[::3] = -32767
+
+    def make():  # plain h5py, everything big-endian; netCDF4-python reads such files too
+        with h5py.File(path, "w") as f:
+            x = f.create_dataset("x", data=stored, chunks=chunks)
+            x.attrs["scale_factor"] = np.array([0.25], ">f4")
+            x.attrs["add_offset"] = np.array([100], ">f8")
+            x.attrs["_FillValue"] = np.array([-32767], ">i2")
+            x.attrs["valid_max"] = np.array([-1], ">i2")
+    on_root(comm, make)
+    got = _gather(comm, hp.read(str(path), "x", comm=comm))
+    assert got.dtype.isnative
+    _same(got, reference(path, "x"))

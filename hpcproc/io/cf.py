@@ -194,6 +194,7 @@ def decoder(info, decode: bool = True) -> Decoder | None:
         result = compared if offset is None else np.result_type(compared, offset)
     else:
         result = compared
+    result = np.dtype(result).newbyteorder("=")  # attributes may be stored big-endian
     if masks and result.kind != "f":
         result = np.dtype(np.float64)
     if not masks and scale is None and offset is None and not cast and view is None:
