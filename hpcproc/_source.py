@@ -5,6 +5,10 @@ Reductions accept any of
 * ``"file.h5:/dset"`` or ``("file.h5", "/dset")``: streamed with :func:`hpcproc.blocks`
   (memory bounded by ``block_bytes`` per rank; several passes possible),
 * an iterator returned by :func:`hpcproc.blocks` (one pass, bounded memory).
+
+This is the one place where blocks are converted to the dtype the kernels run on
+(native byte order, float16 as float32: :mod:`hpcproc.kernels._dtypes`), so every
+reduction sees the same values whatever the input's byte order.
 """
 
 from __future__ import annotations
@@ -17,18 +21,22 @@ import numpy as np
 from .array import DistArray
 from .comm import get_comm
 from .io import blocks, dataset_info, split_target
-from .errors import DtypeError
-from .io._meta import check_numeric
+from .kernels._dtypes import kernel_dtype, real_kernel_dtype, to_kernel
 
-__all__ = ["Source", "open_source"]
+__all__ = ["Source", "open_source", "check_real"]
 
 
 class Source:
-    """Local blocks of a distributed input, with its dtype and trailing shape."""
+    """Local blocks of a distributed input, with its dtype and trailing shape.
+
+    ``dtype`` is the input's dtype in native byte order (numpy's results follow it);
+    ``kernel_dtype`` the dtype of the blocks that :meth:`blocks` yields.
+    """
 
     def __init__(self, comm, dtype, trailing, make_iter, passes: bool, nbytes=None):
         self.comm = comm
-        self.dtype = np.dtype(dtype) if dtype is not None else None
+        self.dtype = np.dtype(dtype).newbyteorder("=") if dtype is not None else None
+        self.kernel_dtype = kernel_dtype(dtype) if dtype is not None else None
         self.trailing = tuple(trailing)
         self._make_iter = make_iter
         self.multipass = passes
@@ -41,14 +49,14 @@ class Source:
             raise ValueError("this input is a one-pass iterator (hp.blocks(...)); pass the "
                              "file and dataset instead for a reduction that needs several passes")
         self._used = True
-        return self._make_iter()
+        kdt = self.kernel_dtype
+        return (to_kernel(b, kdt) for b in self._make_iter())
 
 
-def _check_real(dtype, what):
-    check_numeric(dtype, what)
-    if np.dtype(dtype).kind == "c":
-        raise DtypeError(f"{what} is complex ({np.dtype(dtype)}); hpcproc's reductions need "
-                         "real numbers (reduce .real and .imag separately)")
+def check_real(dtype, what):
+    """Raise ``DtypeError`` (naming ``what``) unless reductions can run on ``dtype``:
+    complex, non-numeric and long double wider than float64 are refused."""
+    real_kernel_dtype(dtype, what)
 
 
 def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto") -> Source:
@@ -57,14 +65,14 @@ def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto")
     Raises ``DtypeError`` (on every rank) for non-numeric or complex data.
     """
     if isinstance(x, DistArray):
-        _check_real(x.dtype, "the array")
+        check_real(x.dtype, "the array")
         return Source(x.comm, x.dtype, x.global_shape[1:], lambda: iter([x.local]), True)
     if isinstance(x, str) or (isinstance(x, tuple) and len(x) == 2
                               and all(isinstance(p, str) for p in x)):
         path, name = split_target(x) if isinstance(x, str) else x
         comm = get_comm(comm)
         info = dataset_info(path, name, comm)
-        _check_real(info.np_dtype, f"dataset {name!r}")
+        check_real(info.np_dtype, f"dataset {name!r}")
 
         def make():
             return (b.local for b in blocks(path, name, block_bytes=block_bytes, comm=comm,
@@ -78,7 +86,7 @@ def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto")
         if not isinstance(first, DistArray):
             raise TypeError(f"expected an iterator of DistArray blocks (hp.blocks), got "
                             f"{type(first).__name__}")
-        _check_real(first.dtype, "the blocks")
+        check_real(first.dtype, "the blocks")
         rest = (b.local for b in x)
         return Source(first.comm, first.dtype, first.global_shape[1:],
                       lambda: itertools.chain([first.local], rest), False)

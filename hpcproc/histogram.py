@@ -7,7 +7,7 @@ import operator
 import numpy as np
 from mpi4py import MPI
 
-from ._source import open_source
+from ._source import check_real, open_source
 from .array import DistArray
 from .comm import check_all, lib_comm
 from .trace import phase
@@ -68,8 +68,15 @@ def _edge_args(edges):
     return e, uniform, norm
 
 
+def _edge_dtype(dtype):
+    """The dtype numpy computes edges for (it histograms bool data as uint8)."""
+    return np.dtype(np.uint8) if dtype == np.bool_ else dtype
+
+
 def _flat(a):
-    a = np.ascontiguousarray(a).reshape(-1)
+    """A kernel block: contiguous, 1-D, native (:func:`to_kernel`), bool as uint8."""
+    from .kernels._dtypes import to_kernel
+    a = to_kernel(np.ascontiguousarray(a).reshape(-1))
     if a.dtype == np.bool_:
         a = a.view(np.uint8)
     return a if a.flags.writeable else a.copy()
@@ -80,6 +87,7 @@ def _local_weights(x, weights, comm):
         return None
     if not isinstance(weights, DistArray) or not isinstance(x, DistArray):
         raise TypeError("weights must be a DistArray laid out like x (a DistArray)")
+    check_real(weights.dtype, "weights")
 
     def check():
         if weights.local.shape != x.local.shape:
@@ -117,7 +125,7 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
     src = open_source(x, comm, block_bytes, method)
     comm = src.comm
     w = _local_weights(x, weights, comm)
-    dtype = src.dtype if src.dtype is not None else np.dtype(np.float64)
+    dtype = _edge_dtype(src.dtype if src.dtype is not None else np.dtype(np.float64))
     if isinstance(bins, int) and range is None:
         if not src.multipass:
             raise ValueError("range=None needs a pass for the min and max: give range= or "
@@ -161,6 +169,8 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
 
     if not isinstance(x, DistArray) or not isinstance(y, DistArray):
         raise TypeError("histogram2d expects two DistArrays laid out alike")
+    check_real(x.dtype, "x")
+    check_real(y.dtype, "y")
     try:
         pair = tuple(bins) if len(bins) == 2 else (bins, bins)  # numpy's rule
     except TypeError:
@@ -175,7 +185,7 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
                              f"{y.local.shape}")
     check_all(check, comm)
     w = _local_weights(x, weights, comm)
-    sample = np.empty((0, 2), np.result_type(x.dtype, y.dtype))
+    sample = np.empty((0, 2), _edge_dtype(np.result_type(x.dtype, y.dtype)))
     for i, (b, a) in enumerate(zip(pair, (x, y))):
         if isinstance(b, int) and ranges[i] is None:
             ranges[i] = _auto_range(open_source(a), sample.dtype)

@@ -17,6 +17,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ._source import Source, open_source
+from .errors import DtypeError
 from .comm import lib_comm
 from .trace import phase
 
@@ -158,7 +159,7 @@ def _indexes(virtual, n, inexact):
 
 
 def _exact(src, qa, weak, comm):
-    dtype = src.dtype
+    dtype, kdt = src.dtype, src.kernel_dtype  # keys from the blocks' dtype, values in x's
     vi = {}
 
     def needed(n):
@@ -170,7 +171,7 @@ def _exact(src, qa, weak, comm):
         vi.update(virtual=virtual, prev=prev, nxt=nxt, above=above)
         return prev.ravel().tolist() + nxt.ravel().tolist()
 
-    values, n, nan = _select(src, dtype, comm, needed)
+    values, n, nan = _select(src, kdt, comm, needed)
     if n + nan == 0:
         raise ValueError("cannot compute the quantile of an empty array")
     if nan:
@@ -179,7 +180,7 @@ def _exact(src, qa, weak, comm):
         return out[()] if out.ndim == 0 else out
     keys = sorted(values)
     pos = {k: i for i, k in enumerate(keys)}
-    arr = np.array([values[k] for k in keys], dtype=dtype)
+    arr = np.array([values[k] for k in keys], dtype=kdt).astype(dtype)  # exact (float16)
     if "take" in vi:
         return arr[np.vectorize(pos.get, otypes=[np.intp])(vi["take"])]
     lookup = np.vectorize(pos.get, otypes=[np.intp])
@@ -231,8 +232,7 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
                          "and dataset instead of hp.blocks(...), or use method='sketch'")
     if src.dtype is None:
         raise ValueError("cannot compute the quantile of an empty array")
-    if src.dtype.kind not in "biuf" or src.dtype.itemsize > 8:
-        raise TypeError(f"quantile supports integer and float data, not {src.dtype}")
-    if src.dtype.kind == "b":
-        raise TypeError("quantile of boolean data is not supported")
+    if src.dtype.kind == "b":  # numpy raises TypeError too (no boolean subtract)
+        raise DtypeError("quantile of boolean data is not supported (numpy's neither); "
+                         "convert it to integers")
     return _exact(src, qa, weak, src.comm)
