@@ -19,7 +19,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from .array import DistArray
-from .comm import get_comm
+from .comm import _agreed, get_comm
+from .errors import DtypeError
 from .io import blocks, dataset_info, split_target
 from .kernels._dtypes import kernel_dtype, real_kernel_dtype, to_kernel
 
@@ -55,8 +56,15 @@ class Source:
 
 def check_real(dtype, what):
     """Raise ``DtypeError`` (naming ``what``) unless reductions can run on ``dtype``:
-    complex, non-numeric and long double wider than float64 are refused."""
-    real_kernel_dtype(dtype, what)
+    complex, non-numeric and long double wider than float64 are refused.
+
+    Call it only with a dtype every rank shares (a DistArray's, or broadcast metadata):
+    the error is then raised on every rank alike (agreed: no abort needed).
+    """
+    try:
+        real_kernel_dtype(dtype, what)
+    except DtypeError as exc:
+        raise _agreed(exc) from None
 
 
 def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto") -> Source:

@@ -190,6 +190,10 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
         if isinstance(b, int) and ranges[i] is None:
             ranges[i] = _auto_range(open_source(a), sample.dtype)
     _, ex, ey = np.histogram2d(sample[:, 0], sample[:, 1], bins=list(pair), range=ranges)
+    for i, (b, e) in enumerate(zip(pair, (ex, ey))):
+        if isinstance(b, int) and not np.all(np.isfinite(e)):  # float16 max - min overflows
+            raise ValueError(f"Too many bins for data range. Cannot create {b} finite-sized "
+                             f"bins (coordinate {i}, {e.dtype} edges overflow).")
     (ax, ux, nx), (ay, uy, ny) = _edge_args(ex), _edge_args(ey)
     fx, fy = _flat(x.local), _flat(y.local)
     out = np.zeros((ax.size - 1, ay.size - 1), dtype=np.int64 if w is None else np.float64)

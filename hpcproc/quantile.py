@@ -17,8 +17,8 @@ import numpy as np
 from mpi4py import MPI
 
 from ._source import Source, open_source
+from .comm import _agreed, lib_comm
 from .errors import DtypeError
-from .comm import lib_comm
 from .trace import phase
 
 __all__ = ["quantile"]
@@ -233,6 +233,6 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
     if src.dtype is None:
         raise ValueError("cannot compute the quantile of an empty array")
     if src.dtype.kind == "b":  # numpy raises TypeError too (no boolean subtract)
-        raise DtypeError("quantile of boolean data is not supported (numpy's neither); "
-                         "convert it to integers")
+        raise _agreed(DtypeError("quantile of boolean data is not supported (numpy's "
+                                 "neither); convert it to integers"))
     return _exact(src, qa, weak, src.comm)

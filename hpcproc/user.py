@@ -18,7 +18,7 @@ import numpy as np
 
 from ._source import open_source
 from .array import DistArray
-from .comm import check_all, lib_comm
+from .comm import _agreed, check_all, lib_comm
 from .errors import DtypeError
 
 __all__ = ["map", "map_blocks", "reduce"]
@@ -73,12 +73,17 @@ def _check_dtypes(arrays, what):
     types = []
     for i, a in enumerate(arrays):
         name = f"{what}: array {i}" if len(arrays) > 1 else f"{what}: the array"
-        kdt = kernel_dtype(a.dtype, name)
         try:
-            types.append(numba.from_dtype(kdt))
+            kdt = kernel_dtype(a.dtype, name)
+        except DtypeError as exc:
+            raise _agreed(exc) from None
+        try:
+            types.append(numba.from_dtype(kdt) if kdt.kind != "O" else None)
         except Exception:  # noqa: BLE001 - numba raises several types here
-            raise DtypeError(f"{name} has dtype {a.dtype}, which Numba cannot compile "
-                             "kernels for") from None
+            types.append(None)
+        if types[-1] is None:
+            raise _agreed(DtypeError(f"{name} has dtype {a.dtype}, which Numba cannot "
+                                     "compile kernels for"))
     return tuple(types)
 
 
