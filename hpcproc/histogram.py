@@ -59,13 +59,24 @@ def _auto_range(src, dtype):
 
 
 def _edge_args(edges):
-    e = np.ascontiguousarray(edges, dtype=np.float64)
+    """Edges as the kernels compare them, whether they are uniform, and 1 / bin width.
+
+    Integer edges stay integers (numpy compares integer data with them exactly, also
+    beyond 2**53); others become float64 (exact for float16/32/64; long double edges,
+    e.g. from a long double ``range``, raise ``DtypeError`` rather than round).
+    """
+    from .kernels._dtypes import kernel_dtype
+    kdt = kernel_dtype(edges.dtype, "bins/range")
+    e = np.ascontiguousarray(edges, dtype=kdt if kdt.kind in "iu" else np.float64)
+    f = e.astype(np.float64)
     nb = e.size - 1
-    d = np.diff(e)
-    uniform = bool(nb > 0 and e[-1] > e[0] and np.all(d > 0)
+    d = np.diff(f)
+    uniform = bool(nb > 0 and f[-1] > f[0] and np.all(d > 0)
                    and np.allclose(d, d[0], rtol=1e-9, atol=0))
-    norm = nb / (e[-1] - e[0]) if uniform else 0.0
-    return e, uniform, norm
+    with np.errstate(over="ignore"):  # tiny ranges (1e-308): search the edges instead
+        norm = nb / (f[-1] - f[0]) if uniform else 0.0
+    uniform = uniform and bool(np.isfinite(norm))
+    return e, uniform, (norm if uniform else 0.0)
 
 
 def _edge_dtype(dtype):
