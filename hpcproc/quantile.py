@@ -172,8 +172,8 @@ def _exact(src, qa, weak, comm):
         return prev.ravel().tolist() + nxt.ravel().tolist()
 
     values, n, nan = _select(src, kdt, comm, needed)
-    if n + nan == 0:
-        raise ValueError("cannot compute the quantile of an empty array")
+    if n + nan == 0:  # counts are allreduced: every rank raises together
+        raise _agreed(ValueError("cannot compute the quantile of an empty array"))
     if nan:
         out = np.full(qa.shape, np.nan, dtype=np.result_type(dtype, np.float64)
                       if dtype.kind != "f" else dtype)
@@ -226,12 +226,15 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
         for block in src.blocks():
             with phase("compute"):
                 sk.add(block, comm=src.comm)
-        return sk.merged(src.comm).quantile(q)
+        merged = sk.merged(src.comm)
+        if merged.count == 0 and not merged.nan:  # merged: every rank raises together
+            raise _agreed(ValueError("cannot compute the quantile of an empty array"))
+        return merged.quantile(q)
     if not src.multipass:
         raise ValueError("method='exact' needs several passes: pass a DistArray or the file "
                          "and dataset instead of hp.blocks(...), or use method='sketch'")
     if src.dtype is None:
-        raise ValueError("cannot compute the quantile of an empty array")
+        raise _agreed(ValueError("cannot compute the quantile of an empty array"))
     if src.dtype.kind == "b":  # numpy raises TypeError too (no boolean subtract)
         raise _agreed(DtypeError("quantile of boolean data is not supported (numpy's "
                                  "neither); convert it to integers"))

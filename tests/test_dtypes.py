@@ -287,6 +287,8 @@ def _write_files(path):
             f.create_dataset(name, data=_data(dtype), dtype=dtype, **kw)
         f.create_dataset("ld", data=np.arange(10, dtype=np.longdouble))
         f.create_dataset("cplx", data=np.arange(10, dtype="c16"))
+        f.create_dataset("empty", data=np.zeros(0, ">f4"))
+        f.create_dataset("flags", data=np.array([True, False, True]))
 
 
 @pytest.fixture
@@ -347,10 +349,14 @@ def test_cli_big_endian(cli_file, ranks):
 
 
 @SERIAL_ONLY
-@pytest.mark.parametrize("dset,message", [("ld", "long double"), ("cplx", "complex")])
-def test_cli_refuses_long_double_and_complex_once(cli_file, dset, message):
-    for cmd in ("stats", "hist", "quantile"):
-        out = run(hpcproc_cmd(cmd, f"{cli_file}:/{dset}"), ranks=2, timeout=60)
+@pytest.mark.parametrize("dset,message,cmds", [
+    ("ld", "long double", ("stats", "hist", "quantile")),
+    ("cplx", "complex", ("stats", "hist", "quantile")),
+    ("empty", "quantile of an empty array", ("quantile", "quantile --sketch")),
+    ("flags", "boolean", ("quantile",))])
+def test_cli_refuses_long_double_and_complex_once(cli_file, dset, message, cmds):
+    for cmd in cmds:
+        out = run(hpcproc_cmd(*cmd.split(), f"{cli_file}:/{dset}"), ranks=2, timeout=60)
         assert out.returncode == 1, out.stderr
         lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("hpcproc: error:"), out.stderr
