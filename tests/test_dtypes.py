@@ -313,6 +313,8 @@ def test_big_endian_files(comm, be_file, name):
     _check_hist(target, data, 9, comm=comm, block_bytes=256)
     _check_hist(target, data, 9, (-100, 100), comm=comm, block_bytes=256)
     _same_values(hp.quantile(target, QS, comm=comm, block_bytes=256), np.quantile(data, QS))
+    assert hp.reduce(_count_positive, _add, target, comm=comm,
+                     block_bytes=256) == np.count_nonzero(data > 0)
 
 
 @mpi
