@@ -363,3 +363,25 @@ def test_cli_refuses_long_double_and_complex_once(cli_file, dset, message, cmds)
         lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("hpcproc: error:"), out.stderr
         assert message in lines[0] and "Abort" not in out.stderr
+
+
+BIG = 2**60
+MIXED_EDGES = {  # data and explicit edges of different integer/float types (numpy promotes)
+    "u8_data_i8_edges": (np.array([BIG - 1, BIG, BIG + 1, 5, 2**64 - 1], np.uint64),
+                         np.array([0, BIG, BIG + 1, BIG + 2], np.int64)),
+    "i8_data_u8_edges": (np.array([BIG - 1, BIG, BIG + 1, 5, -3], ">i8"),
+                         np.array([0, BIG, BIG + 1, BIG + 2], np.uint64)),
+    "f4_data_i8_edges": (np.array([1.5, 2, 3.25, 1e9], ">f4"), np.array([0, 2, 3, 10], np.int64)),
+    "u1_data_i1_edges": (np.array([1, 2, 3, 200], np.uint8), np.array([-5, 2, 3, 100], ">i1")),
+    "bool_data_int_edges": (np.array([True, False, True]), np.array([0, 1, 2], np.int64)),
+}
+
+
+@mpi
+@pytest.mark.parametrize("case", list(MIXED_EDGES))
+def test_integer_edges_compared_exactly(comm, case):
+    data, edges = MIXED_EDGES[case]
+    counts, got_edges = hp.histogram(_dist(data, comm), edges)
+    ref_counts, ref_edges = _numpy(np.histogram, data, edges)
+    np.testing.assert_array_equal(counts, ref_counts)
+    np.testing.assert_array_equal(got_edges, ref_edges)
