@@ -276,9 +276,9 @@ def test_bool_quantile_refused_like_numpy(comm):
 
 # files written big-endian ----------------------------------------------------------------
 
-FILE_SETS = {"be_f8": (">f8", {}), "be_i2_gzip": (">i2", {"chunks": (64,), "compression": "gzip"}),
-             "be_u8": (">u8", {}), "le_f2": ("<f2", {}), "be_f2_chunked": (">f2", {"chunks": (100,)}),
-             "be_i8": (">i8", {"chunks": (128,)})}
+FILE_SETS = {"be_f8": (">f8", {}), "be_u8": (">u8", {}), "le_f2": ("<f2", {}),
+             "be_i2_gzip": (">i2", {"chunks": (64,), "compression": "gzip"}),
+             "be_f2_chunked": (">f2", {"chunks": (100,)}), "be_i8": (">i8", {"chunks": (128,)})}
 
 
 def _write_files(path):

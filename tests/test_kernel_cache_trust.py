@@ -57,14 +57,22 @@ def _stats(data_file, cache, ranks=2, **env):
     return out.stderr
 
 
+@pytest.fixture(scope="module")
+def populated(tmp_path_factory, data_file):
+    """A cache written by a real ``hpcproc stats`` run (once per module)."""
+    cache = tmp_path_factory.mktemp("populated") / "cache"
+    assert "WARNING" not in _stats(data_file, cache)
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700  # created private
+    return cache
+
+
 @pytest.fixture
-def planted(tmp_path, data_file):
-    """A cache populated by a real run, every index file replaced by a planted pickle."""
+def planted(tmp_path, populated):
+    """A copy of the populated cache, every index file replaced by a planted pickle."""
     base = tmp_path / "base"
     base.mkdir(mode=0o755)
     cache = base / "cache"
-    assert "WARNING" not in _stats(data_file, cache)
-    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o700  # created private
+    shutil.copytree(populated, cache)  # keeps the modes (0700)
     marker = tmp_path / "pwned"
     index = [os.path.join(r, f) for r, _, fs in os.walk(cache) for f in fs
              if f.endswith(".nbi")]
