@@ -45,7 +45,7 @@ def _run(src, axis, ddof, skipna, t0):
         t_read += t2 - t1
         if block is None:
             break
-        nbytes += block.nbytes
+        nbytes += block.size * src.dtype.itemsize  # bytes of the input (not converted)
         with phase("compute"):
             s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
                                with_ints=ints)

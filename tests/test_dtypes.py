@@ -339,7 +339,9 @@ def test_cli_big_endian(cli_file, ranks):
         data = _data(FILE_SETS[name][0])
         out = run(hpcproc_cmd("stats", f"{cli_file}:/{name}", "--json", "-q",
                               "--block-bytes", "1k"), ranks=ranks, timeout=120, check=True)
-        _check_stats(json.loads(out.stdout), data)
+        got = json.loads(out.stdout)
+        _check_stats(got, data)
+        assert got["bytes"] == data.nbytes  # the file's bytes (float16 is not counted as f4)
     data = _data(">i2")
     out = run(hpcproc_cmd("hist", f"{cli_file}:/be_i2_gzip", "--bins", "16", "--json", "-q"),
               ranks=ranks, timeout=120, check=True)
