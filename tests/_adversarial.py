@@ -223,12 +223,15 @@ def _nan_for_none(x):
 
 def numpy_stats(a: np.ndarray, ddof: int = 0) -> dict:
     """numpy's float64 statistics of all elements (the CLI's and hp.stats' keys)."""
-    f = np.asarray(a).astype(np.float64).ravel()
+    a = np.asarray(a)
+    f = a.astype(np.float64).ravel()
     if f.size == 0:
         nan = math.nan
         return {"count": 0, "mean": nan, "std": nan, "min": nan, "max": nan}
+    # integer sums are exact (Python ints): a wrapped sum is a wrong answer
+    total = float(sum(int(v) for v in a.ravel())) if a.dtype.kind in "iu" else float(np.sum(f))
     with np.errstate(all="ignore"):
-        return {"count": int(f.size), "sum": float(np.sum(f)), "mean": float(np.mean(f)),
+        return {"count": int(f.size), "sum": total, "mean": float(np.mean(f)),
                 "std": float(np.std(f, ddof=ddof)), "min": float(np.min(f)),
                 "max": float(np.max(f))}
 
@@ -297,11 +300,16 @@ def run_batch(module: str, base, ranks: int, ids: list[str], *, startup: float =
                 proc.wait(timeout=per_case)
             except subprocess.TimeoutExpired:
                 kill_group(proc)
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
             break
         alive = proc.poll() is None
         kill_group(proc)
         proc.wait()
         err += proc.stderr.read() or b""
+        proc.stdout.close()
+        proc.stderr.close()
         victim = todo.pop(0)
         how = "hung (no result within the case timeout)" if alive else \
             f"the job died (exit {proc.returncode})"

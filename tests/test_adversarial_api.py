@@ -16,6 +16,10 @@ pytestmark = SERIAL_ONLY
 
 TABLES = ["_adversarial_api_cases", "_adversarial_ckpt_cases"]
 RANKS = [2, 3]
+#: at 3 ranks (remainder blocks, a rank with fewer rows) only the cases whose outcome can
+#: depend on the rank count: the others are P-independent and run at 2 ranks only
+AT_3 = ("edge-", "layout-", "cf-", "disagree-", "comm-", "tiling-", "dtype-differs",
+        "ckpt-entries-", "ckpt-files-", "ckpt-keep1", "ckpt-ranks", "memory-bef8")
 #: a case that returns (not raises) must end within this many seconds (loaded machine)
 CASE_SECONDS = 10.0
 
@@ -28,7 +32,7 @@ def _params():
     for module in TABLES:
         for ranks in RANKS:
             for case in _cases(module):
-                if ranks >= case.min_ranks:
+                if ranks >= case.min_ranks and (ranks == 2 or case.id.startswith(AT_3)):
                     yield pytest.param(module, ranks, case, id=f"{ranks}r-{case.id}")
 
 
@@ -41,7 +45,8 @@ def batches(tmp_path_factory):
     def get(module, ranks):
         if (module, ranks) not in cache:
             base = tmp_path_factory.mktemp(f"{module}-{ranks}")
-            ids = [c.id for c in _cases(module) if ranks >= c.min_ranks]
+            ids = [c.id for c in _cases(module)
+                   if ranks >= c.min_ranks and (ranks == 2 or c.id.startswith(AT_3))]
             cache[module, ranks] = run_batch(module, base, ranks, ids)
         return cache[module, ranks]
     return get
@@ -49,6 +54,8 @@ def batches(tmp_path_factory):
 
 def _error_problems(outs, expect) -> list[str]:
     problems = []
+    if all(o["ok"] for o in outs):
+        return ["no error: every rank returned " + str(outs[0].get("value"))[:200]]
     if any(o["ok"] for o in outs):
         problems.append("some ranks returned, others raised: " +
                         "; ".join(f"rank {i}: " + ("returned" if o["ok"] else
