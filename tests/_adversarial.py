@@ -252,7 +252,7 @@ DRIVER = Path(__file__).with_name("_adversarial_driver.py")
 
 
 def run_batch(module: str, base, ranks: int, ids: list[str], *, startup: float = 60.0,
-              per_case: float = 20.0, env: dict | None = None) -> dict:
+              per_case: float = 15.0, env: dict | None = None) -> dict:
     """Run the cases ``ids`` of ``module`` in one ``mpiexec -n ranks`` job and return
     ``{id: record}`` (see ``_adversarial_driver.py``).
 

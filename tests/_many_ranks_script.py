@@ -38,15 +38,23 @@ def keys(n):
 
 
 def setup():
+    """Rank 0 writes the inputs; an error there is raised on every rank (no hang)."""
+    err = None
     if R == 0:
-        with h5py.File(D / f"in{P}.h5", "w") as f:
-            for name, n in ROWS.items():
-                f[name] = data(n)
-                f.create_dataset("z" + name, data=data(n), chunks=(2,), compression="gzip")
-            f["m"] = data(40).reshape(10, 4)
-            f["key"] = keys(37)
-            f["val"] = data(37, 1)
-    comm.Barrier()
+        try:
+            with h5py.File(D / f"in{P}.h5", "w") as f:
+                for name, n in ROWS.items():
+                    f[name] = data(n)
+                    f.create_dataset("z" + name, data=data(n), chunks=(2,), maxshape=(None,),
+                                     compression="gzip")
+                f["m"] = data(40).reshape(10, 4)
+                f["key"] = keys(37)
+                f["val"] = data(37, 1)
+        except Exception as exc:  # noqa: BLE001
+            err = repr(exc)
+    err = comm.bcast(err, root=0)
+    if err:
+        raise SystemExit(f"setup failed: {err}")
 
 
 def mine(n):
