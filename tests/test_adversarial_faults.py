@@ -28,19 +28,33 @@ AFTER_FAULT = 10.0  # seconds a job may run on after a fault
 
 
 # --- signals ------------------------------------------------------------------------------
-def _ranks_of(job) -> list[int]:
-    """PIDs of the Python ranks of ``job`` (started in its own session)."""
-    pids = []
+def _parents() -> dict[int, int]:
+    out = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if os.getsid(int(pid)) != job.pid:
-                continue
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            out[int(pid)] = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def _ranks_of(job) -> list[int]:
+    """PIDs of the Python ranks of ``job`` (descendants of its mpiexec running hpcproc)."""
+    parents = _parents()
+    pids = []
+    for pid in parents:
+        p, seen = pid, 0
+        while p not in (0, 1, job.pid) and seen < 10:
+            p, seen = parents.get(p, 0), seen + 1
+        if p != job.pid or pid == job.pid:
+            continue
+        try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(b"hpcproc" in c for c in cmd[1:]) and b"mpiexec" not in cmd[0] and \
-                not any(b"hydra" in c for c in cmd[:1]):
-            pids.append(int(pid))
+        if any(b"hpcproc" in c for c in cmd[1:]) and not any(b"hydra" in c for c in cmd[:1]):
+            pids.append(pid)
     return sorted(pids)
 
 
@@ -135,11 +149,15 @@ def test_early_sigusr1_checkpoints_and_exits_85(big_input):
                                 or time.monotonic() - t0 > 1.0):
             break
         time.sleep(0.01)
+    assert len(ranks) == 2, f"rank processes not found (job exit {job.poll()})"
+    handled = [_catches(p, signal.SIGUSR1) for p in ranks]
+    when = time.monotonic() - t0
     for pid in ranks:
         os.kill(pid, signal.SIGUSR1)
     code, out, err, hung = _finish(job, 60)
-    assert not hung, "hung after SIGUSR1"
-    assert code == 85, f"exit {code}, expected 85 (checkpointed, requeue)\n{err[-2000:]}"
+    sent = f"SIGUSR1 sent {when:.2f} s after launch (handler installed: {handled})"
+    assert not hung, f"hung after SIGUSR1; {sent}"
+    assert code == 85, f"exit {code}, expected 85 (checkpointed, requeue); {sent}\n{err[-2000:]}"
     assert any(p.name.startswith("step-") for p in (d / "ck").rglob("step-*")), \
         "exit 85 without a committed checkpoint"
     assert any("SIGUSR1" in ln for ln in err.splitlines()), "no log line saying SIGUSR1 was acted on"
@@ -220,7 +238,9 @@ _API_SCRIPT = textwrap.dedent("""
         out["ok"] = True
     except Exception as exc:
         out = {"ok": False, "type": type(exc).__name__, "message": str(exc)}
-    print("RANK", json.dumps(comm.gather(out, root=0)) if comm.rank == 0 else "", flush=True)
+    gathered = comm.gather(out, root=0)
+    if comm.rank == 0:
+        print("RANK", json.dumps(gathered), flush=True)
 """)
 
 
