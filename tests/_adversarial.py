@@ -289,7 +289,9 @@ def run_batch(module: str, base, ranks: int, ids: list[str], *, startup: float =
                 buf += chunk
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    if line.startswith(b"ADV "):
+                    if not line.startswith(b"ADV "):
+                        err += line + b"\n"  # the launcher's own messages go to stdout
+                    else:
                         rec = json.loads(line[4:])
                         records[rec["id"]] = rec
                         if rec["id"] in todo:

@@ -37,19 +37,26 @@ def _params():
 
 
 @pytest.fixture(scope="module")
-def batches(tmp_path_factory):
-    """``{(module, ranks): {case id: record}}``, each table run once per rank count."""
-    from _adversarial import run_batch
-    cache = {}
+def batches(request, tmp_path_factory):
+    """``{(module, ranks): (directory, {case id: record})}``: every selected case, one MPI job per
+    table and rank count, two jobs at a time."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    def get(module, ranks):
-        if (module, ranks) not in cache:
-            base = tmp_path_factory.mktemp(f"{module}-{ranks}")
-            ids = [c.id for c in _cases(module)
-                   if ranks >= c.min_ranks and (ranks == 2 or c.id.startswith(AT_3))]
-            cache[module, ranks] = run_batch(module, base, ranks, ids)
-        return cache[module, ranks]
-    return get
+    from _adversarial import run_batch
+
+    wanted: dict = {}
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if getattr(item, "originalname", "") == "test_case" and "case" in params:
+            wanted.setdefault((params["module"], params["ranks"]), []).append(params["case"].id)
+
+    def one(key):
+        module, ranks = key
+        base = tmp_path_factory.mktemp(f"{module}-{ranks}")
+        return base, run_batch(module, base, ranks, wanted[key])
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(wanted, pool.map(one, wanted)))
 
 
 def _error_problems(outs, expect) -> list[str]:
@@ -131,10 +138,7 @@ def judge(case, rec, d) -> list[str]:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("module,ranks,case", list(_params()))
-def test_case(batches, module, ranks, case, tmp_path_factory):
-    records = batches(module, ranks)
-    rec = records[case.id]
-    base = tmp_path_factory.getbasetemp()
-    d = next(base.glob(f"{module}-{ranks}*")) / case.id
-    problems = judge(case, rec, d)
+def test_case(batches, module, ranks, case):
+    base, records = batches[module, ranks]
+    problems = judge(case, records[case.id], base / case.id)
     assert not problems, "\n".join(problems)

@@ -160,7 +160,8 @@ def test_early_sigusr1_checkpoints_and_exits_85(big_input):
     assert code == 85, f"exit {code}, expected 85 (checkpointed, requeue); {sent}\n{err[-2000:]}"
     assert any(p.name.startswith("step-") for p in (d / "ck").rglob("step-*")), \
         "exit 85 without a committed checkpoint"
-    assert any("SIGUSR1" in ln for ln in err.splitlines()), "no log line saying SIGUSR1 was acted on"
+    assert any("SIGUSR1" in ln for ln in err.splitlines()), \
+        "no log line saying SIGUSR1 was acted on"
     again = launch(cmd, timeout=120)
     assert again.returncode == 0, again.describe()
     with h5py.File(d / "in.h5") as f:
