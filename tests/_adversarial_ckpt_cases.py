@@ -260,7 +260,10 @@ def _cases():
             for k, s in HARMLESS.items()]
     out += [
         Case("ckpt-older-step-corrupt", _older_corrupt, restore_call(), expect_step(2)),
-        Case("ckpt-every-step-corrupt", _both_corrupt, restore_call(), expect_step(None)),
+        # every step corrupt: an error naming the directory, not None (a silent fresh start
+        # would lose everything, issue 13 #10)
+        Case("ckpt-every-step-corrupt", _both_corrupt, restore_call(),
+             Raises(types=("CheckpointError",), words=("ck",))),
         # retention (issue 10): keep=1 with a corrupt newest step keeps the fallback
         Case("ckpt-keep1-corrupt-newest", raw(_flip("rank-00000.h5")), restore_call(keep=1),
              expect_step(1), may_change=("ck/" + STEP.format(2),)),
