@@ -286,6 +286,17 @@ def main(argv=None) -> int:
     return 1  # not reached: abort_on_error exits on errors
 
 
+def _early_signals(argv) -> None:
+    """Before MPI and the imports: with ``--checkpoint``, remember SIGUSR1/SIGTERM until
+    the command's Checkpointer acts on them (without it they keep their default action);
+    SIGINT always ends the job, even if Python swallows its ``KeyboardInterrupt``."""
+    from .checkpoint._triggers import install_interrupt_guard, install_signal_handlers
+
+    if any(a == "--checkpoint" or a.startswith("--checkpoint=") for a in argv):
+        install_signal_handlers()
+    install_interrupt_guard()
+
+
 def run() -> None:
     """Console entry point (``hpcproc`` and ``python -m hpcproc``): exit with :func:`main`'s status.
 
@@ -296,6 +307,7 @@ def run() -> None:
     ``os._exit`` after ``MPI_Finalize`` was tried first; with PyPI's MPICH it made one
     rank in ~10 3-rank jobs die with SIGKILL at exit.)
     """
+    _early_signals(sys.argv[1:])
     try:
         status = main()
     finally:  # also for SystemExit (usage errors, exit 85 after a checkpoint)
