@@ -8,6 +8,7 @@ MPI is initialised). Every rank prints ``up RANK PID`` once that is done, waits
 before the Checkpointer is created (a signal then arrives "before the Checkpointer
 exists"). Rank 0 prints ``start STEP`` (the restored or first step) and
 ``done TOTAL`` at the end; TOTAL is a pure function of the number of steps.
+``--fail-rank R`` raises a ValueError on rank R alone inside ``Checkpointer.steps()``.
 """
 
 import os
@@ -41,6 +42,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--sleep", type=float, default=0.05)
     ap.add_argument("--rows", type=int, default=1000)
+    ap.add_argument("--fail-rank", type=int, default=-1, help="raise on this rank only")
+    ap.add_argument("--fail-step", type=int, default=2)
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
     with hp.abort_on_error(comm):
@@ -53,6 +56,8 @@ def main() -> int:
             if comm.rank == 0:
                 print(f"start {start}", flush=True)
             for step in ck.steps(start, args.steps, lambda: state):
+                if step == args.fail_step and comm.rank == args.fail_rank:
+                    raise ValueError(f"lone failure on rank {comm.rank} at step {step}")
                 state["total"] += step
                 state["x"] = state["x"].with_local(state["x"].local + step)
                 time.sleep(args.sleep)

@@ -266,3 +266,16 @@ def test_sigint_to_one_rank_ends_the_whole_job(tmp_path, ranks):
     text = log.read_text()
     assert code != 0, text
     assert "KeyboardInterrupt" in text, text
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_a_lone_failure_inside_steps_always_prints_its_message(tmp_path, ranks):
+    # once in ~14 runs the job used to end with exit 1 and no message at all
+    for i, rank in enumerate([0, ranks - 1] * 4):
+        d = tmp_path / f"ck{i}"
+        proc = run(_loop(d, ranks, "--steps", 6, "--sleep", 0, "--fail-rank", rank),
+                   timeout=120)
+        assert proc.returncode != 0, proc.stdout
+        where = f" (rank {rank})" if rank else ""
+        assert f"hpcproc: error{where}: ValueError: lone failure on rank {rank} at step 2" \
+            in proc.stderr, (rank, proc.returncode, proc.stdout, proc.stderr)
