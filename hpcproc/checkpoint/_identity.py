@@ -27,12 +27,12 @@ _PREFIX = {"input": "", "options": "option "}
 _CHANGED = ("file size", "modification time", "lineage checksum")
 
 
-def dataset_identity(info, rows=None) -> dict:
-    """Identity of the dataset described by ``info`` (a ``DatasetInfo``). Not collective."""
-    start, stop = (0, info.rows) if rows is None else rows
+def dataset_identity(info) -> dict:
+    """Identity of the dataset described by ``info`` (a ``DatasetInfo``), with the lineage
+    checksum of all its rows if this process has recorded it. Not collective."""
     rec = next((r for r in provenance.inputs()
                 if (r["file"], r["dataset"], r["rows"]) == (os.path.abspath(info.path),
-                                                             info.name, [start, stop])
+                                                             info.name, [0, info.rows])
                 and r.get("mtime_ns") == info.mtime_ns
                 and r.get("file_size") == info.file_size), None)
     return {"file": os.path.abspath(info.path), "dataset": info.name,
