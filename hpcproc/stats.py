@@ -71,11 +71,12 @@ def _run(src, axis, ddof, skipna, t0):
         block = None  # free this block before the next read (its memory is reused)
         t_comp += time.perf_counter() - t2
     return finish(state, istate, (nbytes, t_read, t_comp, time.perf_counter() - t0),
-                  src.trailing, axis, ddof, skipna, comm)
+                  src.trailing, axis, ddof, skipna or src.skipna, comm)
 
 
 def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
-          block_bytes: int = 64 << 20, method: str = "auto") -> dict:
+          block_bytes: int = 64 << 20, method: str = "auto", *,
+          mask_and_scale: bool = True) -> dict:
     """count, nan_count, sum, mean, var, std, min, max of a distributed input.
 
     Collective. Every rank gets the same dict. Computed by Numba kernels per block
@@ -100,14 +101,19 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
         everything, ``count`` counts the others. ``nan_count`` is always reported.
     comm : mpi4py.MPI.Intracomm, optional
         For file inputs (a DistArray or blocks carry their own).
+    mask_and_scale : bool
+        File inputs: decode CF packing and missing values (see :func:`hpcproc.read`).
+        When the variable declares missing values, they are left out as with
+        ``skipna=True`` (``count`` counts valid values, ``nan_count`` missing ones).
     """
     _check(axis, ddof, skipna)
-    src = open_source(x, comm, block_bytes, method)
+    src = open_source(x, comm, block_bytes, method, mask_and_scale)
     return _run(src, axis, ddof, skipna, time.perf_counter())[0]
 
 
 def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
-               method: str = "auto", ddof: int = 0, axis=None, skipna: bool = False) -> dict:
+               method: str = "auto", ddof: int = 0, axis=None, skipna: bool = False, *,
+               mask_and_scale: bool = True) -> dict:
     """Statistics of a dataset read block by block (memory bounded by ``block_bytes``).
 
     Collective. Like :func:`stats`, plus ``timings`` (seconds: read, compute, compile
@@ -118,7 +124,7 @@ def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
     from .kernels._engine import compile_seconds
 
     t0, c0 = time.perf_counter(), compile_seconds()
-    src = open_source((path, dataset), comm, block_bytes, method)
+    src = open_source((path, dataset), comm, block_bytes, method, mask_and_scale)
     result, total = _run(src, axis, ddof, skipna, t0)
     compiled = compile_seconds() - c0  # JIT compile or cache load, inside "compute"
     result["bytes"] = int(total[2])

@@ -19,18 +19,21 @@ from ._identity import check_identity, dataset_identity
 __all__ = ["histogram_file_resumable"]
 
 
-def _edges(path, dataset, bins, range, comm, block_bytes, method, dtype):
+def _edges(path, dataset, bins, range, comm, block_bytes, method, mask_and_scale):
     from .._source import open_source
     from ..histogram import _auto_range
 
+    src = open_source((path, dataset), comm, block_bytes, method, mask_and_scale)
+    dtype = src.dtype  # the values' type after CF decoding, as hp.histogram uses
     if range is None:
-        range = _auto_range(open_source((path, dataset), comm, block_bytes, method), dtype)
+        range = _auto_range(src, dtype)
     return np.histogram_bin_edges(np.empty(0, dtype), bins, range=range)
 
 
 def histogram_file_resumable(path: str, dataset: str, bins: int, directory, range=None,
                              comm=None, block_bytes: int = 64 << 20, method: str = "auto",
-                             every_seconds: float | None = 60.0, keep: int = 2):
+                             every_seconds: float | None = 60.0, keep: int = 2, *,
+                             mask_and_scale: bool = True):
     """Like :func:`hpcproc.histogram` of ``(path, dataset)``, resuming from and saving to
     checkpoints in ``directory``. Collective. Returns ``(counts, edges, info)`` with
     ``info = {"resumed_from": rows already counted at start, "rounds": n}``.
@@ -49,11 +52,12 @@ def histogram_file_resumable(path: str, dataset: str, bins: int, directory, rang
         got = ck.restore()
         ident = {"command": "hist", "input": dataset_identity(info),
                  "options": {"bins": int(bins),
-                             "range": None if range is None else [float(v) for v in range]}}
+                             "range": None if range is None else [float(v) for v in range],
+                             "mask_and_scale": bool(mask_and_scale)}}
         if got is None:
             round_rows = max(1, block_bytes // max(1, info.row_bytes)) * comm.Get_size()
             edges = _edges(path, dataset, bins, range, comm, block_bytes, method,
-                           info.native_dtype)
+                           mask_and_scale)
             start, counts = 0, np.zeros(edges.size - 1, np.int64)
         else:
             saved = got[1].get("scan")
@@ -79,7 +83,7 @@ def histogram_file_resumable(path: str, dataset: str, bins: int, directory, rang
         for k in ck.steps(start, rounds, state):
             x = read(path, dataset, comm, rows=(k * round_rows,
                                                 min(info.rows, (k + 1) * round_rows)),
-                     method=method)
+                     method=method, mask_and_scale=mask_and_scale)
             counts = counts + histogram(x, edges, comm=comm)[0]
     return counts, edges, {"resumed_from": int(min(info.rows, start * round_rows)),
                            "rounds": int(rounds)}

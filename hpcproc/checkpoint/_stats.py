@@ -41,7 +41,8 @@ def _saved_states(state, istate, nbytes, comm) -> dict:
 
 def stats_file_resumable(path: str, dataset: str, directory, comm=None,
                          block_bytes: int = 64 << 20, method: str = "auto", ddof: int = 0,
-                         every_seconds: float | None = 60.0, keep: int = 2) -> dict:
+                         every_seconds: float | None = 60.0, keep: int = 2, *,
+                         mask_and_scale: bool = True) -> dict:
     """Like :func:`hpcproc.stats_file`, resuming from and saving to checkpoints in
     ``directory``. Collective.
 
@@ -59,11 +60,13 @@ def stats_file_resumable(path: str, dataset: str, directory, comm=None,
         raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
     comm = get_comm(comm)
     t0, c0 = time.perf_counter(), compile_seconds()
-    src = open_source((path, dataset), comm, block_bytes, method)  # validates the dtype
+    src = open_source((path, dataset), comm, block_bytes, method,  # validates the dtype
+                      mask_and_scale)
     info = dataset_info(path, dataset, comm)
     ints = src.dtype is not None and src.dtype.kind in "iub"
     ident = {"command": "stats", "input": dataset_identity(info), "ranks": comm.Get_size(),
-             "options": {"block_bytes": int(block_bytes), "method": method}}
+             "options": {"block_bytes": int(block_bytes), "method": method,
+                         "mask_and_scale": bool(mask_and_scale)}}
     state, istate, nbytes = empty_state(1), (empty_int_state(1) if ints else None), 0
     t_read = t_comp = 0.0
     with Checkpointer(directory, comm, keep=keep, every_seconds=every_seconds,
@@ -85,7 +88,7 @@ def stats_file_resumable(path: str, dataset: str, directory, comm=None,
         resumed_bytes = nbytes
         done = start
         it = blocks(path, dataset, block_bytes=block_bytes, comm=comm, method=method,
-                    reuse=True, first=start)
+                    reuse=True, mask_and_scale=mask_and_scale, first=start)
         while True:
             t1 = time.perf_counter()
             x = next(it, None)
@@ -105,7 +108,7 @@ def stats_file_resumable(path: str, dataset: str, directory, comm=None,
         ck.boundary(done, lambda: {"scan": ident, **_saved_states(state, istate, nbytes, comm)},
                     last=True)
     result, total = finish(state, istate, (nbytes, t_read, t_comp, time.perf_counter() - t0),
-                           (), None, ddof, False, comm)
+                           (), None, ddof, src.skipna, comm)
     compiled = compile_seconds() - c0
     resumed = lib_comm(comm).allreduce(resumed_bytes)
     result["bytes"] = int(info.rows * info.row_bytes)
