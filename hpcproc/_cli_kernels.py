@@ -65,7 +65,7 @@ def cmd_hist(args, comm) -> int:
             counts, edges, extra = histogram_file_resumable(
                 path, name, args.bins, f"{args.checkpoint}/target-{i}", range=args.range,
                 comm=comm, block_bytes=args.block_bytes, method=args.method,
-                every_seconds=args.checkpoint_every or None)
+                every_seconds=args.checkpoint_every or None, mask_and_scale=not args.raw)
         else:
             counts, edges = histogram((path, name), args.bins, range=args.range, comm=comm,
                                       block_bytes=args.block_bytes, method=args.method,

@@ -120,12 +120,8 @@ def _run(args, comm, printer, inputs, op, command, options=None):
 
     resumed = False
     if getattr(args, "checkpoint", None):
-        from .checkpoint._phases import input_identity, run_phase
-        idents = [input_identity(command, path, columns, options or {}, comm)
-                  for path, columns in inputs]
-        ident = idents[0] if len(idents) == 1 else {
-            "command": command, "input": " + ".join(i["input"] for i in idents),
-            "inputs": idents}
+        from .checkpoint._phases import run_identity, run_phase
+        ident = run_identity(command, inputs, options or {}, comm)
         result, info, resumed = run_phase(args.checkpoint, comm, ident, compute)
     else:
         result, info = compute()

@@ -214,7 +214,8 @@ def cmd_stats(args, comm) -> int:
             from .checkpoint._stats import stats_file_resumable
             r = stats_file_resumable(path, name, f"{args.checkpoint}/target-{i}", comm=comm,
                                      block_bytes=args.block_bytes, method=args.method,
-                                     ddof=args.ddof, every_seconds=args.checkpoint_every or None)
+                                     ddof=args.ddof, every_seconds=args.checkpoint_every or None,
+                                     mask_and_scale=not args.raw)
         else:
             r = stats_file(path, name, comm=comm, block_bytes=args.block_bytes,
                            method=args.method, ddof=args.ddof, mask_and_scale=not args.raw)
@@ -287,6 +288,17 @@ def main(argv=None) -> int:
     return 1  # not reached: abort_on_error exits on errors
 
 
+def _early_signals(argv) -> None:
+    """Before MPI and the imports: with ``--checkpoint``, remember SIGUSR1/SIGTERM until
+    the command's Checkpointer acts on them (without it they keep their default action);
+    SIGINT always ends the job, even if Python swallows its ``KeyboardInterrupt``."""
+    from .checkpoint._triggers import install_interrupt_guard, install_signal_handlers
+
+    if any(a == "--checkpoint" or a.startswith("--checkpoint=") for a in argv):
+        install_signal_handlers()
+    install_interrupt_guard()
+
+
 def run() -> None:
     """Console entry point (``hpcproc`` and ``python -m hpcproc``): exit with :func:`main`'s status.
 
@@ -297,6 +309,7 @@ def run() -> None:
     ``os._exit`` after ``MPI_Finalize`` was tried first; with PyPI's MPICH it made one
     rank in ~10 3-rank jobs die with SIGKILL at exit.)
     """
+    _early_signals(sys.argv[1:])
     try:
         status = main()
     finally:  # also for SystemExit (usage errors, exit 85 after a checkpoint)

@@ -221,7 +221,30 @@ def abort_on_error(comm: MPI.Comm | None = None, *, prog: str = "hpcproc",
         where = f" (rank {rank})" if size > 1 and rank != 0 else ""
         if os.environ.get(traceback_env):
             traceback.print_exc()
-        print(f"{prog}: error{where}: {error_message(exc)}", file=sys.stderr, flush=True)
+        _say(f"{prog}: error{where}: {error_message(exc)}\n")
         if size > 1:
+            time.sleep(_FORWARD_DELAY)  # let the launcher forward it before the kill
             comm.Abort(code)
         raise SystemExit(code) from None
+
+
+#: Seconds between printing the message of a lone failure and ``MPI_Abort``: the launcher
+#: (mpiexec's proxy, srun) forwards a rank's stderr asynchronously and may drop what it has
+#: not forwarded yet when it tears the job down (then the job ends with no message at all).
+_FORWARD_DELAY = 0.3
+
+
+def _say(text: str) -> None:
+    """Write ``text`` to file descriptor 2 now, past Python's buffers (flushed first)."""
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    data = text.encode(errors="replace")
+    while data:
+        try:
+            data = data[os.write(2, data):]
+        except InterruptedError:
+            continue
+        except OSError:
+            return

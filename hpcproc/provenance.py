@@ -35,7 +35,8 @@ import numpy as np
 
 from ._version import __version__
 
-__all__ = ["crc32_combine", "block_crc32", "inputs", "reset", "lineage_record",
+__all__ = ["crc32_combine", "block_crc32", "inputs", "restore_inputs", "reset",
+           "lineage_record",
            "lineage_attrs", "read_lineage", "ATTR", "MAX_DEPTH"]
 
 ATTR = "hpcproc_lineage"
@@ -184,6 +185,33 @@ def checksummed(path: str, name: str, start: int, stop: int, file_size, mtime_ns
     rec = _INPUTS.get((os.path.abspath(path), name, int(start), int(stop)))
     return (rec is not None and rec["checksum"] is not None and mtime_ns is not None
             and rec.get("file_size") == file_size and rec.get("mtime_ns") == mtime_ns)
+
+
+def restore_inputs(lineage, checkpoint: str) -> int:
+    """Re-record the inputs of a restored checkpoint's lineage in this process. Not
+    collective (the manifest, hence ``lineage``, is the same on every rank).
+
+    A run restored from a checkpoint read its inputs before the save, in another
+    process: their records (file, rows, size, mtime, checksum, parents) come back from
+    the checkpoint's lineage, each marked ``"via_checkpoint": checkpoint``, so outputs
+    written after a restart name the original inputs as an uninterrupted run's would.
+    Records this process made itself win. Malformed entries are skipped. Returns the
+    number of inputs recorded.
+    """
+    ins = lineage.get("inputs") if isinstance(lineage, dict) else None
+    count = 0
+    for rec in ins if isinstance(ins, list) else ():
+        try:
+            key = (str(rec["file"]), str(rec["dataset"]), int(rec["rows"][0]),
+                   int(rec["rows"][1]))
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue
+        if key not in _INPUTS:
+            _INPUTS[key] = {**rec, "via_checkpoint": str(checkpoint)}
+            count += 1
+    if count and not _STARTED and isinstance(lineage.get("start"), str):
+        _STARTED.append(time.time())
+    return count
 
 
 def inputs() -> list[dict]:

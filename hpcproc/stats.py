@@ -28,9 +28,30 @@ def _merge_all(a, b):
             *(max(u, v) for u, v in zip(a[3:], b[3:])))
 
 
+def fold_block(state, istate, block, axis, cols, ints, comm):
+    """This rank's running states with one more local block merged in: the step of a
+    scan (used by :func:`stats` and the resumable ``stats --checkpoint``)."""
+    from .kernels.moment_state import block_state, merge, merge_int
+    s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
+                       with_ints=ints)
+    return merge(state, s), merge_int(istate, i)
+
+
+def finish(state, istate, extra, trailing, axis, ddof, skipna, comm):
+    """Merge every rank's states and ``extra`` (bytes, then seconds: max over ranks).
+    Collective. Returns the statistics and the merged tuple."""
+    from .kernels.moment_state import finalize
+    total = allreduce_state((state, istate, *extra), _merge_all, comm)
+    out = finalize(total[0], total[1], ddof, skipna)
+    if axis is None:
+        out = {k: v[0].item() for k, v in out.items()}
+    else:
+        out = {k: v.reshape(trailing) for k, v in out.items()}
+    return out, total
+
+
 def _run(src, axis, ddof, skipna, t0):
-    from .kernels.moment_state import (block_state, empty_int_state, empty_state, finalize,
-                                       merge, merge_int)
+    from .kernels.moment_state import empty_int_state, empty_state
     comm = src.comm
     cols = int(np.prod(src.trailing, dtype=np.int64)) if axis == 0 else 1
     ints = src.dtype is not None and src.dtype.kind in "iub"
@@ -47,19 +68,11 @@ def _run(src, axis, ddof, skipna, t0):
             break
         nbytes += block.size * src.dtype.itemsize  # bytes of the input (not converted)
         with phase("compute"):
-            s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
-                               with_ints=ints)
-            state, istate = merge(state, s), merge_int(istate, i)
+            state, istate = fold_block(state, istate, block, axis, cols, ints, comm)
         block = None  # free this block before the next read (its memory is reused)
         t_comp += time.perf_counter() - t2
-    total = allreduce_state((state, istate, nbytes, t_read, t_comp,
-                             time.perf_counter() - t0), _merge_all, comm)
-    out = finalize(total[0], total[1], ddof, skipna or src.skipna)
-    if axis is None:
-        out = {k: v[0].item() for k, v in out.items()}
-    else:
-        out = {k: v.reshape(src.trailing) for k, v in out.items()}
-    return out, total
+    return finish(state, istate, (nbytes, t_read, t_comp, time.perf_counter() - t0),
+                  src.trailing, axis, ddof, skipna or src.skipna, comm)
 
 
 def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
