@@ -129,7 +129,7 @@ def test_one_failing_rank_ends_the_job(tmp_path):
     assert proc.returncode != 0
     assert time.monotonic() - t0 < 10
     msgs = [ln for ln in proc.stderr.splitlines() if "disk on fire" in ln]
-    assert msgs == ["hpcproc: error (rank 1): RuntimeError: disk on fire"]
+    assert msgs == ["hpcproc: error: rank 1: RuntimeError: disk on fire"]
 
 
 def test_python_m_equals_command():
