@@ -57,8 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    info = sub.add_parser("info", help="versions, MPI library, ranks, parallel HDF5")
+    info = sub.add_parser("info", help="versions, MPI library, ranks, parallel HDF5; "
+                                       "with FILE: its datasets (as 'hpcproc ls')")
+    info.add_argument("file", nargs="?", metavar="FILE", help="list this file's datasets")
+    info.add_argument("group", nargs="?", metavar="GROUP", help="only under this group")
     info.add_argument("--json", action="store_true", help="print JSON")
+    from ._cli_ls import add_parser as add_ls_parser
+    add_ls_parser(sub)  # ls
 
     gen = sub.add_parser("generate", help="write a synthetic dataset (fixed seed)")
     gen.add_argument("output", help="output HDF5 file")
@@ -119,6 +124,8 @@ def _print(text: str, comm) -> None:
 
 
 def cmd_info(args, comm) -> int:
+    if args.file is not None:  # `hpcproc info FILE` lists the file, as `hpcproc ls FILE`
+        return cmd_ls(args, comm)
     import h5py
     import mpi4py
     import numba
@@ -236,12 +243,17 @@ def cmd_join(args, comm) -> int:
     return run(args, comm, _print)
 
 
+def cmd_ls(args, comm) -> int:
+    from ._cli_ls import cmd_ls as run
+    return run(args, comm)
+
+
 def cmd_ckpt(args, comm) -> int:
     from .checkpoint._cli import cmd_ckpt as run
     return run(args, comm)
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats, "ckpt": cmd_ckpt,
+COMMANDS = {"info": cmd_info, "ls": cmd_ls, "generate": cmd_generate, "stats": cmd_stats, "ckpt": cmd_ckpt,
             "sort": cmd_sort, "groupby": cmd_groupby, "join": cmd_join}
 
 
