@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._cli_json import dumps
-from ._cli_types import integer, real
+from ._cli_types import about, integer, real
 from .errors import UsageError
 
 __all__ = ["add_parsers", "COMMANDS"]
@@ -66,8 +66,9 @@ def cmd_hist(args, comm) -> int:
                 comm=comm, block_bytes=args.block_bytes, method=args.method,
                 every_seconds=args.checkpoint_every or None)
         else:
-            counts, edges = histogram((path, name), args.bins, range=args.range, comm=comm,
-                                      block_bytes=args.block_bytes, method=args.method)
+            with about(f"{path}:{name}"):
+                counts, edges = histogram((path, name), args.bins, range=args.range, comm=comm,
+                                          block_bytes=args.block_bytes, method=args.method)
         results.append({"target": f"{path}:{name}", "counts": counts.tolist(),
                         "edges": [float(e) for e in edges], **extra})
     if args.plot and comm.Get_rank() == 0:
@@ -111,9 +112,10 @@ def cmd_quantile(args, comm) -> int:
 
     results = []
     for path, name in _targets(args):
-        v = quantile((path, name), list(args.q), method="sketch" if args.sketch else "exact",
-                     rel_err=args.rel_err, comm=comm, block_bytes=args.block_bytes,
-                     read_method=args.method)
+        with about(f"{path}:{name}"):
+            v = quantile((path, name), list(args.q), method="sketch" if args.sketch else "exact",
+                         rel_err=args.rel_err, comm=comm, block_bytes=args.block_bytes,
+                         read_method=args.method)
         results.append({"target": f"{path}:{name}", "q": list(args.q),
                         "values": [float(x) for x in v],
                         "method": "sketch" if args.sketch else "exact"})

@@ -1,5 +1,6 @@
 """Argument types of the ``hpcproc`` command: every value is checked when it is parsed.
 
+:func:`about` names the target (``FILE:/dataset``) in an error that does not.
 A bad value is then a usage error that argparse reports with the option's name
 (``hpcproc: error: argument --block-bytes: must be a size >= 1 ..., got '0'``), on every
 rank alike, before any file is opened or any rank communicates.
@@ -8,11 +9,12 @@ rank alike, before any file is opened or any rank communicates.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 
 from ._units import parse_count, parse_size
 
-__all__ = ["size", "count", "integer", "real"]
+__all__ = ["size", "count", "integer", "real", "about"]
 
 
 def _bad(what: str, text) -> argparse.ArgumentTypeError:
@@ -89,3 +91,20 @@ def real(low: float | None = None, high: float | None = None, *, open_low: bool 
         return value
     parse.__name__ = "number"
     return parse
+
+
+@contextlib.contextmanager
+def about(target: str):
+    """Prefix ``target: `` to a ``ValueError``/``TypeError`` raised in the body whose
+    message does not name it (e.g. the quantile of an empty dataset), keeping its type."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        name = target.rpartition(":")[2]
+        if target in str(exc) or name in str(exc):
+            raise
+        try:
+            renamed = type(exc)(f"{target}: {exc}")
+        except Exception:  # noqa: BLE001 - a type that takes other arguments: unchanged
+            raise exc from None
+        raise renamed from None

@@ -182,15 +182,18 @@ def error_message(exc: BaseException) -> str:
     """
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted (KeyboardInterrupt)"
+    sentence = False
     if isinstance(exc, KeyError) and not isinstance(exc, HpcprocError):
-        text = repr(exc.args[0]) if len(exc.args) == 1 else str(exc)
+        key = exc.args[0] if len(exc.args) == 1 else None
+        sentence = isinstance(key, str) and " " in key.strip()  # a message, not a key
+        text = key if sentence else repr(key) if len(exc.args) == 1 else str(exc)
     else:
         text = str(exc)
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror \
             and str(exc.filename) not in text:  # e.g. h5py's "Unable to open file (...)"
         text = f"{exc.filename}: {text}"
     text = "; ".join(line.strip() for line in text.strip().splitlines() if line.strip())
-    if isinstance(exc, _PLAIN) and text:
+    if (sentence or isinstance(exc, _PLAIN)) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
