@@ -71,9 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     size = gen.add_mutually_exclusive_group()
     size.add_argument("--rows", type=parse_count, help="number of rows (e.g. 10M, 2^20)")
     size.add_argument("--bytes", type=types.size(0), help="total size instead of rows (e.g. 1G)")
-    gen.add_argument("--cols", type=types.integer(1), default=1, help="columns of /x for kind normal")
-    gen.add_argument("--keys", type=types.count(1), default=1 << 20, help="key range (uniform, zipf)")
-    gen.add_argument("--zipf-a", type=types.real(1, open_low=True), default=1.2, help="Zipf exponent (> 1)")
+    gen.add_argument("--cols", type=types.integer(1), default=1,
+                     help="columns of /x for kind normal")
+    gen.add_argument("--keys", type=types.count(1), default=1 << 20,
+                     help="key range (uniform, zipf)")
+    gen.add_argument("--zipf-a", type=types.real(1, open_low=True), default=1.2,
+                     help="Zipf exponent (> 1)")
     gen.add_argument("--seed", type=types.integer(0), default=0, help="random seed (>= 0)")
     gen.add_argument("--chunks", type=types.count(1), help="chunk length in rows (chunked layout)")
     gen.add_argument("--compression", choices=("gzip",), help="compress (implies chunks)")
@@ -84,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--block-bytes", type=parse_size, default=64 << 20,
                     help="bytes read per rank per step (bounded memory; default 64M)")
     st.add_argument("--method", default="auto", choices=("auto", "direct", "chunked", "h5py", "mpio"))
-    st.add_argument("--ddof", type=types.integer(0), default=0, help="delta degrees of freedom for std")
+    st.add_argument("--ddof", type=types.integer(0), default=0,
+                    help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
     st.add_argument("--json", action="store_true", help="print JSON")
     add_scan_checkpoint_options(st)
@@ -253,8 +257,8 @@ def cmd_ckpt(args, comm) -> int:
     return run(args, comm)
 
 
-COMMANDS = {"info": cmd_info, "ls": cmd_ls, "generate": cmd_generate, "stats": cmd_stats, "ckpt": cmd_ckpt,
-            "sort": cmd_sort, "groupby": cmd_groupby, "join": cmd_join}
+COMMANDS = {"info": cmd_info, "ls": cmd_ls, "generate": cmd_generate, "stats": cmd_stats,
+            "ckpt": cmd_ckpt, "sort": cmd_sort, "groupby": cmd_groupby, "join": cmd_join}
 
 
 def _kernel_commands():

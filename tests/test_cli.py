@@ -93,7 +93,8 @@ def _bad_inputs(tmp):
         "non-numeric": (["stats", f"{tmp}/bad.h5:/names"], "non-numeric dtype"),
         "no dataset part": (["stats", f"{tmp}/bad.h5"], "expected FILE:DATASET"),
         "missing output dir": (["generate", f"{tmp}/no/dir/o.h5"], "directory does not exist"),
-        "bad size": (["generate", f"{tmp}/o.h5", "--rows", "lots"], "not a row count"),
+        "bad size": (["generate", f"{tmp}/o.h5", "--rows", "lots"],
+                     "argument --rows: must be a count"),
         "dataset in output": (["generate", f"{tmp}/o.h5:/x"], "give a file name"),
         "unknown option": (["stats", f"{tmp}/bad.h5:/x", "--frobnicate"], "unrecognized"),
     }
