@@ -270,9 +270,9 @@ def abort_on_error(comm: MPI.Comm | None = None, *, prog: str = "hpcproc",
       ``rank N:`` on rank 0) and calls ``MPI_Abort``, which makes the launcher (mpiexec,
       srun) kill every rank. MPICH's own abort banner is not shown.
 
-    The message is written to stderr before anything else happens. Set the environment
-    variable ``HPCPROC_TRACEBACK=1`` for full tracebacks. With a single rank the process
-    exits through ``SystemExit`` at once (no wait, no abort).
+    The line is written unbuffered to stderr before the rank exits or aborts (on rank 0
+    at once, before the wait). Set ``HPCPROC_TRACEBACK=1`` for full tracebacks. With a
+    single rank the process exits through ``SystemExit`` at once (no wait, no abort).
     """
     comm = get_comm(comm)
     agree = _agreement_comm(comm)
@@ -285,26 +285,29 @@ def abort_on_error(comm: MPI.Comm | None = None, *, prog: str = "hpcproc",
 
 
 def _end_job(exc, comm, agree, prog: str, show_traceback: bool, grace: float):
+    """Print the one line and exit (every rank failed) or abort (this rank alone).
+
+    Rank 0's line is the same in both outcomes, so rank 0 writes it at once, before
+    waiting; another rank writes its line only once it knows it failed alone.
+    """
     code, message = _exit_code(exc), error_message(exc)
     rank = comm.Get_rank()
-    if agree is None or MPI.Is_finalized():
+    if rank == 0 or agree is None or MPI.Is_finalized():
         if show_traceback:
             traceback.print_exc()
         _say(f"{prog}: error: {message}")
+    if agree is None or MPI.Is_finalized():
         raise SystemExit(code) from None
-    if _all_failed(agree, 0.0 if grace <= 0 else grace):
-        if rank == 0:
-            if show_traceback:
-                traceback.print_exc()
-            _say(f"{prog}: error: {message}")
+    if _all_failed(agree, max(grace, 0.0)):
         try:
             code = agree.bcast(code, root=0)
         except Exception:  # noqa: BLE001 - keep this rank's own status
             pass
         raise SystemExit(code) from None
-    if show_traceback:
-        traceback.print_exc()
-    _say(f"{prog}: error: {'' if rank == 0 else f'rank {rank}: '}{message}")
+    if rank != 0:
+        if show_traceback:
+            traceback.print_exc()
+        _say(f"{prog}: error: rank {rank}: {message}")
     _quiet_abort(comm, code)
 
 
