@@ -68,11 +68,11 @@ def _unwritable(path: str) -> str | None:
     if os.path.isdir(path):
         return "is a directory"
     if not os.path.isdir(parent):
-        return f"directory {os.path.dirname(path) or parent} does not exist"
+        return f"directory does not exist: {os.path.dirname(path) or parent}"
     if os.path.exists(path) and not os.access(path, os.W_OK):
         return "exists and is not writable"
     if not os.access(parent, os.W_OK | os.X_OK):
-        return f"directory {os.path.dirname(path) or parent} is not writable"
+        return f"directory is not writable: {os.path.dirname(path) or parent}"
     return None
 
 

@@ -162,6 +162,8 @@ def cmd_generate(args, comm) -> int:
     if ":/" in args.output and not os.path.exists(os.path.dirname(args.output) or "."):
         raise UsageError(f"generate writes a whole file (its datasets are named by --kind): "
                          f"give a file name, not {args.output!r}")
+    from ._cli_observe import check_outputs
+    check_outputs(comm, ("output", args.output))  # before generating anything
     chunks = None
     if args.chunks or args.compression:
         chunks = True if not args.chunks else (args.chunks,) + ((args.cols,) if args.kind == "normal"
