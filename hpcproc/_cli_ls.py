@@ -74,7 +74,7 @@ def _filters(dset) -> list:
     out = []
     for i in range(dcpl.get_nfilters()):
         code, _flags, _values, name = dcpl.get_filter(i)
-        out.append({"id": int(code), "name": name.decode(errors="replace") or str(code),
+        out.append({"id": int(code), "name": name.decode(errors="replace") or f"id {code}",
                     "available": bool(h5py.h5z.filter_avail(code))})
     return out
 
@@ -206,7 +206,8 @@ def format_listing(doc: dict) -> str:
         if "shape" not in d:
             rows.append((name, d["error"]))
             continue
-        filters = ",".join(f["name"] + ("" if f["available"] else f"[id {f['id']}: MISSING]")
+        filters = ",".join(f["name"] + ("" if f["available"] else f"(MISSING, id {f['id']})"
+                                        if not f["name"].startswith("id ") else "(MISSING)")
                            for f in d["filters"]) or "-"
         rows.append((name, _shape(d["shape"]), f"{d['dtype']} {d['dtype_str']}", d["layout"],
                      "-" if d["chunks"] is None else _shape(d["chunks"]), filters,

@@ -11,6 +11,7 @@ from conftest import SERIAL_ONLY, hpcproc_cmd, run
 pytestmark = SERIAL_ONLY
 
 RANKS = [1, 2]
+MISSING_FILTER = 300  # HDF5 reserves 256-511 for testing: no plugin provides it
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,11 @@ def sample(tmp_path_factory):
         f["grp"]["loop"] = h5py.SoftLink("/grp")  # a cycle: listed once
         f["dangling"] = h5py.SoftLink("/nothing")
         f["ext"] = h5py.ExternalLink("other.h5", "/t")
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)  # an optional filter HDF5 lacks
+        dcpl.set_chunk((10,))
+        dcpl.set_filter(MISSING_FILTER, h5py.h5z.FLAG_OPTIONAL, (0,))
+        h5py.h5d.create(f.id, b"nofilter", h5py.h5t.NATIVE_DOUBLE,
+                        h5py.h5s.create_simple((20,)), dcpl=dcpl)
     return d, path
 
 
@@ -56,6 +62,10 @@ def _reference(path):
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
             filters = []
+            pipeline = obj.id.get_create_plist()
+            missing = [pipeline.get_filter(i)[0] for i in range(pipeline.get_nfilters())
+                       if not h5py.h5z.filter_avail(pipeline.get_filter(i)[0])]
+            filters += [f"id {code}" for code in missing]
             if obj.shuffle:
                 filters.append("shuffle")
             if obj.compression == "gzip":
@@ -87,7 +97,7 @@ def test_ls_json_matches_h5py(sample, ranks):
         assert e["shape"] == want["shape"] and e["dtype_str"] == want["dtype_str"], name
         assert e["chunks"] == want["chunks"], name
         assert [f["name"] for f in e["filters"]] == want["filters"], name
-        assert all(f["available"] for f in e["filters"]), name
+        assert all(f["available"] for f in e["filters"]) == (name != "/nofilter"), name
     # soft links are followed (a dataset, and a group listed once), external links shown
     assert got["/soft"]["link"] == {"type": "soft", "target": "/x"}
     assert got["/soft"]["shape"] == [100]
@@ -117,6 +127,7 @@ def test_ls_text_and_info_file(sample, ranks):
     table = [ln.split()[0] for ln in text.splitlines()[2:] if ln.startswith("  /")]
     assert set(ref) <= set(table)
     assert "shuffle,deflate" in text and "float32 >f4" in text
+    assert f"id {MISSING_FILTER}(MISSING)" in text
     assert _ls("info", path, ranks=ranks) == text  # `info FILE` is `ls FILE`
 
 
