@@ -95,10 +95,11 @@ def _describe(path: str, name: str, dset, link: dict | None) -> dict:
     dtype = dset.dtype
     shape = None if dset.shape is None else [int(n) for n in dset.shape]
     read, why = _read_strategy(path, name)
+    present = set(dset.attrs.keys())
     rec = {"name": name, "shape": shape, "dtype": _type_name(dtype), "dtype_str": dtype.str,
            "byte_order": _byte_order(dtype), "layout": _layout(dset),
            "chunks": None if dset.chunks is None else [int(n) for n in dset.chunks],
-           "filters": _filters(dset), "cf": [a for a in CF_ATTRS if a in dset.attrs],
+           "filters": _filters(dset), "cf": [a for a in CF_ATTRS if a in present],
            "read": read}
     if why is not None:
         rec["not_readable"] = why
