@@ -5,6 +5,10 @@ Reductions accept any of
 * ``"file.h5:/dset"`` or ``("file.h5", "/dset")``: streamed with :func:`hpcproc.blocks`
   (memory bounded by ``block_bytes`` per rank; several passes possible),
 * an iterator returned by :func:`hpcproc.blocks` (one pass, bounded memory).
+
+A file input is CF-decoded (``mask_and_scale``, :mod:`hpcproc.io.cf`); when its variable
+declares missing values, ``Source.skipna`` is True: reductions leave out the missing
+values (masked, or NaN), as xarray does by default.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from .comm import get_comm
 from .io import blocks, dataset_info, split_target
 from .errors import DtypeError
 from .io._meta import check_numeric
+from .io.cf import decoder
 
 __all__ = ["Source", "open_source"]
 
@@ -26,8 +31,10 @@ __all__ = ["Source", "open_source"]
 class Source:
     """Local blocks of a distributed input, with its dtype and trailing shape."""
 
-    def __init__(self, comm, dtype, trailing, make_iter, passes: bool, nbytes=None):
+    def __init__(self, comm, dtype, trailing, make_iter, passes: bool, nbytes=None,
+                 skipna: bool = False):
         self.comm = comm
+        self.skipna = skipna  # a CF-masked file input: NaNs are missing values
         self.dtype = np.dtype(dtype) if dtype is not None else None
         self.trailing = tuple(trailing)
         self._make_iter = make_iter
@@ -51,7 +58,8 @@ def _check_real(dtype, what):
                          "real numbers (reduce .real and .imag separately)")
 
 
-def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto") -> Source:
+def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto",
+                mask_and_scale: bool = True) -> Source:
     """Wrap ``x`` as a :class:`Source`. Collective for file inputs (metadata broadcast).
 
     Raises ``DtypeError`` (on every rank) for non-numeric or complex data.
@@ -65,12 +73,15 @@ def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto")
         comm = get_comm(comm)
         info = dataset_info(path, name, comm)
         _check_real(info.np_dtype, f"dataset {name!r}")
+        dec = decoder(info, mask_and_scale)
 
         def make():
             return (b.local for b in blocks(path, name, block_bytes=block_bytes, comm=comm,
-                                            method=method, reuse=True))
-        return Source(comm, info.native_dtype, info.shape[1:], make, True,
-                      nbytes=info.rows * info.row_bytes)
+                                            method=method, reuse=True,
+                                            mask_and_scale=mask_and_scale))
+        return Source(comm, info.native_dtype if dec is None else dec.dtype, info.shape[1:],
+                      make, True, nbytes=info.rows * info.row_bytes,
+                      skipna=dec is not None and dec.masks)
     if isinstance(x, Iterator):
         first = next(x, None)
         if first is None:  # no blocks at all (an empty dataset)

@@ -52,8 +52,9 @@ def _auto_range(src, dtype):
     s = _run(src, None, 0, False, 0.0)[0]
     if s["count"] == 0:
         return (0, 1)
-    if s["nan_count"] or not (np.isfinite(s["min"]) and np.isfinite(s["max"])):
-        mn, mx = (np.nan, np.nan) if s["nan_count"] else (s["min"], s["max"])
+    nan = s["nan_count"] and not src.skipna  # a CF-masked input skips missing values
+    if nan or not (np.isfinite(s["min"]) and np.isfinite(s["max"])):
+        mn, mx = (np.nan, np.nan) if nan else (s["min"], s["max"])
         raise ValueError(f"autodetected range of [{mn}, {mx}] is not finite")
     return (np.array(s["min"], dtype)[()], np.array(s["max"], dtype)[()])
 
@@ -96,7 +97,8 @@ def _allreduce(arr, comm):
 
 
 def histogram(x, bins=10, range=None, weights=None, comm=None,
-              block_bytes: int = 64 << 20, method: str = "auto"):
+              block_bytes: int = 64 << 20, method: str = "auto", *,
+              mask_and_scale: bool = True):
     """Histogram of all elements of a distributed input: ``(counts, edges)``.
 
     Collective. Every rank gets the same result. Counts are identical to
@@ -107,14 +109,15 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
     result is float64 sums of weights (equal to numpy's up to summation order).
 
     ``x`` is a DistArray, ``"file.h5:/dset"``, ``(file, dset)``, or an ``hp.blocks``
-    iterator (then ``range`` or explicit edges are required: one pass only).
+    iterator (then ``range`` or explicit edges are required: one pass only). File inputs
+    are CF-decoded unless ``mask_and_scale=False``: missing values (NaN) are not counted.
     """
     from .kernels import _hist_nb as nb
     from .kernels._engine import ensure_compiled, map_threads, signature_of, split_rows
 
     bins = _check_bins(bins)
     range = _check_range(range)
-    src = open_source(x, comm, block_bytes, method)
+    src = open_source(x, comm, block_bytes, method, mask_and_scale)
     comm = src.comm
     w = _local_weights(x, weights, comm)
     dtype = src.dtype if src.dtype is not None else np.dtype(np.float64)

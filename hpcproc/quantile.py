@@ -100,7 +100,7 @@ def _select(src, dtype, comm, ranks_fn):
     """Values of the order statistics ``ranks_fn(n)`` (0-based); also n and NaN count."""
     counts, nan, local = _counts(src, dtype, 48, [0], comm)
     n = int(counts.sum())
-    if nan or n == 0:
+    if (nan and not src.skipna) or n == 0:
         return {}, n, nan
     targets = sorted(set(int(t) for t in ranks_fn(n)))
     state = {}
@@ -171,6 +171,8 @@ def _exact(src, qa, weak, comm):
         return prev.ravel().tolist() + nxt.ravel().tolist()
 
     values, n, nan = _select(src, dtype, comm, needed)
+    if src.skipna and n:
+        nan = 0  # CF-masked input: missing values are left out
     if n + nan == 0:
         raise ValueError("cannot compute the quantile of an empty array")
     if nan:
@@ -194,7 +196,8 @@ def _exact(src, qa, weak, comm):
 
 
 def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
-             block_bytes: int = 64 << 20, read_method: str = "auto"):
+             block_bytes: int = 64 << 20, read_method: str = "auto", *,
+             mask_and_scale: bool = True):
     """Quantiles ``q`` (in ``[0, 1]``) of all elements of a distributed input.
 
     Collective. Every rank gets the same result.
@@ -214,18 +217,24 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
         two order statistics numpy interpolates between.
     rel_err : float
         Relative accuracy of the sketch.
+    mask_and_scale : bool
+        File inputs: decode CF packing and missing values; when the variable declares
+        missing values they are left out (like ``np.nanquantile``).
     """
     if method not in ("exact", "sketch"):
         raise ValueError(f"method must be 'exact' or 'sketch', got {method!r}")
     qa, weak = _check_q(q)
-    src = open_source(x, comm, block_bytes, read_method)
+    src = open_source(x, comm, block_bytes, read_method, mask_and_scale)
     if method == "sketch":
         from .sketch import QuantileSketch
         sk = QuantileSketch(rel_err)
         for block in src.blocks():
             with phase("compute"):
                 sk.add(block, comm=src.comm)
-        return sk.merged(src.comm).quantile(q)
+        merged = sk.merged(src.comm)
+        if src.skipna and merged.count:
+            merged.nan = 0  # CF-masked input: missing values are left out
+        return merged.quantile(q)
     if not src.multipass:
         raise ValueError("method='exact' needs several passes: pass a DistArray or the file "
                          "and dataset instead of hp.blocks(...), or use method='sketch'")

@@ -162,7 +162,8 @@ def map_blocks(func, *arrays, comm=None) -> DistArray:
     return DistArray.from_local(check_all(run, comm), comm)
 
 
-def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20):
+def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20, *,
+           mask_and_scale: bool = True):
     """A user-defined mergeable reduction: ``merge(block_fn(b1), block_fn(b2), ...)``.
 
     Collective. Every rank gets the same result. ``block_fn(block)`` maps one numpy
@@ -170,11 +171,12 @@ def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20):
     combines two states and must be associative. Both are compiled with Numba. States
     are merged block by block on each rank, then across ranks in rank order, so the
     result is identical on every rank. ``x`` is a DistArray, a file dataset
-    (``"f.h5:/x"``) or an ``hp.blocks`` iterator (streamed, bounded memory).
+    (``"f.h5:/x"``) or an ``hp.blocks`` iterator (streamed, bounded memory). A file
+    dataset is CF-decoded unless ``mask_and_scale=False`` (missing values are NaN).
     """
     from .kernels._engine import KernelCompileError, ensure_compiled, signature_of
 
-    src = open_source(x, comm, block_bytes)
+    src = open_source(x, comm, block_bytes, mask_and_scale=mask_and_scale)
     comm = src.comm
     bdisp = check_all(lambda: _jit(block_fn), comm)
     mdisp = check_all(lambda: _jit(merge_fn), comm)
