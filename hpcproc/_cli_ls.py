@@ -2,8 +2,8 @@
 
 Every dataset under ``GROUP`` (default ``/``), recursively, following soft links (each
 group is entered once) and showing external links with their target, with its shape,
-element type and byte order, storage layout, chunk shape, filters (name, id, and
-whether this HDF5 library has them), the netCDF/CF attributes present, and the read
+element type and byte order, storage layout, chunk shape, filters (the io layer's
+names, ids, and whether this HDF5 library can load them), the netCDF/CF attributes present, and the read
 strategy ``method="auto"`` will use (the io layer's own chooser). Rank 0 reads the
 metadata and prints; the other ranks only wait.
 """
@@ -70,11 +70,13 @@ def _layout(dset) -> str:
 def _filters(dset) -> list:
     import h5py
 
+    from .io.filters import filter_name
+
     dcpl = dset.id.get_create_plist()
     out = []
     for i in range(dcpl.get_nfilters()):
         code, _flags, _values, name = dcpl.get_filter(i)
-        out.append({"id": int(code), "name": name.decode(errors="replace") or f"id {code}",
+        out.append({"id": int(code), "name": filter_name(code, name),
                     "available": bool(h5py.h5z.filter_avail(code))})
     return out
 
@@ -207,8 +209,7 @@ def format_listing(doc: dict) -> str:
         if "shape" not in d:
             rows.append((name, d["error"]))
             continue
-        filters = ",".join(f["name"] + ("" if f["available"] else f"(MISSING, id {f['id']})"
-                                        if not f["name"].startswith("id ") else "(MISSING)")
+        filters = ",".join(f["name"] + ("" if f["available"] else f" [id {f['id']}: MISSING]")
                            for f in d["filters"]) or "-"
         rows.append((name, _shape(d["shape"]), f"{d['dtype']} {d['dtype_str']}", d["layout"],
                      "-" if d["chunks"] is None else _shape(d["chunks"]), filters,
