@@ -102,12 +102,12 @@ def run_observed(command, args, comm) -> int:
     from . import _log, progress, trace
     from ._cli_shuffle import check_side_outputs
 
+    check_outputs(comm, ("--trace", args.trace),  # hist's own --plot is the histogram
+                  ("--phase-plot" if args.command == "hist" else "--plot", args.phase_plot))
     check_side_outputs(args, comm)  # a --trace/--plot file never replaces an input
     verbosity = -1 if args.quiet else args.verbose
     _log.configure(verbosity)
     rank = comm.Get_rank()
-    check_outputs(comm, ("--trace", args.trace),  # hist's own --plot is the histogram
-                  ("--phase-plot" if args.command == "hist" else "--plot", args.phase_plot))
     as_json = bool(getattr(args, "json", False))
     timed = verbosity > 0 or as_json or args.trace is not None or args.phase_plot is not None
     if timed:
