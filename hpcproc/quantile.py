@@ -17,7 +17,8 @@ import numpy as np
 from mpi4py import MPI
 
 from ._source import Source, open_source
-from .comm import lib_comm
+from .comm import _agreed, lib_comm
+from .errors import DtypeError
 from .trace import phase
 
 __all__ = ["quantile"]
@@ -158,7 +159,7 @@ def _indexes(virtual, n, inexact):
 
 
 def _exact(src, qa, weak, comm):
-    dtype = src.dtype
+    dtype, kdt = src.dtype, src.kernel_dtype  # keys from the blocks' dtype, values in x's
     vi = {}
 
     def needed(n):
@@ -170,18 +171,18 @@ def _exact(src, qa, weak, comm):
         vi.update(virtual=virtual, prev=prev, nxt=nxt, above=above)
         return prev.ravel().tolist() + nxt.ravel().tolist()
 
-    values, n, nan = _select(src, dtype, comm, needed)
+    values, n, nan = _select(src, kdt, comm, needed)
     if src.skipna and n:
         nan = 0  # CF-masked input: missing values are left out
-    if n + nan == 0:
-        raise ValueError("cannot compute the quantile of an empty array")
+    if n + nan == 0:  # counts are allreduced: every rank raises together
+        raise _agreed(ValueError("cannot compute the quantile of an empty array"))
     if nan:
         out = np.full(qa.shape, np.nan, dtype=np.result_type(dtype, np.float64)
                       if dtype.kind != "f" else dtype)
         return out[()] if out.ndim == 0 else out
     keys = sorted(values)
     pos = {k: i for i, k in enumerate(keys)}
-    arr = np.array([values[k] for k in keys], dtype=dtype)
+    arr = np.array([values[k] for k in keys], dtype=kdt).astype(dtype)  # exact (float16)
     if "take" in vi:
         return arr[np.vectorize(pos.get, otypes=[np.intp])(vi["take"])]
     lookup = np.vectorize(pos.get, otypes=[np.intp])
@@ -234,14 +235,15 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
         merged = sk.merged(src.comm)
         if src.skipna and merged.count:
             merged.nan = 0  # CF-masked input: missing values are left out
+        if merged.count == 0 and not merged.nan:  # merged: every rank raises together
+            raise _agreed(ValueError("cannot compute the quantile of an empty array"))
         return merged.quantile(q)
     if not src.multipass:
         raise ValueError("method='exact' needs several passes: pass a DistArray or the file "
                          "and dataset instead of hp.blocks(...), or use method='sketch'")
     if src.dtype is None:
-        raise ValueError("cannot compute the quantile of an empty array")
-    if src.dtype.kind not in "biuf" or src.dtype.itemsize > 8:
-        raise TypeError(f"quantile supports integer and float data, not {src.dtype}")
-    if src.dtype.kind == "b":
-        raise TypeError("quantile of boolean data is not supported")
+        raise _agreed(ValueError("cannot compute the quantile of an empty array"))
+    if src.dtype.kind == "b":  # numpy raises TypeError too (no boolean subtract)
+        raise _agreed(DtypeError("quantile of boolean data is not supported (numpy's "
+                                 "neither); convert it to integers"))
     return _exact(src, qa, weak, src.comm)

@@ -34,7 +34,8 @@ def _run(src, axis, ddof, skipna, t0):
     comm = src.comm
     cols = int(np.prod(src.trailing, dtype=np.int64)) if axis == 0 else 1
     ints = src.dtype is not None and src.dtype.kind in "iub"
-    state, istate = empty_state(cols), (empty_int_state(cols) if ints else None)
+    unsigned = ints and src.dtype.kind == "u"
+    state, istate = empty_state(cols), (empty_int_state(cols, unsigned) if ints else None)
     nbytes, t_read, t_comp = 0, 0.0, 0.0
     it = src.blocks()
     while True:
@@ -44,7 +45,7 @@ def _run(src, axis, ddof, skipna, t0):
         t_read += t2 - t1
         if block is None:
             break
-        nbytes += block.nbytes
+        nbytes += block.size * src.dtype.itemsize  # bytes of the input (not converted)
         with phase("compute"):
             s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
                                with_ints=ints)
