@@ -276,8 +276,8 @@ def read_lineage(path: str, name: str, missing_ok: bool = False) -> dict | None:
     try:
         rec = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError, arrays
-        raise ValueError(f"{path}:{name}: attribute {ATTR} is not valid JSON "
-                         f"({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{path}:{name}: attribute {ATTR} is not valid JSON ({exc})") \
+            from None
     if not isinstance(rec, dict):
         raise ValueError(f"{path}:{name}: attribute {ATTR} is not a lineage document "
                          f"(a JSON object), but {type(rec).__name__}")
