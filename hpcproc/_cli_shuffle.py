@@ -7,9 +7,9 @@ distributed operation and write every result column as one dataset of the output
 
 from __future__ import annotations
 
-import json
 import time
 
+from ._cli_json import dumps
 from .errors import UsageError
 
 __all__ = ["add_parsers", "cmd_sort", "cmd_groupby", "check_side_outputs"]
@@ -79,7 +79,7 @@ def _column_names(datasets) -> dict:
 
 def _report(summary, args, comm, printer) -> None:
     if args.json:
-        printer(json.dumps(summary, indent=2), comm)
+        printer(dumps(summary), comm)
         return
     t = summary["seconds"]
     rows = summary["rows"]

@@ -139,7 +139,12 @@ def file_facts(path: str, name: str, size: int | None = None,
         st = os.stat(path)
         size, mtime_ns = st.st_size, st.st_mtime_ns
     facts = {"file_size": size, "mtime": _iso(mtime_ns / 1e9), "mtime_ns": mtime_ns}
-    parent = read_lineage(path, name, missing_ok=True)
+    try:
+        parent = read_lineage(path, name, missing_ok=True)
+    except ValueError as exc:  # a damaged attribute must not stop the job reading data
+        from ._log import get_logger, warn_once
+        warn_once(get_logger(__name__), "%s: its lineage is not recorded in outputs", exc)
+        parent = None
     if parent is not None:
         facts["parent"] = _trim(parent, MAX_DEPTH - 1)
     return facts
@@ -283,7 +288,11 @@ def stamp(attrs: dict, names, kind: str, ranks: int) -> dict:
 
 
 def read_lineage(path: str, name: str, missing_ok: bool = False) -> dict | None:
-    """The lineage document of ``path:name`` (local, no MPI). ``KeyError`` if absent."""
+    """The lineage document of ``path:name`` (local, no MPI).
+
+    ``KeyError`` if absent (unless ``missing_ok``), ``ValueError`` naming the file, the
+    dataset and the attribute if it is not a JSON object.
+    """
     from .io._meta import get_dataset, open_file
 
     with open_file(path) as f:
@@ -292,9 +301,15 @@ def read_lineage(path: str, name: str, missing_ok: bool = False) -> dict | None:
         if missing_ok:
             return None
         raise KeyError(f"{path}:{name} has no {ATTR} attribute (not written by hpcproc?)")
-    if isinstance(raw, bytes):
-        raw = raw.decode()
-    return json.loads(raw)
+    try:
+        rec = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError, arrays
+        raise ValueError(f"{path}:{name}: attribute {ATTR} is not valid JSON ({exc})") \
+            from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path}:{name}: attribute {ATTR} is not a lineage document "
+                         f"(a JSON object), but {type(rec).__name__}")
+    return rec
 
 
 def format_lineage(rec: dict, indent: int = 0) -> str:

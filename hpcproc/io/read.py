@@ -33,7 +33,7 @@ from .. import progress
 from . import cf, chunked, direct, mpio
 from ._meta import DatasetInfo, dataset_info
 
-__all__ = ["read", "read_table", "blocks", "METHODS"]
+__all__ = ["read", "read_table", "blocks", "METHODS", "strategy"]
 
 METHODS = ("auto", "direct", "chunked", "h5py", "mpio")
 
@@ -53,6 +53,12 @@ def _choose(info: DatasetInfo, method: str) -> str:
     if method == "mpio":
         mpio.require()
     return method
+
+
+def strategy(info: DatasetInfo, method: str = "auto") -> str:
+    """The read strategy (``direct``, ``chunked``, ``h5py`` or ``mpio``) that ``method``
+    resolves to for a dataset (what :func:`read` and :func:`blocks` will use). Local."""
+    return _choose(info, method)
 
 
 def _row_selection(rows, n: int, name: str) -> tuple[int, int]:
