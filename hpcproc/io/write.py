@@ -43,7 +43,7 @@ from ..trace import phase
 from . import _dims, _exists, _target, chunked, direct, mpio
 from ._meta import check_numeric
 
-__all__ = ["write", "write_table", "check_output"]
+__all__ = ["write", "write_table", "write_many", "check_output"]
 
 MODES = ("w", "a")
 WRITE_METHODS = ("auto", "direct", "chunked", "mpio")
@@ -125,7 +125,7 @@ def _space_needed(arrays, compression, mode) -> int:
 
 
 def _prepare(path, names, arrays, mode, chunks, compression, level, shuffle, attrs,
-             if_exists="error", like=None, same_rows=True):
+             if_exists="error", like=None, same_rows=True, file_attrs=None):
     """On rank 0: check the target, create the output structure; return where each rank
     writes."""
     if mode == "w":
@@ -152,6 +152,7 @@ def _prepare(path, names, arrays, mode, chunks, compression, level, shuffle, att
         with h5py.File(target, fmode) as f:
             if mode == "a":
                 _remove_stale_datasets(f, names)
+            f.attrs.update(file_attrs or {})
             for name, x, old in zip(names, arrays, present):
                 final = "/" + name.strip("/")
                 tmp = final if mode == "w" else f"/{_TMP_PREFIX}{tag}-{len(layouts)}"
@@ -383,9 +384,30 @@ def write_table(path: str, table: DistTable, group: str = "/", comm=None, mode: 
                 options.pop("method", "auto"), options.pop("fsync", True), **options)
 
 
+def write_many(path: str, arrays: Mapping[str, DistArray], comm=None, mode: str = "w", *,
+               attrs: Mapping | None = None, file_attrs: Mapping | None = None,
+               **options) -> None:
+    """Write several DistArrays (``{dataset: array}``) to one file, committed together.
+
+    Collective. ``attrs``: ``{dataset: {name: value}}``; ``file_attrs``: attributes of
+    the file's root group (set when the file's structure is created). Other options are
+    those of :func:`write`.
+    """
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"arrays must be a mapping of dataset names to DistArrays, "
+                        f"not {type(arrays).__name__}")
+    first = next(iter(arrays.values()), None)
+    comm = get_comm(comm if comm is not None else getattr(first, "comm", None))
+    attrs = {k: dict((attrs or {}).get(k, {})) for k in arrays}
+    _write_many(path, dict(arrays), comm, mode, options.pop("chunks", None),
+                options.pop("compression", None), options.pop("compression_opts", None),
+                options.pop("shuffle", False), attrs, options.pop("method", "auto"),
+                options.pop("fsync", True), file_attrs=dict(file_attrs or {}), **options)
+
+
 def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compression,
                 compression_opts, shuffle, attrs, method, fsync, if_exists="error",
-                like=None, same_rows=True, **unknown):
+                like=None, same_rows=True, file_attrs=None, **unknown):
     if unknown:
         raise TypeError(f"unexpected options: {sorted(unknown)}")
     names, values = list(arrays), list(arrays.values())
@@ -414,7 +436,7 @@ def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compr
     with _target.SignalCleanup() as guard:  # a signal from here on removes the temp file
         plan = root_call(lambda: _prepare(path, names, values, mode, chunks, compression,
                                           level, shuffle, attrs, if_exists, like,
-                                          same_rows), comm)
+                                          same_rows, file_attrs), comm)
         mode = plan["mode"]
         guard.set_path(plan["target"] if mode == "w" else None)
         _write_and_commit(plan, names, values, comm, mode, method, compression, level,
