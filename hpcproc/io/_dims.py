@@ -45,8 +45,8 @@ def check_source_arg(source, name: str) -> None:
 def _attrs(obj, skip=()) -> dict:
     out = {}
     for key in obj.attrs:
-        if key in INTERNAL or key in skip:
-            continue
+        if key in INTERNAL or key in skip or key.startswith("hpcproc_"):
+            continue  # lineage is hpcproc's own (provenance), not the source's
         try:
             value = obj.attrs[key]
         except (OSError, TypeError, ValueError):  # e.g. references: not portable
@@ -97,22 +97,22 @@ def _same(a: h5py.Dataset, data: np.ndarray) -> bool:
             and a[...].tobytes() == np.ascontiguousarray(data).tobytes())
 
 
-def apply(f: h5py.File, name: str, source: dict, given: dict) -> list[str]:
+def apply(f: h5py.File, name: str, source: dict, given: dict, created: list) -> None:
     """Give dataset ``name`` of ``f`` the attributes (those not in ``given``) and the
-    dimension scales of ``source``; return the paths of the scales created."""
+    dimension scales of ``source``; the paths of the scales it creates are appended to
+    ``created`` as they are made (so a failure half-way can remove them)."""
     dset = f[name]
     for key, value in source["attrs"].items():
         if key not in given and key not in dset.attrs:
             dset.attrs[key] = value
-    created = []
     for s in source["scales"]:
         existing = f.get(s["path"])
         if existing is None:
             scale = f.create_dataset(s["path"], data=s["data"])
+            created.append(s["path"])
             for key, value in s["attrs"].items():
                 scale.attrs[key] = value
             scale.make_scale(s["name"] or "")
-            created.append(s["path"])
         elif isinstance(existing, h5py.Dataset) and existing.is_scale \
                 and _same(existing, s["data"]):
             scale = existing
@@ -122,4 +122,3 @@ def apply(f: h5py.File, name: str, source: dict, given: dict) -> list[str]:
         dset.dims[s["axis"]].attach_scale(scale)
         if s["label"]:
             dset.dims[s["axis"]].label = s["label"]
-    return created

@@ -160,7 +160,7 @@ def _prepare(path, names, arrays, mode, chunks, compression, level, shuffle, att
                                        (attrs or {}).get(name, {})))
                 layouts[-1].update(tmp=tmp, final=final, replace=old)
                 if name in sources:
-                    extra += _dims.apply(f, tmp, sources[name], (attrs or {}).get(name, {}))
+                    _dims.apply(f, tmp, sources[name], (attrs or {}).get(name, {}), extra)
     except BaseException:
         _discard(target, mode, [lay["tmp"] for lay in layouts] + extra)
         raise
