@@ -425,6 +425,10 @@ def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compr
     dtypes = lib_comm(comm).allgather([x.dtype.str for x in values])
     if any(d != dtypes[0] for d in dtypes):
         raise TypeError(f"ranks hold blocks of different dtypes: {dtypes}")
+    options = (if_exists, same_rows, repr(sorted((like or {}).items())))
+    if any(o != options for o in lib_comm(comm).allgather(options)):
+        raise _agreed(ValueError("ranks passed different if_exists, same_rows or like "
+                                 "to a collective write"))
     if mode == "a" and if_exists == "skip_identical":
         names, values = _skip_identical(path, names, values, comm)
         if not names:
