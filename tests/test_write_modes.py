@@ -218,3 +218,33 @@ def test_ranks_that_disagree_on_if_exists(comm, shared_tmp):
         hp.write(path, "x", x, comm=comm, mode="a",
                  if_exists="replace" if comm.rank else "skip_identical")
     np.testing.assert_array_equal(hp.read(path, "x", comm=comm).allgather(), _snapshot(0))
+
+
+def test_swap_that_fails_half_way_puts_everything_back(comm, shared_tmp):
+    """Two columns replaced together; the swap fails after the first old column was
+    moved aside: both old columns are back, no new one is visible, nothing is left."""
+    from hpcproc import _faults
+
+    path = str(shared_tmp / "swap.h5")
+    lo, hi = hp.block_range(40, comm.size, comm.rank)
+    old = {"a": np.arange(40.0), "b": np.arange(40) * 2}
+    hp.write_table(path, hp.DistTable.from_local({k: v[lo:hi] for k, v in old.items()},
+                                                 comm), group="/t", comm=comm, mode="a")
+    new = hp.DistTable.from_local({k: v[lo:hi] + 1 for k, v in old.items()}, comm)
+    _faults.arm("write.swap", ranks=[1])  # the second swap (index 1), on rank 0
+    try:
+        with pytest.raises(OSError, match="injected at write.swap"):
+            hp.write_table(path, new, group="/t", comm=comm, mode="a", if_exists="replace")
+    finally:
+        _faults.disarm()
+    if comm.rank == 0:
+        with h5py.File(path, "r") as f:
+            for k, v in old.items():
+                np.testing.assert_array_equal(f["t"][k][...], v)
+            assert sorted(f) == ["t"] and sorted(f["t"]) == ["a", "b"]
+    hp.write_table(path, new, group="/t", comm=comm, mode="a", if_exists="replace")
+    if comm.rank == 0:
+        with h5py.File(path, "r") as f:
+            for k, v in old.items():
+                np.testing.assert_array_equal(f["t"][k][...], v + 1)
+        assert not _leftovers(path)

@@ -21,6 +21,7 @@ import re
 import h5py
 import numpy as np
 
+from .. import _faults
 from ..errors import DatasetExistsError
 from . import _target
 
@@ -100,6 +101,7 @@ def swap_in(f, layouts, tag: str) -> None:
                 aside = _aside(lay["final"], tag)
                 f.move(lay["final"], aside)
             done.append((lay, aside))
+            _faults.check("write.swap", len(done) - 1)  # tests: fail at the i-th swap
             f.move(lay["tmp"], lay["final"])
     except BaseException:
         for lay, aside in reversed(done):
