@@ -186,3 +186,22 @@ def test_bad_like(comm, shared_tmp, nc_input):
         with h5py.File(out, "r") as f:
             assert sorted(f) == ["lat"]
         assert sorted(os.listdir(shared_tmp)) == ["bad.nc", "in.nc"]
+
+
+def test_replaced_variable_leaves_no_dangling_dimension_reference(comm, shared_tmp,
+                                                                  nc_input):
+    out = str(shared_tmp / "rep.nc")
+    x = hp.read(nc_input, "t2m", comm=comm)
+    hp.write(out, "t2m", x, comm=comm, like=(nc_input, "t2m"))
+    y = hp.DistArray(x.local * 2, x.global_shape, x.offset, comm)
+    hp.write(out, "t2m", y, comm=comm, mode="a", if_exists="replace",
+             like=(nc_input, "t2m"))
+    if comm.rank == 0:
+        with h5py.File(out, "r") as f:
+            for coord in ("time", "lat", "lon"):  # one variable refers to each scale
+                assert len(f[coord].attrs["REFERENCE_LIST"]) == 1, coord
+        got = _read_nc(out, "t2m")
+        assert got["dims"] == ("time", "lat", "lon")
+        with netCDF4.Dataset(nc_input) as n:
+            want = n["t2m"][:] * 2
+        np.testing.assert_array_equal(got["data"], want)

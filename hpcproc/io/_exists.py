@@ -25,7 +25,7 @@ from .. import _faults
 from ..errors import DatasetExistsError
 from . import _target
 
-__all__ = ["IF_EXISTS", "check_existing", "differs", "swap_in", "restore_stale", "is_aside"]
+__all__ = ["IF_EXISTS", "check_existing", "differs", "swap_in", "restore_stale", "is_aside", "delete"]
 
 IF_EXISTS = ("error", "skip_identical", "replace")
 _ASIDE = re.compile(r"^" + re.escape(_target.TMP_MARK)
@@ -115,7 +115,21 @@ def swap_in(f, layouts, tag: str) -> None:
         raise
     for _, aside in done:
         if aside is not None:
-            del f[aside]
+            delete(f, aside)
+
+
+def delete(f, name: str) -> None:
+    """Delete dataset ``name``, detaching it from its dimension scales first (a scale
+    must not keep a reference to a deleted dataset: netCDF readers follow them)."""
+    obj = f[name]
+    if isinstance(obj, h5py.Dataset) and not obj.is_scale:
+        for dim in obj.dims:
+            for scale in list(dim.values()):
+                try:
+                    dim.detach_scale(scale)
+                except (RuntimeError, ValueError, KeyError):
+                    pass
+    del f[name]
 
 
 def restore_stale(f, groups, now: float) -> None:

@@ -29,10 +29,9 @@ from collections.abc import Mapping
 
 import h5py
 import numpy as np
-
-from ..array import DistArray
 from mpi4py import MPI
 
+from ..array import DistArray
 from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
 from ..errors import DatasetExistsError
 from ..partition import aligned_ranges
@@ -237,8 +236,8 @@ def _discard(target, mode, tmp_names) -> None:
             with h5py.File(target, "r+") as f:
                 for name in tmp_names:
                     if name in f:
-                        del f[name]
-    except OSError:
+                        _exists.delete(f, name)
+    except Exception:  # noqa: BLE001 - best effort: the write's own error is raised
         pass
 
 
