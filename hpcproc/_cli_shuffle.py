@@ -92,7 +92,7 @@ def _report(summary, args, comm, printer) -> None:
             comm)
 
 
-def _run(args, comm, printer, inputs, op, command, options=None):
+def _run(args, comm, printer, inputs, op, command, options=None, like=None):
     """Read every ``(path, columns)`` of ``inputs`` as a table, ``op(*tables)``, write.
 
     Rank 0 shows a progress bar over the three steps (read, compute, write) when it
@@ -127,7 +127,7 @@ def _run(args, comm, printer, inputs, op, command, options=None):
         result, info = compute()
     bar.update(nbytes[0] * (2 if resumed else 1))  # read (if resumed) and compute done
     t2 = time.perf_counter()
-    io.write_table(args.out, result, group="/", comm=comm)
+    io.write_table(args.out, result, group="/", comm=comm, like=like, same_rows=False)
     t3 = time.perf_counter()
     bar.update(nbytes[0])
     bar.close()
@@ -173,7 +173,8 @@ def cmd_sort(args, comm, printer) -> int:
     return _run(args, comm, printer, [(path, columns)],
                 lambda t: sort(t, by, ascending=not args.descending,
                                memory_budget=args.memory_budget), "sort",
-                {"descending": bool(args.descending)})
+                {"descending": bool(args.descending)},
+                like={name: (path, d) for name, d in columns.items()})  # units, netCDF dims
 
 
 def cmd_groupby(args, comm, printer) -> int:

@@ -94,13 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print JSON")
     add_scan_checkpoint_options(st)
 
-    ck = sub.add_parser("ckpt", help="list or verify checkpoints (hp.Checkpointer)")
-    cks = ck.add_subparsers(dest="ckpt_command", metavar="{ls,verify}")
+    ck = sub.add_parser("ckpt", help="list, verify or export checkpoints (hp.Checkpointer)")
+    cks = ck.add_subparsers(dest="ckpt_command", metavar="{ls,verify,export}")
     cks.required = True
     for name, text in (("ls", "list steps (manifest and file sizes checked)"),
-                       ("verify", "verify every checksum; exit 1 if a step is invalid")):
+                       ("verify", "verify every checksum; exit 1 if a step is invalid"),
+                       ("export", "write a step's global arrays as one plain HDF5 file")):
         c = cks.add_parser(name, help=text)
         c.add_argument("directory", help="checkpoint directory")
+        if name == "export":
+            c.add_argument("rest", nargs="+", metavar="[STEP] OUT",
+                           help="step (default: the newest valid one) and output file")
         c.add_argument("--json", action="store_true", help="print JSON")
 
     from ._cli_kernels import add_parsers as add_kernel_parsers
