@@ -21,7 +21,7 @@ import functools
 import numpy as np
 
 from .array import DistArray
-from .comm import get_comm
+from .comm import collective, get_comm
 from .io.write import _write_many
 from .partition import block_range
 
@@ -83,6 +83,7 @@ def _fill(name: str, col: int, kind: str, start: int, stop: int, shape, seed: in
     return np.concatenate(parts)
 
 
+@collective("hp.generate", paths=("path",))
 def generate(path: str, kind: str = "normal", rows: int = 1 << 20, *, cols: int = 1,
              seed: int = 0, keys: int = 1 << 20, zipf_a: float = 1.2, comm=None,
              chunks=None, compression: str | None = None, method: str = "auto") -> dict:

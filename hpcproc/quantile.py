@@ -17,7 +17,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ._source import Source, open_source
-from .comm import lib_comm
+from .comm import collective, lib_comm
 from .trace import phase
 
 __all__ = ["quantile"]
@@ -193,6 +193,7 @@ def _exact(src, qa, weak, comm):
         return _lerp(prev_v, next_v, gamma)
 
 
+@collective("hp.quantile")
 def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
              block_bytes: int = 64 << 20, read_method: str = "auto"):
     """Quantiles ``q`` (in ``[0, 1]``) of all elements of a distributed input.

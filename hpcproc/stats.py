@@ -8,6 +8,7 @@ import numpy as np
 
 from ._source import open_source
 from .collectives import allreduce_state
+from .comm import collective
 from .trace import phase
 
 __all__ = ["stats", "stats_file"]
@@ -61,6 +62,7 @@ def _run(src, axis, ddof, skipna, t0):
     return out, total
 
 
+@collective("hp.stats")
 def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
           block_bytes: int = 64 << 20, method: str = "auto") -> dict:
     """count, nan_count, sum, mean, var, std, min, max of a distributed input.
@@ -93,6 +95,7 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
     return _run(src, axis, ddof, skipna, time.perf_counter())[0]
 
 
+@collective("hp.stats_file", paths=("path",))
 def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
                method: str = "auto", ddof: int = 0, axis=None, skipna: bool = False) -> dict:
     """Statistics of a dataset read block by block (memory bounded by ``block_bytes``).

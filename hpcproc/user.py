@@ -16,7 +16,7 @@ import numpy as np
 
 from ._source import open_source
 from .array import DistArray
-from .comm import check_all, lib_comm
+from .comm import check_all, collective, lib_comm
 
 __all__ = ["map", "map_blocks", "reduce"]
 
@@ -92,6 +92,7 @@ def _loop(disp, nargs: int):
     return _LOOPS[key]
 
 
+@collective("hp.map")
 def map(func, *arrays, comm=None) -> DistArray:  # noqa: A001 - public name hp.map
     """Apply a scalar function elementwise to DistArrays of the same layout.
 
@@ -132,6 +133,7 @@ def map(func, *arrays, comm=None) -> DistArray:  # noqa: A001 - public name hp.m
                      origin=x.origin)
 
 
+@collective("hp.map_blocks")
 def map_blocks(func, *arrays, comm=None) -> DistArray:
     """Apply ``func(*blocks) -> block`` to every rank's blocks; join the results.
 
@@ -162,6 +164,7 @@ def map_blocks(func, *arrays, comm=None) -> DistArray:
     return DistArray.from_local(check_all(run, comm), comm)
 
 
+@collective("hp.reduce")
 def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20):
     """A user-defined mergeable reduction: ``merge(block_fn(b1), block_fn(b2), ...)``.
 

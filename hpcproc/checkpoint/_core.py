@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 from mpi4py import MPI
 
-from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
+from ..comm import _agreed, check_all, collective, get_comm, lib_comm, root_call
 from .._log import get_logger
 from ..trace import add_bytes, phase, traced
 from ._dirs import apply_retention, cleanup
@@ -70,6 +70,7 @@ class Checkpointer:
     re-applied (rank 0).
     """
 
+    @collective("Checkpointer", paths=("directory",))
     def __init__(self, directory, comm: MPI.Comm | None = None, keep: int = 3,
                  every_seconds: float | None = None, every_steps: int | None = None,
                  signals=_DEFAULT_SIGNALS, exit_code: int = 85, walltime=None,
@@ -148,6 +149,7 @@ class Checkpointer:
 
     # saving ---------------------------------------------------------------------------
     @traced("checkpoint")
+    @collective("Checkpointer.save", local=("state",))
     def save(self, step: int, state: Mapping, blocking: bool = True) -> None:
         """Save ``state`` as checkpoint ``step``. Collective.
 

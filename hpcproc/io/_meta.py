@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from ..comm import root_call
+from ..comm import collective, root_call
 from ..errors import DatasetNotFoundError, DtypeError, NotADatasetError
 
 __all__ = ["DatasetInfo", "dataset_info", "inspect_dataset", "split_target", "check_numeric"]
@@ -133,6 +133,7 @@ def inspect_dataset(path: str, name: str) -> DatasetInfo:
             offset=offset, file_size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
+@collective("hp.dataset_info", paths=("path",))
 def dataset_info(path: str, name: str, comm=None) -> DatasetInfo:
     """Metadata of ``path:name`` read on rank 0 and broadcast. Collective.
 

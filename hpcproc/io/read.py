@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _ingest
 from ..array import DistArray
-from ..comm import check_all, get_comm, lib_comm
+from ..comm import check_all, collective, get_comm, lib_comm
 from ..errors import ShapeMismatchError
 from ..partition import aligned_ranges, block_range
 from ..table import DistTable
@@ -103,6 +103,7 @@ def _check_out(out, shape, dtype) -> None:
                          f"(this rank's block); got {out.dtype} {out.shape}")
 
 
+@collective("hp.read", local=("out", "local_rows"), paths=("path",))
 def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
          out: np.ndarray | None = None, validate=None) -> DistArray:
     """Read this rank's block of an HDF5 dataset along axis 0.
@@ -156,6 +157,7 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
     return DistArray(local, (stop - start,) + info.shape[1:], lo - start, comm, origin=lo)
 
 
+@collective("hp.read_table", paths=("path",))
 def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
                method: str = "auto") -> DistTable:
     """Read several datasets of one file as the columns of a DistTable.
@@ -185,6 +187,7 @@ def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
     return DistTable(local, stop - start, lo - start, comm)
 
 
+@collective("hp.blocks", paths=("path",))
 def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows=None,
            method: str = "auto", reuse: bool = False) -> Iterator[DistArray]:
     """Iterate over a dataset in successive blocks of at most ``block_bytes`` per rank.

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from ..array import DistArray
-from ..comm import check_all, get_comm, lib_comm, root_call
+from ..comm import check_all, collective, get_comm, lib_comm, root_call
 from ..errors import DatasetExistsError
 from ..partition import aligned_ranges
 from .._redistribute import redistribute_rows
@@ -201,6 +201,7 @@ def _write_data(plan, lay, x: DistArray, comm, method, compression, level, shuff
     return failed or err or store_err
 
 
+@collective("hp.write", local=("x",), paths=("path",))
 def write(path: str, dataset: str, x: DistArray, comm=None, mode: str = "w",
           chunks=None, compression: str | None = None, compression_opts: int | None = None,
           shuffle: bool = False, attrs: Mapping | None = None, method: str = "auto",
@@ -237,6 +238,7 @@ def write(path: str, dataset: str, x: DistArray, comm=None, mode: str = "w",
                 shuffle, {dataset: dict(attrs or {})}, method, fsync)
 
 
+@collective("hp.write_table", paths=("path",))
 def write_table(path: str, table: DistTable, group: str = "/", comm=None, mode: str = "w",
                 **options) -> None:
     """Write every column of a DistTable as one dataset ``group/column``. Collective.
