@@ -13,24 +13,28 @@ Strategy per dataset (``method="auto"``):
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from .. import _ingest
-from ..array import DistArray
-from ..comm import check_all, collective, get_comm, lib_comm
+from ..array import DistArray, _tiled
+from ..comm import _agreed, check_all, collective, get_comm, lib_comm
 from ..errors import ShapeMismatchError
-from ..partition import aligned_ranges, block_range
+from ..partition import aligned_ranges, block_range, tiling_problem
 from ..table import DistTable
 from ..trace import phase
 from .. import progress
 from . import chunked, direct, mpio
 from ._meta import DatasetInfo, dataset_info
 
-__all__ = ["read", "read_table", "blocks", "METHODS"]
+__all__ = ["read", "read_table", "blocks", "METHODS", "LAYOUTS"]
 
 METHODS = ("auto", "direct", "chunked", "h5py", "mpio")
+#: ``"auto"``: chunk-aligned blocks for chunked datasets (no chunk read twice), balanced
+#: (:func:`~hpcproc.partition.block_range`) otherwise; ``"balanced"``: always balanced.
+LAYOUTS = ("auto", "balanced")
 
 
 def _choose(info: DatasetInfo, method: str) -> str:
@@ -69,10 +73,69 @@ def _row_selection(rows, n: int, name: str) -> tuple[int, int]:
     return start, stop
 
 
-def _ranges(info: DatasetInfo, how: str, start: int, stop: int, size: int):
-    if how == "chunked":
+def _ranges(info: DatasetInfo, how: str, start: int, stop: int, size: int,
+            layout: str = "auto"):
+    if how == "chunked" and layout == "auto":
         return aligned_ranges(start, stop, info.chunks[0], size)
     return [tuple(start + b for b in block_range(stop - start, size, r)) for r in range(size)]
+
+
+def _check_layout(layout, local_rows) -> None:
+    """Local checks of ``layout`` and ``local_rows`` (before any communication)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if local_rows is not None and layout != "auto":
+        raise ValueError("give either local_rows= (this rank's own rows) or layout=, not both")
+
+
+def _local_rows(local_rows, n: int) -> tuple[int, int]:
+    """This rank's ``local_rows=(start, stop)``, checked against the ``n`` rows selected."""
+    try:
+        a, b = (operator.index(v) for v in local_rows)
+    except (TypeError, ValueError):
+        raise TypeError(f"local_rows must be a pair of ints (start, stop), got "
+                        f"{local_rows!r}") from None
+    if not 0 <= a <= b <= n:
+        raise ValueError(f"local_rows ({a}, {b}) out of range for the {n} rows selected")
+    return a, b
+
+
+def _rank_ranges(info, how, start, stop, comm, layout, local_rows, out=None, what="hp.read"):
+    """Every rank's rows ``[lo, hi)`` of the selection ``[start, stop)``. Collective.
+
+    ``local_rows`` (per rank, relative to the selection) are checked on every rank and
+    must tile the selection (one allgather); otherwise the decomposition is ``layout``'s.
+    ``out`` is checked to have the shape of this rank's block.
+    """
+    size, rank = comm.Get_size(), comm.Get_rank()
+
+    def local():
+        if local_rows is None:
+            ranges = _ranges(info, how, start, stop, size, layout)
+            lo, hi = ranges[rank]
+        else:
+            ranges = None
+            lo, hi = (start + v for v in _local_rows(local_rows, stop - start))
+        hint = "" if local_rows is not None else (
+            " (a chunk-aligned block: pass layout='balanced' or local_rows= to choose "
+            "the blocks)" if ranges[rank] != _ranges(info, how, start, stop, size,
+                                                    "balanced")[rank] else "")
+        try:
+            _check_out(out, (hi - lo,) + info.shape[1:], info.native_dtype)
+        except ValueError as exc:
+            raise ValueError(f"{exc}{hint}") from None
+        return ranges, (lo, hi)
+
+    ranges, mine = check_all(local, comm)
+    if ranges is None:
+        bounds = lib_comm(comm).allgather((mine[0] - start, mine[1] - mine[0]))
+        problem = tiling_problem(bounds, stop - start)
+        if problem:
+            raise _agreed(ShapeMismatchError(
+                f"{what}: local_rows must tile the {stop - start} rows selected from "
+                f"{info.name!r} (contiguous blocks in rank order): {problem}"))
+        ranges = [(start + o, start + o + n) for o, n in bounds]
+    return ranges
 
 
 def _read_checksummed(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None,
@@ -105,7 +168,8 @@ def _check_out(out, shape, dtype) -> None:
 
 @collective("hp.read", local=("out", "local_rows"), paths=("path",))
 def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
-         out: np.ndarray | None = None, validate=None) -> DistArray:
+         out: np.ndarray | None = None, validate=None, *, local_rows=None,
+         layout: str = "auto") -> DistArray:
     """Read this rank's block of an HDF5 dataset along axis 0.
 
     Collective. Metadata is read on rank 0 and broadcast; then each rank reads only its
@@ -124,6 +188,17 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
     out : numpy.ndarray, optional
         Read this rank's block into this array (native dtype, C-contiguous, the block's
         shape), e.g. to reuse memory across reads; checked on every rank first.
+    local_rows : (int, int), optional, keyword-only
+        This rank's own rows ``(start, stop)`` of the selection (per rank: a simulation
+        code's own decomposition). The blocks must tile the selection: contiguous, in
+        rank order, non-overlapping, covering every row (``ShapeMismatchError`` on every
+        rank otherwise). Any strategy reads any block (a chunk shared by two ranks is
+        read by both).
+    layout : {"auto", "balanced"}, keyword-only
+        Decomposition when ``local_rows`` is not given: ``"auto"`` uses chunk-aligned
+        blocks for chunked datasets (the fastest: no chunk is read twice) and balanced
+        blocks otherwise; ``"balanced"`` always uses :func:`hpcproc.block_range`'s
+        blocks (sizes differ by at most one row), whatever the storage.
     validate : dict or str, optional
         Validation rules (a dict, or a TOML/JSON file; see :mod:`hpcproc.validate`),
         checked in the same pass as the read; ``ValidationError`` (with ``.report``) on
@@ -145,16 +220,18 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
         On every rank, before any data is read.
     """
     comm = get_comm(comm)
+    _check_layout(layout, local_rows)
     info = dataset_info(path, dataset, comm)
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
     rules = _ingest.prepare_rules(validate, info, comm)
-    lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
-    check_all(lambda: _check_out(out, (hi - lo,) + info.shape[1:], info.native_dtype), comm)
+    ranges = _rank_ranges(info, how, start, stop, comm, layout, local_rows, out)
+    lo, hi = ranges[comm.Get_rank()]
     local, crc = _read_checksummed(info, how, lo, hi, comm, out)
     _ingest.check_report(_ingest.after_read(info, start, stop, local, lo - start, comm, rules,
                                             crc=crc))
-    return DistArray(local, (stop - start,) + info.shape[1:], lo - start, comm, origin=lo)
+    return _tiled(DistArray(local, (stop - start,) + info.shape[1:], lo - start, comm,
+                            origin=lo))
 
 
 @collective("hp.read_table", paths=("path",))
@@ -187,9 +264,10 @@ def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
     return DistTable(local, stop - start, lo - start, comm)
 
 
-@collective("hp.blocks", paths=("path",))
+@collective("hp.blocks", local=("local_rows",), paths=("path",))
 def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows=None,
-           method: str = "auto", reuse: bool = False) -> Iterator[DistArray]:
+           method: str = "auto", reuse: bool = False, *, local_rows=None,
+           layout: str = "auto") -> Iterator[DistArray]:
     """Iterate over a dataset in successive blocks of at most ``block_bytes`` per rank.
 
     Collective: every rank receives the same number of blocks (ranks that run out get
@@ -202,17 +280,21 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
     With ``reuse=True`` every block is read into the same buffer: faster (no new memory
     to fault in per step), but a block is valid only until the next step; copy what you
     keep.
+
+    ``local_rows`` and ``layout`` (keyword-only) choose each rank's share as in
+    :func:`read`.
     """
     comm = get_comm(comm)
     if int(block_bytes) < 1:
         raise ValueError(f"block_bytes must be positive, got {block_bytes}")
+    _check_layout(layout, local_rows)
     info = dataset_info(path, dataset, comm)
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
     size, rank = comm.Get_size(), comm.Get_rank()
-    ranges = _ranges(info, how, start, stop, size)
+    ranges = _rank_ranges(info, how, start, stop, comm, layout, local_rows, None, "hp.blocks")
     step = max(1, int(block_bytes) // max(1, info.row_bytes))
-    if how == "chunked":
+    if how == "chunked" and layout == "auto" and local_rows is None:
         step = max(1, step // info.chunks[0]) * info.chunks[0]
     nsteps = max(-(-(hi - lo) // step) for lo, hi in ranges) if ranges else 0
     lib_comm(comm)  # create the library communicator before the first block on all ranks
@@ -231,7 +313,7 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
                                            crc.active)
         bar.update(local.nbytes)
         crc.update(local, running)
-        yield DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]), comm,
-                        origin=a)
+        yield _tiled(DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]),
+                               comm, origin=a))
     bar.close()
     crc.finish(info, start, stop, comm)  # a complete scan is an input of the lineage
