@@ -207,6 +207,10 @@ def _code_key(code) -> tuple:
     return (code.co_firstlineno, code.co_code.hex(), code.co_names, consts)
 
 
+_EXACT = {int: int, str: str, bytes: bytes, type(None): lambda v: v,
+          bool: lambda v: ("bool", v), float: lambda v: ("float", v.hex())}
+
+
 def _canon(v, path: str, found: list, local: bool):
     """A rank-independent description of ``v`` (nested tuples of plain values).
 
@@ -214,7 +218,14 @@ def _canon(v, path: str, found: list, local: bool):
     ``(path, obj)``. ``local``: ``v`` is per-rank data; only its structure counts (mapping
     keys, container lengths, distributed objects), never its values.
     """
-    if hasattr(v, "_layout"):
+    t = type(v)
+    exact = _EXACT.get(t)
+    if exact is not None:  # the common case, first
+        return None if local else exact(v)
+    if t is tuple or t is list:
+        return (t.__name__,) + tuple(_canon(x, f"{path}[{i}]", found, local)
+                                     for i, x in enumerate(v))
+    if hasattr(t, "_layout"):
         found.append((path, v))
         return ("dist", v._layout()[0])
     if isinstance(v, Mapping):
@@ -229,8 +240,6 @@ def _canon(v, path: str, found: list, local: bool):
         return ("iterator",)
     if local or isinstance(v, MPI.Comm):
         return None
-    if v is None or isinstance(v, (str, bytes)):
-        return v
     if isinstance(v, (bool, np.bool_)):
         return ("bool", bool(v))
     if isinstance(v, (int, np.integer)):
@@ -267,8 +276,8 @@ def _short(v) -> str:
         f = getattr(v, "py_func", v)
         code = getattr(f, "__code__", None)
         text = getattr(f, "__qualname__", type(f).__name__)
-        if code is not None:
-            text += f" (line {code.co_firstlineno})"
+        if code is not None:  # the code's digest tells apart functions of the same name
+            text += f" (line {code.co_firstlineno}, code #{_digest(_code_key(code)) % 65536:04x})"
     else:
         text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -363,17 +372,18 @@ def agree(comm: MPI.Comm | None, fn: str, args: Mapping, local=(), found=None) -
     found = [] if found is None else found
     if getattr(_NESTED, "depth", 0):  # inside a collective that already agreed
         return _resolve(comm, found, fn)
-    digests = {k: _digest(_canon(v, k, found, k in local)) for k, v in args.items()}
+    canon = [(k, _canon(v, k, found, k in local)) for k, v in args.items()]
     comm = _resolve(comm, found, fn)
     dists = [(p, d) for p, d in found if hasattr(d, "_layout")]
     stale = any(d._tiled != d._layout()[2] for _, d in dists)
     lc = lib_comm(comm)
     if lc.Get_size() > 1:
-        h = _digest(tuple(digests.items()))
+        h = _digest(canon)
         buf = np.array([h, -h, int(stale)], dtype=np.int64)
         with phase("wait"):
             lc.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
-        if buf[0] != -buf[1]:
+        if buf[0] != -buf[1]:  # the error path: which arguments differ?
+            digests = {k: _digest(c) for k, c in canon}
             raise _agreed(_mismatch(lc, fn, digests, args))
         stale = bool(buf[2])
     if stale:
