@@ -312,7 +312,16 @@ def _resolve(comm, found, fn: str):
 
 def _mismatch(lc, fn, digests, values) -> ArgumentMismatchError:
     """Second round, on the error path only: which arguments differ, and how."""
-    seen = lc.allgather(dict(digests))
+    calls = lc.allgather((fn, dict(digests)))
+    if len({name for name, _ in calls}) > 1:
+        groups: dict = {}
+        for r, (name, _) in enumerate(calls):
+            groups.setdefault(name, []).append(r)
+        return ArgumentMismatchError(
+            "ranks called different collectives at the same time: "
+            + "; ".join(f"{_ranks(rs)}: {name}" for name, rs in groups.items())
+            + "; every rank must make the same collective calls in the same order")
+    seen = [d for _, d in calls]
     names = [k for k in digests if len({s.get(k) for s in seen}) > 1]
     names += [k for k in {k for s in seen for k in s} if k not in digests]
     shorts = lc.allgather({k: _short(values[k]) for k in names if k in values})
@@ -378,7 +387,7 @@ def agree(comm: MPI.Comm | None, fn: str, args: Mapping, local=(), found=None) -
     stale = any(d._tiled != d._layout()[2] for _, d in dists)
     lc = lib_comm(comm)
     if lc.Get_size() > 1:
-        h = _digest(canon)
+        h = _digest((fn, canon))
         buf = np.array([h, -h, int(stale)], dtype=np.int64)
         with phase("wait"):
             lc.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
@@ -417,12 +426,14 @@ def collective(name: str, local=(), paths=()):
     parameters that are file names, compared as absolute paths. ``comm`` and ``self``/
     ``cls`` are never compared. Calls made from inside another decorated collective (the
     outer one already agreed) skip the check. A generator function's iterator carries the
-    call's ``comm``, so a reduction over it knows its communicator.
+    call's ``comm``, so a reduction over it knows its communicator. A method without a
+    ``comm`` parameter agrees over its object's ``comm``.
     """
     def decorate(fn):
         sig = inspect.signature(fn)
         skip = {"comm"} | {p for p in list(sig.parameters)[:1] if p in ("self", "cls")}
         gen = inspect.isgeneratorfunction(fn)
+        method = bool(skip - {"comm"})
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -440,7 +451,10 @@ def collective(name: str, local=(), paths=()):
                 if k in paths and isinstance(v, (str, os.PathLike)):
                     v = os.path.abspath(os.fspath(v))
                 values[k] = v
-            comm = agree(bound.arguments.get("comm"), name, values, local)
+            comm = bound.arguments.get("comm")
+            if comm is None and "comm" not in sig.parameters and method:
+                comm = getattr(args[0], "comm", None)  # a method: its object's communicator
+            comm = agree(comm, name, values, local)
             _NESTED.depth = getattr(_NESTED, "depth", 0) + 1
             try:
                 result = fn(*args, **kwargs)

@@ -87,6 +87,7 @@ CASES = {  # case -> call (the argument that differs is named in the test)
     "from_local.dtype": lambda: hp.stats(hp.DistArray.from_local(
         np.arange(3, dtype="f4" if mine else "f8"))),
     "scan.exclusive": lambda: hp.scan(rank, exclusive=not mine),
+    "different.functions": lambda: hp.stats(X) if mine else hp.histogram(X, 3, range=(0, 1)),
     # the data model: blocks that do not tile
     "tiling.stats": lambda: hp.stats(hp.DistArray(np.arange(5.0), (5 * size,), 0)),
     "tiling.write": lambda: hp.write(os.path.join(tmp, "tile.h5"), "x",

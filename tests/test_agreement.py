@@ -301,6 +301,9 @@ def test_three_ranks_disagreeing_in_every_collective(tmp_path):
             assert r["error"] == "ShapeMismatchError" and r["agreed"], (case, r)
             assert "tile" in r["msg"], (case, r["msg"])
     assert {r["error"] for r in cases["from_local.dtype"]} == {"TypeError"}
+    for r in cases["different.functions"]:  # ranks calling different collectives
+        assert r["error"] == "ArgumentMismatchError" and r["agreed"], r
+        assert "ranks 0,2: hp.histogram; rank 1: hp.stats" in r["msg"], r["msg"]
     for case in ("comm.stats", "comm.histogram", "comm.write"):
         assert [r["rank"] for r in cases[case]] == [0, 1]
         assert all(r["error"] == "ValueError" and "another communicator" in r["msg"]
@@ -326,3 +329,17 @@ def test_disagreement_under_abort_on_error_is_one_line_no_abort(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("hpcproc: error: ArgumentMismatchError"), \
         proc.stderr
     assert "different `range`" in lines[0] and "MPI_Abort" not in proc.stderr
+
+
+@mpi
+def test_checkpointer_on_a_sub_communicator_agrees_there(comm, shared_tmp):
+    """A method without comm= (Checkpointer.save) agrees over its object's communicator:
+    ranks outside it are not waited for."""
+    sub = comm.Split(0 if comm.rank < max(1, comm.size - 1) else 1, comm.rank)
+    if comm.rank < max(1, comm.size - 1):
+        with hp.Checkpointer(shared_tmp / "ck", sub) as ck:
+            ck.save(1, {"a": np.ones(3)})
+            step, state = ck.restore()
+            assert step == 1 and np.array_equal(state["a"], np.ones(3))
+    sub.Free()
+    comm.Barrier()
