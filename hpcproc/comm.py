@@ -433,7 +433,7 @@ def collective(name: str, local=(), paths=()):
         sig = inspect.signature(fn)
         skip = {"comm"} | {p for p in list(sig.parameters)[:1] if p in ("self", "cls")}
         gen = inspect.isgeneratorfunction(fn)
-        method = bool(skip - {"comm"})
+        method = "self" in skip
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -454,6 +454,7 @@ def collective(name: str, local=(), paths=()):
             comm = bound.arguments.get("comm")
             if comm is None and "comm" not in sig.parameters and method:
                 comm = getattr(args[0], "comm", None)  # a method: its object's communicator
+                comm = comm if isinstance(comm, MPI.Comm) else None
             comm = agree(comm, name, values, local)
             _NESTED.depth = getattr(_NESTED, "depth", 0) + 1
             try:
