@@ -255,7 +255,7 @@ def _canon(v, path: str, found: list, local: bool):
     if isinstance(v, np.ndarray):
         if v.dtype.hasobject:
             return ("ndarray", v.shape, repr(v.tolist()))
-        data = np.ascontiguousarray(v).view(np.uint8)
+        data = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
         return ("ndarray", v.dtype.str, v.shape, hashlib.blake2b(data, digest_size=8).hexdigest())
     if isinstance(v, np.dtype):
         return ("dtype", v.str)

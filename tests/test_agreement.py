@@ -343,3 +343,18 @@ def test_checkpointer_on_a_sub_communicator_agrees_there(comm, shared_tmp):
             assert step == 1 and np.array_equal(state["a"], np.ones(3))
     sub.Free()
     comm.Barrier()
+
+
+@mpi
+def test_blocks_iterator_carries_its_communicator(comm, shared_tmp):
+    """hp.stats(hp.blocks(..., comm=sub)) agrees over ``sub``: ranks outside it never
+    call, and nothing waits for them."""
+    path = str(shared_tmp / "b.h5")
+    on_root(comm, _make, path, (16, 3))
+    inside = comm.rank < max(1, comm.size - 1)
+    sub = comm.Split(0 if inside else 1, comm.rank)
+    if inside:
+        s = hp.stats(hp.blocks(path, "/x", block_bytes=12 * 20, comm=sub))
+        assert s["count"] == 256 * 3 and s["sum"] == float(np.arange(256 * 3).sum())
+    sub.Free()
+    comm.Barrier()

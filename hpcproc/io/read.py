@@ -116,14 +116,14 @@ def _rank_ranges(info, how, start, stop, comm, layout, local_rows, out=None, wha
         else:
             ranges = None
             lo, hi = (start + v for v in _local_rows(local_rows, stop - start))
-        hint = "" if local_rows is not None else (
-            " (a chunk-aligned block: pass layout='balanced' or local_rows= to choose "
-            "the blocks)" if ranges[rank] != _ranges(info, how, start, stop, size,
-                                                    "balanced")[rank] else "")
         try:
             _check_out(out, (hi - lo,) + info.shape[1:], info.native_dtype)
         except ValueError as exc:
-            raise ValueError(f"{exc}{hint}") from None
+            balanced = tuple(start + b for b in block_range(stop - start, size, rank))
+            if local_rows is None and (lo, hi) != balanced:
+                raise ValueError(f"{exc}: a chunk-aligned block; pass layout='balanced' or "
+                                 "local_rows= to choose the blocks") from None
+            raise
         return ranges, (lo, hi)
 
     ranges, mine = check_all(local, comm)
@@ -261,7 +261,9 @@ def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
         local[k], crc = _read_checksummed(i, "h5py" if hows[k] == "chunked" else hows[k],
                                           lo, hi, comm)
         _ingest.after_read(i, start, stop, local[k], lo - start, comm, crc=crc)
-    return DistTable(local, stop - start, lo - start, comm)
+    table = DistTable(local, stop - start, lo - start, comm)
+    table._tiled = table._layout()[2]  # balanced blocks: tiles by construction
+    return table
 
 
 @collective("hp.blocks", local=("local_rows",), paths=("path",))
