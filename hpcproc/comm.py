@@ -419,6 +419,43 @@ class _NestedIterator(Iterator):
         self._gen.close()
 
 
+_MISSING = object()
+
+
+def _binder(fn):
+    """A fast ``inspect.Signature.bind`` + ``apply_defaults`` for ``fn``: a function
+    ``(args, kwargs) -> {parameter: value}`` (None when the call does not fit: Python's
+    own call of ``fn`` then raises the usual ``TypeError``)."""
+    P = inspect.Parameter
+    params = list(inspect.signature(fn).parameters.values())
+    positional = [p.name for p in params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
+    keywords = {p.name for p in params if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)}
+    defaults = {p.name: (_MISSING if p.default is P.empty else p.default) for p in params
+                if p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)}
+    var_pos = next((p.name for p in params if p.kind is P.VAR_POSITIONAL), None)
+    var_kw = next((p.name for p in params if p.kind is P.VAR_KEYWORD), None)
+
+    def bind(args, kwargs):
+        if len(args) > len(positional) and var_pos is None:
+            return None
+        values = dict(defaults)
+        values.update(zip(positional, args))
+        if var_pos is not None:
+            values[var_pos] = args[len(positional):]
+        extra = {}
+        for k, v in kwargs.items():
+            if k in keywords:
+                values[k] = v
+            elif var_kw is not None:
+                extra[k] = v
+            else:
+                return None
+        if var_kw is not None:
+            values[var_kw] = extra
+        return None if any(v is _MISSING for v in values.values()) else values
+    return bind
+
+
 def collective(name: str, local=(), paths=()):
     """Decorate a public collective function: :func:`agree` on its arguments first.
 
@@ -430,29 +467,28 @@ def collective(name: str, local=(), paths=()):
     ``comm`` parameter agrees over its object's ``comm``.
     """
     def decorate(fn):
-        sig = inspect.signature(fn)
-        skip = {"comm"} | {p for p in list(sig.parameters)[:1] if p in ("self", "cls")}
+        params = list(inspect.signature(fn).parameters)
+        skip = {"comm"} | {p for p in params[:1] if p in ("self", "cls")}
         gen = inspect.isgeneratorfunction(fn)
         method = "self" in skip
+        bind = _binder(fn)
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             if getattr(_NESTED, "depth", 0):
                 return fn(*args, **kwargs)
-            try:
-                bound = sig.bind(*args, **kwargs)
-            except TypeError:
+            bound = bind(args, kwargs)
+            if bound is None:
                 return fn(*args, **kwargs)  # Python's own message for a bad call
-            bound.apply_defaults()
             values = {}
-            for k, v in bound.arguments.items():
+            for k, v in bound.items():
                 if k in skip:
                     continue
                 if k in paths and isinstance(v, (str, os.PathLike)):
                     v = os.path.abspath(os.fspath(v))
                 values[k] = v
-            comm = bound.arguments.get("comm")
-            if comm is None and "comm" not in sig.parameters and method:
+            comm = bound.get("comm")
+            if comm is None and method and "comm" not in bound:
                 comm = getattr(args[0], "comm", None)  # a method: its object's communicator
                 comm = comm if isinstance(comm, MPI.Comm) else None
             comm = agree(comm, name, values, local)
