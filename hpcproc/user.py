@@ -129,8 +129,10 @@ def map(func, *arrays, comm=None) -> DistArray:  # noqa: A001 - public name hp.m
     ensure_compiled(loop, signature_of(out, *flats), comm, what=_name(func))
     check_all(lambda: loop(out, *flats), comm)
     x = arrays[0]
-    return DistArray(out.reshape(x.local.shape), x.global_shape, x.offset, x.comm,
-                     origin=x.origin)
+    result = DistArray(out.reshape(x.local.shape), x.global_shape, x.offset, x.comm,
+                       origin=x.origin)
+    result._tiled = x._tiled  # x's layout, verified on entry
+    return result
 
 
 @collective("hp.map_blocks")

@@ -186,6 +186,10 @@ def test_tiling_is_verified_once_and_again_after_a_change(comm):
     _raises_agreed(hp.ShapeMismatchError, "do not tile", lambda: hp.stats(x))
     x.local = np.arange(4.0, 8.0)  # the same rows, new values: still tiles
     assert hp.stats(x)["count"] == 4 * n
+    # results built by hpcproc collectives come verified (no extra allgather on first use)
+    for made in (hp.sort(x), hp.map(lambda v: v * 2, x), hp.DistArray.from_local(x.local),
+                 x.with_local(x.local + 1)):
+        assert made._tiled == made._layout()[2]
 
 
 # --- local_rows= and layout= --------------------------------------------------------
