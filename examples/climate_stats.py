@@ -4,9 +4,9 @@
     mpiexec -n 2 python examples/climate_stats.py sample.nc --generate   # writes a sample
 
 Every data variable with ``time`` as its first dimension is read with ``hp.read`` (each
-rank gets a block of time steps; compressed variables are read chunk by chunk) and its
-CF encoding applied locally: ``scale_factor``/``add_offset`` unpack packed integers and
-``_FillValue``/``missing_value`` become NaN. Then, collectively: ``hp.stats`` over all
+rank gets a block of time steps; compressed variables are read chunk by chunk), which
+decodes its CF encoding block by block: ``scale_factor``/``add_offset`` unpack packed
+integers and ``_FillValue``/``missing_value`` become NaN. Then, collectively: ``hp.stats`` over all
 values (missing ones skipped), ``hp.stats(axis=0)`` for the time mean of every grid cell
 (the warmest/wettest cell is reported), and ``hp.histogram`` between the variable's min
 and max. Metadata (names, attributes) is read once, on rank 0, with the netCDF4 package.
@@ -86,18 +86,10 @@ def variables(path: str, wanted=None) -> list[dict]:
     return out
 
 
-def decode(raw: np.ndarray, var: dict) -> np.ndarray:
-    """CF decoding of this rank's block: fill values to NaN, then unpack."""
-    values = raw.astype(np.float64)
-    for fill in var["fill"]:
-        values[raw == raw.dtype.type(fill)] = np.nan
-    return values * var["scale"] + var["offset"]
-
-
 def summarise(path: str, var: dict, bins: int, comm) -> dict:
     """Statistics, time-mean map extreme and histogram of one variable. Collective."""
-    raw = hp.read(path, "/" + var["name"], comm=comm)
-    x = raw.with_local(decode(raw.local, var))
+    x = hp.read(path, "/" + var["name"], comm=comm)  # CF-decoded: missing values are NaN
+    x = x.with_local(x.local.astype(np.float64, copy=False))
     s = hp.stats(x, skipna=True)
     cell = hp.stats(x, axis=0, skipna=True)["mean"]  # time mean of every grid cell
     counts, edges = hp.histogram(x, bins=bins, range=(s["min"], s["max"]))

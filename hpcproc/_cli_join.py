@@ -19,8 +19,6 @@ different lengths, an output file that is one of the inputs.
 
 from __future__ import annotations
 
-import os
-
 from ._cli_shuffle import _column_names, _run
 from .errors import DtypeError, ShapeMismatchError, UsageError
 
@@ -88,10 +86,6 @@ def _plan(args):
     if len(lkeys) != len(rkeys):
         raise UsageError(f"the left side has {len(lkeys)} key dataset(s) {lkeys}, the right "
                          f"side {len(rkeys)} {rkeys}: give the same number")
-    out = os.path.abspath(args.out)
-    for path in (lpath, rpath):
-        if os.path.abspath(path) == out:
-            raise UsageError(f"--out {args.out} is an input file; write to another file")
     left = _column_names(lkeys + args.left_with)
     right = _column_names(rkeys + args.right_with)
     return lpath, rpath, left, right, len(lkeys)
@@ -131,7 +125,10 @@ def cmd_join(args, comm, printer) -> int:
     from .shuffle import join
     from .shuffle.joins import BROADCAST_BYTES
 
+    from .io.write import check_output
+
     lpath, rpath, left, right, nkeys = _plan(args)
+    check_output(args.out, [lpath, rpath], comm)  # same file (links too): refused first
     _check_files(lpath, rpath, left, right, nkeys, comm)
     lnames, rnames = list(left), list(right)
     on = lnames[:nkeys]

@@ -32,6 +32,7 @@ def add_parsers(sub, parse_size) -> None:
         p.add_argument("--method", default="auto",
                        choices=("auto", "direct", "chunked", "h5py", "mpio"))
         p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--raw", action="store_true", help="read the stored values: no CF (netCDF) decoding of scale_factor/add_offset/_FillValue/missing_value/valid_*")
 
 
 def _targets(args):
@@ -67,7 +68,8 @@ def cmd_hist(args, comm) -> int:
                 every_seconds=args.checkpoint_every or None)
         else:
             counts, edges = histogram((path, name), args.bins, range=args.range, comm=comm,
-                                      block_bytes=args.block_bytes, method=args.method)
+                                      block_bytes=args.block_bytes, method=args.method,
+                                      mask_and_scale=not args.raw)
         results.append({"target": f"{path}:{name}", "counts": counts.tolist(),
                         "edges": [float(e) for e in edges], **extra})
     if args.plot and comm.Get_rank() == 0:
@@ -115,7 +117,7 @@ def cmd_quantile(args, comm) -> int:
     for path, name in _targets(args):
         v = quantile((path, name), list(args.q), method="sketch" if args.sketch else "exact",
                      rel_err=args.rel_err, comm=comm, block_bytes=args.block_bytes,
-                     read_method=args.method)
+                     read_method=args.method, mask_and_scale=not args.raw)
         results.append({"target": f"{path}:{name}", "q": list(args.q),
                         "values": [float(x) for x in v],
                         "method": "sketch" if args.sketch else "exact"})

@@ -62,7 +62,9 @@ def add_global_options(parser: argparse.ArgumentParser, top: bool = True) -> Non
 def run_observed(command, args, comm) -> int:
     """Run ``command(args, comm)`` with logging, phase timing, report and progress."""
     from . import _log, progress, trace
+    from ._cli_shuffle import check_side_outputs
 
+    check_side_outputs(args, comm)  # a --trace/--plot file never replaces an input
     verbosity = -1 if args.quiet else args.verbose
     _log.configure(verbosity)
     rank = comm.Get_rank()

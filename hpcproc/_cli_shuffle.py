@@ -12,7 +12,7 @@ import time
 
 from .errors import UsageError
 
-__all__ = ["add_parsers", "cmd_sort", "cmd_groupby"]
+__all__ = ["add_parsers", "cmd_sort", "cmd_groupby", "check_side_outputs"]
 
 
 def add_parsers(sub, parse_size) -> None:
@@ -39,6 +39,30 @@ def add_parsers(sub, parse_size) -> None:
     for p in (so, gb):
         p.add_argument("--checkpoint", metavar="DIR", help="save the sorted/aggregated "
                        "table in DIR; run again, skip straight to writing --out")
+
+
+def check_side_outputs(args, comm) -> None:
+    """Refuse ``--trace``/``--plot`` files that are files named by any other argument
+    (an input, ``--out``), before the command runs. Collective."""
+    import os
+
+    from .io.write import check_output
+
+    sides = {"--trace": getattr(args, "trace", None),
+             "--plot": getattr(args, "phase_plot", None)}
+    if not any(sides.values()):
+        return
+    named = []
+    for key, value in vars(args).items():
+        if key in ("trace", "phase_plot"):
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, (str, os.PathLike)):
+                v = os.fspath(v)
+                named += [p for p in {v, v.rsplit(":", 1)[0]} if p and os.path.isfile(p)]
+    for option, path in sides.items():
+        if path:
+            check_output(path, named, comm, option)
 
 
 def _column_names(datasets) -> dict:
@@ -75,10 +99,12 @@ def _run(args, comm, printer, inputs, op, command, options=None):
     writes to a terminal (see :mod:`hpcproc.progress`).
     """
     from . import io, progress
+    from .io.write import check_output
 
     t0 = time.perf_counter()
     seconds = [0.0, 0.0]
     paths = [path for path, _ in inputs]
+    check_output(args.out, paths, comm)  # before anything is read or computed
     nbytes = _input_bytes(inputs, comm)
     bar = progress.scan(f"{command} {' '.join(paths)}", 3 * nbytes[0], 3 * nbytes[1])
 

@@ -48,8 +48,9 @@ def after_read(info, start, stop, local: np.ndarray, offset: int, comm, rules=No
                target=None, crc=None):
     """Collective. Record ``info``'s rows ``[start, stop)`` as an input; validate them.
 
-    ``local`` is this rank's block, ``offset`` its first row within the selection;
-    ``crc`` its checksum when the reader computed it already (:func:`inline_crc32`).
+    ``local`` is this rank's block (possibly CF-decoded), ``offset`` its first row within
+    the selection; ``crc`` the checksum of its stored values when the reader computed it
+    already (:func:`inline_crc32`; always, when the block was decoded).
     Returns the validation report (``None`` without rules).
     """
     if crc is None and provenance.enabled():
@@ -61,7 +62,8 @@ def after_read(info, start, stop, local: np.ndarray, offset: int, comm, rules=No
             part = local_partial(rules, local, offset)
         except Exception as exc:  # noqa: BLE001 - raised on every rank below
             error = exc
-    ours = lib_comm(comm).allgather((crc, int(local.nbytes), offset, part,
+    stored = len(local) * info.row_bytes if local.ndim else local.nbytes  # crc'ed bytes
+    ours = lib_comm(comm).allgather((crc, int(stored), offset, part,
                                      _facts(info, comm.Get_rank()), repr(error) if error else None))
     return finish(info, start, stop, ours, local, offset, comm, rules, target, error)
 
@@ -102,6 +104,7 @@ class BlockChecksum:
 
     def __init__(self, info=None, start: int = 0, stop: int = 0):
         self.crc, self.nbytes = 0, 0
+        self.row_bytes = None if info is None else info.row_bytes  # stored bytes per row
         self.active = provenance.enabled() and not (
             info is not None and provenance.checksummed(info.path, info.name, start, stop,
                                                         info.file_size, info.mtime_ns))
@@ -113,7 +116,9 @@ class BlockChecksum:
             self.crc = crc
         elif self.active:
             self.crc = provenance.block_crc32(block, self.crc)
-        self.nbytes += int(block.nbytes)
+        # the stored bytes (what the crc covers), also when the block was CF-decoded
+        self.nbytes += int(block.nbytes if self.row_bytes is None or not block.ndim
+                           else len(block) * self.row_bytes)
 
     def finish(self, info, start, stop, comm) -> None:
         """Collective: record the whole scanned selection as an input."""

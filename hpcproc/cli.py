@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--method", default="auto", choices=("auto", "direct", "chunked", "h5py", "mpio"))
     st.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
+    st.add_argument("--raw", action="store_true", help="read the stored values: no CF (netCDF) decoding of scale_factor/add_offset/_FillValue/missing_value/valid_*")
     st.add_argument("--json", action="store_true", help="print JSON")
     add_scan_checkpoint_options(st)
 
@@ -216,7 +217,7 @@ def cmd_stats(args, comm) -> int:
                                      ddof=args.ddof, every_seconds=args.checkpoint_every or None)
         else:
             r = stats_file(path, name, comm=comm, block_bytes=args.block_bytes,
-                           method=args.method, ddof=args.ddof)
+                           method=args.method, ddof=args.ddof, mask_and_scale=not args.raw)
         results.append({"target": f"{path}:{name}", **r})
     if args.json:
         _print(json.dumps(results if len(results) > 1 else results[0], indent=2), comm)

@@ -7,7 +7,7 @@ import operator
 import numpy as np
 from mpi4py import MPI
 
-from ._source import open_source
+from ._source import check_real, open_source
 from .array import DistArray
 from .comm import check_all, collective, lib_comm
 from .trace import phase
@@ -52,24 +52,43 @@ def _auto_range(src, dtype):
     s = _run(src, None, 0, False, 0.0)[0]
     if s["count"] == 0:
         return (0, 1)
-    if s["nan_count"] or not (np.isfinite(s["min"]) and np.isfinite(s["max"])):
-        mn, mx = (np.nan, np.nan) if s["nan_count"] else (s["min"], s["max"])
+    nan = s["nan_count"] and not src.skipna  # a CF-masked input skips missing values
+    if nan or not (np.isfinite(s["min"]) and np.isfinite(s["max"])):
+        mn, mx = (np.nan, np.nan) if nan else (s["min"], s["max"])
         raise ValueError(f"autodetected range of [{mn}, {mx}] is not finite")
     return (np.array(s["min"], dtype)[()], np.array(s["max"], dtype)[()])
 
 
 def _edge_args(edges):
-    e = np.ascontiguousarray(edges, dtype=np.float64)
+    """Edges as the kernels compare them, whether they are uniform, and 1 / bin width.
+
+    Integer edges stay integers (numpy compares integer data with them exactly, also
+    beyond 2**53); others become float64 (exact for float16/32/64; long double edges,
+    e.g. from a long double ``range``, raise ``DtypeError`` rather than round).
+    """
+    from .kernels._dtypes import kernel_dtype
+    kdt = kernel_dtype(edges.dtype, "bins/range")
+    e = np.ascontiguousarray(edges, dtype=kdt if kdt.kind in "iu" else np.float64)
+    f = e.astype(np.float64)
     nb = e.size - 1
-    d = np.diff(e)
-    uniform = bool(nb > 0 and e[-1] > e[0] and np.all(d > 0)
+    d = np.diff(f)
+    uniform = bool(nb > 0 and f[-1] > f[0] and np.all(d > 0)
                    and np.allclose(d, d[0], rtol=1e-9, atol=0))
-    norm = nb / (e[-1] - e[0]) if uniform else 0.0
-    return e, uniform, norm
+    with np.errstate(over="ignore"):  # tiny ranges (1e-308): search the edges instead
+        norm = nb / (f[-1] - f[0]) if uniform else 0.0
+    uniform = uniform and bool(np.isfinite(norm))
+    return e, uniform, (norm if uniform else 0.0)
+
+
+def _edge_dtype(dtype):
+    """The dtype numpy computes edges for (it histograms bool data as uint8)."""
+    return np.dtype(np.uint8) if dtype == np.bool_ else dtype
 
 
 def _flat(a):
-    a = np.ascontiguousarray(a).reshape(-1)
+    """A kernel block: contiguous, 1-D, native (:func:`to_kernel`), bool as uint8."""
+    from .kernels._dtypes import to_kernel
+    a = to_kernel(np.ascontiguousarray(a).reshape(-1))
     if a.dtype == np.bool_:
         a = a.view(np.uint8)
     return a if a.flags.writeable else a.copy()
@@ -80,6 +99,7 @@ def _local_weights(x, weights, comm):
         return None
     if not isinstance(weights, DistArray) or not isinstance(x, DistArray):
         raise TypeError("weights must be a DistArray laid out like x (a DistArray)")
+    check_real(weights.dtype, "weights")
 
     def check():
         if weights.local.shape != x.local.shape:
@@ -97,7 +117,8 @@ def _allreduce(arr, comm):
 
 @collective("hp.histogram")
 def histogram(x, bins=10, range=None, weights=None, comm=None,
-              block_bytes: int = 64 << 20, method: str = "auto"):
+              block_bytes: int = 64 << 20, method: str = "auto", *,
+              mask_and_scale: bool = True):
     """Histogram of all elements of a distributed input: ``(counts, edges)``.
 
     Collective. Every rank gets the same result. Counts are identical to
@@ -108,17 +129,18 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
     result is float64 sums of weights (equal to numpy's up to summation order).
 
     ``x`` is a DistArray, ``"file.h5:/dset"``, ``(file, dset)``, or an ``hp.blocks``
-    iterator (then ``range`` or explicit edges are required: one pass only).
+    iterator (then ``range`` or explicit edges are required: one pass only). File inputs
+    are CF-decoded unless ``mask_and_scale=False``: missing values (NaN) are not counted.
     """
     from .kernels import _hist_nb as nb
     from .kernels._engine import ensure_compiled, map_threads, signature_of, split_rows
 
     bins = _check_bins(bins)
     range = _check_range(range)
-    src = open_source(x, comm, block_bytes, method)
+    src = open_source(x, comm, block_bytes, method, mask_and_scale)
     comm = src.comm
     w = _local_weights(x, weights, comm)
-    dtype = src.dtype if src.dtype is not None else np.dtype(np.float64)
+    dtype = _edge_dtype(src.dtype if src.dtype is not None else np.dtype(np.float64))
     if isinstance(bins, int) and range is None:
         if not src.multipass:
             raise ValueError("range=None needs a pass for the min and max: give range= or "
@@ -163,6 +185,8 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
 
     if not isinstance(x, DistArray) or not isinstance(y, DistArray):
         raise TypeError("histogram2d expects two DistArrays laid out alike")
+    check_real(x.dtype, "x")
+    check_real(y.dtype, "y")
     try:
         pair = tuple(bins) if len(bins) == 2 else (bins, bins)  # numpy's rule
     except TypeError:
@@ -177,11 +201,15 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
                              f"{y.local.shape}")
     check_all(check, comm)
     w = _local_weights(x, weights, comm)
-    sample = np.empty((0, 2), np.result_type(x.dtype, y.dtype))
+    sample = np.empty((0, 2), _edge_dtype(np.result_type(x.dtype, y.dtype)))
     for i, (b, a) in enumerate(zip(pair, (x, y))):
         if isinstance(b, int) and ranges[i] is None:
             ranges[i] = _auto_range(open_source(a), sample.dtype)
     _, ex, ey = np.histogram2d(sample[:, 0], sample[:, 1], bins=list(pair), range=ranges)
+    for i, (b, e) in enumerate(zip(pair, (ex, ey))):
+        if isinstance(b, int) and not np.all(np.isfinite(e)):  # float16 max - min overflows
+            raise ValueError(f"Too many bins for data range. Cannot create {b} finite-sized "
+                             f"bins (coordinate {i}, {e.dtype} edges overflow).")
     (ax, ux, nx), (ay, uy, ny) = _edge_args(ex), _edge_args(ey)
     fx, fy = _flat(x.local), _flat(y.local)
     out = np.zeros((ax.size - 1, ay.size - 1), dtype=np.int64 if w is None else np.float64)

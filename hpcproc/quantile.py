@@ -17,7 +17,8 @@ import numpy as np
 from mpi4py import MPI
 
 from ._source import Source, open_source
-from .comm import collective, lib_comm
+from .comm import _agreed, collective, lib_comm
+from .errors import DtypeError
 from .trace import phase
 
 __all__ = ["quantile"]
@@ -100,7 +101,7 @@ def _select(src, dtype, comm, ranks_fn):
     """Values of the order statistics ``ranks_fn(n)`` (0-based); also n and NaN count."""
     counts, nan, local = _counts(src, dtype, 48, [0], comm)
     n = int(counts.sum())
-    if nan or n == 0:
+    if (nan and not src.skipna) or n == 0:
         return {}, n, nan
     targets = sorted(set(int(t) for t in ranks_fn(n)))
     state = {}
@@ -158,7 +159,7 @@ def _indexes(virtual, n, inexact):
 
 
 def _exact(src, qa, weak, comm):
-    dtype = src.dtype
+    dtype, kdt = src.dtype, src.kernel_dtype  # keys from the blocks' dtype, values in x's
     vi = {}
 
     def needed(n):
@@ -170,16 +171,18 @@ def _exact(src, qa, weak, comm):
         vi.update(virtual=virtual, prev=prev, nxt=nxt, above=above)
         return prev.ravel().tolist() + nxt.ravel().tolist()
 
-    values, n, nan = _select(src, dtype, comm, needed)
-    if n + nan == 0:
-        raise ValueError("cannot compute the quantile of an empty array")
+    values, n, nan = _select(src, kdt, comm, needed)
+    if src.skipna and n:
+        nan = 0  # CF-masked input: missing values are left out
+    if n + nan == 0:  # counts are allreduced: every rank raises together
+        raise _agreed(ValueError("cannot compute the quantile of an empty array"))
     if nan:
         out = np.full(qa.shape, np.nan, dtype=np.result_type(dtype, np.float64)
                       if dtype.kind != "f" else dtype)
         return out[()] if out.ndim == 0 else out
     keys = sorted(values)
     pos = {k: i for i, k in enumerate(keys)}
-    arr = np.array([values[k] for k in keys], dtype=dtype)
+    arr = np.array([values[k] for k in keys], dtype=kdt).astype(dtype)  # exact (float16)
     if "take" in vi:
         return arr[np.vectorize(pos.get, otypes=[np.intp])(vi["take"])]
     lookup = np.vectorize(pos.get, otypes=[np.intp])
@@ -195,7 +198,8 @@ def _exact(src, qa, weak, comm):
 
 @collective("hp.quantile")
 def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
-             block_bytes: int = 64 << 20, read_method: str = "auto"):
+             block_bytes: int = 64 << 20, read_method: str = "auto", *,
+             mask_and_scale: bool = True):
     """Quantiles ``q`` (in ``[0, 1]``) of all elements of a distributed input.
 
     Collective. Every rank gets the same result.
@@ -215,25 +219,32 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
         two order statistics numpy interpolates between.
     rel_err : float
         Relative accuracy of the sketch.
+    mask_and_scale : bool
+        File inputs: decode CF packing and missing values; when the variable declares
+        missing values they are left out (like ``np.nanquantile``).
     """
     if method not in ("exact", "sketch"):
         raise ValueError(f"method must be 'exact' or 'sketch', got {method!r}")
     qa, weak = _check_q(q)
-    src = open_source(x, comm, block_bytes, read_method)
+    src = open_source(x, comm, block_bytes, read_method, mask_and_scale)
     if method == "sketch":
         from .sketch import QuantileSketch
         sk = QuantileSketch(rel_err)
         for block in src.blocks():
             with phase("compute"):
                 sk.add(block, comm=src.comm)
-        return sk.merged(src.comm).quantile(q)
+        merged = sk.merged(src.comm)
+        if src.skipna and merged.count:
+            merged.nan = 0  # CF-masked input: missing values are left out
+        if merged.count == 0 and not merged.nan:  # merged: every rank raises together
+            raise _agreed(ValueError("cannot compute the quantile of an empty array"))
+        return merged.quantile(q)
     if not src.multipass:
         raise ValueError("method='exact' needs several passes: pass a DistArray or the file "
                          "and dataset instead of hp.blocks(...), or use method='sketch'")
     if src.dtype is None:
-        raise ValueError("cannot compute the quantile of an empty array")
-    if src.dtype.kind not in "biuf" or src.dtype.itemsize > 8:
-        raise TypeError(f"quantile supports integer and float data, not {src.dtype}")
-    if src.dtype.kind == "b":
-        raise TypeError("quantile of boolean data is not supported")
+        raise _agreed(ValueError("cannot compute the quantile of an empty array"))
+    if src.dtype.kind == "b":  # numpy raises TypeError too (no boolean subtract)
+        raise _agreed(DtypeError("quantile of boolean data is not supported (numpy's "
+                                 "neither); convert it to integers"))
     return _exact(src, qa, weak, src.comm)

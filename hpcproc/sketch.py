@@ -45,8 +45,10 @@ class QuantileSketch:
         """Count the elements of a numpy block (local; compiles once per node the first
         time, which is collective on ``comm``)."""
         from .kernels import _select_nb as nb
+        from .kernels._dtypes import real_kernel_dtype, to_kernel
         from .kernels._engine import ensure_compiled, signature_of
         x = np.ascontiguousarray(block).reshape(-1)
+        x = to_kernel(x, real_kernel_dtype(x.dtype, "the block"))
         if x.dtype == np.bool_:
             x = x.view(np.uint8)
         x = x if x.flags.writeable else x.copy()

@@ -35,7 +35,8 @@ def _run(src, axis, ddof, skipna, t0):
     comm = src.comm
     cols = int(np.prod(src.trailing, dtype=np.int64)) if axis == 0 else 1
     ints = src.dtype is not None and src.dtype.kind in "iub"
-    state, istate = empty_state(cols), (empty_int_state(cols) if ints else None)
+    unsigned = ints and src.dtype.kind == "u"
+    state, istate = empty_state(cols), (empty_int_state(cols, unsigned) if ints else None)
     nbytes, t_read, t_comp = 0, 0.0, 0.0
     it = src.blocks()
     while True:
@@ -45,7 +46,7 @@ def _run(src, axis, ddof, skipna, t0):
         t_read += t2 - t1
         if block is None:
             break
-        nbytes += block.nbytes
+        nbytes += block.size * src.dtype.itemsize  # bytes of the input (not converted)
         with phase("compute"):
             s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
                                with_ints=ints)
@@ -54,7 +55,7 @@ def _run(src, axis, ddof, skipna, t0):
         t_comp += time.perf_counter() - t2
     total = allreduce_state((state, istate, nbytes, t_read, t_comp,
                              time.perf_counter() - t0), _merge_all, comm)
-    out = finalize(total[0], total[1], ddof, skipna)
+    out = finalize(total[0], total[1], ddof, skipna or src.skipna)
     if axis is None:
         out = {k: v[0].item() for k, v in out.items()}
     else:
@@ -64,7 +65,8 @@ def _run(src, axis, ddof, skipna, t0):
 
 @collective("hp.stats")
 def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
-          block_bytes: int = 64 << 20, method: str = "auto") -> dict:
+          block_bytes: int = 64 << 20, method: str = "auto", *,
+          mask_and_scale: bool = True) -> dict:
     """count, nan_count, sum, mean, var, std, min, max of a distributed input.
 
     Collective. Every rank gets the same dict. Computed by Numba kernels per block
@@ -89,15 +91,20 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
         everything, ``count`` counts the others. ``nan_count`` is always reported.
     comm : mpi4py.MPI.Intracomm, optional
         For file inputs (a DistArray or blocks carry their own).
+    mask_and_scale : bool
+        File inputs: decode CF packing and missing values (see :func:`hpcproc.read`).
+        When the variable declares missing values, they are left out as with
+        ``skipna=True`` (``count`` counts valid values, ``nan_count`` missing ones).
     """
     _check(axis, ddof, skipna)
-    src = open_source(x, comm, block_bytes, method)
+    src = open_source(x, comm, block_bytes, method, mask_and_scale)
     return _run(src, axis, ddof, skipna, time.perf_counter())[0]
 
 
 @collective("hp.stats_file", paths=("path",))
 def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
-               method: str = "auto", ddof: int = 0, axis=None, skipna: bool = False) -> dict:
+               method: str = "auto", ddof: int = 0, axis=None, skipna: bool = False, *,
+               mask_and_scale: bool = True) -> dict:
     """Statistics of a dataset read block by block (memory bounded by ``block_bytes``).
 
     Collective. Like :func:`stats`, plus ``timings`` (seconds: read, compute, compile
@@ -108,7 +115,7 @@ def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
     from .kernels._engine import compile_seconds
 
     t0, c0 = time.perf_counter(), compile_seconds()
-    src = open_source((path, dataset), comm, block_bytes, method)
+    src = open_source((path, dataset), comm, block_bytes, method, mask_and_scale)
     result, total = _run(src, axis, ddof, skipna, t0)
     compiled = compile_seconds() - c0  # JIT compile or cache load, inside "compute"
     result["bytes"] = int(total[2])

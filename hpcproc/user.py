@@ -5,7 +5,9 @@ blocks to a block, ``hp.reduce`` a user-defined mergeable reduction. Functions a
 compiled with ``numba.njit`` (with the on-disk cache when their source file allows it,
 compiled once per node); an already ``@njit``-decorated function is used as it is. A
 function Numba cannot compile raises :class:`~hpcproc.kernels.KernelCompileError` on
-every rank, with Numba's explanation.
+every rank, with Numba's explanation. Blocks are given to functions in native byte order
+and float16 as float32 (exact); long double wider than float64, and dtypes Numba cannot
+compile for, raise :class:`~hpcproc.errors.DtypeError` (see ``docs/dtypes.md``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 
 from ._source import open_source
 from .array import DistArray
-from .comm import check_all, collective, lib_comm
+from .comm import _agreed, check_all, collective, lib_comm
+from .errors import DtypeError
 
 __all__ = ["map", "map_blocks", "reduce"]
 
@@ -55,9 +58,33 @@ def _arrays(arrays, what):
 
 
 def _local(a: np.ndarray) -> np.ndarray:
-    """A C-contiguous, writable block (the type Numba compiles for)."""
-    a = np.ascontiguousarray(a)
+    """A C-contiguous, writable block in its kernel dtype (the type Numba compiles for:
+    native byte order, float16 as float32; see :mod:`hpcproc.kernels._dtypes`)."""
+    from .kernels._dtypes import to_kernel
+    a = to_kernel(np.ascontiguousarray(a))
     return a if a.flags.writeable else a.copy()
+
+
+def _check_dtypes(arrays, what):
+    """Numba types of the arrays' kernel dtypes; ``DtypeError`` (every rank alike: the
+    dtype is the same on every rank) for one Numba cannot compile for."""
+    from .kernels._dtypes import kernel_dtype
+    from .kernels._numba import numba
+    types = []
+    for i, a in enumerate(arrays):
+        name = f"{what}: array {i}" if len(arrays) > 1 else f"{what}: the array"
+        try:
+            kdt = kernel_dtype(a.dtype, name)
+        except DtypeError as exc:
+            raise _agreed(exc) from None
+        try:
+            types.append(numba.from_dtype(kdt) if kdt.kind != "O" else None)
+        except Exception:  # noqa: BLE001 - numba raises several types here
+            types.append(None)
+        if types[-1] is None:
+            raise _agreed(DtypeError(f"{name} has dtype {a.dtype}, which Numba cannot "
+                                     "compile kernels for"))
+    return tuple(types)
 
 
 _LOOPS: dict = {}
@@ -108,6 +135,7 @@ def map(func, *arrays, comm=None) -> DistArray:  # noqa: A001 - public name hp.m
     comm = _arrays(arrays, "hp.map")
     if not 1 <= len(arrays) <= 4:
         raise ValueError("hp.map supports functions of 1 to 4 arrays")
+    scalar_sig = _check_dtypes(arrays, "hp.map")
 
     def check():
         shapes = {a.local.shape for a in arrays}
@@ -115,7 +143,6 @@ def map(func, *arrays, comm=None) -> DistArray:  # noqa: A001 - public name hp.m
             raise ValueError(f"hp.map: arrays have different block shapes {sorted(shapes)}")
         return _jit(func)
     disp = check_all(check, comm)
-    scalar_sig = tuple(numba.from_dtype(a.dtype) for a in arrays)
     ensure_compiled(disp, scalar_sig, comm, what=_name(func))
     rtype = disp.overloads[scalar_sig].signature.return_type
     try:
@@ -147,6 +174,7 @@ def map_blocks(func, *arrays, comm=None) -> DistArray:
     from .kernels._engine import ensure_compiled, signature_of
 
     comm = _arrays(arrays, "hp.map_blocks")
+    _check_dtypes(arrays, "hp.map_blocks")
     locals_ = [_local(a.local) for a in arrays]
 
     def check():
@@ -167,7 +195,8 @@ def map_blocks(func, *arrays, comm=None) -> DistArray:
 
 
 @collective("hp.reduce")
-def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20):
+def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20, *,
+           mask_and_scale: bool = True):
     """A user-defined mergeable reduction: ``merge(block_fn(b1), block_fn(b2), ...)``.
 
     Collective. Every rank gets the same result. ``block_fn(block)`` maps one numpy
@@ -175,11 +204,12 @@ def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20):
     combines two states and must be associative. Both are compiled with Numba. States
     are merged block by block on each rank, then across ranks in rank order, so the
     result is identical on every rank. ``x`` is a DistArray, a file dataset
-    (``"f.h5:/x"``) or an ``hp.blocks`` iterator (streamed, bounded memory).
+    (``"f.h5:/x"``) or an ``hp.blocks`` iterator (streamed, bounded memory). A file
+    dataset is CF-decoded unless ``mask_and_scale=False`` (missing values are NaN).
     """
     from .kernels._engine import KernelCompileError, ensure_compiled, signature_of
 
-    src = open_source(x, comm, block_bytes)
+    src = open_source(x, comm, block_bytes, mask_and_scale=mask_and_scale)
     comm = src.comm
     bdisp = check_all(lambda: _jit(block_fn), comm)
     mdisp = check_all(lambda: _jit(merge_fn), comm)

@@ -54,6 +54,7 @@ CASES = {  # case -> call (the argument that differs is named in the test)
     "write.dataset": lambda: hp.write(os.path.join(tmp, "out.h5"), f"x{rank}", X),
     "write.compression": lambda: hp.write(os.path.join(tmp, "out.h5"), "x", X,
                                           compression="gzip" if mine else None),
+    "write_table.group": lambda: hp.write_table(os.path.join(tmp, "t.h5"), T, f"/g{rank}"),
     "checkpoint.directory": lambda: hp.Checkpointer(os.path.join(tmp, f"ck{rank}")),
     "checkpoint.keep": lambda: hp.Checkpointer(os.path.join(tmp, "ck"), keep=1 + rank),
     "histogram.range": lambda: hp.histogram(X, 5, range=(0, 10 + rank)),

@@ -280,6 +280,7 @@ def test_three_ranks_disagreeing_in_every_collective(tmp_path):
         "read.dataset": "dataset", "read.path": "path", "read.rows": "rows",
         "read.method": "method", "read.layout": "layout", "write.path": "path",
         "write.dataset": "dataset", "write.compression": "compression",
+        "write_table.group": "group",
         "checkpoint.directory": "directory", "checkpoint.keep": "keep",
         "histogram.range": "range", "histogram.bins": "bins", "histogram.edges": "bins",
         "histogram2d.bins": "bins", "quantile.q": "q", "quantile.qlen": "q",

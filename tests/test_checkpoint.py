@@ -282,7 +282,8 @@ def test_saving_after_falling_back_removes_the_abandoned_future(comm, shared_tmp
     with hp.Checkpointer(shared_tmp, comm, keep=2) as ck:
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
-            assert ck.restore() is None  # 7 was removed by retention, 8 and 9 are bad
+            with pytest.raises(CheckpointError, match="no valid checkpoint step"):
+                ck.restore()  # 7 was removed by retention, 8 and 9 are bad: say so
         ck.save(1, {"x": x, "s": 1})     # a fresh start must not be crowded out by 8, 9
         step, got = ck.restore()
     assert step == 1 and got["s"] == 1

@@ -32,7 +32,8 @@ def test_file_checksum_is_xxh128_of_the_bytes(tmp_path):
 
 def test_manifest_round_trip_and_tampering(tmp_path):
     body = {"format": _format.FORMAT, "version": _format.VERSION, "checksum": "xxh3_128",
-            "step": 4, "ranks": 2, "files": {}, "entries": {"a": {"kind": "json", "value": 1}}}
+            "step": 4, "ranks": 1, "files": {"rank-00000.h5": {"size": 0, "checksum": "0" * 32}},
+            "entries": {"a": {"kind": "json", "value": 1}}}
     p = tmp_path / "manifest.json"
     p.write_bytes(_format.dump_manifest(body))
     assert _format.load_manifest(str(p)) == body

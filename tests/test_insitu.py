@@ -148,10 +148,10 @@ def test_insitu_interrupted_resumed_equals_uninterrupted(tmp_path):
 
 
 def test_readme_simulation_snippet(tmp_path):
-    """The README's "Use it from your simulation" lines run as printed (with a stand-in
+    """docs/simulation.md's lines run as printed (with a stand-in
     stencil that multiplies by 0.999) and give what plain numpy says."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### Use it from your simulation", 1)[1]
+    readme = (REPO / "docs" / "simulation.md").read_text()
+    section = readme.split("# Use it from your simulation", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     prog = tmp_path / "snippet.py"
     prog.write_text(

@@ -14,8 +14,8 @@ from mpi4py import MPI
 from ..comm import _agreed, check_all, collective, get_comm, lib_comm, root_call
 from .._log import get_logger
 from ..trace import add_bytes, phase, traced
-from ._dirs import apply_retention, cleanup
-from ._errors import CheckpointWarning
+from ._dirs import cleanup, trim_below
+from ._errors import CheckpointError, CheckpointWarning
 from ._format import step_dirname
 from ._reader import check_rank_count, load_state, newest_manifest, verify
 from ._save import finish_save, start_save
@@ -66,8 +66,10 @@ class Checkpointer:
         Save and exit when less than this many seconds are left (default: 60 s or twice
         the slowest step plus save seen so far, whichever is larger).
 
-    On start, leftovers of interrupted saves and deletions are removed and retention is
-    re-applied (rank 0).
+    On start, leftovers of interrupted saves and deletions are removed (rank 0). Old
+    steps are deleted only after a new step has committed, or after :meth:`restore`
+    verified the step it returns (then only steps older than it beyond ``keep``), so
+    the step a restore falls back to is never deleted.
     """
 
     @collective("Checkpointer", paths=("directory",))
@@ -98,8 +100,7 @@ class Checkpointer:
 
         def setup():
             os.makedirs(self.directory, exist_ok=True)
-            cleanup(self.directory)
-            apply_retention(self.directory, keep)
+            cleanup(self.directory)  # retention runs only after a new step commits
             return job_end_time(walltime)
 
         self.job_end = root_call(setup, self.comm)
@@ -285,6 +286,11 @@ class Checkpointer:
                     self._report(s, skipped[s])
                     reported.add(s)
             if step < 0:
+                if reported:  # steps exist, none valid: starting afresh would lose them
+                    raise _agreed(CheckpointError(
+                        f"no valid checkpoint step in {self.directory}: every step is "
+                        f"corrupt or incomplete ({len(reported)} found); see "
+                        f"'hpcproc ckpt verify'"))
                 return None
             try:
                 check_rank_count(manifest, self.comm.Get_size())
@@ -298,7 +304,15 @@ class Checkpointer:
                 rejected.add(step)
                 reported.add(step)
                 continue
-            state = check_all(lambda: load_state(stepdir, manifest, self.comm, buf), self.comm)
+            try:  # consistent checksums, undecodable content (e.g. a rewritten rng state)
+                state = check_all(lambda: load_state(stepdir, manifest, self.comm, buf),
+                                  self.comm)
+            except (ValueError, TypeError, KeyError, OSError) as exc:
+                self._report(step, f"unreadable content: {exc}")
+                rejected.add(step)
+                reported.add(step)
+                continue
+            root_call(lambda: trim_below(self.directory, self.keep, step), self.comm)
             self.last_step = step
             self._last_save = time.monotonic()
             return step, state

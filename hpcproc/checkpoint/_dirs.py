@@ -13,11 +13,11 @@ import shutil
 import uuid
 
 from . import _crash
-from ._format import (LATEST, TMP_PREFIX, TRASH_PREFIX, fsync_dir, parse_step_dirname,
-                      step_dirname, write_file_atomic)
+from ._format import (LATEST, OLD_PREFIX, TMP_PREFIX, TRASH_PREFIX, fsync_dir,
+                      parse_step_dirname, step_dirname, write_file_atomic)
 
-__all__ = ["committed_steps", "cleanup", "apply_retention", "discard_step", "write_latest",
-           "read_latest"]
+__all__ = ["committed_steps", "cleanup", "apply_retention", "trim_below", "discard_step",
+           "write_latest", "read_latest"]
 
 
 def committed_steps(directory: str) -> list[int]:
@@ -26,16 +26,35 @@ def committed_steps(directory: str) -> list[int]:
         names = os.listdir(directory)
     except FileNotFoundError:
         return []
-    steps = [parse_step_dirname(n) for n in names]
-    return sorted(s for s in steps if s is not None)
+    steps = [parse_step_dirname(n) for n in names]  # a symbolic link is never a step
+    return sorted(s for s, n in zip(steps, names)
+                  if s is not None and not os.path.islink(os.path.join(directory, n)))
+
+
+def _put_back(directory: str, name: str) -> bool:
+    """Rename ``.old-step-N-<token>`` back to ``step-N`` if no ``step-N`` exists (a save
+    that replaced step N was interrupted before the new one was committed)."""
+    step = parse_step_dirname(name[len(OLD_PREFIX):].rsplit("-", 1)[0])
+    path = os.path.join(directory, name)
+    if step is None or not os.path.isdir(path) or os.path.islink(path):
+        return False
+    final = os.path.join(directory, step_dirname(step))
+    if os.path.lexists(final):
+        return False
+    os.rename(path, final)
+    return True
 
 
 def cleanup(directory: str) -> list[str]:
     """Remove leftovers of interrupted saves and deletions; return their names."""
     removed = []
     for name in sorted(os.listdir(directory)):
+        if name.startswith(OLD_PREFIX) and _put_back(directory, name):
+            fsync_dir(directory)
+            continue
         path = os.path.join(directory, name)
-        if name.startswith((TMP_PREFIX, TRASH_PREFIX)) or name.startswith(LATEST + ".tmp-"):
+        if name.startswith((TMP_PREFIX, TRASH_PREFIX, OLD_PREFIX)) \
+                or name.startswith(LATEST + ".tmp-"):
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -75,6 +94,23 @@ def apply_retention(directory: str, keep: int, rank: int = 0,
     for step in doomed:
         discard_step(directory, step, rank)
     return doomed
+
+
+def trim_below(directory: str, keep: int, restored: int, rank: int = 0) -> list[int]:
+    """After ``restored`` was verified and restored: delete the steps older than the
+    ``keep`` newest ones up to it (it is always kept). Newer steps, found invalid, are
+    left alone (the next commit removes them). Returns the deleted steps; a failure to
+    delete is ignored (housekeeping only)."""
+    steps = [s for s in committed_steps(directory) if s <= restored]
+    doomed = steps[:max(0, len(steps) - keep)]
+    done = []
+    for step in doomed:
+        try:
+            discard_step(directory, step, rank)
+        except OSError:
+            break
+        done.append(step)
+    return done
 
 
 def write_latest(directory: str, step: int) -> None:

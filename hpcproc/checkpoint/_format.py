@@ -10,6 +10,7 @@ A checkpoint directory holds one sub-directory per committed step::
       latest                 "step-000000000042\\n", replaced atomically
       .tmp-step-...          a save in progress (removed at the next start)
       .trash-...             a step being deleted by retention (removed at the next start)
+      .old-step-...          a step being replaced by a new save of the same number
 
 Every data file is plain HDF5 (contiguous datasets ``/e<i>`` or ``/e<i>/<column>``) and
 its checksum is XXH3-128 of the whole file, the same value ``xxh128sum`` prints. The
@@ -25,10 +26,10 @@ import re
 
 import numpy as np
 
-__all__ = ["FORMAT", "VERSION", "MANIFEST", "LATEST", "TMP_PREFIX", "TRASH_PREFIX",
+__all__ = ["FORMAT", "VERSION", "MANIFEST", "LATEST", "TMP_PREFIX", "TRASH_PREFIX", "OLD_PREFIX",
            "step_dirname", "parse_step_dirname", "rank_filename", "hash_regions",
            "hash_file", "hash_bytes", "read_and_hash", "dump_manifest", "load_manifest", "ManifestError",
-           "fsync_dir", "write_file_atomic"]
+           "fsync_dir", "write_file_atomic", "open_regular"]
 
 FORMAT = "hpcproc-checkpoint"
 VERSION = 1
@@ -37,6 +38,7 @@ MANIFEST = "manifest.json"
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+OLD_PREFIX = ".old-"
 _STEP_RE = re.compile(r"^step-(\d{12})$")
 _PIECE = 64 << 20  # bytes hashed or read per call when streaming a file
 
@@ -124,7 +126,7 @@ def hash_file(path: str) -> tuple[int, str]:
     h = _hasher()
     buf = np.empty(_PIECE, dtype=np.uint8)
     size = 0
-    with open(path, "rb", buffering=0) as f:
+    with open_regular(path) as f:
         while True:
             n = f.readinto(buf)
             if not n:
@@ -147,7 +149,7 @@ def dump_manifest(body: dict) -> bytes:
 def load_manifest(path: str) -> dict:
     """Read and check a manifest; raise :class:`ManifestError` if it is not valid."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             doc = json.loads(f.read())
     except FileNotFoundError:
         raise ManifestError("manifest missing") from None
@@ -168,7 +170,24 @@ def load_manifest(path: str) -> dict:
     for key in ("step", "ranks", "files", "entries"):
         if key not in doc:
             raise ManifestError(f"manifest lacks {key!r}")
+    from ._schema import check_manifest
+    check_manifest(doc)
     return doc
+
+
+def open_regular(path: str, flags: int = os.O_RDONLY):
+    """Open ``path`` for reading without following a symbolic link; refuse anything but
+    a regular file (a FIFO or device would block or never end). Returns a binary file."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        import stat
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{os.path.basename(path)} is not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def fsync_dir(path: str) -> None:

@@ -24,8 +24,10 @@ def _edges(path, dataset, bins, range, comm, block_bytes, method, dtype):
     from .._source import open_source
     from ..histogram import _auto_range
 
+    src = open_source((path, dataset), comm, block_bytes, method)
+    dtype = src.dtype  # the values' type after CF decoding, as hp.histogram uses
     if range is None:
-        range = _auto_range(open_source((path, dataset), comm, block_bytes, method), dtype)
+        range = _auto_range(src, dtype)
     return np.histogram_bin_edges(np.empty(0, dtype), bins, range=range)
 
 

@@ -7,7 +7,7 @@ import os
 from ._dirs import committed_steps, read_latest
 from ._format import (MANIFEST, TMP_PREFIX, TRASH_PREFIX, ManifestError, hash_file,
                       load_manifest, step_dirname)
-from ._reader import check_files
+from ._reader import check_files, check_layouts
 
 __all__ = ["list_steps", "verify_steps"]
 
@@ -27,6 +27,9 @@ def _describe(directory: str, step: int, deep: bool) -> dict:
             for name, meta in sorted(m["files"].items()):
                 if hash_file(os.path.join(stepdir, name)) != (meta["size"], meta["checksum"]):
                     raise ManifestError(f"{name}: checksum mismatch")
+            problem = check_layouts(stepdir, m, sorted(m["files"]))
+            if problem:
+                raise ManifestError(problem)
         info["valid"] = True
     except ManifestError as exc:
         info["problem"] = str(exc)

@@ -14,6 +14,7 @@ balanced block (:func:`hpcproc.block_range`) read from the overlapping files.
 from __future__ import annotations
 
 import os
+import stat
 
 import numpy as np
 
@@ -23,12 +24,12 @@ from ..partition import block_range
 from ..table import DistTable
 from ._dirs import committed_steps
 from ._errors import RankCountError
-from ._format import (MANIFEST, ManifestError, hash_file, load_manifest, rank_filename,
-                      read_and_hash, step_dirname)
+from ._format import (MANIFEST, ManifestError, hash_file, load_manifest, open_regular,
+                      rank_filename, read_and_hash, step_dirname)
 from ._rng import rng_from_bytes
 
-__all__ = ["newest_manifest", "assigned_files", "check_files", "verify", "check_rank_count",
-           "load_state"]
+__all__ = ["newest_manifest", "assigned_files", "check_files", "check_layouts", "verify",
+           "check_rank_count", "load_state"]
 
 
 def assigned_files(manifest: dict, rank: int, size: int) -> list[str]:
@@ -51,9 +52,12 @@ def check_files(stepdir: str, manifest: dict, names=None) -> None:
         if meta is None:
             raise ManifestError(f"{name} is not in the manifest")
         try:
-            size = os.stat(os.path.join(stepdir, name)).st_size
+            st = os.lstat(os.path.join(stepdir, name))
         except FileNotFoundError:
             raise ManifestError(f"{name} missing") from None
+        if not stat.S_ISREG(st.st_mode):  # symbolic links are never followed
+            raise ManifestError(f"{name} is not a regular file")
+        size = st.st_size
         if size != meta["size"]:
             raise ManifestError(f"{name} has {size} bytes, the manifest says {meta['size']}")
 
@@ -93,16 +97,13 @@ def verify(stepdir: str, manifest: dict, rank: int, size: int):
         meta = manifest["files"][name]
         buf = np.empty(meta["size"], dtype=np.uint8)
         try:
-            fd = os.open(os.path.join(stepdir, name), os.O_RDONLY)
-            try:
-                digest = read_and_hash(fd, buf)
-            finally:
-                os.close(fd)
+            with open_regular(os.path.join(stepdir, name)) as f:
+                digest = read_and_hash(f.fileno(), buf)
         except OSError as exc:
             return f"{name}: {exc}", None
         if digest != meta["checksum"]:
             return f"{name}: checksum mismatch", None
-        return None, buf
+        return check_layouts(stepdir, manifest, [name]), buf
     for name in assigned_files(manifest, rank, size):
         try:
             nbytes, digest = hash_file(os.path.join(stepdir, name))
@@ -111,7 +112,52 @@ def verify(stepdir: str, manifest: dict, rank: int, size: int):
         if (nbytes, digest) != (manifest["files"][name]["size"],
                                 manifest["files"][name]["checksum"]):
             return f"{name}: checksum mismatch", None
-    return None, None
+    return check_layouts(stepdir, manifest, assigned_files(manifest, rank, size)), None
+
+
+def _expected(manifest: dict, rank: int):
+    """``(dataset, dtype, shape, offset)`` of every array the manifest says ``rank``'s
+    file holds (the manifest has passed :func:`check_manifest`)."""
+    for entry, e in manifest["entries"].items():
+        kind = e["kind"]
+        if kind == "array":
+            yield (entry, e["dataset"], e["dtype"], [e["counts"][rank], *e["shape"][1:]],
+                   e["offsets"][rank])
+        elif kind == "table":
+            for c in e["columns"]:
+                yield (entry, c["dataset"], c["dtype"], [e["counts"][rank], *c["shape"]],
+                       c["offsets"][rank])
+        elif kind == "local":
+            yield (entry, e["dataset"], e["dtypes"][rank], e["shapes"][rank] or [1],
+                   e["offsets"][rank])
+        elif kind == "rng":
+            yield entry, e["dataset"], "u1", [e["sizes"][rank]], e["offsets"][rank]
+
+
+def check_layouts(stepdir: str, manifest: dict, names) -> str | None:
+    """Check that the files ``names`` hold the datasets the manifest describes (dtype,
+    shape, byte offset), so a restore reads exactly the bytes that were saved. Returns
+    the problem, or None. Not collective."""
+    import h5py
+
+    for name in names:
+        rank = int(name[len("rank-"):-len(".h5")])
+        try:
+            with open_regular(os.path.join(stepdir, name)) as raw, \
+                    h5py.File(raw, "r", locking=False) as f:
+                for entry, ds, dtype, shape, offset in _expected(manifest, rank):
+                    what = f"{name}: entry {entry!r}"
+                    if f.get(ds, getclass=True) is not h5py.Dataset:
+                        return f"{what}: no dataset {ds}"
+                    d = f[ds]
+                    got = (d.dtype.str, list(d.shape) if d.shape else [1],
+                           d.id.get_offset() if d.size else None)
+                    if got != (np.dtype(dtype).str, list(shape), offset):
+                        return (f"{what}: dataset {ds} is (dtype, shape, offset) {got}, "
+                                f"the manifest says {(dtype, shape, offset)}")
+        except (OSError, ValueError, KeyError) as exc:
+            return f"{name}: {exc}"
+    return None
 
 
 def check_rank_count(manifest: dict, size: int) -> None:
@@ -150,7 +196,8 @@ class _Source:
 
     def _fd(self, rank):
         if rank not in self.fds:
-            self.fds[rank] = os.open(os.path.join(self.stepdir, rank_filename(rank)), os.O_RDONLY)
+            self.fds[rank] = os.open(os.path.join(self.stepdir, rank_filename(rank)),
+                                     os.O_RDONLY | os.O_NOFOLLOW)
         return self.fds[rank]
 
     def close(self):

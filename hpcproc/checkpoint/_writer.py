@@ -30,10 +30,10 @@ from .. import _faults, _version
 from ..io.direct import pwrite_from
 from . import _crash
 from ._errors import CheckpointWarning
-from ._dirs import apply_retention, discard_step, write_latest
-from ._format import (CHECKSUM, FORMAT, MANIFEST, TMP_PREFIX, VERSION, dump_manifest,
-                      fsync_dir, hash_regions, rank_filename, step_dirname,
-                      write_file_atomic)
+from ._dirs import apply_retention, write_latest
+from ._format import (CHECKSUM, FORMAT, MANIFEST, OLD_PREFIX, TMP_PREFIX, VERSION,
+                      ManifestError, dump_manifest, fsync_dir, hash_regions, load_manifest,
+                      rank_filename, step_dirname, write_file_atomic)
 
 __all__ = ["make_tmp_dir", "write_rank_file", "build_manifest", "commit_step", "remove_tmp"]
 
@@ -141,6 +141,10 @@ def build_manifest(step: int, signature, rows, outcomes, shared) -> dict:
 def commit_step(directory: str, tmp: str, body: dict, keep: int) -> list[int]:
     """On rank 0: write the manifest, commit the step atomically, apply retention.
 
+    A step saved again under the same number (e.g. after a restart) replaces the old one:
+    the old directory is renamed aside (``.old-``) and deleted only once the new one is
+    committed; a crash in between leaves it for :func:`cleanup` to put back. Retention
+    runs only after the new step is committed and its manifest reads back as valid.
     Returns the steps deleted by retention.
     """
     step = body["step"]
@@ -149,16 +153,21 @@ def commit_step(directory: str, tmp: str, body: dict, keep: int) -> list[int]:
     fsync_dir(tmp)
     _crash.point("manifest", 0)
     final = os.path.join(directory, step_dirname(step))
+    old = None
     if os.path.lexists(final):  # the same step saved again (e.g. after a restart)
-        discard_step(directory, step)
+        old = os.path.join(directory, f"{OLD_PREFIX}{step_dirname(step)}-{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
     os.rename(tmp, final)
     fsync_dir(directory)
     _crash.point("renamed", 0)
     try:  # the step is committed: what follows is housekeeping that restore never needs
+        if old is not None:
+            remove_tmp(old)
+        load_manifest(os.path.join(final, MANIFEST))  # reads back: safe to drop older
         write_latest(directory, step)
         _crash.point("latest", 0)
         return apply_retention(directory, keep, newest=step)
-    except OSError as exc:
+    except (OSError, ManifestError) as exc:
         warnings.warn(f"checkpoint {step_dirname(step)} is committed, but updating "
                       f"'latest' or deleting old steps failed: {exc}", CheckpointWarning,
                       stacklevel=2)

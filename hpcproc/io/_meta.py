@@ -16,6 +16,7 @@ import numpy as np
 
 from ..comm import collective, root_call
 from ..errors import DatasetNotFoundError, DtypeError, NotADatasetError
+from . import cf, filters
 
 __all__ = ["DatasetInfo", "dataset_info", "inspect_dataset", "split_target", "check_numeric"]
 
@@ -32,14 +33,15 @@ _LAYOUTS = {
 class DatasetInfo:
     """What one rank learnt about a dataset, shared with every rank."""
 
-    path: str
-    name: str
+    path: str  # the file that holds the dataset's storage (links resolved)
+    name: str  # its name in that file
     shape: tuple
     dtype: str  # numpy dtype string with byte order, e.g. '>f8'
     layout: str  # 'contiguous', 'chunked', 'compact', 'virtual' or 'external'
     chunks: tuple | None = None
     filters: tuple = ()
     offset: int | None = None  # byte offset of contiguous raw data in the file
+    #: the CF attributes that decoding needs (:mod:`hpcproc.io.cf`), only those present
     attrs: dict = field(default_factory=dict)
     #: the file's size and modification time (ns) when the metadata was read
     file_size: int | None = None
@@ -85,8 +87,12 @@ def check_numeric(dtype: np.dtype, what: str) -> None:
 
 
 def open_file(path: str, mode: str = "r", **kwargs) -> h5py.File:
-    """``h5py.File`` with hpcproc's error messages for missing or unreadable files."""
+    """``h5py.File`` with hpcproc's error messages for missing or unreadable files.
+
+    Reading registers the filters of the ``hdf5plugin`` package first, when installed.
+    """
     if mode == "r":
+        filters.load_plugins()
         if not os.path.exists(path):
             raise FileNotFoundError(f"no such file: {path}")
         if os.path.isdir(path):
@@ -96,18 +102,66 @@ def open_file(path: str, mode: str = "r", **kwargs) -> h5py.File:
     return h5py.File(path, mode, **kwargs)
 
 
-def get_dataset(f: h5py.File, name: str, path: str) -> h5py.Dataset:
-    """The dataset ``name`` of open file ``f``, with clear errors for groups and typos."""
+def _exists(f: h5py.File, name: str) -> bool:
+    """True when a link named ``name`` exists (even if what it points to cannot be opened)."""
     try:
-        obj = f.get(name, getlink=False)
-    except (KeyError, ValueError):
-        obj = None
-    if obj is None:
-        raise DatasetNotFoundError(f"no dataset {name!r} in {path}")
+        return name in f
+    except Exception:  # noqa: BLE001 - a broken group on the way: something is there
+        return True
+
+
+def get_dataset(f: h5py.File, name: str, path: str) -> h5py.Dataset:
+    """The dataset ``name`` of open file ``f``, with clear errors for groups and typos.
+
+    A name that does not exist raises ``DatasetNotFoundError``; one that exists but cannot
+    be opened (a corrupt object header, an external link to a missing file) raises
+    ``OSError`` with HDF5's own message.
+    """
+    try:
+        obj = f[name]
+    except (KeyError, ValueError, OSError, RuntimeError) as exc:
+        if not _exists(f, name):
+            raise DatasetNotFoundError(f"no dataset {name!r} in {path}") from None
+        link = _describe_link(f, name)
+        why = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc  # unquoted
+        raise OSError(f"cannot open {name!r}{link} in {path}: {why}") from None
     if not isinstance(obj, h5py.Dataset):
         kind = "a group" if isinstance(obj, h5py.Group) else type(obj).__name__
         raise NotADatasetError(f"{name!r} in {path} is {kind}, not a dataset")
     return obj
+
+
+def _describe_link(f: h5py.File, name: str) -> str:
+    try:
+        link = f.get(name, getlink=True)
+    except Exception:  # noqa: BLE001 - only used to make a message better
+        return ""
+    if isinstance(link, h5py.ExternalLink):
+        return f" (external link to {link.filename}:{link.path})"
+    if isinstance(link, h5py.SoftLink):
+        return f" (soft link to {link.path})"
+    return ""
+
+
+def _storage(dset: h5py.Dataset, path: str) -> tuple[str, str]:
+    """``(file, name)`` where the dataset really lives: an external link leads to another
+    file, and every rank (and the direct byte-range path) must read that one."""
+    real = dset.file.filename
+    try:
+        same = os.path.samefile(real, path)
+    except OSError:
+        same = False
+    if same:
+        return os.path.abspath(path), dset.name
+    real = os.path.abspath(real)
+    with h5py.File(real, "r") as g:  # check that the name leads to the same object there
+        other = g.get(dset.name)
+        ok = isinstance(other, h5py.Dataset) and \
+            h5py.h5o.get_info(other.id).addr == h5py.h5o.get_info(dset.id).addr
+    if not ok:
+        raise OSError(f"cannot resolve where {dset.name!r} (reached from {path}) is stored: "
+                      f"{real} has no such dataset")
+    return real, dset.name
 
 
 def inspect_dataset(path: str, name: str) -> DatasetInfo:
@@ -124,21 +178,28 @@ def inspect_dataset(path: str, name: str) -> DatasetInfo:
             layout = "external"
         else:
             layout = _LAYOUTS.get(dcpl.get_layout(), "other")
-        filters = tuple(str(dcpl.get_filter(i)[0]) for i in range(dcpl.get_nfilters()))
+        pipeline = filters.check_available(dcpl, f"dataset {name!r} in {path}")
         offset = dset.id.get_offset() if layout == "contiguous" else None
-        st = os.stat(path)
+        real, real_name = _storage(dset, path)
+        st = os.stat(real)
         return DatasetInfo(
-            path=os.path.abspath(path), name=dset.name, shape=tuple(dset.shape),
-            dtype=dset.dtype.str, layout=layout, chunks=dset.chunks, filters=filters,
-            offset=offset, file_size=st.st_size, mtime_ns=st.st_mtime_ns)
+            path=real, name=real_name, shape=tuple(dset.shape),
+            dtype=dset.dtype.str, layout=layout, chunks=dset.chunks,
+            filters=tuple(str(code) for code in pipeline), offset=offset,
+            attrs=cf.read_attrs(dset), file_size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
 @collective("hp.dataset_info", paths=("path",))
 def dataset_info(path: str, name: str, comm=None) -> DatasetInfo:
     """Metadata of ``path:name`` read on rank 0 and broadcast. Collective.
 
+    Links are followed as h5py follows them: ``path`` and ``name`` of the result are
+    the file and name that hold the dataset's storage (another file for an external link).
+
     Raises on every rank: ``FileNotFoundError`` / ``OSError`` for a missing or non-HDF5
-    file, ``DatasetNotFoundError`` (a ``KeyError``) for a missing dataset,
+    file, ``DatasetNotFoundError`` (a ``KeyError``) for a missing dataset, ``OSError``
+    for one that exists but cannot be opened (HDF5's message) or whose compression
+    filter is not available (:class:`~hpcproc.io.filters.FilterUnavailableError`),
     ``NotADatasetError`` for a group, ``DtypeError`` for non-numeric data.
     """
     return root_call(lambda: inspect_dataset(os.fspath(path), name), comm)

@@ -35,7 +35,12 @@ def read_rows(info: DatasetInfo, start: int, stop: int, out: np.ndarray | None =
     if stop <= start or out.size == 0:
         return out
     with open_file(info.path) as f:
-        get_dataset(f, info.name, info.path).read_direct(out, source_sel=np.s_[start:stop])
+        dset = get_dataset(f, info.name, info.path)
+        try:
+            dset.read_direct(out, source_sel=np.s_[start:stop])
+        except (OSError, RuntimeError, ValueError) as exc:  # e.g. a corrupt chunk
+            raise OSError(f"cannot read rows {start}:{stop} of {info.name!r} in {info.path}: "
+                          f"{exc}") from None
     return out
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..comm import get_comm
 from ._meta import DatasetInfo, get_dataset
+from .filters import load_plugins
 
 __all__ = ["available", "require", "read_rows", "write_rows"]
 
@@ -62,6 +63,7 @@ def read_rows(info: DatasetInfo, start: int, stop: int, comm=None,
         out = np.empty((stop - start,) + info.shape[1:], dtype=info.native_dtype)
     if 0 in info.shape:  # nothing to read on any rank (and HDF5 1.10 fails on it)
         return out
+    load_plugins()  # hdf5plugin's filters, when installed
     with h5py.File(info.path, "r", driver="mpio", comm=get_comm(comm)) as f:
         _transfer(get_dataset(f, info.name, info.path), start, out, write=False)
     return out

@@ -9,6 +9,11 @@ Strategy per dataset (``method="auto"``):
   balanced decomposition, every rank reads its rows through h5py.
 
 ``method="mpio"`` forces collective MPI-IO reads (parallel h5py only).
+
+Links are followed as h5py follows them (the metadata names the file that holds the
+data). A failure while reading on any rank is raised on every rank. CF packing and
+masking (netCDF ``scale_factor``, ``add_offset``, ``_FillValue``...) is decoded block by
+block after the read (:mod:`hpcproc.io.cf`) unless ``mask_and_scale=False``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from .. import _ingest
+from .. import _ingest, provenance
 from ..array import DistArray, _tiled
 from ..comm import _agreed, check_all, collective, get_comm, lib_comm
 from ..errors import ShapeMismatchError
@@ -26,7 +31,7 @@ from ..partition import aligned_ranges, block_range, tiling_problem
 from ..table import DistTable
 from ..trace import phase
 from .. import progress
-from . import chunked, direct, mpio
+from . import cf, chunked, direct, mpio
 from ._meta import DatasetInfo, dataset_info
 
 __all__ = ["read", "read_table", "blocks", "METHODS", "LAYOUTS"]
@@ -100,13 +105,16 @@ def _local_rows(local_rows, n: int) -> tuple[int, int]:
     return a, b
 
 
-def _rank_ranges(info, how, start, stop, comm, layout, local_rows, out=None, what="hp.read"):
+def _rank_ranges(info, how, start, stop, comm, layout, local_rows, out=None, dtype=None,
+                 what="hp.read"):
     """Every rank's rows ``[lo, hi)`` of the selection ``[start, stop)``. Collective.
 
     ``local_rows`` (per rank, relative to the selection) are checked on every rank and
     must tile the selection (one allgather); otherwise the decomposition is ``layout``'s.
-    ``out`` is checked to have the shape of this rank's block.
+    ``out`` is checked to have the shape of this rank's block and ``dtype`` (default: the
+    dataset's native dtype).
     """
+    dtype = info.native_dtype if dtype is None else dtype
     size, rank = comm.Get_size(), comm.Get_rank()
 
     def local():
@@ -117,7 +125,7 @@ def _rank_ranges(info, how, start, stop, comm, layout, local_rows, out=None, wha
             ranges = None
             lo, hi = (start + v for v in _local_rows(local_rows, stop - start))
         try:
-            _check_out(out, (hi - lo,) + info.shape[1:], info.native_dtype)
+            _check_out(out, (hi - lo,) + info.shape[1:], dtype)
         except ValueError as exc:
             balanced = tuple(start + b for b in block_range(stop - start, size, rank))
             if local_rows is None and (lo, hi) != balanced:
@@ -139,20 +147,44 @@ def _rank_ranges(info, how, start, stop, comm, layout, local_rows, out=None, wha
 
 
 def _read_checksummed(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None,
-                      crc: int = 0, checksum: bool = True):
-    """Rows ``[lo, hi)`` by strategy ``how``: ``(block, crc32 or None)``. The direct path
-    checksums while it reads (one pass, continuing the running ``crc``); the others
-    leave the checksum (None) to the caller (:func:`hpcproc._ingest.after_read`,
-    :class:`hpcproc._ingest.BlockChecksum`)."""
+                      crc: int = 0, checksum: bool = True, mask_and_scale: bool = True,
+                      raw=None):
+    """Rows ``[lo, hi)`` by strategy ``how``: ``(block, crc32 or None)``. Collective: a
+    failure on any rank is raised on every rank.
+
+    The direct path checksums while it reads (one pass, continuing the running ``crc``);
+    the others leave the checksum (None) to the caller
+    (:func:`hpcproc._ingest.after_read`, :class:`hpcproc._ingest.BlockChecksum`). With CF
+    attributes (and ``mask_and_scale``) the stored values (read into ``raw`` when given)
+    are checksummed here and decoded into ``out``.
+    """
+    dec = cf.decoder(info, mask_and_scale)
+
+    def local():
+        with phase("read", read=(hi - lo) * info.row_bytes):
+            if dec is None:
+                return _read_stored(info, how, lo, hi, comm, out, crc, checksum)
+            block, c = _read_stored(info, how, lo, hi, comm, raw, crc, checksum)
+            if c is None and checksum and provenance.enabled():
+                c = provenance.block_crc32(block, crc)  # the values as stored
+            return dec(block, out), c
+    return check_all(local, comm)
+
+
+def _read_stored(info: DatasetInfo, how: str, lo: int, hi: int, comm, out, crc, checksum):
     crc32 = _ingest.inline_crc32() if how == "direct" and checksum else None
-    with phase("read", read=(hi - lo) * info.row_bytes):
-        if crc32 is not None:
-            return direct.read_rows(info, lo, hi, out, crc32=crc32, crc=crc)
-        if how == "direct":
-            return direct.read_rows(info, lo, hi, out), None
-        if how == "mpio":
-            return mpio.read_rows(info, lo, hi, comm, out), None
-        return chunked.read_rows(info, lo, hi, out), None
+    if crc32 is not None:
+        return direct.read_rows(info, lo, hi, out, crc32=crc32, crc=crc)
+    if how == "direct":
+        return direct.read_rows(info, lo, hi, out), None
+    if how == "mpio":
+        return mpio.read_rows(info, lo, hi, comm, out), None
+    return chunked.read_rows(info, lo, hi, out), None
+
+
+def _decoded_dtype(info: DatasetInfo, mask_and_scale: bool) -> np.dtype:
+    dec = cf.decoder(info, mask_and_scale)
+    return info.native_dtype if dec is None else dec.dtype
 
 
 def _check_out(out, shape, dtype) -> None:
@@ -169,7 +201,7 @@ def _check_out(out, shape, dtype) -> None:
 @collective("hp.read", local=("out", "local_rows"), paths=("path",))
 def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
          out: np.ndarray | None = None, validate=None, *, local_rows=None,
-         layout: str = "auto") -> DistArray:
+         layout: str = "auto", mask_and_scale: bool = True) -> DistArray:
     """Read this rank's block of an HDF5 dataset along axis 0.
 
     Collective. Metadata is read on rank 0 and broadcast; then each rank reads only its
@@ -186,8 +218,8 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
     method : {"auto", "direct", "chunked", "h5py", "mpio"}
         Force a read strategy; ``"auto"`` picks the fastest available one.
     out : numpy.ndarray, optional
-        Read this rank's block into this array (native dtype, C-contiguous, the block's
-        shape), e.g. to reuse memory across reads; checked on every rank first.
+        Read this rank's block into this array (the result's dtype, C-contiguous, the
+        block's shape), e.g. to reuse memory across reads; checked on every rank first.
     local_rows : (int, int), optional, keyword-only
         This rank's own rows ``(start, stop)`` of the selection (per rank: a simulation
         code's own decomposition). The blocks must tile the selection: contiguous, in
@@ -203,6 +235,11 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
         Validation rules (a dict, or a TOML/JSON file; see :mod:`hpcproc.validate`),
         checked in the same pass as the read; ``ValidationError`` (with ``.report``) on
         every rank if the data breaks one.
+    mask_and_scale : bool
+        Decode netCDF/CF packing and missing values where the dataset has the attributes
+        (``scale_factor``, ``add_offset``, ``_FillValue``, ``missing_value``,
+        ``valid_min``/``valid_max``/``valid_range``), as netCDF4-python and xarray do:
+        missing values become NaN (see :mod:`hpcproc.io.cf`). ``False``: the stored values.
 
     The rows read are recorded (with a crc32 of their content) as an input of the
     lineage stored on everything this process writes next (:mod:`hpcproc.provenance`).
@@ -211,7 +248,8 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
     -------
     DistArray
         ``global_shape`` is the selection's shape; ``offset`` counts from the start of
-        the selection and ``origin`` is the row in the file. Data is in native byte order.
+        the selection and ``origin`` is the row in the file. Data is in native byte order
+        (and decoded, see ``mask_and_scale``).
 
     Raises
     ------
@@ -225,9 +263,10 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
     rules = _ingest.prepare_rules(validate, info, comm)
-    ranges = _rank_ranges(info, how, start, stop, comm, layout, local_rows, out)
+    dtype = _decoded_dtype(info, mask_and_scale)
+    ranges = _rank_ranges(info, how, start, stop, comm, layout, local_rows, out, dtype)
     lo, hi = ranges[comm.Get_rank()]
-    local, crc = _read_checksummed(info, how, lo, hi, comm, out)
+    local, crc = _read_checksummed(info, how, lo, hi, comm, out, mask_and_scale=mask_and_scale)
     _ingest.check_report(_ingest.after_read(info, start, stop, local, lo - start, comm, rules,
                                             crc=crc))
     return _tiled(DistArray(local, (stop - start,) + info.shape[1:], lo - start, comm,
@@ -236,13 +275,14 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
 
 @collective("hp.read_table", paths=("path",))
 def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
-               method: str = "auto") -> DistTable:
+               method: str = "auto", *, mask_and_scale: bool = True) -> DistTable:
     """Read several datasets of one file as the columns of a DistTable.
 
     Collective. ``columns`` maps column names to dataset names, e.g.
     ``{"x": "/p/x", "id": "/p/id"}``. All datasets must have the same number of rows
     (``ShapeMismatchError`` on every rank otherwise); the rows are split identically
     (balanced, not chunk-aligned, so chunked columns of different chunk sizes line up).
+    ``mask_and_scale`` decodes CF attributes as in :func:`read`.
     """
     comm = get_comm(comm)
     if not columns:
@@ -259,7 +299,7 @@ def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
     local = {}
     for k, i in infos.items():
         local[k], crc = _read_checksummed(i, "h5py" if hows[k] == "chunked" else hows[k],
-                                          lo, hi, comm)
+                                          lo, hi, comm, mask_and_scale=mask_and_scale)
         _ingest.after_read(i, start, stop, local[k], lo - start, comm, crc=crc)
     table = DistTable(local, stop - start, lo - start, comm)
     table._tiled = table._layout()[2]  # balanced blocks: tiles by construction
@@ -269,7 +309,7 @@ def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
 @collective("hp.blocks", local=("local_rows",), paths=("path",))
 def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows=None,
            method: str = "auto", reuse: bool = False, *, local_rows=None,
-           layout: str = "auto") -> Iterator[DistArray]:
+           layout: str = "auto", mask_and_scale: bool = True) -> Iterator[DistArray]:
     """Iterate over a dataset in successive blocks of at most ``block_bytes`` per rank.
 
     Collective: every rank receives the same number of blocks (ranks that run out get
@@ -285,6 +325,9 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
 
     ``local_rows`` and ``layout`` (keyword-only) choose each rank's share as in
     :func:`read`.
+
+    ``mask_and_scale`` decodes CF attributes block by block, as in :func:`read`
+    (``block_bytes`` counts the stored bytes).
     """
     comm = get_comm(comm)
     if int(block_bytes) < 1:
@@ -294,15 +337,17 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
     size, rank = comm.Get_size(), comm.Get_rank()
-    ranges = _rank_ranges(info, how, start, stop, comm, layout, local_rows, None, "hp.blocks")
+    ranges = _rank_ranges(info, how, start, stop, comm, layout, local_rows, what="hp.blocks")
     step = max(1, int(block_bytes) // max(1, info.row_bytes))
     if how == "chunked" and layout == "auto" and local_rows is None:
         step = max(1, step // info.chunks[0]) * info.chunks[0]
     nsteps = max(-(-(hi - lo) // step) for lo, hi in ranges) if ranges else 0
     lib_comm(comm)  # create the library communicator before the first block on all ranks
     mine = ranges[rank][1] - ranges[rank][0]
-    buf = (np.empty((min(step, mine),) + info.shape[1:], dtype=info.native_dtype)
-           if reuse else None)
+    dtype = _decoded_dtype(info, mask_and_scale)
+    buf = (np.empty((min(step, mine),) + info.shape[1:], dtype=dtype) if reuse else None)
+    raw = (np.empty_like(buf, dtype=info.native_dtype)
+           if reuse and dtype != info.native_dtype else buf)
     bar = progress.scan(f"{path}:{info.name}", mine * info.row_bytes,
                         (stop - start) * info.row_bytes)
     crc = _ingest.BlockChecksum(info, start, stop)
@@ -312,7 +357,8 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
         a, b = pieces[rank]
         local, running = _read_checksummed(info, how, a, b, comm,
                                            None if buf is None else buf[:b - a], crc.crc,
-                                           crc.active)
+                                           crc.active, mask_and_scale,
+                                           None if raw is None else raw[:b - a])
         bar.update(local.nbytes)
         crc.update(local, running)
         yield _tiled(DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]),

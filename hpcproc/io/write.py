@@ -9,18 +9,23 @@ by every rank in parallel:
   own chunks in parallel and stores them with ``write_direct_chunk`` (``chunked``);
 * ``method="mpio"``: collective MPI-IO writes through a parallel h5py.
 
-Atomicity: with ``mode="w"`` the file is written under a temporary name in the same
-directory and renamed over ``path`` only after every rank has written (and fsynced) its
-data. With ``mode="a"`` the dataset is written under a temporary name and moved to its
-final name at the end. A failed or interrupted write never leaves a file or dataset
-that looks complete, and never touches an existing one.
+Safety (see ``_target``): before anything is created the target is checked (not a
+directory, writable directory, enough free space, not a file this process has read
+when it would be replaced). With ``mode="w"`` the file is written under a temporary name
+``.<name>.hpcproc-tmp-<host>-<pid>-<token>`` in the same directory and renamed over
+``path`` only after every rank has written (and fsynced) its data; the temporary file is
+removed on any error and on SIGTERM/SIGINT, and a later write to the same target removes
+those of crashed runs. With ``mode="a"`` the dataset is written under a temporary name
+and moved to its final name at the end; on an error it is deleted again (the file's
+other objects are never touched, but HDF5 may leave its size and metadata bytes
+changed), and a later append removes temporary datasets of crashed runs.
 """
 
 from __future__ import annotations
 
 import operator
 import os
-import uuid
+import time
 from collections.abc import Mapping
 
 import h5py
@@ -34,14 +39,14 @@ from .._redistribute import redistribute_rows
 from ..table import DistTable
 from .. import _faults, provenance
 from ..trace import phase
-from . import chunked, direct, mpio
+from . import _target, chunked, direct, mpio
 from ._meta import check_numeric
 
-__all__ = ["write", "write_table"]
+__all__ = ["write", "write_table", "check_output"]
 
 MODES = ("w", "a")
 WRITE_METHODS = ("auto", "direct", "chunked", "mpio")
-_TMP_PREFIX = ".hpcproc-tmp-"
+_TMP_PREFIX = _target.TMP_MARK
 
 
 def _validate(path, names, arrays, mode, chunks, compression, compression_opts, method):
@@ -66,36 +71,81 @@ def _validate(path, names, arrays, mode, chunks, compression, compression_opts, 
         raise TypeError(f"path must be a string or path, not {type(path).__name__}")
 
 
+def _input_files() -> list[str]:
+    """The files this process has read (its lineage inputs)."""
+    return list(dict.fromkeys(rec["file"] for rec in provenance.inputs()))
+
+
+def _space_needed(arrays, compression, mode) -> int:
+    """Bytes to find free before writing: the raw data size. Compressed output into a
+    new file is not checked (its size is unknown; a full disk only costs the temporary
+    file); into an existing file (mode "a") the uncompressed size is required."""
+    if compression is not None and mode == "w":
+        return 0
+    return sum(x.dtype.itemsize * int(np.prod(x.global_shape, dtype=np.int64))
+               for x in arrays)
+
+
 def _prepare(path, names, arrays, mode, chunks, compression, level, shuffle, attrs):
-    """On rank 0: create the output structure; return where each rank writes."""
-    path = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"output directory does not exist: {directory}")
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise PermissionError(f"output directory is not writable: {directory}")
-    token = uuid.uuid4().hex[:12]
+    """On rank 0: check the target, create the output structure; return where each rank
+    writes."""
     if mode == "w":
-        target = os.path.join(directory, f"{_TMP_PREFIX}{token}-{os.path.basename(path)}")
-        fmode = "w-"
+        _target.check_not_input(path, _input_files())
+    path = _target.check_target(path, mode, _space_needed(arrays, compression, mode))
+    exists = os.path.exists(path)
+    if mode == "a" and exists:
+        with h5py.File(path, "r") as f:  # read-only: a refused append changes no byte
+            for name in names:
+                final = "/" + name.strip("/")
+                if final in f:
+                    raise DatasetExistsError(f"dataset {final!r} already exists in {path} "
+                                             f"(mode 'a' never overwrites)")
+    if mode == "a" and not exists:
+        mode = "w"  # a new file: written like mode "w", under a temporary name
+    if mode == "w":
+        _target.remove_stale(path)
+        target, fmode = _target.tmp_name(path), "w-"
     else:
-        target, fmode = path, ("r+" if os.path.exists(path) else "w-")
+        target, fmode = path, "r+"
+    tag = _target.tmp_tag()
     layouts = []
     try:
         with h5py.File(target, fmode) as f:
+            if mode == "a":
+                _remove_stale_datasets(f)
             for name, x in zip(names, arrays):
                 final = "/" + name.strip("/")
-                if mode == "a" and final in f:
-                    raise DatasetExistsError(f"dataset {final!r} already exists in {path} "
-                                             f"(mode 'a' never overwrites)")
-                tmp = final if mode == "w" else f"/{_TMP_PREFIX}{token}-{len(layouts)}"
+                tmp = final if mode == "w" else f"/{_TMP_PREFIX}{tag}-{len(layouts)}"
                 layouts.append(_create(f, tmp, x, chunks, compression, level, shuffle,
                                        (attrs or {}).get(name, {})))
                 layouts[-1].update(tmp=tmp, final=final)
     except BaseException:
         _discard(target, mode, [lay["tmp"] for lay in layouts])
         raise
-    return {"path": path, "target": target, "layouts": layouts}
+    return {"path": path, "target": target, "layouts": layouts, "mode": mode}
+
+
+def _remove_stale_datasets(f) -> None:
+    """Delete temporary datasets that crashed appends left in the root group (only those
+    of dead processes on this host: their names are ``<mark><host>-<pid>-<token>-<i>``)."""
+    now = time.time()
+    for name in [n for n in f if n.startswith(_TMP_PREFIX)]:
+        as_file = ".x" + name.rsplit("-", 1)[0]  # the form _target.is_stale parses
+        if _target.is_stale(as_file, now, now):
+            del f[name]
+
+
+def check_output(out, inputs, comm=None, what: str = "--out") -> str:
+    """Refuse an output that is one of ``inputs`` or cannot be written. Collective.
+
+    Run before any input is read (the ``hpcproc`` commands do): the same error is
+    raised on every rank, naming both paths. Returns the absolute output path.
+    """
+    def check():
+        _target.check_not_input(out, inputs, what)
+        return _target.check_target(out, "w")
+
+    return root_call(check, comm)
 
 
 def _create(f, name, x, chunks, compression, level, shuffle, attrs) -> dict:
@@ -246,7 +296,6 @@ def write(path: str, dataset: str, x: DistArray, comm=None, mode: str = "w",
                 shuffle, {dataset: dict(attrs or {})}, method, fsync)
 
 
-@collective("hp.write_table", paths=("path",))
 def _block_with_rows(block, local_rows, comm) -> DistArray:
     """This rank's numpy ``block`` of global rows ``local_rows`` as a DistArray. Collective:
     the blocks must tile the rows and agree in dtype and trailing shape."""
@@ -280,6 +329,7 @@ def _block_with_rows(block, local_rows, comm) -> DistArray:
     return _tiled(DistArray(block, (total,) + block.shape[1:], a, comm))
 
 
+@collective("hp.write_table", paths=("path",))
 def write_table(path: str, table: DistTable, group: str = "/", comm=None, mode: str = "w",
                 **options) -> None:
     """Write every column of a DistTable as one dataset ``group/column``. Collective.
@@ -319,16 +369,37 @@ def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compr
     attrs = provenance.stamp(attrs, names, "write", comm.Get_size())  # lineage attributes
     if method == "chunked" and chunks is None:
         chunks = True
-    plan = root_call(lambda: _prepare(path, names, values, mode, chunks, compression, level,
-                                      shuffle, attrs), comm)
+    with _target.SignalCleanup() as guard:  # a signal from here on removes the temp file
+        plan = root_call(lambda: _prepare(path, names, values, mode, chunks, compression,
+                                          level, shuffle, attrs), comm)
+        mode = plan["mode"]
+        guard.set_path(plan["target"] if mode == "w" else None)
+        _write_and_commit(plan, names, values, comm, mode, method, compression, level,
+                          shuffle, fsync)
+
+
+def _write_and_commit(plan, names, values, comm, mode, method, compression, level, shuffle,
+                      fsync) -> None:
     with phase("write", written=sum(x.local.nbytes for x in values)):
-        errors = [_write_data(plan, lay, x, comm, method, compression, level, shuffle, fsync)
-                  for lay, x in zip(plan["layouts"], values)]
+        try:
+            errors = [_write_data(plan, lay, x, comm, method, compression, level, shuffle,
+                                  fsync) for lay, x in zip(plan["layouts"], values)]
+        except BaseException:  # e.g. KeyboardInterrupt: this rank is about to end the job
+            if mode == "w" or comm.Get_rank() == 0:
+                _discard(plan["target"], mode, [lay["tmp"] for lay in plan["layouts"]])
+            raise
     first = next((e for e in errors if e is not None), None)
 
     def raise_local():
         if first is not None:
             raise first
+
+    def commit():
+        try:
+            _commit(plan, mode)
+        except BaseException:
+            _discard(plan["target"], mode, [lay["tmp"] for lay in plan["layouts"]])
+            raise
 
     try:
         check_all(raise_local, comm)
@@ -336,5 +407,5 @@ def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compr
         if comm.Get_rank() == 0:
             _discard(plan["target"], mode, [lay["tmp"] for lay in plan["layouts"]])
         raise
-    root_call(lambda: _commit(plan, mode), comm)
+    root_call(commit, comm)
     lib_comm(comm).Barrier()

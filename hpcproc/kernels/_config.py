@@ -2,7 +2,8 @@
 
 * ``HPCPROC_CACHE``: ``0`` switches Numba's on-disk cache off (every rank compiles).
 * ``HPCPROC_CACHE_DIR``: where compiled kernels are cached (``NUMBA_CACHE_DIR``);
-  default ``$XDG_CACHE_HOME/hpcproc/numba`` (``~/.cache/hpcproc/numba``).
+  default ``$XDG_CACHE_HOME/hpcproc/numba`` (``~/.cache/hpcproc/numba``). Used only if
+  it can be trusted (see :mod:`hpcproc.kernels._cache_trust`).
 * ``HPCPROC_THREADS``, else ``SLURM_CPUS_PER_TASK``, else 1: threads per rank, so that
   ranks x threads never oversubscribe a node.
 """

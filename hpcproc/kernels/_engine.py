@@ -20,7 +20,7 @@ import numpy as np
 from ..comm import check_all, node_comm
 from ..errors import HpcprocError
 from ..trace import phase
-from ._numba import CACHE, get_threads, numba
+from ._numba import CACHE, CONFIG_ERROR, get_threads, numba
 
 __all__ = ["KernelCompileError", "ensure_compiled", "compile_stats",
            "split_rows", "signature_of"]
@@ -90,6 +90,8 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
     cached = CACHE and type(getattr(disp, "_cache", None)).__name__ != "NullCache"
 
     def local():
+        if CONFIG_ERROR is not None:  # e.g. HPCPROC_THREADS=0, the same on every rank
+            raise CONFIG_ERROR
         node = node_comm(comm)
         leader = node.Get_rank() == 0
         error = None

@@ -2,8 +2,11 @@
 
 Bin ``i`` holds ``edges[i] <= v < edges[i + 1]``; the last bin is closed
 (``v == edges[-1]`` counts); values outside ``[edges[0], edges[-1]]`` and NaNs are not
-counted. For uniform edges the bin is computed arithmetically and then corrected by
-comparing with the edges themselves, so results are identical to ``np.histogram``.
+counted. For uniform edges the bin is first estimated in float64 arithmetic and then
+corrected by comparing the value with the edges themselves, so results are identical to
+``np.histogram``. Values are compared in their own type with the edges in theirs, with
+numpy's promotion: integer data against integer edges exactly (as numpy's
+``searchsorted`` does), anything against float edges in float64.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ def find_bin(v, edges, uniform, norm):
     if not (v >= edges[0] and v <= edges[nb]):
         return -1
     if uniform:
-        i = int((v - edges[0]) * norm)
+        i = int((np.float64(v) - np.float64(edges[0])) * norm)
         if i > nb - 1:
             i = nb - 1
         if i < 0:
@@ -43,7 +46,7 @@ def find_bin(v, edges, uniform, norm):
 @kernel
 def hist1d(x, edges, uniform, norm, counts):
     for i in range(x.shape[0]):
-        b = find_bin(np.float64(x[i]), edges, uniform, norm)
+        b = find_bin(x[i], edges, uniform, norm)
         if b >= 0:
             counts[b] += 1
 
@@ -51,7 +54,7 @@ def hist1d(x, edges, uniform, norm, counts):
 @kernel
 def hist1d_weighted(x, w, edges, uniform, norm, out):
     for i in range(x.shape[0]):
-        b = find_bin(np.float64(x[i]), edges, uniform, norm)
+        b = find_bin(x[i], edges, uniform, norm)
         if b >= 0:
             out[b] += w[i]
 
@@ -59,9 +62,9 @@ def hist1d_weighted(x, w, edges, uniform, norm, out):
 @kernel
 def hist2d(x, y, ex, ux, nx, ey, uy, ny, counts):
     for i in range(x.shape[0]):
-        a = find_bin(np.float64(x[i]), ex, ux, nx)
+        a = find_bin(x[i], ex, ux, nx)
         if a >= 0:
-            b = find_bin(np.float64(y[i]), ey, uy, ny)
+            b = find_bin(y[i], ey, uy, ny)
             if b >= 0:
                 counts[a, b] += 1
 
@@ -69,8 +72,8 @@ def hist2d(x, y, ex, ux, nx, ey, uy, ny, counts):
 @kernel
 def hist2d_weighted(x, y, w, ex, ux, nx, ey, uy, ny, out):
     for i in range(x.shape[0]):
-        a = find_bin(np.float64(x[i]), ex, ux, nx)
+        a = find_bin(x[i], ex, ux, nx)
         if a >= 0:
-            b = find_bin(np.float64(y[i]), ey, uy, ny)
+            b = find_bin(y[i], ey, uy, ny)
             if b >= 0:
                 out[a, b] += w[i]

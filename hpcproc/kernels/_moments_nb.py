@@ -202,11 +202,12 @@ def moments_2d(x, out):
 
 @kernel
 def int_extras(x, out):
-    """Exact integer sum (int64, wrapping like numpy), min and max of each column."""
+    """Exact integer sum (in ``out``'s type, int64 or uint64, wrapping like numpy), min
+    and max of each column."""
     n, k = x.shape
     for i in range(n):
         for j in range(k):
-            v = np.int64(x[i, j])
+            v = x[i, j]
             out[j, 0] += v
             if v < out[j, 1]:
                 out[j, 1] = v

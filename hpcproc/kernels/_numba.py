@@ -1,9 +1,11 @@
 """Import Numba configured for hpcproc: cache directory, cache on/off, thread count.
 
-Importing this module imports Numba (slow); ``import hpcproc`` never does. The built-in
-kernel modules decorate their functions with :func:`kernel`, which is ``numba.njit``
-with ``cache`` following ``HPCPROC_CACHE`` and ``nogil=True`` (blocks can be split over
-threads of one rank).
+Importing this module imports Numba (slow); ``import hpcproc`` never does. The cache
+directory is used only when it can be trusted (:mod:`._cache_trust`); otherwise one
+warning is logged and kernels are cached in a private directory, or not at all. The
+built-in kernel modules decorate their functions with :func:`kernel`, which is
+``numba.njit`` with ``cache`` following ``HPCPROC_CACHE`` and ``nogil=True`` (blocks
+can be split over threads of one rank).
 """
 
 from __future__ import annotations
@@ -11,16 +13,27 @@ from __future__ import annotations
 import os
 import sys
 
+from .. import _log
+from . import _cache_trust
 from ._config import cache_dir, cache_enabled, default_threads
 
-__all__ = ["numba", "kernel", "CACHE", "set_threads", "get_threads"]
+__all__ = ["numba", "kernel", "CACHE", "CONFIG_ERROR", "set_threads", "get_threads"]
 
+try:
+    _THREADS = default_threads()
+    CONFIG_ERROR = None
+except ValueError as exc:  # a bad HPCPROC_THREADS: raised by ensure_compiled on every
+    _THREADS, CONFIG_ERROR = 1, exc  # rank together (agreed), before any kernel runs
 CACHE = cache_enabled()
-_DIR = cache_dir()
+_DIR = None
 if CACHE:
-    os.makedirs(_DIR, exist_ok=True)
+    _DIR, _why = _cache_trust.choose(
+        cache_dir(), "HPCPROC_CACHE_DIR" if os.environ.get("HPCPROC_CACHE_DIR") else None)
+    if _why:  # once per process, on rank 0 (Numba's cache files are pickles: see docs)
+        _log.warn_once(_log.get_logger(__name__), "%s (see docs/dtypes.md)", _why)
+    CACHE = _DIR is not None
+if CACHE:
     os.environ["NUMBA_CACHE_DIR"] = _DIR  # numba re-reads its config before compiling
-_THREADS = default_threads()
 if "numba" not in sys.modules:
     os.environ.setdefault("NUMBA_NUM_THREADS", str(_THREADS))
 

@@ -4,7 +4,8 @@
 this rank's threads when large); ``merge`` combines two states with the same formulas the
 kernel uses between chunks; ``finalize`` turns a state into count, sum, mean, var, std,
 min, max with numpy's NaN rules. Integer data also carries an exact integer sum, min and
-max (``int_state``), so integer results equal numpy's exactly.
+max (``int_state``: int64, or uint64 for unsigned data, like numpy's sums), so integer
+results equal numpy's exactly.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ __all__ = ["empty_state", "empty_int_state", "block_state", "merge", "merge_int"
 
 COUNT, NAN, SUM, COMP, MEAN, M2, MIN, MAX = range(8)
 empty_state = nb.empty_state
-_I64 = np.iinfo(np.int64)
 
 
-def empty_int_state(k: int) -> np.ndarray:
-    """Integer sum, min, max of zero elements for ``k`` columns."""
-    s = np.zeros((k, 3), dtype=np.int64)
-    s[:, 1], s[:, 2] = _I64.max, _I64.min
+def empty_int_state(k: int, unsigned: bool = False) -> np.ndarray:
+    """Integer sum, min, max of zero elements for ``k`` columns (uint64 if ``unsigned``:
+    numpy sums unsigned integers as uint64, signed ones and bools as int64)."""
+    dtype = np.dtype(np.uint64 if unsigned else np.int64)
+    s = np.zeros((k, 3), dtype=dtype)
+    s[:, 1], s[:, 2] = np.iinfo(dtype).max, np.iinfo(dtype).min
     return s
 
 
@@ -40,6 +42,7 @@ def block_state(block: np.ndarray, comm=None, with_ints: bool = False):
 
     Collective the first time a dtype is seen (the kernel is compiled once per node).
     """
+    unsigned = block.dtype.kind == "u"
     block = _as_kernel_input(block)
     n, k = block.shape
     if k == 1:
@@ -51,7 +54,7 @@ def block_state(block: np.ndarray, comm=None, with_ints: bool = False):
     ensure_compiled(kern, signature_of(arg, out0), comm)
     ints = None
     if with_ints:
-        ensure_compiled(nb.int_extras, signature_of(block, empty_int_state(k)), comm)
+        ensure_compiled(nb.int_extras, signature_of(block, empty_int_state(k, unsigned)), comm)
 
     def run(lo, hi):
         out = empty_state(k)
@@ -63,7 +66,7 @@ def block_state(block: np.ndarray, comm=None, with_ints: bool = False):
     for p in parts:
         state = merge(state, p)
     if with_ints:
-        ints = empty_int_state(k)
+        ints = empty_int_state(k, unsigned)
         nb.int_extras(block, ints)
     return state, ints
 
