@@ -51,6 +51,7 @@ _EXPORTS = {
     "DtypeError": ".errors",
     "ShapeMismatchError": ".errors",
     "DatasetExistsError": ".errors",
+    "ArgumentMismatchError": ".errors",
     "Checkpointer": ".checkpoint",
     "CheckpointError": ".checkpoint",
     "CheckpointWarning": ".checkpoint",

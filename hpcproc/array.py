@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from .comm import check_all, get_comm, lib_comm
+from .comm import check_all, collective, get_comm, lib_comm
 from .errors import ShapeMismatchError
 from .partition import block_range
 
@@ -33,10 +33,14 @@ class DistArray:
         The communicator the array is distributed over (``None``: COMM_WORLD).
 
     The constructor trusts its arguments and does not communicate; use
-    :meth:`from_local` to build one from blocks of unknown sizes (collective).
+    :meth:`from_local` to build one from blocks of unknown sizes (collective). The first
+    collective an array enters verifies (one allgather) that the blocks tile the global
+    rows in rank order, and raises ``ShapeMismatchError`` on every rank if not; the
+    verified layout is remembered, so later calls cost nothing until ``local`` changes
+    its number of rows or ``offset`` changes.
     """
 
-    __slots__ = ("local", "global_shape", "offset", "comm", "origin")
+    __slots__ = ("local", "global_shape", "offset", "comm", "origin", "_tiled")
 
     def __init__(self, local: np.ndarray, global_shape, offset: int, comm: MPI.Comm | None = None,
                  *, origin: int | None = None):
@@ -47,12 +51,14 @@ class DistArray:
         #: Row of ``local[0]`` in the source it was read from (a file dataset); equal to
         #: ``offset`` unless the array is a row selection or a block of ``hp.blocks``.
         self.origin = self.offset if origin is None else int(origin)
+        self._tiled = None  # the (offset, rows, global rows) last verified to tile
         if tuple(local.shape[1:]) != self.global_shape[1:]:
             raise ShapeMismatchError(
                 f"local block shape {local.shape} does not match global shape {self.global_shape}")
 
     # construction ---------------------------------------------------------------------
     @classmethod
+    @collective("DistArray.from_local", local=("local",))
     def from_local(cls, local, comm: MPI.Comm | None = None) -> "DistArray":
         """Join every rank's block into one distributed array, in rank order.
 
@@ -66,7 +72,7 @@ class DistArray:
         check_all(lambda: _check_consistent(info), comm)
         counts = [shape[0] for shape, _ in info]
         rank = get_comm(comm).Get_rank()
-        return cls(local, (sum(counts),) + local.shape[1:], sum(counts[:rank]), comm)
+        return _tiled(cls(local, (sum(counts),) + local.shape[1:], sum(counts[:rank]), comm))
 
     @classmethod
     def from_global(cls, array, comm: MPI.Comm | None = None) -> "DistArray":
@@ -106,6 +112,12 @@ class DistArray:
     def __len__(self) -> int:
         return self.global_shape[0]
 
+    def _layout(self):
+        """(agreement key, comm, (offset, local rows, global rows)): see :func:`~hpcproc.comm.agree`."""
+        return (("DistArray", self.global_shape, self.dtype.str), self.comm,
+                (self.offset, self.local.shape[0] if self.local.ndim else -1,
+                 self.global_shape[0]))
+
     def __repr__(self) -> str:
         comm = self.comm
         return (f"DistArray(shape={self.global_shape}, dtype={self.dtype}, rows={self.rows}, "
@@ -128,7 +140,15 @@ class DistArray:
         """A DistArray of the same layout holding ``local`` (same number of rows)."""
         if local.shape[0] != self.local.shape[0]:
             raise ShapeMismatchError("with_local needs a block with the same number of rows")
-        return DistArray(local, (self.global_shape[0],) + local.shape[1:], self.offset, self.comm)
+        out = DistArray(local, (self.global_shape[0],) + local.shape[1:], self.offset, self.comm)
+        out._tiled = self._tiled  # same rows: tiles if this one does
+        return out
+
+
+def _tiled(x):
+    """``x``, marked as tiling its rows (built by a collective that computed the offsets)."""
+    x._tiled = x._layout()[2]
+    return x
 
 
 def _check_consistent(info) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import reduce
 
-from .comm import lib_comm
+from .comm import collective, lib_comm
 from .trace import traced
 
 __all__ = ["allreduce_state", "reduce_state", "scan"]
@@ -60,6 +60,7 @@ def reduce_state(state, merge, comm=None, root: int = 0):
 
 
 @traced("wait")
+@collective("hp.scan", local=("value",))
 def scan(value, comm=None, exclusive: bool = True):
     """Prefix sum across ranks: rank r gets the sum of ranks ``0..r-1`` (``exclusive``).
 

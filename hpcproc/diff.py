@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .comm import check_all, get_comm, lib_comm
+from .comm import check_all, collective, get_comm, lib_comm
 from .io._meta import dataset_info
 
 __all__ = ["diff", "format_diff"]
@@ -62,6 +62,7 @@ def _accumulate(xa, xb, rtol, atol, limit, first, count, max_abs, max_rel):
     return count, max_abs, max_rel
 
 
+@collective("hp.diff", paths=("a_path", "b_path"))
 def diff(a_path: str, a_dset: str, b_path: str, b_dset: str, rtol: float = 0.0,
          atol: float = 0.0, comm=None, block_bytes: int = 64 << 20, limit: int = 10) -> dict:
     """Compare two datasets element by element, in parallel and with bounded memory.

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "HpcprocError", "UsageError", "DatasetNotFoundError", "NotADatasetError",
     "DtypeError", "ShapeMismatchError", "DatasetExistsError", "RemoteError",
+    "ArgumentMismatchError",
 ]
 
 
@@ -47,3 +48,7 @@ class DatasetExistsError(HpcprocError, FileExistsError):
 
 class RemoteError(HpcprocError, RuntimeError):
     """An error raised on another rank, re-raised here so that every rank fails alike."""
+
+
+class ArgumentMismatchError(HpcprocError, ValueError):
+    """Ranks passed different arguments to the same collective call (raised on every rank)."""

@@ -21,7 +21,7 @@ import functools
 import numpy as np
 
 from .array import DistArray
-from .comm import get_comm
+from .comm import collective, get_comm
 from .io.write import _write_many
 from .partition import block_range
 
@@ -101,6 +101,7 @@ def _check_arguments(kind, rows, cols, seed, keys, zipf_a) -> None:
         raise ValueError(f"zipf_a (the Zipf exponent) must be a finite number > 1, got {zipf_a}")
 
 
+@collective("hp.generate", paths=("path",))
 def generate(path: str, kind: str = "normal", rows: int = 1 << 20, *, cols: int = 1,
              seed: int = 0, keys: int = 1 << 20, zipf_a: float = 1.2, comm=None,
              chunks=None, compression: str | None = None, method: str = "auto") -> dict:

@@ -9,7 +9,7 @@ from mpi4py import MPI
 
 from ._source import check_real, open_source
 from .array import DistArray
-from .comm import check_all, lib_comm
+from .comm import check_all, collective, lib_comm
 from .trace import phase
 
 __all__ = ["histogram", "histogram2d"]
@@ -115,6 +115,7 @@ def _allreduce(arr, comm):
     return arr
 
 
+@collective("hp.histogram")
 def histogram(x, bins=10, range=None, weights=None, comm=None,
               block_bytes: int = 64 << 20, method: str = "auto", *,
               mask_and_scale: bool = True):
@@ -171,6 +172,7 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
     return _allreduce(out, comm), edges
 
 
+@collective("hp.histogram2d")
 def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
     """2-D histogram of paired elements of two DistArrays: ``(H, xedges, yedges)``.
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["block_range", "block_counts", "block_offsets", "aligned_ranges", "owner_of"]
+__all__ = ["block_range", "block_counts", "block_offsets", "aligned_ranges", "owner_of",
+           "tiling_problem"]
 
 
 def _check(n: int, size: int) -> None:
@@ -71,3 +72,20 @@ def owner_of(rows, counts) -> np.ndarray:
     """Rank that owns each global row in ``rows`` under the block sizes ``counts``."""
     ends = np.cumsum(np.asarray(counts, dtype=np.int64))
     return np.searchsorted(ends, np.asarray(rows), side="right")
+
+
+def tiling_problem(bounds, total: int) -> str | None:
+    """Why the blocks ``bounds`` (``(offset, rows)`` per rank, in rank order) do not tile
+    ``total`` rows exactly (contiguous, non-overlapping, in rank order), or None."""
+    expected = 0
+    for rank, (offset, rows) in enumerate(bounds):
+        if rows < 0 or offset != expected:
+            ranges = ", ".join(f"rank {r}: [{o}, {o + n})" for r, (o, n) in enumerate(bounds[:8]))
+            more = ", ..." if len(bounds) > 8 else ""
+            return (f"rank {rank} holds rows [{offset}, {offset + rows}) but its block must "
+                    f"start at row {expected} (blocks follow each other in rank order: "
+                    f"{ranges}{more})")
+        expected += rows
+    if expected != total:
+        return f"the blocks hold {expected} rows in all"
+    return None

@@ -17,7 +17,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ._source import Source, open_source
-from .comm import _agreed, lib_comm
+from .comm import _agreed, collective, lib_comm
 from .errors import DtypeError
 from .trace import phase
 
@@ -196,6 +196,7 @@ def _exact(src, qa, weak, comm):
         return _lerp(prev_v, next_v, gamma)
 
 
+@collective("hp.quantile")
 def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
              block_bytes: int = 64 << 20, read_method: str = "auto", *,
              mask_and_scale: bool = True):

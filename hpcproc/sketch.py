@@ -20,7 +20,7 @@ import math
 import numpy as np
 from mpi4py import MPI
 
-from .comm import lib_comm
+from .comm import agree, lib_comm
 
 __all__ = ["QuantileSketch"]
 
@@ -67,6 +67,7 @@ class QuantileSketch:
 
     def merged(self, comm=None) -> "QuantileSketch":
         """A new sketch holding every rank's counts. Collective."""
+        comm = agree(comm, "QuantileSketch.merged", {"rel_err": self.rel_err})
         out = QuantileSketch(self.rel_err)
         flat = np.concatenate([self.counts, [self.nan]])
         lib_comm(comm).Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)

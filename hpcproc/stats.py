@@ -8,6 +8,7 @@ import numpy as np
 
 from ._source import open_source
 from .collectives import allreduce_state
+from .comm import collective
 from .trace import phase
 
 __all__ = ["stats", "stats_file"]
@@ -75,6 +76,7 @@ def _run(src, axis, ddof, skipna, t0):
                   src.trailing, axis, ddof, skipna or src.skipna, comm)
 
 
+@collective("hp.stats")
 def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
           block_bytes: int = 64 << 20, method: str = "auto", *,
           mask_and_scale: bool = True) -> dict:
@@ -112,6 +114,7 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
     return _run(src, axis, ddof, skipna, time.perf_counter())[0]
 
 
+@collective("hp.stats_file", paths=("path",))
 def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
                method: str = "auto", ddof: int = 0, axis=None, skipna: bool = False, *,
                mask_and_scale: bool = True) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .array import DistArray, gather_rows
-from .comm import check_all, get_comm, lib_comm
+from .comm import check_all, collective, get_comm, lib_comm
 from .errors import ShapeMismatchError
 
 __all__ = ["DistTable"]
@@ -37,7 +37,7 @@ class DistTable:
     compute ``num_rows`` and ``offset`` (collective).
     """
 
-    __slots__ = ("_columns", "num_rows", "offset", "comm")
+    __slots__ = ("_columns", "num_rows", "offset", "comm", "_tiled")
 
     def __init__(self, columns: Mapping[str, np.ndarray], num_rows: int, offset: int,
                  comm: MPI.Comm | None = None):
@@ -46,8 +46,10 @@ class DistTable:
         self.num_rows = int(num_rows)
         self.offset = int(offset)
         self.comm = get_comm(comm)
+        self._tiled = None  # the (offset, rows, global rows) last verified to tile
 
     @classmethod
+    @collective("DistTable.from_local", local=("columns",))
     def from_local(cls, columns: Mapping[str, np.ndarray], comm: MPI.Comm | None = None) -> "DistTable":
         """Build a table from every rank's local columns, rows in rank order.
 
@@ -61,9 +63,12 @@ class DistTable:
         n = _local_rows(columns)
         counts = lib_comm(comm).allgather(n)
         rank = get_comm(comm).Get_rank()
-        return cls(columns, sum(counts), sum(counts[:rank]), comm)
+        out = cls(columns, sum(counts), sum(counts[:rank]), comm)
+        out._tiled = out._layout()[2]
+        return out
 
     @classmethod
+    @collective("DistTable.from_arrays")
     def from_arrays(cls, arrays: Mapping[str, DistArray]) -> "DistTable":
         """Build a table from DistArrays with identical row distributions. Collective."""
         if not arrays:
@@ -79,8 +84,10 @@ class DistTable:
                         f"(local rows {first.rows})")
 
         check_all(check, first.comm)
-        return cls({k: a.local for k, a in arrays.items()}, first.global_shape[0],
-                   first.offset, first.comm)
+        out = cls({k: a.local for k, a in arrays.items()}, first.global_shape[0],
+                  first.offset, first.comm)
+        out._tiled = out._layout()[2]  # its columns were verified to tile on entry
+        return out
 
     # access ---------------------------------------------------------------------------
     @property
@@ -104,7 +111,16 @@ class DistTable:
 
     def __getitem__(self, name: str) -> DistArray:
         col = self._columns[name]
-        return DistArray(col, (self.num_rows,) + col.shape[1:], self.offset, self.comm)
+        out = DistArray(col, (self.num_rows,) + col.shape[1:], self.offset, self.comm)
+        if self._tiled == self._layout()[2]:
+            out._tiled = self._tiled  # a column of a verified table tiles too
+        return out
+
+    def _layout(self):
+        """(agreement key, comm, (offset, local rows, global rows)): see :func:`~hpcproc.comm.agree`."""
+        key = ("DistTable", self.num_rows,
+               tuple((k, v.dtype.str, v.shape[1:]) for k, v in self._columns.items()))
+        return key, self.comm, (self.offset, self.local_rows, self.num_rows)
 
     def __contains__(self, name: str) -> bool:
         return name in self._columns

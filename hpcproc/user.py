@@ -18,7 +18,7 @@ import numpy as np
 
 from ._source import open_source
 from .array import DistArray
-from .comm import _agreed, check_all, lib_comm
+from .comm import _agreed, check_all, collective, lib_comm
 from .errors import DtypeError
 
 __all__ = ["map", "map_blocks", "reduce"]
@@ -119,6 +119,7 @@ def _loop(disp, nargs: int):
     return _LOOPS[key]
 
 
+@collective("hp.map")
 def map(func, *arrays, comm=None) -> DistArray:  # noqa: A001 - public name hp.map
     """Apply a scalar function elementwise to DistArrays of the same layout.
 
@@ -155,10 +156,13 @@ def map(func, *arrays, comm=None) -> DistArray:  # noqa: A001 - public name hp.m
     ensure_compiled(loop, signature_of(out, *flats), comm, what=_name(func))
     check_all(lambda: loop(out, *flats), comm)
     x = arrays[0]
-    return DistArray(out.reshape(x.local.shape), x.global_shape, x.offset, x.comm,
-                     origin=x.origin)
+    result = DistArray(out.reshape(x.local.shape), x.global_shape, x.offset, x.comm,
+                       origin=x.origin)
+    result._tiled = x._tiled  # x's layout, verified on entry
+    return result
 
 
+@collective("hp.map_blocks")
 def map_blocks(func, *arrays, comm=None) -> DistArray:
     """Apply ``func(*blocks) -> block`` to every rank's blocks; join the results.
 
@@ -190,6 +194,7 @@ def map_blocks(func, *arrays, comm=None) -> DistArray:
     return DistArray.from_local(check_all(run, comm), comm)
 
 
+@collective("hp.reduce")
 def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20, *,
            mask_and_scale: bool = True):
     """A user-defined mergeable reduction: ``merge(block_fn(b1), block_fn(b2), ...)``.

@@ -325,6 +325,12 @@ def validate_dataset(path: str, dataset: str, rules, comm=None, rows=None,
     ``block_bytes`` per rank, plus 8 bytes per row of the key column when ``unique`` is
     checked on keys that are not sorted).
     """
+    from .comm import collective  # imported here: the rule engine itself needs no MPI
+    return collective("hp.validate_dataset", paths=("path",))(_validate_dataset)(
+        path, dataset, rules, comm, rows, method, block_bytes)
+
+
+def _validate_dataset(path, dataset, rules, comm, rows, method, block_bytes) -> dict:
     from . import _ingest
     from .comm import check_all, get_comm, lib_comm
     from .io._meta import dataset_info

@@ -13,7 +13,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .. import provenance
-from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
+from ..comm import _agreed, check_all, collective, get_comm, lib_comm, root_call
 from .._log import get_logger
 from ..trace import add_bytes, phase, traced
 from ._dirs import cleanup, trim_below
@@ -75,6 +75,7 @@ class Checkpointer:
     the step a restore falls back to is never deleted.
     """
 
+    @collective("Checkpointer", paths=("directory",))
     def __init__(self, directory, comm: MPI.Comm | None = None, keep: int = 3,
                  every_seconds: float | None = None, every_steps: int | None = None,
                  signals=_DEFAULT_SIGNALS, exit_code: int = 85, walltime=None,
@@ -153,6 +154,7 @@ class Checkpointer:
 
     # saving ---------------------------------------------------------------------------
     @traced("checkpoint")
+    @collective("Checkpointer.save", local=("state",))
     def save(self, step: int, state: Mapping, blocking: bool = True) -> None:
         """Save ``state`` as checkpoint ``step``. Collective.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from ..comm import root_call
+from ..comm import collective, root_call
 from ..errors import DatasetNotFoundError, DtypeError, NotADatasetError
 from . import cf, filters
 
@@ -189,6 +189,7 @@ def inspect_dataset(path: str, name: str) -> DatasetInfo:
             attrs=cf.read_attrs(dset), file_size=st.st_size, mtime_ns=st.st_mtime_ns)
 
 
+@collective("hp.dataset_info", paths=("path",))
 def dataset_info(path: str, name: str, comm=None) -> DatasetInfo:
     """Metadata of ``path:name`` read on rank 0 and broadcast. Collective.
 

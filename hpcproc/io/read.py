@@ -18,24 +18,28 @@ block after the read (:mod:`hpcproc.io.cf`) unless ``mask_and_scale=False``.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from .. import _ingest, provenance
-from ..array import DistArray
-from ..comm import check_all, get_comm, lib_comm
+from ..array import DistArray, _tiled
+from ..comm import _agreed, check_all, collective, get_comm, lib_comm
 from ..errors import ShapeMismatchError
-from ..partition import aligned_ranges, block_range
+from ..partition import aligned_ranges, block_range, tiling_problem
 from ..table import DistTable
 from ..trace import phase
 from .. import progress
 from . import cf, chunked, direct, mpio
 from ._meta import DatasetInfo, dataset_info
 
-__all__ = ["read", "read_table", "blocks", "METHODS", "strategy"]
+__all__ = ["read", "read_table", "blocks", "METHODS", "LAYOUTS", "strategy"]
 
 METHODS = ("auto", "direct", "chunked", "h5py", "mpio")
+#: ``"auto"``: chunk-aligned blocks for chunked datasets (no chunk read twice), balanced
+#: (:func:`~hpcproc.partition.block_range`) otherwise; ``"balanced"``: always balanced.
+LAYOUTS = ("auto", "balanced")
 
 
 def _choose(info: DatasetInfo, method: str) -> str:
@@ -80,10 +84,72 @@ def _row_selection(rows, n: int, name: str) -> tuple[int, int]:
     return start, stop
 
 
-def _ranges(info: DatasetInfo, how: str, start: int, stop: int, size: int):
-    if how == "chunked":
+def _ranges(info: DatasetInfo, how: str, start: int, stop: int, size: int,
+            layout: str = "auto"):
+    if how == "chunked" and layout == "auto":
         return aligned_ranges(start, stop, info.chunks[0], size)
     return [tuple(start + b for b in block_range(stop - start, size, r)) for r in range(size)]
+
+
+def _check_layout(layout, local_rows) -> None:
+    """Local checks of ``layout`` and ``local_rows`` (before any communication)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if local_rows is not None and layout != "auto":
+        raise ValueError("give either local_rows= (this rank's own rows) or layout=, not both")
+
+
+def _local_rows(local_rows, n: int) -> tuple[int, int]:
+    """This rank's ``local_rows=(start, stop)``, checked against the ``n`` rows selected."""
+    try:
+        a, b = (operator.index(v) for v in local_rows)
+    except (TypeError, ValueError):
+        raise TypeError(f"local_rows must be a pair of ints (start, stop), got "
+                        f"{local_rows!r}") from None
+    if not 0 <= a <= b <= n:
+        raise ValueError(f"local_rows ({a}, {b}) out of range for the {n} rows selected")
+    return a, b
+
+
+def _rank_ranges(info, how, start, stop, comm, layout, local_rows, out=None, dtype=None,
+                 what="hp.read"):
+    """Every rank's rows ``[lo, hi)`` of the selection ``[start, stop)``. Collective.
+
+    ``local_rows`` (per rank, relative to the selection) are checked on every rank and
+    must tile the selection (one allgather); otherwise the decomposition is ``layout``'s.
+    ``out`` is checked to have the shape of this rank's block and ``dtype`` (default: the
+    dataset's native dtype).
+    """
+    dtype = info.native_dtype if dtype is None else dtype
+    size, rank = comm.Get_size(), comm.Get_rank()
+
+    def local():
+        if local_rows is None:
+            ranges = _ranges(info, how, start, stop, size, layout)
+            lo, hi = ranges[rank]
+        else:
+            ranges = None
+            lo, hi = (start + v for v in _local_rows(local_rows, stop - start))
+        try:
+            _check_out(out, (hi - lo,) + info.shape[1:], dtype)
+        except ValueError as exc:
+            balanced = tuple(start + b for b in block_range(stop - start, size, rank))
+            if local_rows is None and (lo, hi) != balanced:
+                raise ValueError(f"{exc}: a chunk-aligned block; pass layout='balanced' or "
+                                 "local_rows= to choose the blocks") from None
+            raise
+        return ranges, (lo, hi)
+
+    ranges, mine = check_all(local, comm)
+    if ranges is None:
+        bounds = lib_comm(comm).allgather((mine[0] - start, mine[1] - mine[0]))
+        problem = tiling_problem(bounds, stop - start)
+        if problem:
+            raise _agreed(ShapeMismatchError(
+                f"{what}: local_rows must tile the {stop - start} rows selected from "
+                f"{info.name!r} (contiguous blocks in rank order): {problem}"))
+        ranges = [(start + o, start + o + n) for o, n in bounds]
+    return ranges
 
 
 def _read_checksummed(info: DatasetInfo, how: str, lo: int, hi: int, comm, out=None,
@@ -138,9 +204,10 @@ def _check_out(out, shape, dtype) -> None:
                          f"(this rank's block); got {out.dtype} {out.shape}")
 
 
+@collective("hp.read", local=("out", "local_rows"), paths=("path",))
 def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
-         out: np.ndarray | None = None, validate=None, *,
-         mask_and_scale: bool = True) -> DistArray:
+         out: np.ndarray | None = None, validate=None, *, local_rows=None,
+         layout: str = "auto", mask_and_scale: bool = True) -> DistArray:
     """Read this rank's block of an HDF5 dataset along axis 0.
 
     Collective. Metadata is read on rank 0 and broadcast; then each rank reads only its
@@ -159,6 +226,17 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
     out : numpy.ndarray, optional
         Read this rank's block into this array (the result's dtype, C-contiguous, the
         block's shape), e.g. to reuse memory across reads; checked on every rank first.
+    local_rows : (int, int), optional, keyword-only
+        This rank's own rows ``(start, stop)`` of the selection (per rank: a simulation
+        code's own decomposition). The blocks must tile the selection: contiguous, in
+        rank order, non-overlapping, covering every row (``ShapeMismatchError`` on every
+        rank otherwise). Any strategy reads any block (a chunk shared by two ranks is
+        read by both).
+    layout : {"auto", "balanced"}, keyword-only
+        Decomposition when ``local_rows`` is not given: ``"auto"`` uses chunk-aligned
+        blocks for chunked datasets (the fastest: no chunk is read twice) and balanced
+        blocks otherwise; ``"balanced"`` always uses :func:`hpcproc.block_range`'s
+        blocks (sizes differ by at most one row), whatever the storage.
     validate : dict or str, optional
         Validation rules (a dict, or a TOML/JSON file; see :mod:`hpcproc.validate`),
         checked in the same pass as the read; ``ValidationError`` (with ``.report``) on
@@ -186,19 +264,22 @@ def read(path: str, dataset: str, comm=None, rows=None, method: str = "auto",
         On every rank, before any data is read.
     """
     comm = get_comm(comm)
+    _check_layout(layout, local_rows)
     info = dataset_info(path, dataset, comm)
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
     rules = _ingest.prepare_rules(validate, info, comm)
-    lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
     dtype = _decoded_dtype(info, mask_and_scale)
-    check_all(lambda: _check_out(out, (hi - lo,) + info.shape[1:], dtype), comm)
+    ranges = _rank_ranges(info, how, start, stop, comm, layout, local_rows, out, dtype)
+    lo, hi = ranges[comm.Get_rank()]
     local, crc = _read_checksummed(info, how, lo, hi, comm, out, mask_and_scale=mask_and_scale)
     _ingest.check_report(_ingest.after_read(info, start, stop, local, lo - start, comm, rules,
                                             crc=crc))
-    return DistArray(local, (stop - start,) + info.shape[1:], lo - start, comm, origin=lo)
+    return _tiled(DistArray(local, (stop - start,) + info.shape[1:], lo - start, comm,
+                            origin=lo))
 
 
+@collective("hp.read_table", paths=("path",))
 def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
                method: str = "auto", *, mask_and_scale: bool = True) -> DistTable:
     """Read several datasets of one file as the columns of a DistTable.
@@ -226,12 +307,16 @@ def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
         local[k], crc = _read_checksummed(i, "h5py" if hows[k] == "chunked" else hows[k],
                                           lo, hi, comm, mask_and_scale=mask_and_scale)
         _ingest.after_read(i, start, stop, local[k], lo - start, comm, crc=crc)
-    return DistTable(local, stop - start, lo - start, comm)
+    table = DistTable(local, stop - start, lo - start, comm)
+    table._tiled = table._layout()[2]  # balanced blocks: tiles by construction
+    return table
 
 
+@collective("hp.blocks", local=("local_rows",), paths=("path",))
 def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows=None,
-           method: str = "auto", reuse: bool = False, *,
-           mask_and_scale: bool = True, first: int = 0) -> Iterator[DistArray]:
+           method: str = "auto", reuse: bool = False, *, local_rows=None,
+           layout: str = "auto", mask_and_scale: bool = True,
+           first: int = 0) -> Iterator[DistArray]:
     """Iterate over a dataset in successive blocks of at most ``block_bytes`` per rank.
 
     Collective: every rank receives the same number of blocks (ranks that run out get
@@ -246,6 +331,9 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
     keep. ``first``: start with that block (a resumed scan: not the whole selection, so no
     lineage record).
 
+    ``local_rows`` and ``layout`` (keyword-only) choose each rank's share as in
+    :func:`read`.
+
     ``mask_and_scale`` decodes CF attributes block by block, as in :func:`read`
     (``block_bytes`` counts the stored bytes).
     """
@@ -254,13 +342,14 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
         raise ValueError(f"first must be an int >= 0, got {first!r}")
     if int(block_bytes) < 1:
         raise ValueError(f"block_bytes must be positive, got {block_bytes}")
+    _check_layout(layout, local_rows)
     info = dataset_info(path, dataset, comm)
     start, stop = _row_selection(rows, info.rows, info.name)
     how = _choose(info, method)
     size, rank = comm.Get_size(), comm.Get_rank()
-    ranges = _ranges(info, how, start, stop, size)
+    ranges = _rank_ranges(info, how, start, stop, comm, layout, local_rows, what="hp.blocks")
     step = max(1, int(block_bytes) // max(1, info.row_bytes))
-    if how == "chunked":
+    if how == "chunked" and layout == "auto" and local_rows is None:
         step = max(1, step // info.chunks[0]) * info.chunks[0]
     nsteps = max(-(-(hi - lo) // step) for lo, hi in ranges) if ranges else 0
     lib_comm(comm)  # create the library communicator before the first block on all ranks
@@ -283,8 +372,8 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
                                            None if raw is None else raw[:b - a])
         bar.update(local.nbytes)
         crc.update(local, running)
-        yield DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]), comm,
-                        origin=a)
+        yield _tiled(DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]),
+                               comm, origin=a))
     bar.close()
     if not first:
         crc.finish(info, start, stop, comm)  # a complete scan is an input of the lineage

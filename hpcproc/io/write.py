@@ -23,6 +23,7 @@ changed), and a later append removes temporary datasets of crashed runs.
 
 from __future__ import annotations
 
+import operator
 import os
 import time
 from collections.abc import Mapping
@@ -31,10 +32,10 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from ..array import DistArray
-from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
-from ..errors import DatasetExistsError
-from ..partition import aligned_ranges
+from ..array import DistArray, _tiled
+from ..comm import _agreed, check_all, collective, get_comm, lib_comm, root_call
+from ..errors import DatasetExistsError, ShapeMismatchError
+from ..partition import aligned_ranges, tiling_problem
 from .._redistribute import redistribute_rows
 from ..table import DistTable
 from .. import _faults, provenance
@@ -301,11 +302,12 @@ def _write_data(plan, lay, x: DistArray, comm, method, compression, level, shuff
     return failed or err or store_err
 
 
+@collective("hp.write", local=("x", "local_rows"), paths=("path",))
 def write(path: str, dataset: str, x: DistArray, comm=None, mode: str = "w",
           chunks=None, compression: str | None = None, compression_opts: int | None = None,
           shuffle: bool = False, attrs: Mapping | None = None, method: str = "auto",
           fsync: bool = True, *, if_exists: str = "error", like=None,
-          same_rows: bool = True) -> None:
+          same_rows: bool = True, local_rows=None) -> None:
     """Write a DistArray to an HDF5 dataset, every rank writing its own rows.
 
     Collective.
@@ -350,13 +352,54 @@ def write(path: str, dataset: str, x: DistArray, comm=None, mode: str = "w",
         With ``like``: the output's rows are the source's rows in the same order, so
         the axis-0 coordinate applies too (default). Pass False after a sort or
         group-by: only the trailing dimensions' scales are written.
+    local_rows : (int, int), optional, keyword-only
+        With a numpy array ``x`` (this rank's block, a simulation code's own
+        decomposition): its global rows ``(start, stop)``. The blocks must tile the
+        output (contiguous, in rank order, starting at row 0) and agree in dtype and
+        trailing shape; ``ShapeMismatchError``/``TypeError`` on every rank otherwise.
     """
     comm = get_comm(comm if comm is not None else getattr(x, "comm", None))
+    if local_rows is not None:
+        x = _block_with_rows(x, local_rows, comm)
     _write_many(path, {dataset: x}, comm, mode, chunks, compression, compression_opts,
                 shuffle, {dataset: dict(attrs or {})}, method, fsync, if_exists=if_exists,
                 like=None if like is None else {dataset: like}, same_rows=same_rows)
 
 
+def _block_with_rows(block, local_rows, comm) -> DistArray:
+    """This rank's numpy ``block`` of global rows ``local_rows`` as a DistArray. Collective:
+    the blocks must tile the rows and agree in dtype and trailing shape."""
+    def local():
+        if isinstance(block, DistArray):
+            raise TypeError("local_rows= is for a numpy block; a DistArray has its own rows")
+        if not isinstance(block, np.ndarray) or block.ndim == 0:
+            raise TypeError(f"with local_rows=, x must be a numpy array with at least one "
+                            f"dimension, not {type(block).__name__}")
+        try:
+            a, b = (operator.index(v) for v in local_rows)
+        except (TypeError, ValueError):
+            raise TypeError(f"local_rows must be a pair of ints (start, stop), got "
+                            f"{local_rows!r}") from None
+        if not 0 <= a <= b or b - a != block.shape[0]:
+            raise ValueError(f"local_rows ({a}, {b}) do not match this rank's block of "
+                             f"{block.shape[0]} rows")
+        return a, b
+    a, b = check_all(local, comm)
+    every = lib_comm(comm).allgather((a, b - a, block.shape[1:], block.dtype.str))
+    kinds = sorted({(e[2], e[3]) for e in every})
+    if len(kinds) > 1:
+        raise _agreed(TypeError(f"hp.write: ranks hold blocks of different trailing shapes "
+                                f"or dtypes: {kinds}"))
+    total = sum(e[1] for e in every)
+    problem = tiling_problem([e[:2] for e in every], total)
+    if problem:
+        raise _agreed(ShapeMismatchError(f"hp.write: local_rows must tile the output's rows "
+                                         f"(contiguous blocks in rank order from row 0): "
+                                         f"{problem}"))
+    return _tiled(DistArray(block, (total,) + block.shape[1:], a, comm))
+
+
+@collective("hp.write_table", paths=("path",))
 def write_table(path: str, table: DistTable, group: str = "/", comm=None, mode: str = "w",
                 **options) -> None:
     """Write every column of a DistTable as one dataset ``group/column``. Collective.

@@ -24,7 +24,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .._units import env_size
-from ..comm import check_all, lib_comm, node_comm
+from ..comm import check_all, collective, lib_comm, node_comm
 from ..errors import ShapeMismatchError
 from ..trace import phase
 from . import _kernels as K
@@ -112,6 +112,7 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return out
 
 
+@collective("hp.exchange", local=("columns", "dest"))
 def exchange(columns, dest, comm=None, *, memory_budget: int | None = None,
              max_message: int = MAX_MESSAGE, validate: bool = True):
     """Send row ``i`` of every column to rank ``dest[i]``. Collective.

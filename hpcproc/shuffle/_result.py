@@ -102,4 +102,5 @@ def make_result(columns, comm, kind: str, meta: dict):
     else:
         out = ShuffledTable(columns, total, offset, comm)
     out.meta = meta
+    out._tiled = out._layout()[2]  # offsets from the gathered counts: tiles by construction
     return out

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from .._redistribute import redistribute_rows
-from ..comm import lib_comm
+from ..comm import collective, lib_comm
 from ..partition import block_range
 from ._result import as_columns, make_result
 
 __all__ = ["rebalance"]
 
 
+@collective("hp.rebalance", local=("data",))
 def rebalance(data, comm=None):
     """Move rows so that every rank holds a balanced block (sizes differ by at most one,
     remainder to the first ranks); the global order of the rows does not change.

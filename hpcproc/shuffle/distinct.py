@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from ..comm import collective
 from ._result import make_result
 from .grouping import groupby
 
 __all__ = ["unique", "value_counts"]
 
 
+@collective("hp.value_counts", local=("data",))
 def value_counts(data, by=None, comm=None, **options):
     """Distinct keys and how many rows hold each, globally sorted by key. Collective.
 
@@ -18,6 +20,7 @@ def value_counts(data, by=None, comm=None, **options):
     return groupby(data, by, comm, **options).size()
 
 
+@collective("hp.unique", local=("data",))
 def unique(data, by=None, comm=None, **options):
     """The distinct values of a 1-D DistArray (or key rows of a table), sorted.
 

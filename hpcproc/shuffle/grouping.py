@@ -31,7 +31,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from ..comm import check_all, lib_comm
+from ..comm import agree, check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange
@@ -117,6 +117,10 @@ class GroupBy:
         return names
 
     def _run(self, spec):
+        agree(self.comm, "hp.groupby", {  # every rank groups the same way (collective)
+            "data": self.data, "by": self.by, "strategy": self.strategy, "spec": spec,
+            "dense_limit": self.dense_limit, "memory_budget": self.memory_budget,
+            "max_message": self.max_message}, local=("data",))
         columns, comm, kind = as_columns(self.data, self.comm, "group-by input")
         names = check_all(lambda: self._validate(columns, kind, spec), comm)
         lc = lib_comm(comm)

@@ -31,7 +31,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..array import gather_rows
-from ..comm import check_all, get_comm, lib_comm
+from ..comm import check_all, collective, get_comm, lib_comm
 from ._encode import check_key_dtype, encode_keys
 from ._exchange import MAX_MESSAGE, exchange
 from ._localsort import sorted_groups
@@ -119,6 +119,7 @@ def _output(lcols, rcols, names, li, ri, keep_unmatched, suffix):
     return out
 
 
+@collective("hp.join", local=("left", "right"))
 def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_right",
          strategy: str = "auto", broadcast_bytes: int = BROADCAST_BYTES,
          memory_budget: int | None = None, max_message: int = MAX_MESSAGE):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..comm import check_all, get_comm
+from ..comm import check_all, collective, get_comm
 from ._encode import check_key_dtype
 from ._exchange import MAX_MESSAGE, exchange
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
@@ -23,6 +23,7 @@ def _check(columns, kind, key, partitioner):
     return names
 
 
+@collective("hp.shuffle", local=("data",))
 def shuffle(data, key=None, partitioner: str = "hash", comm=None, *,
             memory_budget: int | None = None, max_message: int = MAX_MESSAGE):
     """Move whole rows so that all rows with equal keys end on the same rank.

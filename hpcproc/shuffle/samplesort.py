@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from ..comm import check_all, lib_comm
+from ..comm import check_all, collective, lib_comm
 from . import _kernels
 from ._encode import check_key_dtype, encode_keys
 from ._exchange import MAX_MESSAGE, _words, exchange
@@ -97,6 +97,7 @@ def _local_sort(columns, names, asc, method, owned: bool = False) -> dict:
     return _take(columns, perm, owned=owned)
 
 
+@collective("hp.sort", local=("data",))
 def sort(data, by=None, ascending=True, comm=None, *, memory_budget: int | None = None,
          max_message: int = MAX_MESSAGE, imbalance: float = 0.1, local_sort: str = "radix"):
     """Sort a table by key columns, or a 1-D array, across all ranks.
