@@ -28,14 +28,14 @@ def _merge_all(a, b):
             *(max(u, v) for u, v in zip(a[3:], b[3:])))
 
 
-def _run(src, axis, ddof, skipna, t0):
+def _run(src, axis, ddof, skipna, t0, exact=False):
     from .kernels.moment_state import (block_state, empty_int_state, empty_state, finalize,
                                        merge, merge_int)
     comm = src.comm
     cols = int(np.prod(src.trailing, dtype=np.int64)) if axis == 0 else 1
     ints = src.dtype is not None and src.dtype.kind in "iub"
     unsigned = ints and src.dtype.kind == "u"
-    state, istate = empty_state(cols), (empty_int_state(cols, unsigned) if ints else None)
+    state, istate = empty_state(cols, exact), (empty_int_state(cols, unsigned) if ints else None)
     nbytes, t_read, t_comp = 0, 0.0, 0.0
     it = src.blocks()
     while True:
@@ -48,7 +48,7 @@ def _run(src, axis, ddof, skipna, t0):
         nbytes += block.size * src.dtype.itemsize  # bytes of the input (not converted)
         with phase("compute"):
             s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
-                               with_ints=ints)
+                               with_ints=ints, exact=exact)
             state, istate = merge(state, s), merge_int(istate, i)
         block = None  # free this block before the next read (its memory is reused)
         t_comp += time.perf_counter() - t2
@@ -64,7 +64,7 @@ def _run(src, axis, ddof, skipna, t0):
 
 def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
           block_bytes: int = 64 << 20, method: str = "auto", *,
-          mask_and_scale: bool = True) -> dict:
+          mask_and_scale: bool = True, exact: bool = False) -> dict:
     """count, nan_count, sum, mean, var, std, min, max of a distributed input.
 
     Collective. Every rank gets the same dict. Computed by Numba kernels per block
@@ -93,15 +93,22 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
         File inputs: decode CF packing and missing values (see :func:`hpcproc.read`).
         When the variable declares missing values, they are left out as with
         ``skipna=True`` (``count`` counts valid values, ``nan_count`` missing ones).
+    exact : bool
+        Reproducible mode: sums of values and of squares are accumulated exactly
+        (fixed-point superaccumulators), so ``sum``, ``mean`` and ``var`` are the exact
+        results correctly rounded to float64 (``std = sqrt(var)``), bit-identical for
+        any number of ranks, block size and thread count. Slower (see docs/kernels.md).
     """
     _check(axis, ddof, skipna)
+    if not isinstance(exact, (bool, np.bool_)):
+        raise TypeError(f"exact must be True or False, got {exact!r}")
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
-    return _run(src, axis, ddof, skipna, time.perf_counter())[0]
+    return _run(src, axis, ddof, skipna, time.perf_counter(), bool(exact))[0]
 
 
 def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
                method: str = "auto", ddof: int = 0, axis=None, skipna: bool = False, *,
-               mask_and_scale: bool = True) -> dict:
+               mask_and_scale: bool = True, exact: bool = False) -> dict:
     """Statistics of a dataset read block by block (memory bounded by ``block_bytes``).
 
     Collective. Like :func:`stats`, plus ``timings`` (seconds: read, compute, compile
@@ -113,7 +120,7 @@ def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
 
     t0, c0 = time.perf_counter(), compile_seconds()
     src = open_source((path, dataset), comm, block_bytes, method, mask_and_scale)
-    result, total = _run(src, axis, ddof, skipna, t0)
+    result, total = _run(src, axis, ddof, skipna, t0, bool(exact))
     compiled = compile_seconds() - c0  # JIT compile or cache load, inside "compute"
     result["bytes"] = int(total[2])
     result["timings"] = {"read": total[3], "compute": max(0.0, total[4] - compiled),
