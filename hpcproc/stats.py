@@ -70,8 +70,9 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
     Collective. Every rank gets the same dict. Computed by Numba kernels per block
     (compiled once per node), merged across blocks and ranks with Chan's formulas and a
     compensated sum: results agree with numpy's float64 results to about 1e-12 relative,
-    whatever the number of ranks or the block size; min, max and counts exactly (and
-    integer sums, which are exact like numpy's).
+    whatever the number of ranks or the block size (their last digits may change with
+    them); min, max and counts exactly (and integer sums, which are exact like numpy's).
+    ``exact=True`` makes sum, mean, var and std bit-identical for any decomposition.
 
     Parameters
     ----------
