@@ -151,6 +151,14 @@ def test_axis0_and_ddof(comm):
             assert got["var"][j] == _fraction_ref(data[:, j], ddof)[2]
 
 
+def test_many_columns(comm):
+    data = np.random.default_rng(7).standard_normal((301, 200)) + np.arange(200) * 1e6
+    got = hp.stats(_uneven(data, comm, empty_rank=0), axis=0, exact=True)
+    _same(got, _one_block(data, comm, axis=0))
+    for j in (0, 77, 199):
+        assert got["var"][j] == _fraction_ref(data[:, j])[2]
+
+
 def test_empty(comm):
     got = hp.stats(hp.DistArray.from_global(np.zeros(0), comm), exact=True)
     assert got["count"] == 0 and got["sum"] == 0.0

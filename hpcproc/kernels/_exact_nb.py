@@ -217,8 +217,9 @@ def exact_2d(x, out, mm, sq_exact):
     hb = np.empty(CHUNK)
     lb = np.empty(CHUNK)
     adds = np.zeros(k, dtype=np.int64)
-    for r0 in range(0, n, CHUNK):
-        r1 = min(n, r0 + CHUNK)
+    rows = max(8, CHUNK // k)  # a chunk of all k columns stays in cache
+    for r0 in range(0, n, rows):
+        r1 = min(n, r0 + rows)
         for j in range(k):
             m = 0
             mn = np.inf
