@@ -64,11 +64,12 @@ def block_state(block: np.ndarray, comm=None) -> np.ndarray:
 
 
 def _normalize(bins: np.ndarray) -> None:
-    """Carry propagation in place (every bin but the top one in ``[0, 2**32)``)."""
-    for i in range(bins.shape[1] - 1):
-        c = bins[:, i] >> 32
-        bins[:, i] -= c << 32
-        bins[:, i + 1] += c
+    """One parallel carry step in place: every bin but the top one ends in
+    ``(-2**31, 2**33)`` (bins below ``2**34`` stay bounded however often states merge;
+    the value is unchanged)."""
+    c = bins[:, :-1] >> 32
+    bins[:, :-1] -= c << 32
+    bins[:, 1:] += c
 
 
 def merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
