@@ -171,8 +171,8 @@ def _select_small(src, dtype, comm, ranks_fn):
         return {}, n, nan
     targets = sorted(set(int(t) for t in ranks_fn(n)))
     with phase("compute"):
-        part = np.partition(full, targets)
-    picked = part[targets]
+        full.partition(targets)  # in place: the gathered copy is ours
+    picked = full[targets]
     if dtype.kind == "f":
         picked = _ordered(picked).view(dtype)
     return dict(zip(targets, picked)), n, nan
