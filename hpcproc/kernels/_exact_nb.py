@@ -86,12 +86,16 @@ def _normalize_row(acc, j, c0):
 def _fold(buf, m, amax, acc, j, c0):
     """Add the exact sum of ``buf[:m]`` (finite, ``max |buf| == amax``) to the bins.
 
-    ``buf`` is overwritten. Returns the number of additions made to the bins.
+    ``buf`` is overwritten. Returns the number of additions made to the bins. After a
+    fold every remainder is below ``2**(k-52)``, so the next fold can use ``k - 42``
+    without a max pass (the max is recomputed only from the third fold on).
     """
     adds = 0
-    while amax > 0.0:
-        e = math.frexp(amax)[1]  # amax < 2**e
-        k = e + 10
+    if amax == 0.0:
+        return 0
+    k = math.frexp(amax)[1] + 10  # amax < 2**(k-10)
+    folds = 0
+    while True:
         if k > 1023 or k < -950:  # fold constant out of range: add one by one
             for i in range(m):
                 if buf[i] != 0.0:
@@ -102,8 +106,7 @@ def _fold(buf, m, amax, acc, j, c0):
         s1 = 0.0
         s2 = 0.0
         s3 = 0.0
-        a0 = 0.0
-        a1 = 0.0
+        nz = False
         i = 0
         while i + 4 <= m:
             r0 = buf[i]
@@ -126,8 +129,7 @@ def _fold(buf, m, amax, acc, j, c0):
             buf[i + 1] = r1
             buf[i + 2] = r2
             buf[i + 3] = r3
-            a0 = max(a0, max(abs(r0), abs(r2)))
-            a1 = max(a1, max(abs(r1), abs(r3)))
+            nz |= (r0 != 0.0) | (r1 != 0.0) | (r2 != 0.0) | (r3 != 0.0)
             i += 4
         while i < m:
             r0 = buf[i]
@@ -135,12 +137,20 @@ def _fold(buf, m, amax, acc, j, c0):
             s0 += q0
             r0 -= q0
             buf[i] = r0
-            a0 = max(a0, abs(r0))
+            nz |= r0 != 0.0
             i += 1
         _add(acc, j, c0, (s0 + s1) + (s2 + s3), 0)  # exact: see the module docstring
         adds += 1
-        amax = max(a0, a1)
-    return adds
+        folds += 1
+        if not nz:
+            return adds
+        if folds == 1:
+            k -= 42
+        else:
+            amax = 0.0
+            for i in range(m):
+                amax = max(amax, abs(buf[i]))
+            k = math.frexp(amax)[1] + 10
 
 
 @kernel
@@ -150,16 +160,13 @@ def _squares(xb, m, amax, sq_exact, hb, lb, acc, j):
         return 0
     adds = 0
     if sq_exact:  # float32 / small integer data: float64 squares are exact
-        hmax = 0.0
         for i in range(m):
-            h = xb[i] * xb[i]
-            hb[i] = h
-            hmax = max(hmax, h)
-        return _fold(hb, m, hmax, acc, j, S2)
+            hb[i] = xb[i] * xb[i]
+        return _fold(hb, m, amax * amax, acc, j, S2)
     tiny = False
-    if amax < _BIG:
-        hmax = 0.0
-        lmax = 0.0
+    if amax < _BIG:  # bounds of the parts, for the folds: hi <= amax**2, lo <= ulp/2
+        hmax = amax * amax
+        lmax = hmax * 2.0 ** -52
         for i in range(m):
             v = xb[i]
             h = v * v
@@ -169,8 +176,6 @@ def _squares(xb, m, amax, sq_exact, hb, lb, acc, j):
             lo = ((vh * vh - h) + 2.0 * vh * vl) + vl * vl
             hb[i] = h
             lb[i] = lo
-            hmax = max(hmax, h)
-            lmax = max(lmax, abs(lo))
             tiny |= (v != 0.0) & (abs(v) < _TINY)
         if not tiny:
             adds += _fold(hb, m, hmax, acc, j, S2)
