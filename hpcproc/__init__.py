@@ -57,6 +57,7 @@ _EXPORTS = {
     "RankCountError": ".checkpoint",
     "rng_state": ".checkpoint",
     "rng_from_state": ".checkpoint",
+    "install_signal_handlers": ".checkpoint",
     "phase": ".trace",
     "traced": ".trace",
     "report": ".trace",

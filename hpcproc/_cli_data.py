@@ -6,8 +6,8 @@ equal) and 1 when it does not, for CI pipelines; usage errors exit 2.
 
 from __future__ import annotations
 
-import json
-
+from ._cli_json import dumps
+from ._cli_types import integer, real
 from .errors import UsageError
 
 __all__ = ["add_parsers", "COMMANDS"]
@@ -31,9 +31,9 @@ def add_parsers(sub, parse_size) -> None:
     d = sub.add_parser("diff", help="compare two datasets (exit 1 if they differ)")
     d.add_argument("a", metavar="A.h5:/x")
     d.add_argument("b", metavar="B.h5:/x")
-    d.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
-    d.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
-    d.add_argument("--limit", type=int, default=10, help="differing indices to list")
+    d.add_argument("--rtol", type=real(0), default=0.0, help="relative tolerance (default 0)")
+    d.add_argument("--atol", type=real(0), default=0.0, help="absolute tolerance (default 0)")
+    d.add_argument("--limit", type=integer(0), default=10, help="differing indices to list")
     d.add_argument("--block-bytes", type=parse_size, default=64 << 20,
                    help="bytes read per rank per step and dataset (default 64M)")
     d.add_argument("--json", action="store_true", help="print JSON")
@@ -58,7 +58,7 @@ def cmd_lineage(args, comm) -> int:
 
     path, name = _split(args.target)
     rec = root_call(lambda: read_lineage(path, name), comm)
-    _print(json.dumps(rec, indent=2, sort_keys=True) if args.json else format_lineage(rec), comm)
+    _print(dumps(rec, sort_keys=True) if args.json else format_lineage(rec), comm)
     return 0
 
 
@@ -86,7 +86,7 @@ def cmd_validate(args, comm) -> int:
                                     "violations": 0 if ok else 1, "first": [], "ok": ok}]})
     good = all(r["ok"] for r in reports)
     if args.json:
-        _print(json.dumps({"ok": good, "reports": reports}, indent=2), comm)
+        _print(dumps({"ok": good, "reports": reports}), comm)
     else:
         _print(format_report(reports) + f"\n{'PASSED' if good else 'FAILED'}", comm)
     return 0 if good else 1
@@ -103,7 +103,7 @@ def cmd_diff(args, comm) -> int:
         if "rtol" in str(exc) or "atol" in str(exc) or "limit" in str(exc):
             raise UsageError(str(exc)) from None
         raise
-    _print(json.dumps(r, indent=2) if args.json else format_diff(r), comm)
+    _print(dumps(r) if args.json else format_diff(r), comm)
     return 0 if r["equal"] else 1
 
 

@@ -20,6 +20,7 @@ different lengths, an output file that is one of the inputs.
 from __future__ import annotations
 
 from ._cli_shuffle import _column_names, _run
+from ._cli_types import size
 from .errors import DtypeError, ShapeMismatchError, UsageError
 
 __all__ = ["add_parser", "cmd_join"]
@@ -49,7 +50,7 @@ def add_parser(sub, parse_size) -> None:
                     help="added to a right column whose name is taken (default _right)")
     jo.add_argument("--out", required=True, help="output HDF5 file")
     jo.add_argument("--strategy", default="auto", choices=("auto", "hash", "broadcast"))
-    jo.add_argument("--broadcast-bytes", type=parse_size, default=None, metavar="SIZE",
+    jo.add_argument("--broadcast-bytes", type=size(0), default=None, metavar="SIZE",
                     help="largest table that auto broadcasts instead of shuffling "
                          "(default 64M)")
     jo.add_argument("--memory-budget", type=parse_size, help="exchange budget per rank")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
+from ._cli_json import dumps
+from ._cli_types import about, integer, real
 from .errors import UsageError
 
 __all__ = ["add_parsers", "COMMANDS"]
@@ -14,18 +14,19 @@ def add_parsers(sub, parse_size) -> None:
 
     h = sub.add_parser("hist", help="histogram of datasets (identical to numpy's)")
     h.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
-    h.add_argument("--bins", type=int, default=64, help="number of bins (default 64)")
-    h.add_argument("--range", type=float, nargs=2, metavar=("MIN", "MAX"),
+    h.add_argument("--bins", type=integer(1), default=64, help="number of bins (default 64)")
+    h.add_argument("--range", type=real(), nargs=2, metavar=("MIN", "MAX"),
                    help="histogram range (default: the data's min and max)")
     h.add_argument("--plot", metavar="OUT.png", help="also save a bar plot (matplotlib)")
     add_scan_checkpoint_options(h)
     q = sub.add_parser("quantile", help="exact (or sketched) quantiles of datasets")
     q.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
-    q.add_argument("-q", "--q", type=float, nargs="+", default=[0.5], metavar="Q",
+    q.add_argument("-q", "--q", type=real(0, 1), nargs="+", default=[0.5], metavar="Q",
                    help="quantiles in [0, 1] (default 0.5)")
     q.add_argument("--sketch", action="store_true",
                    help="one-pass sketch (relative error --rel-err) instead of exact")
-    q.add_argument("--rel-err", type=float, default=0.01, help="sketch accuracy (0.01)")
+    q.add_argument("--rel-err", type=real(0, 1, open_low=True, open_high=True), default=0.01,
+                   help="sketch accuracy, in (0, 1) (default 0.01)")
     for p in (h, q):
         p.add_argument("--block-bytes", type=parse_size, default=64 << 20,
                        help="bytes read per rank per step (bounded memory; default 64M)")
@@ -51,12 +52,11 @@ def _print(text, comm):
 def cmd_hist(args, comm) -> int:
     from .histogram import histogram
 
-    if args.bins < 1:
-        raise UsageError(f"--bins must be >= 1, got {args.bins}")
-    if args.checkpoint is not None and not args.checkpoint_every >= 0:
-        raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
     if args.range is not None and not args.range[0] <= args.range[1]:
         raise UsageError(f"--range MIN MAX needs MIN <= MAX, got {args.range}")
+    if args.plot:
+        from ._cli_observe import check_outputs
+        check_outputs(comm, ("--plot", args.plot))
     results = []
     for i, (path, name) in enumerate(_targets(args)):
         extra = {}
@@ -65,17 +65,18 @@ def cmd_hist(args, comm) -> int:
             counts, edges, extra = histogram_file_resumable(
                 path, name, args.bins, f"{args.checkpoint}/target-{i}", range=args.range,
                 comm=comm, block_bytes=args.block_bytes, method=args.method,
-                every_seconds=args.checkpoint_every or None)
+                every_seconds=args.checkpoint_every or None, mask_and_scale=not args.raw)
         else:
-            counts, edges = histogram((path, name), args.bins, range=args.range, comm=comm,
-                                      block_bytes=args.block_bytes, method=args.method,
-                                      mask_and_scale=not args.raw)
+            with about(f"{path}:{name}"):
+                counts, edges = histogram((path, name), args.bins, range=args.range, comm=comm,
+                                          block_bytes=args.block_bytes, method=args.method,
+                                          mask_and_scale=not args.raw)
         results.append({"target": f"{path}:{name}", "counts": counts.tolist(),
                         "edges": [float(e) for e in edges], **extra})
     if args.plot and comm.Get_rank() == 0:
         _plot(results, args.plot)
     if args.json:
-        _print(json.dumps(results if len(results) > 1 else results[0], indent=2), comm)
+        _print(dumps(results if len(results) > 1 else results[0]), comm)
         return 0
     lines = []
     for r in results:
@@ -111,18 +112,17 @@ def _plot(results, out) -> None:
 def cmd_quantile(args, comm) -> int:
     from .quantile import quantile
 
-    if any(not 0 <= q <= 1 for q in args.q):
-        raise UsageError(f"quantiles must be in [0, 1], got {args.q}")
     results = []
     for path, name in _targets(args):
-        v = quantile((path, name), list(args.q), method="sketch" if args.sketch else "exact",
-                     rel_err=args.rel_err, comm=comm, block_bytes=args.block_bytes,
-                     read_method=args.method, mask_and_scale=not args.raw)
+        with about(f"{path}:{name}"):
+            v = quantile((path, name), list(args.q), method="sketch" if args.sketch else "exact",
+                         rel_err=args.rel_err, comm=comm, block_bytes=args.block_bytes,
+                         read_method=args.method, mask_and_scale=not args.raw)
         results.append({"target": f"{path}:{name}", "q": list(args.q),
                         "values": [float(x) for x in v],
                         "method": "sketch" if args.sketch else "exact"})
     if args.json:
-        _print(json.dumps(results if len(results) > 1 else results[0], indent=2), comm)
+        _print(dumps(results if len(results) > 1 else results[0]), comm)
         return 0
     lines = []
     for r in results:

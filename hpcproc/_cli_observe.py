@@ -14,9 +14,12 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 
-__all__ = ["add_global_options", "run_observed"]
+from ._cli_json import dumps
+
+__all__ = ["add_global_options", "run_observed", "check_outputs"]
 
 # (option strings, keyword arguments, default on the main parser)
 _OPTIONS = (
@@ -59,11 +62,48 @@ def add_global_options(parser: argparse.ArgumentParser, top: bool = True) -> Non
         add_global_options(sub, top=False)
 
 
+def _unwritable(path: str) -> str | None:
+    """Why a file cannot be written at ``path`` (None if it can). Local, no MPI."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "is a directory"
+    if not os.path.isdir(parent):
+        return f"directory does not exist: {os.path.dirname(path) or parent}"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return "exists and is not writable"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory is not writable: {os.path.dirname(path) or parent}"
+    return None
+
+
+def check_outputs(comm, *options) -> None:
+    """Check, before any work, that rank 0 can write every ``(option, path)`` given.
+
+    Collective (one broadcast; rank 0 looks at the file system). Raises the same
+    ``OSError`` on every rank, naming the option and the path, when one cannot be written
+    (results are never printed and then followed by an error about a report file).
+    """
+    from .comm import root_call
+
+    wanted = [(opt, path) for opt, path in options if path is not None]
+    if not wanted:
+        return
+
+    def check():
+        for opt, path in wanted:
+            why = _unwritable(path)
+            if why:
+                raise OSError(f"{opt} {path}: cannot write there ({why})")
+    root_call(check, comm)
+
+
 def run_observed(command, args, comm) -> int:
     """Run ``command(args, comm)`` with logging, phase timing, report and progress."""
     from . import _log, progress, trace
     from ._cli_shuffle import check_side_outputs
 
+    check_outputs(comm, ("--trace", args.trace),  # hist's own --plot is the histogram
+                  ("--phase-plot" if args.command == "hist" else "--plot", args.phase_plot))
     check_side_outputs(args, comm)  # a --trace/--plot file never replaces an input
     verbosity = -1 if args.quiet else args.verbose
     _log.configure(verbosity)
@@ -72,8 +112,9 @@ def run_observed(command, args, comm) -> int:
     timed = verbosity > 0 or as_json or args.trace is not None or args.phase_plot is not None
     if timed:
         trace.start_tracing()
+    interval = progress.interval_from_env()  # on every rank: a bad value is agreed
     if progress.should_enable(rank, args.no_progress, args.quiet):
-        progress.enable(sys.stderr)
+        progress.enable(sys.stderr, interval)
     _log.get_logger("hpcproc.cli").info("%s on %d ranks", args.command, comm.Get_size())
     captured = io.StringIO() if timed and as_json and rank == 0 else None
     try:
@@ -105,13 +146,13 @@ def _with_report(text: str, summary: dict) -> str:
     try:
         doc = json.loads(text)
     except ValueError:
-        return text.rstrip("\n") + "\n" + json.dumps({"report": summary}, indent=2)
+        return text.rstrip("\n") + "\n" + dumps({"report": summary})
     if isinstance(doc, dict):
         doc["report"] = summary
     elif isinstance(doc, list) and all(isinstance(d, dict) for d in doc):
         for d in doc:
             d["report"] = summary
-    return json.dumps(doc, indent=2)
+    return dumps(doc)
 
 
 def _print(text: str) -> None:

@@ -7,9 +7,9 @@ distributed operation and write every result column as one dataset of the output
 
 from __future__ import annotations
 
-import json
 import time
 
+from ._cli_json import dumps
 from .errors import UsageError
 
 __all__ = ["add_parsers", "cmd_sort", "cmd_groupby", "check_side_outputs"]
@@ -79,7 +79,7 @@ def _column_names(datasets) -> dict:
 
 def _report(summary, args, comm, printer) -> None:
     if args.json:
-        printer(json.dumps(summary, indent=2), comm)
+        printer(dumps(summary), comm)
         return
     t = summary["seconds"]
     rows = summary["rows"]
@@ -92,7 +92,7 @@ def _report(summary, args, comm, printer) -> None:
             comm)
 
 
-def _run(args, comm, printer, inputs, op, command, options=None):
+def _run(args, comm, printer, inputs, op, command, options=None, like=None):
     """Read every ``(path, columns)`` of ``inputs`` as a table, ``op(*tables)``, write.
 
     Rank 0 shows a progress bar over the three steps (read, compute, write) when it
@@ -120,18 +120,14 @@ def _run(args, comm, printer, inputs, op, command, options=None):
 
     resumed = False
     if getattr(args, "checkpoint", None):
-        from .checkpoint._phases import input_identity, run_phase
-        idents = [input_identity(command, path, columns, options or {}, comm)
-                  for path, columns in inputs]
-        ident = idents[0] if len(idents) == 1 else {
-            "command": command, "input": " + ".join(i["input"] for i in idents),
-            "inputs": idents}
+        from .checkpoint._phases import run_identity, run_phase
+        ident = run_identity(command, inputs, options or {}, comm)
         result, info, resumed = run_phase(args.checkpoint, comm, ident, compute)
     else:
         result, info = compute()
     bar.update(nbytes[0] * (2 if resumed else 1))  # read (if resumed) and compute done
     t2 = time.perf_counter()
-    io.write_table(args.out, result, group="/", comm=comm)
+    io.write_table(args.out, result, group="/", comm=comm, like=like, same_rows=False)
     t3 = time.perf_counter()
     bar.update(nbytes[0])
     bar.close()
@@ -177,7 +173,8 @@ def cmd_sort(args, comm, printer) -> int:
     return _run(args, comm, printer, [(path, columns)],
                 lambda t: sort(t, by, ascending=not args.descending,
                                memory_budget=args.memory_budget), "sort",
-                {"descending": bool(args.descending)})
+                {"descending": bool(args.descending)},
+                like={name: (path, d) for name, d in columns.items()})  # units, netCDF dims
 
 
 def cmd_groupby(args, comm, printer) -> int:

@@ -10,36 +10,20 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
-import re
 import sys
 import time
 
 from . import __version__
+from . import _cli_types as types
+from ._cli_json import dumps
 from .errors import UsageError
 
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b?)?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """``"1.5G"``, ``"64MiB"``, ``"1000"`` -> bytes (powers of 1024)."""
-    m = _SIZE.match(str(text))
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 4096, 64M, 1.5G)")
-    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
-
-
-def parse_count(text: str) -> int:
-    """A row count, with optional k/M/G suffix (powers of 1000) or ``2^N``."""
-    t = str(text).strip()
-    if t.startswith("2^") and t[2:].isdigit():
-        return 2 ** int(t[2:])
-    m = re.match(r"^([0-9]*\.?[0-9]+)([kKmMgG]?)$", t)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a row count: {text!r} (examples: 1000, 10M, 2^20)")
-    return int(float(m.group(1)) * 1000 ** " kmg".index(m.group(2).lower() or " "))
+#: argparse type of ``--block-bytes`` and the other positive sizes (``64M``, ``1.5G``)
+parse_size = types.size(1)
+#: argparse type of row counts (``10M``, ``2^20``)
+parse_count = types.count(0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +46,7 @@ def add_scan_checkpoint_options(p) -> None:
     """--checkpoint/--checkpoint-every of the streaming scans (stats, hist)."""
     p.add_argument("--checkpoint", metavar="DIR", help="save progress in DIR and resume "
                    "from it when run again (one sub-directory per target)")
-    p.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--checkpoint-every", type=types.real(0), default=60.0, metavar="SECONDS",
                    help="seconds between checkpoints (0: after every block; default 60)")
 
 
@@ -73,20 +57,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    info = sub.add_parser("info", help="versions, MPI library, ranks, parallel HDF5")
+    info = sub.add_parser("info", help="versions, MPI library, ranks, parallel HDF5; "
+                                       "with FILE: its datasets (as 'hpcproc ls')")
+    info.add_argument("file", nargs="?", metavar="FILE", help="list this file's datasets")
+    info.add_argument("group", nargs="?", metavar="GROUP", help="only under this group")
     info.add_argument("--json", action="store_true", help="print JSON")
+    from ._cli_ls import add_parser as add_ls_parser
+    add_ls_parser(sub)  # ls
 
     gen = sub.add_parser("generate", help="write a synthetic dataset (fixed seed)")
     gen.add_argument("output", help="output HDF5 file")
     gen.add_argument("--kind", default="normal", choices=("normal", "uniform", "zipf", "particles"))
     size = gen.add_mutually_exclusive_group()
     size.add_argument("--rows", type=parse_count, help="number of rows (e.g. 10M, 2^20)")
-    size.add_argument("--bytes", type=parse_size, help="total size instead of rows (e.g. 1G)")
-    gen.add_argument("--cols", type=int, default=1, help="columns of /x for kind normal")
-    gen.add_argument("--keys", type=parse_count, default=1 << 20, help="key range (uniform, zipf)")
-    gen.add_argument("--zipf-a", type=float, default=1.2, help="Zipf exponent (> 1)")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--chunks", type=parse_count, help="chunk length in rows (chunked layout)")
+    size.add_argument("--bytes", type=types.size(0), help="total size instead of rows (e.g. 1G)")
+    gen.add_argument("--cols", type=types.integer(1), default=1,
+                     help="columns of /x for kind normal")
+    gen.add_argument("--keys", type=types.count(1), default=1 << 20,
+                     help="key range (uniform, zipf)")
+    gen.add_argument("--zipf-a", type=types.real(1, open_low=True), default=1.2,
+                     help="Zipf exponent (> 1)")
+    gen.add_argument("--seed", type=types.integer(0), default=0, help="random seed (>= 0)")
+    gen.add_argument("--chunks", type=types.count(1), help="chunk length in rows (chunked layout)")
     gen.add_argument("--compression", choices=("gzip",), help="compress (implies chunks)")
     gen.add_argument("--json", action="store_true", help="print JSON")
 
@@ -95,19 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--block-bytes", type=parse_size, default=64 << 20,
                     help="bytes read per rank per step (bounded memory; default 64M)")
     st.add_argument("--method", default="auto", choices=("auto", "direct", "chunked", "h5py", "mpio"))
-    st.add_argument("--ddof", type=int, default=0, help="delta degrees of freedom for std")
+    st.add_argument("--ddof", type=types.integer(0), default=0,
+                    help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
     st.add_argument("--raw", action="store_true", help="read the stored values: no CF (netCDF) decoding of scale_factor/add_offset/_FillValue/missing_value/valid_*")
     st.add_argument("--json", action="store_true", help="print JSON")
     add_scan_checkpoint_options(st)
 
-    ck = sub.add_parser("ckpt", help="list or verify checkpoints (hp.Checkpointer)")
-    cks = ck.add_subparsers(dest="ckpt_command", metavar="{ls,verify}")
+    ck = sub.add_parser("ckpt", help="list, verify or export checkpoints (hp.Checkpointer)")
+    cks = ck.add_subparsers(dest="ckpt_command", metavar="{ls,verify,export}")
     cks.required = True
     for name, text in (("ls", "list steps (manifest and file sizes checked)"),
-                       ("verify", "verify every checksum; exit 1 if a step is invalid")):
+                       ("verify", "verify every checksum; exit 1 if a step is invalid"),
+                       ("export", "write a step's global arrays as one plain HDF5 file")):
         c = cks.add_parser(name, help=text)
         c.add_argument("directory", help="checkpoint directory")
+        if name == "export":
+            c.add_argument("rest", nargs="+", metavar="[STEP] OUT",
+                           help="step (default: the newest valid one) and output file")
         c.add_argument("--json", action="store_true", help="print JSON")
 
     from ._cli_kernels import add_parsers as add_kernel_parsers
@@ -136,6 +133,8 @@ def _print(text: str, comm) -> None:
 
 
 def cmd_info(args, comm) -> int:
+    if args.file is not None:  # `hpcproc info FILE` lists the file, as `hpcproc ls FILE`
+        return cmd_ls(args, comm)
     import h5py
     import mpi4py
     import numba
@@ -153,7 +152,7 @@ def cmd_info(args, comm) -> int:
         "nodes": len(set(comm.allgather(MPI.Get_processor_name()))),
     }
     if args.json:
-        _print(json.dumps(info, indent=2), comm)
+        _print(dumps(info), comm)
     else:
         _print("\n".join(f"{k:22s} {v}" for k, v in info.items()), comm)
     return 0
@@ -165,11 +164,11 @@ def cmd_generate(args, comm) -> int:
     if args.rows is None and args.bytes is None:
         args.rows = 1 << 20
     rows = args.rows if args.rows is not None else args.bytes // row_bytes(args.kind, args.cols)
-    if args.cols < 1:
-        raise UsageError(f"--cols must be >= 1, got {args.cols}")
     if ":/" in args.output and not os.path.exists(os.path.dirname(args.output) or "."):
         raise UsageError(f"generate writes a whole file (its datasets are named by --kind): "
                          f"give a file name, not {args.output!r}")
+    from ._cli_observe import check_outputs
+    check_outputs(comm, ("output", args.output))  # before generating anything
     chunks = None
     if args.chunks or args.compression:
         chunks = True if not args.chunks else (args.chunks,) + ((args.cols,) if args.kind == "normal"
@@ -183,7 +182,7 @@ def cmd_generate(args, comm) -> int:
     out = {"file": args.output, "datasets": {k: list(v) for k, v in shapes.items()},
            "bytes": nbytes, "seconds": elapsed, "ranks": comm.Get_size()}
     if args.json:
-        _print(json.dumps(out, indent=2), comm)
+        _print(dumps(out), comm)
     else:
         lines = [f"wrote {args.output}: {nbytes / 2**20:.1f} MiB in {elapsed:.2f} s "
                  f"({nbytes / 2**30 / max(elapsed, 1e-9):.2f} GiB/s) on {comm.Get_size()} ranks"]
@@ -214,13 +213,14 @@ def cmd_stats(args, comm) -> int:
             from .checkpoint._stats import stats_file_resumable
             r = stats_file_resumable(path, name, f"{args.checkpoint}/target-{i}", comm=comm,
                                      block_bytes=args.block_bytes, method=args.method,
-                                     ddof=args.ddof, every_seconds=args.checkpoint_every or None)
+                                     ddof=args.ddof, every_seconds=args.checkpoint_every or None,
+                                     mask_and_scale=not args.raw)
         else:
             r = stats_file(path, name, comm=comm, block_bytes=args.block_bytes,
                            method=args.method, ddof=args.ddof, mask_and_scale=not args.raw)
         results.append({"target": f"{path}:{name}", **r})
     if args.json:
-        _print(json.dumps(results if len(results) > 1 else results[0], indent=2), comm)
+        _print(dumps(results if len(results) > 1 else results[0]), comm)
         return 0
     keys = ("count", "sum", "mean", "std", "min", "max")
     lines = []
@@ -255,13 +255,18 @@ def cmd_join(args, comm) -> int:
     return run(args, comm, _print)
 
 
+def cmd_ls(args, comm) -> int:
+    from ._cli_ls import cmd_ls as run
+    return run(args, comm)
+
+
 def cmd_ckpt(args, comm) -> int:
     from .checkpoint._cli import cmd_ckpt as run
     return run(args, comm)
 
 
-COMMANDS = {"info": cmd_info, "generate": cmd_generate, "stats": cmd_stats, "ckpt": cmd_ckpt,
-            "sort": cmd_sort, "groupby": cmd_groupby, "join": cmd_join}
+COMMANDS = {"info": cmd_info, "ls": cmd_ls, "generate": cmd_generate, "stats": cmd_stats,
+            "ckpt": cmd_ckpt, "sort": cmd_sort, "groupby": cmd_groupby, "join": cmd_join}
 
 
 def _kernel_commands():
@@ -287,6 +292,17 @@ def main(argv=None) -> int:
     return 1  # not reached: abort_on_error exits on errors
 
 
+def _early_signals(argv) -> None:
+    """Before MPI and the imports: with ``--checkpoint``, remember SIGUSR1/SIGTERM until
+    the command's Checkpointer acts on them (without it they keep their default action);
+    SIGINT always ends the job, even if Python swallows its ``KeyboardInterrupt``."""
+    from .checkpoint._triggers import install_interrupt_guard, install_signal_handlers
+
+    if any(a == "--checkpoint" or a.startswith("--checkpoint=") for a in argv):
+        install_signal_handlers()
+    install_interrupt_guard()
+
+
 def run() -> None:
     """Console entry point (``hpcproc`` and ``python -m hpcproc``): exit with :func:`main`'s status.
 
@@ -297,6 +313,7 @@ def run() -> None:
     ``os._exit`` after ``MPI_Finalize`` was tried first; with PyPI's MPICH it made one
     rank in ~10 3-rank jobs die with SIGKILL at exit.)
     """
+    _early_signals(sys.argv[1:])
     try:
         status = main()
     finally:  # also for SystemExit (usage errors, exit 85 after a checkpoint)

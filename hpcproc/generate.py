@@ -83,6 +83,24 @@ def _fill(name: str, col: int, kind: str, start: int, stop: int, shape, seed: in
     return np.concatenate(parts)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_arguments(kind, rows, cols, seed, keys, zipf_a) -> None:
+    """The same ``ValueError``/``TypeError`` on every rank, before any communication."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    for name, value, low in (("rows", rows, 0), ("cols", cols, 1), ("seed", seed, 0),
+                             ("keys", keys, 1)):
+        if not _is_int(value):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}")
+    if kind == "zipf" and not 1 < zipf_a < float("inf"):
+        raise ValueError(f"zipf_a (the Zipf exponent) must be a finite number > 1, got {zipf_a}")
+
+
 def generate(path: str, kind: str = "normal", rows: int = 1 << 20, *, cols: int = 1,
              seed: int = 0, keys: int = 1 << 20, zipf_a: float = 1.2, comm=None,
              chunks=None, compression: str | None = None, method: str = "auto") -> dict:
@@ -91,13 +109,8 @@ def generate(path: str, kind: str = "normal", rows: int = 1 << 20, *, cols: int 
     Collective. Returns ``{dataset name: global shape}``.
     """
     comm = get_comm(comm)
+    _check_arguments(kind, rows, cols, seed, keys, zipf_a)
     specs = _columns(kind, cols)
-    if int(rows) < 0:
-        raise ValueError(f"rows must be >= 0, got {rows}")
-    if kind == "zipf" and not zipf_a > 1:
-        raise ValueError(f"zipf exponent must be > 1, got {zipf_a}")
-    if keys < 1:
-        raise ValueError(f"keys must be >= 1, got {keys}")
     rows = int(rows)
     start, stop = block_range(rows, comm.Get_size(), comm.Get_rank())
     arrays = {}

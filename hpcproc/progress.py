@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-__all__ = ["enable", "disable", "enabled", "scan", "Scan", "should_enable"]
+__all__ = ["enable", "disable", "enabled", "scan", "Scan", "should_enable", "interval_from_env"]
 
 _ON = False
 _stream = None
@@ -76,8 +76,23 @@ def enable(stream=None, interval: float | None = None) -> None:
     ``interval`` seconds (default 1, or ``HPCPROC_PROGRESS_INTERVAL``). Not collective."""
     global _ON, _stream, _interval
     if interval is None:
-        interval = float(os.environ.get("HPCPROC_PROGRESS_INTERVAL", "1") or 1)
+        interval = interval_from_env()
     _ON, _stream, _interval = True, stream or sys.stderr, interval
+
+
+def interval_from_env() -> float:
+    """``HPCPROC_PROGRESS_INTERVAL`` (seconds, default 1); ``ValueError`` naming it."""
+    text = os.environ.get("HPCPROC_PROGRESS_INTERVAL", "").strip()
+    if not text:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ValueError(f"HPCPROC_PROGRESS_INTERVAL must be a number of seconds >= 0, "
+                         f"got {text!r}")
+    return value
 
 
 def disable() -> None:

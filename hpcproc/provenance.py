@@ -35,7 +35,8 @@ import numpy as np
 
 from ._version import __version__
 
-__all__ = ["crc32_combine", "block_crc32", "inputs", "reset", "lineage_record",
+__all__ = ["crc32_combine", "block_crc32", "inputs", "restore_inputs", "reset",
+           "lineage_record",
            "lineage_attrs", "read_lineage", "ATTR", "MAX_DEPTH"]
 
 ATTR = "hpcproc_lineage"
@@ -138,7 +139,12 @@ def file_facts(path: str, name: str, size: int | None = None,
         st = os.stat(path)
         size, mtime_ns = st.st_size, st.st_mtime_ns
     facts = {"file_size": size, "mtime": _iso(mtime_ns / 1e9), "mtime_ns": mtime_ns}
-    parent = read_lineage(path, name, missing_ok=True)
+    try:
+        parent = read_lineage(path, name, missing_ok=True)
+    except ValueError as exc:  # a damaged attribute must not stop the job reading data
+        from ._log import get_logger, warn_once
+        warn_once(get_logger(__name__), "%s: its lineage is not recorded in outputs", exc)
+        parent = None
     if parent is not None:
         facts["parent"] = _trim(parent, MAX_DEPTH - 1)
     return facts
@@ -184,6 +190,33 @@ def checksummed(path: str, name: str, start: int, stop: int, file_size, mtime_ns
     rec = _INPUTS.get((os.path.abspath(path), name, int(start), int(stop)))
     return (rec is not None and rec["checksum"] is not None and mtime_ns is not None
             and rec.get("file_size") == file_size and rec.get("mtime_ns") == mtime_ns)
+
+
+def restore_inputs(lineage, checkpoint: str) -> int:
+    """Re-record the inputs of a restored checkpoint's lineage in this process. Not
+    collective (the manifest, hence ``lineage``, is the same on every rank).
+
+    A run restored from a checkpoint read its inputs before the save, in another
+    process: their records (file, rows, size, mtime, checksum, parents) come back from
+    the checkpoint's lineage, each marked ``"via_checkpoint": checkpoint``, so outputs
+    written after a restart name the original inputs as an uninterrupted run's would.
+    Records this process made itself win. Malformed entries are skipped. Returns the
+    number of inputs recorded.
+    """
+    ins = lineage.get("inputs") if isinstance(lineage, dict) else None
+    count = 0
+    for rec in ins if isinstance(ins, list) else ():
+        try:
+            key = (str(rec["file"]), str(rec["dataset"]), int(rec["rows"][0]),
+                   int(rec["rows"][1]))
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue
+        if key not in _INPUTS:
+            _INPUTS[key] = {**rec, "via_checkpoint": str(checkpoint)}
+            count += 1
+    if count and not _STARTED and isinstance(lineage.get("start"), str):
+        _STARTED.append(time.time())
+    return count
 
 
 def inputs() -> list[dict]:
@@ -255,7 +288,11 @@ def stamp(attrs: dict, names, kind: str, ranks: int) -> dict:
 
 
 def read_lineage(path: str, name: str, missing_ok: bool = False) -> dict | None:
-    """The lineage document of ``path:name`` (local, no MPI). ``KeyError`` if absent."""
+    """The lineage document of ``path:name`` (local, no MPI).
+
+    ``KeyError`` if absent (unless ``missing_ok``), ``ValueError`` naming the file, the
+    dataset and the attribute if it is not a JSON object.
+    """
     from .io._meta import get_dataset, open_file
 
     with open_file(path) as f:
@@ -264,9 +301,15 @@ def read_lineage(path: str, name: str, missing_ok: bool = False) -> dict | None:
         if missing_ok:
             return None
         raise KeyError(f"{path}:{name} has no {ATTR} attribute (not written by hpcproc?)")
-    if isinstance(raw, bytes):
-        raw = raw.decode()
-    return json.loads(raw)
+    try:
+        rec = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError, arrays
+        raise ValueError(f"{path}:{name}: attribute {ATTR} is not valid JSON ({exc})") \
+            from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path}:{name}: attribute {ATTR} is not a lineage document "
+                         f"(a JSON object), but {type(rec).__name__}")
+    return rec
 
 
 def format_lineage(rec: dict, indent: int = 0) -> str:

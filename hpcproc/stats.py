@@ -13,13 +13,15 @@ from .trace import phase
 __all__ = ["stats", "stats_file"]
 
 
-def _check(axis, ddof, skipna) -> None:
+def _check(axis, ddof, skipna, exact=False) -> None:
     if axis not in (None, 0):
         raise ValueError(f"axis must be None or 0, got {axis!r}")
     if not isinstance(ddof, (int, np.integer)) or ddof < 0:
         raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
     if not isinstance(skipna, (bool, np.bool_)):
         raise TypeError(f"skipna must be True or False, got {skipna!r}")
+    if not isinstance(exact, (bool, np.bool_)):
+        raise TypeError(f"exact must be True or False, got {exact!r}")
 
 
 def _merge_all(a, b):
@@ -28,9 +30,31 @@ def _merge_all(a, b):
             *(max(u, v) for u, v in zip(a[3:], b[3:])))
 
 
+def fold_block(state, istate, block, axis, cols, ints, comm, exact=False):
+    """This rank's running states with one more local block merged in: the step of a
+    scan (used by :func:`stats` and the resumable ``stats --checkpoint``). ``exact``:
+    the reproducible state (the running state must be an exact one too)."""
+    from .kernels.moment_state import block_state, merge, merge_int
+    s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
+                       with_ints=ints, exact=exact)
+    return merge(state, s), merge_int(istate, i)
+
+
+def finish(state, istate, extra, trailing, axis, ddof, skipna, comm):
+    """Merge every rank's states and ``extra`` (bytes, then seconds: max over ranks).
+    Collective. Returns the statistics and the merged tuple."""
+    from .kernels.moment_state import finalize
+    total = allreduce_state((state, istate, *extra), _merge_all, comm)
+    out = finalize(total[0], total[1], ddof, skipna)
+    if axis is None:
+        out = {k: v[0].item() for k, v in out.items()}
+    else:
+        out = {k: v.reshape(trailing) for k, v in out.items()}
+    return out, total
+
+
 def _run(src, axis, ddof, skipna, t0, exact=False):
-    from .kernels.moment_state import (block_state, empty_int_state, empty_state, finalize,
-                                       merge, merge_int)
+    from .kernels.moment_state import empty_int_state, empty_state
     comm = src.comm
     cols = int(np.prod(src.trailing, dtype=np.int64)) if axis == 0 else 1
     ints = src.dtype is not None and src.dtype.kind in "iub"
@@ -47,19 +71,11 @@ def _run(src, axis, ddof, skipna, t0, exact=False):
             break
         nbytes += block.size * src.dtype.itemsize  # bytes of the input (not converted)
         with phase("compute"):
-            s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
-                               with_ints=ints, exact=exact)
-            state, istate = merge(state, s), merge_int(istate, i)
+            state, istate = fold_block(state, istate, block, axis, cols, ints, comm, exact)
         block = None  # free this block before the next read (its memory is reused)
         t_comp += time.perf_counter() - t2
-    total = allreduce_state((state, istate, nbytes, t_read, t_comp,
-                             time.perf_counter() - t0), _merge_all, comm)
-    out = finalize(total[0], total[1], ddof, skipna or src.skipna)
-    if axis is None:
-        out = {k: v[0].item() for k, v in out.items()}
-    else:
-        out = {k: v.reshape(src.trailing) for k, v in out.items()}
-    return out, total
+    return finish(state, istate, (nbytes, t_read, t_comp, time.perf_counter() - t0),
+                  src.trailing, axis, ddof, skipna or src.skipna, comm)
 
 
 def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
@@ -100,9 +116,7 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
         results correctly rounded to float64 (``std = sqrt(var)``), bit-identical for
         any number of ranks, block size and thread count. Slower (see docs/kernels.md).
     """
-    _check(axis, ddof, skipna)
-    if not isinstance(exact, (bool, np.bool_)):
-        raise TypeError(f"exact must be True or False, got {exact!r}")
+    _check(axis, ddof, skipna, exact)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
     return _run(src, axis, ddof, skipna, time.perf_counter(), bool(exact))[0]
 
@@ -116,7 +130,7 @@ def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
     (kernel compilation or cache load, this rank) and total, max over
     ranks) and ``bytes`` (bytes processed).
     """
-    _check(axis, ddof, skipna)
+    _check(axis, ddof, skipna, exact)
     from .kernels._engine import compile_seconds
 
     t0, c0 = time.perf_counter(), compile_seconds()

@@ -93,7 +93,8 @@ def _bad_inputs(tmp):
         "non-numeric": (["stats", f"{tmp}/bad.h5:/names"], "non-numeric dtype"),
         "no dataset part": (["stats", f"{tmp}/bad.h5"], "expected FILE:DATASET"),
         "missing output dir": (["generate", f"{tmp}/no/dir/o.h5"], "directory does not exist"),
-        "bad size": (["generate", f"{tmp}/o.h5", "--rows", "lots"], "not a row count"),
+        "bad size": (["generate", f"{tmp}/o.h5", "--rows", "lots"],
+                     "argument --rows: must be a count"),
         "dataset in output": (["generate", f"{tmp}/o.h5:/x"], "give a file name"),
         "unknown option": (["stats", f"{tmp}/bad.h5:/x", "--frobnicate"], "unrecognized"),
     }
@@ -129,7 +130,7 @@ def test_one_failing_rank_ends_the_job(tmp_path):
     assert proc.returncode != 0
     assert time.monotonic() - t0 < 10
     msgs = [ln for ln in proc.stderr.splitlines() if "disk on fire" in ln]
-    assert msgs == ["hpcproc: error (rank 1): RuntimeError: disk on fire"]
+    assert msgs == ["hpcproc: error: rank 1: RuntimeError: disk on fire"]
 
 
 def test_python_m_equals_command():

@@ -197,5 +197,5 @@ def test_bad_threads_variable_one_agreed_error(data_file, value):
               env={"HPCPROC_THREADS": value})
     assert out.returncode == 1
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
-    assert lines == [f"hpcproc: error: ValueError: HPCPROC_THREADS must be a positive "
+    assert lines == [f"hpcproc: error: HPCPROC_THREADS must be a positive "
                      f"integer, got '{value}'"], out.stderr

@@ -1,13 +1,24 @@
 """Checkpoint/restart: atomic, checksummed, rank-count-independent checkpoints.
 
 ``Checkpointer`` is the API (``hp.Checkpointer``); the format is described in
-``_format``, the commit protocol in ``_writer``, restore in ``_reader``.
+``_format``, the commit protocol in ``_writer``, restore in ``_reader``. Names are loaded
+on first use, so ``install_signal_handlers`` can be called before MPI is initialised.
 """
 
-from ._core import Checkpointer
-from ._errors import CheckpointError, CheckpointWarning, RankCountError
-from ._inspect import list_steps, verify_steps
-from ._rng import rng_from_state, rng_state
+import importlib as _importlib
 
-__all__ = ["Checkpointer", "CheckpointError", "CheckpointWarning", "RankCountError",
-           "rng_state", "rng_from_state", "list_steps", "verify_steps"]
+_EXPORTS = {"Checkpointer": "._core", "CheckpointError": "._errors",
+            "CheckpointWarning": "._errors", "RankCountError": "._errors",
+            "rng_state": "._rng", "rng_from_state": "._rng", "list_steps": "._inspect",
+            "verify_steps": "._inspect", "install_signal_handlers": "._triggers"}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -1,10 +1,11 @@
-"""``hpcproc ckpt ls DIR`` and ``hpcproc ckpt verify DIR``."""
+"""``hpcproc ckpt ls DIR``, ``hpcproc ckpt verify DIR`` and ``hpcproc ckpt export DIR [STEP] OUT``."""
 
 from __future__ import annotations
 
 import json
 
 from ..comm import root_call
+from ..errors import UsageError
 from ._inspect import list_steps
 
 __all__ = ["cmd_ckpt"]
@@ -18,8 +19,34 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _export(args, comm) -> int:
+    from ._export import export_step, parse_step
+
+    if len(args.rest) > 2:
+        raise UsageError(f"ckpt export takes DIR [STEP] OUT, got {len(args.rest) + 1} "
+                         f"arguments")
+    try:
+        step = parse_step(args.rest[0]) if len(args.rest) == 2 else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    done = export_step(args.directory, args.rest[-1], step, comm)
+    if comm.Get_rank() == 0:
+        if args.json:
+            print(json.dumps(done, indent=2), flush=True)
+        else:
+            skipped = (f"; rank-local entries not exported: {', '.join(done['skipped'])}"
+                       if done["skipped"] else "")
+            print(f"step {done['step']} -> {done['output']}: {len(done['datasets'])} "
+                  f"dataset(s), {len(done['attributes'])} attribute(s) "
+                  f"(saved on {done['ranks_saved']} ranks, written by {done['ranks']})"
+                  f"{skipped}", flush=True)
+    return 0
+
+
 def cmd_ckpt(args, comm) -> int:
-    """List or verify the steps of a checkpoint directory (runs on rank 0). Collective."""
+    """List, verify (runs on rank 0) or export (every rank) checkpoints. Collective."""
+    if args.ckpt_command == "export":
+        return _export(args, comm)
     verify = args.ckpt_command == "verify"
     report = root_call(lambda: list_steps(args.directory, verify=verify), comm)
     bad = [s for s in report["steps"] if not s["valid"]]

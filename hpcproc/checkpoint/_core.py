@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 from mpi4py import MPI
 
+from .. import provenance
 from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
 from .._log import get_logger
 from ..trace import add_bytes, phase, traced
@@ -19,11 +21,10 @@ from ._errors import CheckpointError, CheckpointWarning
 from ._format import step_dirname
 from ._reader import check_rank_count, load_state, newest_manifest, verify
 from ._save import finish_save, start_save
+from ._triggers import DEFAULT_SIGNALS as _DEFAULT_SIGNALS
 from ._triggers import SignalFlag, job_end_time
 
 __all__ = ["Checkpointer"]
-
-_DEFAULT_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 _LOG = get_logger(__name__)
 
 
@@ -55,7 +56,9 @@ class Checkpointer:
         the step number is a multiple of ``every_steps``.
     signals : tuple of signal numbers
         Signals that request "save and exit" (default SIGUSR1, SIGTERM). The handlers
-        only set a flag; ranks agree on it at the next step boundary (:meth:`due`).
+        only set a flag; ranks agree on it at the next step boundary (:meth:`due`). A
+        signal received before this object existed counts too when the program called
+        :func:`hpcproc.install_signal_handlers` first.
     exit_code : int
         Exit status of :meth:`steps` after a signal- or walltime-triggered save
         (85: "checkpointed, please requeue").
@@ -107,6 +110,7 @@ class Checkpointer:
         self._spare = {}  # buffers of the last asynchronous snapshot, reused by the next
         self._closed = False
         self._exit_requested = self._exit_ready = False
+        self._exit_reason = None  # "SIGUSR1", "walltime": logged once when acted on
         self._last_save = self._last_boundary = time.monotonic()
         self._slowest_save = self._slowest_step = 0.0
         self.last_step: int | None = None  #: newest step saved or restored by this object
@@ -162,6 +166,11 @@ class Checkpointer:
         ``close`` or a :meth:`due` that finds every rank done commits it.
         """
         self._check_open()
+        if self._exit_requested and self._exit_reason:
+            if self._rank == 0:  # one line when a signal or the walltime is acted on
+                print(f"hpcproc: {self._exit_reason}: saving step {step}, exiting "
+                      f"{self.exit_code}", file=sys.stderr, flush=True)
+            self._exit_reason = None
         self.wait()
         t0 = time.monotonic()
         copy = False
@@ -217,7 +226,7 @@ class Checkpointer:
         self._slowest_step = max(self._slowest_step, now - self._last_boundary)
         self._last_boundary = now
         flags = np.array([
-            self._signals.received != 0,
+            self._signals.received,
             self.every_seconds is not None and now - self._last_save >= self.every_seconds,
             self.job_end is not None and time.time() + self._margin() >= self.job_end,
             self._pending is not None and not self._pending.done(),
@@ -227,6 +236,10 @@ class Checkpointer:
         if self._pending is not None and not flags[3]:
             self.wait()  # every rank has written its file: commit now
         if flags[0] or flags[2]:
+            self._signals.consume()
+            if not self._exit_requested:
+                self._exit_reason = (signal.Signals(int(flags[0])).name if flags[0]
+                                     else "walltime")
             self._exit_requested = True
         by_steps = self.every_steps is not None and step % self.every_steps == 0
         return bool(by_steps or flags[0] or flags[1] or flags[2])
@@ -253,12 +266,23 @@ class Checkpointer:
         for step in range(int(start), int(stop)):
             yield step
             done = step + 1
-            if self.due(done) or (save_last and done == stop and self.last_step != done):
-                self.save(done, state() if callable(state) else state,  # exit: no delay
-                          blocking=blocking or self._exit_requested)
-            if self.should_exit():
-                self.close()
-                raise SystemExit(self.exit_code)
+            self.boundary(done, state, blocking, last=save_last and done == stop)
+
+    def boundary(self, step: int, state: Mapping | Callable[[], Mapping],
+                 blocking: bool = True, last: bool = False) -> None:
+        """The end of a step of a loop that :meth:`steps` does not drive. Collective.
+
+        Saves ``state`` (a dict or a function returning it) as ``step`` when a save is
+        due, or when ``last`` and ``step`` is not saved yet; after a signal- or
+        walltime-triggered save, logs one line on rank 0 and raises
+        ``SystemExit(exit_code)`` on every rank.
+        """
+        if self.due(step) or (last and self.last_step != step):
+            self.save(step, state() if callable(state) else state,  # exit: no delay
+                      blocking=blocking or self._exit_requested)
+        if self.should_exit():
+            self.close()
+            raise SystemExit(self.exit_code)
 
     # restoring ------------------------------------------------------------------------
     @traced("checkpoint")
@@ -311,6 +335,7 @@ class Checkpointer:
                 reported.add(step)
                 continue
             root_call(lambda: trim_below(self.directory, self.keep, step), self.comm)
+            provenance.restore_inputs(manifest.get("lineage"), stepdir)  # lineage goes on
             self.last_step = step
             self._last_save = time.monotonic()
             return step, state

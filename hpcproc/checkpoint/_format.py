@@ -12,10 +12,19 @@ A checkpoint directory holds one sub-directory per committed step::
       .trash-...             a step being deleted by retention (removed at the next start)
       .old-step-...          a step being replaced by a new save of the same number
 
-Every data file is plain HDF5 (contiguous datasets ``/e<i>`` or ``/e<i>/<column>``) and
-its checksum is XXH3-128 of the whole file, the same value ``xxh128sum`` prints. The
+Every data file is plain HDF5 and its checksum is XXH3-128 of the whole file, the same value ``xxh128sum`` prints. The
 manifest is JSON and carries a checksum of its own canonical body, so a flipped byte in
 it is detected too. A step directory without a valid manifest does not exist.
+
+Dataset names (format version 2): an entry ``T`` of the state is the contiguous dataset
+``/T`` (a DistTable: the group ``/T`` with one dataset per column), so ``h5py``,
+``h5dump`` and ``hpcproc stats step-N/rank-00000.h5:/T`` read a rank's rows directly.
+Names are escaped deterministically (:func:`escape_name`: every byte outside
+``[A-Za-z0-9_-]`` becomes ``%XX``, the empty name ``%``), and the manifest records
+each entry's dataset. Every dataset carries ``hpcproc_entry`` (the state name),
+``hpcproc_kind`` and, for distributed entries, ``hpcproc_offset`` (the global index of
+its first row) and ``hpcproc_global_shape``. Version 1 (``/e<i>``, ``/e<i>/c<j>``) is
+still read.
 """
 
 from __future__ import annotations
@@ -26,13 +35,14 @@ import re
 
 import numpy as np
 
-__all__ = ["FORMAT", "VERSION", "MANIFEST", "LATEST", "TMP_PREFIX", "TRASH_PREFIX", "OLD_PREFIX",
+__all__ = ["FORMAT", "VERSION", "VERSIONS", "escape_name", "dataset_name", "column_dataset", "MANIFEST", "LATEST", "TMP_PREFIX", "TRASH_PREFIX", "OLD_PREFIX",
            "step_dirname", "parse_step_dirname", "rank_filename", "hash_regions",
            "hash_file", "hash_bytes", "read_and_hash", "dump_manifest", "load_manifest", "ManifestError",
            "fsync_dir", "write_file_atomic", "open_regular"]
 
 FORMAT = "hpcproc-checkpoint"
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)  #: versions this hpcproc restores
 CHECKSUM = "xxh3_128"
 MANIFEST = "manifest.json"
 LATEST = "latest"
@@ -45,6 +55,28 @@ _PIECE = 64 << 20  # bytes hashed or read per call when streaming a file
 
 class ManifestError(ValueError):
     """A manifest that is missing, unreadable, or inconsistent (the step is invalid)."""
+
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def escape_name(name: str) -> str:
+    """A state name as one plain HDF5 link name: bytes outside ``[A-Za-z0-9_-]`` (of
+    its UTF-8 form) become ``%XX``; ``""`` becomes ``%``. Injective and deterministic."""
+    if name == "":
+        return "%"
+    return "".join(chr(b) if b in _SAFE else f"%{b:02X}"
+                   for b in name.encode("utf-8"))
+
+
+def dataset_name(entry: str) -> str:
+    """The dataset (or group, for a table) of state entry ``entry`` in a rank file."""
+    return "/" + escape_name(entry)
+
+
+def column_dataset(entry: str, column: str) -> str:
+    """The dataset of column ``column`` of the table entry ``entry``."""
+    return f"{dataset_name(entry)}/{escape_name(column)}"
 
 
 def step_dirname(step: int) -> str:
@@ -162,9 +194,9 @@ def load_manifest(path: str) -> dict:
         raise ManifestError("manifest checksum mismatch")
     if doc.get("format") != FORMAT:
         raise ManifestError(f"not an {FORMAT} manifest")
-    if doc.get("version") != VERSION:
+    if doc.get("version") not in VERSIONS or isinstance(doc.get("version"), bool):
         raise ManifestError(f"unsupported format version {doc.get('version')!r} "
-                            f"(this hpcproc reads version {VERSION})")
+                            f"(this hpcproc reads versions {', '.join(map(str, VERSIONS))})")
     if doc.get("checksum") != CHECKSUM:
         raise ManifestError(f"unknown checksum algorithm {doc.get('checksum')!r}")
     for key in ("step", "ranks", "files", "entries"):

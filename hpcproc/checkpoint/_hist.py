@@ -9,22 +9,21 @@ identical to an uninterrupted run's and to ``np.histogram``'s (integer adds comm
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from ..comm import get_comm
+from ..comm import _agreed, get_comm
 from ..io import dataset_info, read
 from ._core import Checkpointer
+from ._identity import check_identity, dataset_identity
 
 __all__ = ["histogram_file_resumable"]
 
 
-def _edges(path, dataset, bins, range, comm, block_bytes, method, dtype):
+def _edges(path, dataset, bins, range, comm, block_bytes, method, mask_and_scale):
     from .._source import open_source
     from ..histogram import _auto_range
 
-    src = open_source((path, dataset), comm, block_bytes, method)
+    src = open_source((path, dataset), comm, block_bytes, method, mask_and_scale)
     dtype = src.dtype  # the values' type after CF decoding, as hp.histogram uses
     if range is None:
         range = _auto_range(src, dtype)
@@ -33,12 +32,15 @@ def _edges(path, dataset, bins, range, comm, block_bytes, method, dtype):
 
 def histogram_file_resumable(path: str, dataset: str, bins: int, directory, range=None,
                              comm=None, block_bytes: int = 64 << 20, method: str = "auto",
-                             every_seconds: float | None = 60.0, keep: int = 2):
+                             every_seconds: float | None = 60.0, keep: int = 2, *,
+                             mask_and_scale: bool = True):
     """Like :func:`hpcproc.histogram` of ``(path, dataset)``, resuming from and saving to
     checkpoints in ``directory``. Collective. Returns ``(counts, edges, info)`` with
     ``info = {"resumed_from": rows already counted at start, "rounds": n}``.
 
-    A checkpoint of another scan (file, dataset, rows, bins or range) raises ``ValueError``.
+    A checkpoint of another command, input (file, dataset, shape, dtype, size,
+    modification time), bins or range raises ``ValueError`` (on every rank) naming what
+    differs. The rank count may change between runs (integer counts add exactly).
     """
     from ..histogram import _check_range, histogram
 
@@ -48,23 +50,29 @@ def histogram_file_resumable(path: str, dataset: str, bins: int, directory, rang
     with Checkpointer(directory, comm, keep=keep, every_seconds=every_seconds,
                       every_steps=None if every_seconds else 1) as ck:
         got = ck.restore()
-        ident = {"file": os.path.abspath(os.fspath(path)), "dataset": info.name,
-                 "rows": info.rows, "bins": int(bins),
-                 "range": None if range is None else [float(v) for v in range]}
+        ident = {"command": "hist", "input": dataset_identity(info),
+                 "options": {"bins": int(bins),
+                             "range": None if range is None else [float(v) for v in range],
+                             "mask_and_scale": bool(mask_and_scale)}}
         if got is None:
             round_rows = max(1, block_bytes // max(1, info.row_bytes)) * comm.Get_size()
             edges = _edges(path, dataset, bins, range, comm, block_bytes, method,
-                           info.native_dtype)
+                           mask_and_scale)
             start, counts = 0, np.zeros(edges.size - 1, np.int64)
         else:
-            saved = got[1]["scan"]
-            if {k: saved[k] for k in ident} != ident:
-                raise ValueError(f"{directory} holds a checkpoint of another scan "
-                                 f"({saved['file']}:{saved['dataset']}, {saved['rows']} rows, "
-                                 f"bins {saved['bins']}, range {saved['range']})")
-            round_rows = saved["round_rows"]
-            edges = np.asarray(got[1]["edges"], np.float64)
-            start, counts = got[0], np.asarray(got[1]["counts"], np.int64)
+            saved = got[1].get("scan")
+            check_identity(directory, {k: v for k, v in saved.items() if k != "round_rows"}
+                           if isinstance(saved, dict) else saved, ident)
+            try:
+                round_rows = int(saved["round_rows"])
+                edges = np.asarray(got[1]["edges"], np.float64)
+                start, counts = got[0], np.asarray(got[1]["counts"], np.int64)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise _agreed(ValueError(f"{directory}: checkpoint step {got[0]} is not a "
+                                         f"hist scan state ({exc})")) from None
+            if round_rows < 1 or counts.shape != (edges.size - 1,) or edges.size != bins + 1:
+                raise _agreed(ValueError(f"{directory}: checkpoint step {got[0]} holds an "
+                                         f"inconsistent hist state"))
         ident["round_rows"] = round_rows
         rounds = -(-info.rows // round_rows)
 
@@ -75,7 +83,7 @@ def histogram_file_resumable(path: str, dataset: str, bins: int, directory, rang
         for k in ck.steps(start, rounds, state):
             x = read(path, dataset, comm, rows=(k * round_rows,
                                                 min(info.rows, (k + 1) * round_rows)),
-                     method=method)
+                     method=method, mask_and_scale=mask_and_scale)
             counts = counts + histogram(x, edges, comm=comm)[0]
     return counts, edges, {"resumed_from": int(min(info.rows, start * round_rows)),
                            "rounds": int(rounds)}

@@ -41,7 +41,8 @@ class SaveJob:
         try:
             self.result = write_rank_file(os.path.join(self.tmp, rank_filename(self.rank)),
                                           self.prepared.items, self.rank,
-                                          getattr(self, "lineage", None))
+                                          getattr(self, "lineage", None),
+                                          self.prepared.attrs)
             self.result["local"] = self.prepared.local
         except BaseException as exc:  # noqa: BLE001 - reported to every rank in finish_save
             self.error = exc

@@ -14,15 +14,25 @@ import re
 
 import numpy as np
 
-from ._format import ManifestError, rank_filename
+from ._format import ManifestError, column_dataset, dataset_name, rank_filename
 
 __all__ = ["check_manifest", "parse_dtype"]
 
 _KINDS = ("array", "table", "local", "rng", "scalar", "json")
 _NUMERIC = "biufc"
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
-_ENTRY_DS = re.compile(r"^/e\d{1,9}$")
+_ENTRY_DS = re.compile(r"^/e\d{1,9}$")  # format version 1
 _COLUMN_DS = re.compile(r"^/e\d{1,9}/c\d{1,9}$")
+
+
+def _good_name(ds, version: int, entry: str, column: str | None = None) -> bool:
+    """Version 1: ``/e<i>`` (``/e<i>/c<j>``); version 2: exactly the escaped state name
+    (and column name), so a manifest can name nothing but its own entry's dataset."""
+    if not isinstance(ds, str):
+        return False
+    if version == 1:
+        return (_COLUMN_DS if column is not None else _ENTRY_DS).match(ds) is not None
+    return ds == (dataset_name(entry) if column is None else column_dataset(entry, column))
 
 
 def _int(value, what: str, low: int = 0) -> int:
@@ -83,7 +93,7 @@ def _counts(e, what, ranks, total) -> list:
     return counts
 
 
-def _check_entry(name, e, ranks, sizes, datasets) -> None:
+def _check_entry(name, e, ranks, sizes, datasets, version=1) -> None:
     what = f"entry {name!r}"
     if not isinstance(e, dict) or e.get("kind") not in _KINDS:
         raise ManifestError(f"{what} has no valid kind")
@@ -124,7 +134,7 @@ def _check_entry(name, e, ranks, sizes, datasets) -> None:
             offsets = _list(c.get("offsets"), f"{cw} offsets", ranks)
             for r in range(ranks):
                 _range(sizes, r, offsets[r], counts[r] * row, cw)
-            if not isinstance(c.get("dataset"), str) or not _COLUMN_DS.match(c["dataset"]):
+            if not _good_name(c.get("dataset"), version, name, c["name"]):
                 raise ManifestError(f"{cw} has a bad dataset name")
             names.append(c["dataset"])
     elif kind == "local":
@@ -140,7 +150,7 @@ def _check_entry(name, e, ranks, sizes, datasets) -> None:
         offsets = _list(e.get("offsets"), f"{what} offsets", ranks)
         for r in range(ranks):
             _range(sizes, r, offsets[r], _int(nbytes[r], f"{what} size", 1), what)
-    if kind != "table" and (not isinstance(names[0], str) or not _ENTRY_DS.match(names[0])):
+    if kind != "table" and not _good_name(names[0], version, name):
         raise ManifestError(f"{what} has a bad dataset name")
     for ds in names:
         if ds in datasets:
@@ -171,5 +181,8 @@ def check_manifest(doc: dict, step: int | None = None) -> None:
     if not isinstance(entries, dict):
         raise ManifestError("manifest entries must be a mapping")
     datasets: set = set()
+    version = doc.get("version", 1)
     for name, e in entries.items():
-        _check_entry(name, e, ranks, sizes, datasets)
+        if not isinstance(name, str):
+            raise ManifestError("manifest entry names must be strings")
+        _check_entry(name, e, ranks, sizes, datasets, version)

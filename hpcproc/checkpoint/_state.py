@@ -27,6 +27,7 @@ import numpy as np
 
 from ..array import DistArray
 from ..table import DistTable
+from ._format import column_dataset, dataset_name
 from ._rng import rng_to_bytes
 
 __all__ = ["Prepared", "prepare", "check_layout", "NUMERIC_KINDS"]
@@ -43,6 +44,7 @@ class Prepared:
     rows: dict = field(default_factory=dict)       # distributed entry -> (start, count)
     local: dict = field(default_factory=dict)      # per-rank facts for the manifest
     shared: dict = field(default_factory=dict)     # manifest entries taken from rank 0
+    attrs: dict = field(default_factory=dict)      # dataset -> attributes in the rank file
 
 
 def _native(a: np.ndarray, copy, key=None) -> np.ndarray:
@@ -78,33 +80,47 @@ def prepare(state: Mapping, size: int, copy=False) -> Prepared:
     if not isinstance(state, Mapping):
         raise TypeError(f"state must be a dict, not {type(state).__name__}")
     out = Prepared()
-    for i, (name, value) in enumerate(state.items()):
+    for name, value in state.items():
         if not isinstance(name, str):
             raise TypeError(f"state keys must be strings, got {name!r}")
-        ds = f"/e{i}"
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TypeError(f"state key {name!r} is not valid Unicode") from None
+        ds = dataset_name(name)
         if isinstance(value, DistArray):
             _check_comm(value, name, size)
             local = _native(value.local, copy, ds)
             out.items.append((ds, local))
+            out.attrs[ds] = {"hpcproc_entry": name, "hpcproc_kind": "array",
+                             "hpcproc_offset": value.offset,
+                             "hpcproc_global_shape": list(value.global_shape)}
             out.signature.append((name, "array", local.dtype.str, list(value.global_shape)))
             out.rows[name] = (value.offset, local.shape[0])
         elif isinstance(value, DistTable):
             _check_comm(value, name, size)
             cols = []
-            for j, col in enumerate(value.columns):
-                local = _native(value.local(col), copy, f"{ds}/c{j}")
-                out.items.append((f"{ds}/c{j}", local))
+            for col in value.columns:
+                cds = column_dataset(name, col)
+                local = _native(value.local(col), copy, cds)
+                out.items.append((cds, local))
+                out.attrs[cds] = {"hpcproc_entry": name, "hpcproc_kind": "table",
+                                  "hpcproc_column": col, "hpcproc_offset": value.offset,
+                                  "hpcproc_global_shape": [value.num_rows,
+                                                           *local.shape[1:]]}
                 cols.append((col, local.dtype.str, list(local.shape[1:])))
             out.signature.append((name, "table", cols, value.num_rows))
             out.rows[name] = (value.offset, value.local_rows)
         elif isinstance(value, np.random.Generator):
             data = rng_to_bytes(value)
             out.items.append((ds, data))
+            out.attrs[ds] = {"hpcproc_entry": name, "hpcproc_kind": "rng"}
             out.signature.append((name, "rng"))
             out.local[name] = {"size": int(data.size)}
         elif isinstance(value, np.ndarray):
             local = _native(value, copy, ds)
             out.items.append((ds, local.reshape(-1) if local.ndim == 0 else local))
+            out.attrs[ds] = {"hpcproc_entry": name, "hpcproc_kind": "local"}
             out.signature.append((name, "local"))
             out.local[name] = {"dtype": local.dtype.str, "shape": list(local.shape)}
         elif isinstance(value, np.generic):

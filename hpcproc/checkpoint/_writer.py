@@ -2,6 +2,8 @@
 
 Protocol (see ``_format`` for the layout):
 
+Each state entry is stored under its own name (see ``_format``: ``/T``, ``/table/col``).
+
 1. rank 0 creates ``DIR/.tmp-step-N-<token>/``;
 2. every rank writes ``rank-<r>.h5`` there: rank 0's structure via h5py (contiguous
    datasets, space allocated up front), then the raw bytes with ``pwrite``, then
@@ -32,7 +34,7 @@ from . import _crash
 from ._errors import CheckpointWarning
 from ._dirs import apply_retention, write_latest
 from ._format import (CHECKSUM, FORMAT, MANIFEST, OLD_PREFIX, TMP_PREFIX, VERSION,
-                      ManifestError, dump_manifest, fsync_dir, hash_regions, load_manifest,
+                      ManifestError, column_dataset, dataset_name, dump_manifest, fsync_dir, hash_regions, load_manifest,
                       rank_filename, step_dirname, write_file_atomic)
 
 __all__ = ["make_tmp_dir", "write_rank_file", "build_manifest", "commit_step", "remove_tmp"]
@@ -61,10 +63,12 @@ def _create(f: h5py.File, name: str, arr: np.ndarray):
     return dsid.get_offset() if arr.nbytes else None
 
 
-def write_rank_file(path: str, items, rank: int, lineage: dict | None = None) -> dict:
+def write_rank_file(path: str, items, rank: int, lineage: dict | None = None,
+                    attrs: dict | None = None) -> dict:
     """Write this rank's arrays ``items`` (``(dataset, ndarray)``) to ``path``, durably.
 
-    ``lineage``: attributes set on every dataset (:func:`hpcproc.provenance.lineage_attrs`).
+    ``lineage``: attributes set on every dataset (:func:`hpcproc.provenance.lineage_attrs`);
+    ``attrs``: more attributes per dataset (entry name, global offset and shape).
 
     Returns ``{"size", "checksum", "offsets"}`` (byte offset of every dataset's data).
     """
@@ -72,6 +76,7 @@ def write_rank_file(path: str, items, rank: int, lineage: dict | None = None) ->
         offsets = {name: _create(f, name, arr) for name, arr in items}
         for name, _ in items:
             f[name].attrs.update(lineage or {})
+            f[name].attrs.update((attrs or {}).get(name, {}))
     regions = [(offsets[name], arr.reshape(-1).view(np.uint8)) for name, arr in items
                if offsets[name] is not None]
     total = sum(len(buf) for _, buf in regions)
@@ -103,8 +108,9 @@ def build_manifest(step: int, signature, rows, outcomes, shared) -> dict:
     """The manifest body, from every rank's layout facts and file results."""
     ranks = len(outcomes)
     entries = {}
-    for i, sig in enumerate(signature):
-        name, kind, ds = sig[0], sig[1], f"/e{i}"
+    for sig in signature:
+        name, kind = sig[0], sig[1]
+        ds = dataset_name(name)
         offs = [o["offsets"] for o in outcomes]
         if kind == "array":
             entries[name] = {"kind": kind, "dtype": sig[2], "shape": sig[3], "dataset": ds,
@@ -114,9 +120,10 @@ def build_manifest(step: int, signature, rows, outcomes, shared) -> dict:
             entries[name] = {"kind": kind, "num_rows": sig[3],
                              "counts": [r[name][1] for r in rows],
                              "columns": [{"name": col, "dtype": dt, "shape": shape,
-                                          "dataset": f"{ds}/c{j}",
-                                          "offsets": [o[f"{ds}/c{j}"] for o in offs]}
-                                         for j, (col, dt, shape) in enumerate(sig[2])]}
+                                          "dataset": column_dataset(name, col),
+                                          "offsets": [o[column_dataset(name, col)]
+                                                      for o in offs]}
+                                         for col, dt, shape in sig[2]]}
         elif kind == "local":
             entries[name] = {"kind": kind, "dataset": ds,
                              "dtypes": [o["local"][name]["dtype"] for o in outcomes],

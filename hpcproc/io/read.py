@@ -33,7 +33,7 @@ from .. import progress
 from . import cf, chunked, direct, mpio
 from ._meta import DatasetInfo, dataset_info
 
-__all__ = ["read", "read_table", "blocks", "METHODS"]
+__all__ = ["read", "read_table", "blocks", "METHODS", "strategy"]
 
 METHODS = ("auto", "direct", "chunked", "h5py", "mpio")
 
@@ -53,6 +53,12 @@ def _choose(info: DatasetInfo, method: str) -> str:
     if method == "mpio":
         mpio.require()
     return method
+
+
+def strategy(info: DatasetInfo, method: str = "auto") -> str:
+    """The read strategy (``direct``, ``chunked``, ``h5py`` or ``mpio``) that ``method``
+    resolves to for a dataset (what :func:`read` and :func:`blocks` will use). Local."""
+    return _choose(info, method)
 
 
 def _row_selection(rows, n: int, name: str) -> tuple[int, int]:
@@ -225,7 +231,7 @@ def read_table(path: str, columns: Mapping[str, str], comm=None, rows=None,
 
 def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows=None,
            method: str = "auto", reuse: bool = False, *,
-           mask_and_scale: bool = True) -> Iterator[DistArray]:
+           mask_and_scale: bool = True, first: int = 0) -> Iterator[DistArray]:
     """Iterate over a dataset in successive blocks of at most ``block_bytes`` per rank.
 
     Collective: every rank receives the same number of blocks (ranks that run out get
@@ -237,12 +243,15 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
 
     With ``reuse=True`` every block is read into the same buffer: faster (no new memory
     to fault in per step), but a block is valid only until the next step; copy what you
-    keep.
+    keep. ``first``: start with that block (a resumed scan: not the whole selection, so no
+    lineage record).
 
     ``mask_and_scale`` decodes CF attributes block by block, as in :func:`read`
     (``block_bytes`` counts the stored bytes).
     """
     comm = get_comm(comm)
+    if isinstance(first, bool) or not isinstance(first, int) or first < 0:
+        raise ValueError(f"first must be an int >= 0, got {first!r}")
     if int(block_bytes) < 1:
         raise ValueError(f"block_bytes must be positive, got {block_bytes}")
     info = dataset_info(path, dataset, comm)
@@ -263,7 +272,8 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
     bar = progress.scan(f"{path}:{info.name}", mine * info.row_bytes,
                         (stop - start) * info.row_bytes)
     crc = _ingest.BlockChecksum(info, start, stop)
-    for i in range(nsteps):
+    crc.active = crc.active and not first
+    for i in range(first, nsteps):
         pieces = [(min(hi, lo + i * step), min(hi, lo + (i + 1) * step)) for lo, hi in ranges]
         counts = [b - a for a, b in pieces]
         a, b = pieces[rank]
@@ -276,4 +286,5 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
         yield DistArray(local, (sum(counts),) + info.shape[1:], sum(counts[:rank]), comm,
                         origin=a)
     bar.close()
-    crc.finish(info, start, stop, comm)  # a complete scan is an input of the lineage
+    if not first:
+        crc.finish(info, start, stop, comm)  # a complete scan is an input of the lineage

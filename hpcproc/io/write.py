@@ -29,19 +29,20 @@ from collections.abc import Mapping
 
 import h5py
 import numpy as np
+from mpi4py import MPI
 
 from ..array import DistArray
-from ..comm import check_all, get_comm, lib_comm, root_call
+from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
 from ..errors import DatasetExistsError
 from ..partition import aligned_ranges
 from .._redistribute import redistribute_rows
 from ..table import DistTable
 from .. import _faults, provenance
 from ..trace import phase
-from . import _target, chunked, direct, mpio
+from . import _dims, _exists, _target, chunked, direct, mpio
 from ._meta import check_numeric
 
-__all__ = ["write", "write_table", "check_output"]
+__all__ = ["write", "write_table", "write_many", "check_output"]
 
 MODES = ("w", "a")
 WRITE_METHODS = ("auto", "direct", "chunked", "mpio")
@@ -70,6 +71,43 @@ def _validate(path, names, arrays, mode, chunks, compression, compression_opts, 
         raise TypeError(f"path must be a string or path, not {type(path).__name__}")
 
 
+def _validate_extras(mode, if_exists, like, same_rows) -> None:
+    if if_exists not in _exists.IF_EXISTS:
+        raise ValueError(f"if_exists must be one of {_exists.IF_EXISTS}, got {if_exists!r}")
+    if mode == "w" and if_exists != "error":
+        raise ValueError(f"if_exists={if_exists!r} applies to mode='a' (mode='w' always "
+                         f"replaces the whole file atomically)")
+    if not isinstance(same_rows, bool):
+        raise TypeError(f"same_rows must be True or False, got {same_rows!r}")
+    for name, source in (like or {}).items():
+        _dims.check_source_arg(source, name)
+
+
+def _skip_identical(path, names, values, comm):
+    """The datasets of ``names`` not yet in ``path``; raise ``DatasetExistsError`` on
+    every rank if one exists with other shape, dtype or content. Collective."""
+    def present():
+        if not os.path.exists(path):
+            return [False] * len(names)
+        with h5py.File(path, "r") as f:
+            return _exists.check_existing(f, path, names, values, "skip_identical")
+
+    there = root_call(present, comm)
+    if not any(there):
+        return names, values
+    differ = check_all(lambda: [there[i] and _exists.differs(path, n, x)
+                                for i, (n, x) in enumerate(zip(names, values))], comm)
+    flags = np.array(differ, dtype=np.int8)
+    lib_comm(comm).Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
+    bad = [n for n, f in zip(names, flags) if f]
+    if bad:
+        raise _agreed(DatasetExistsError(
+            f"dataset {'/' + bad[0].strip('/')!r} already exists in {path} with other "
+            f"content (if_exists='skip_identical' skips only an identical dataset)"))
+    keep = [(n, x) for n, x, t in zip(names, values, there) if not t]
+    return [n for n, _ in keep], [x for _, x in keep]
+
+
 def _input_files() -> list[str]:
     """The files this process has read (its lineage inputs)."""
     return list(dict.fromkeys(rec["file"] for rec in provenance.inputs()))
@@ -85,20 +123,21 @@ def _space_needed(arrays, compression, mode) -> int:
                for x in arrays)
 
 
-def _prepare(path, names, arrays, mode, chunks, compression, level, shuffle, attrs):
+def _prepare(path, names, arrays, mode, chunks, compression, level, shuffle, attrs,
+             if_exists="error", like=None, same_rows=True, file_attrs=None):
     """On rank 0: check the target, create the output structure; return where each rank
     writes."""
     if mode == "w":
         _target.check_not_input(path, _input_files())
     path = _target.check_target(path, mode, _space_needed(arrays, compression, mode))
     exists = os.path.exists(path)
+    present = [False] * len(names)
     if mode == "a" and exists:
+        policy = "replace" if if_exists == "replace" else "error"  # skips were removed
         with h5py.File(path, "r") as f:  # read-only: a refused append changes no byte
-            for name in names:
-                final = "/" + name.strip("/")
-                if final in f:
-                    raise DatasetExistsError(f"dataset {final!r} already exists in {path} "
-                                             f"(mode 'a' never overwrites)")
+            present = _exists.check_existing(f, path, names, arrays, policy)
+    sources = {name: _dims.read_source(*like[name], x.global_shape, x.dtype, same_rows)
+               for name, x in zip(names, arrays) if like and name in like}
     if mode == "a" and not exists:
         mode = "w"  # a new file: written like mode "w", under a temporary name
     if mode == "w":
@@ -107,28 +146,38 @@ def _prepare(path, names, arrays, mode, chunks, compression, level, shuffle, att
     else:
         target, fmode = path, "r+"
     tag = _target.tmp_tag()
-    layouts = []
+    layouts, extra = [], []
     try:
         with h5py.File(target, fmode) as f:
             if mode == "a":
-                _remove_stale_datasets(f)
-            for name, x in zip(names, arrays):
+                _remove_stale_datasets(f, names)
+            f.attrs.update(file_attrs or {})
+            for name, x, old in zip(names, arrays, present):
                 final = "/" + name.strip("/")
                 tmp = final if mode == "w" else f"/{_TMP_PREFIX}{tag}-{len(layouts)}"
                 layouts.append(_create(f, tmp, x, chunks, compression, level, shuffle,
                                        (attrs or {}).get(name, {})))
-                layouts[-1].update(tmp=tmp, final=final)
+                layouts[-1].update(tmp=tmp, final=final, replace=old)
+                if name in sources:
+                    _dims.apply(f, tmp, sources[name], (attrs or {}).get(name, {}), extra)
     except BaseException:
-        _discard(target, mode, [lay["tmp"] for lay in layouts])
+        _discard(target, mode, [lay["tmp"] for lay in layouts] + extra)
         raise
-    return {"path": path, "target": target, "layouts": layouts, "mode": mode}
+    return {"path": path, "target": target, "layouts": layouts, "mode": mode, "tag": tag,
+            "extra": extra}
 
 
-def _remove_stale_datasets(f) -> None:
+def _remove_stale_datasets(f, names=()) -> None:
     """Delete temporary datasets that crashed appends left in the root group (only those
-    of dead processes on this host: their names are ``<mark><host>-<pid>-<token>-<i>``)."""
+    of dead processes on this host: their names are ``<mark><host>-<pid>-<token>-<i>``);
+    put back datasets a crashed replacement moved aside in the groups of ``names``."""
     now = time.time()
+    groups = {"/" + n.strip("/").rsplit("/", 1)[0] if "/" in n.strip("/") else "/"
+              for n in names} | {"/"}
+    _exists.restore_stale(f, sorted(groups), now)
     for name in [n for n in f if n.startswith(_TMP_PREFIX)]:
+        if _exists.is_aside(name):
+            continue  # a replaced dataset moved aside: restore_stale decided
         as_file = ".x" + name.rsplit("-", 1)[0]  # the form _target.is_stale parses
         if _target.is_stale(as_file, now, now):
             del f[name]
@@ -187,9 +236,14 @@ def _discard(target, mode, tmp_names) -> None:
             with h5py.File(target, "r+") as f:
                 for name in tmp_names:
                     if name in f:
-                        del f[name]
-    except OSError:
+                        _exists.delete(f, name)
+    except Exception:  # noqa: BLE001 - best effort: the write's own error is raised
         pass
+
+
+def _created(plan) -> list:
+    """Names a failed append must delete: its datasets and the coordinates it added."""
+    return [lay["tmp"] for lay in plan["layouts"]] + plan.get("extra", [])
 
 
 def _commit(plan, mode) -> None:
@@ -203,11 +257,7 @@ def _commit(plan, mode) -> None:
             os.close(fd)
     else:
         with h5py.File(plan["target"], "r+") as f:
-            for lay in plan["layouts"]:
-                parent = lay["final"].rsplit("/", 1)[0]
-                if parent:
-                    f.require_group(parent)
-                f.move(lay["tmp"], lay["final"])
+            _exists.swap_in(f, plan["layouts"], plan["tag"])
 
 
 def _write_data(plan, lay, x: DistArray, comm, method, compression, level, shuffle, fsync):
@@ -254,7 +304,8 @@ def _write_data(plan, lay, x: DistArray, comm, method, compression, level, shuff
 def write(path: str, dataset: str, x: DistArray, comm=None, mode: str = "w",
           chunks=None, compression: str | None = None, compression_opts: int | None = None,
           shuffle: bool = False, attrs: Mapping | None = None, method: str = "auto",
-          fsync: bool = True) -> None:
+          fsync: bool = True, *, if_exists: str = "error", like=None,
+          same_rows: bool = True) -> None:
     """Write a DistArray to an HDF5 dataset, every rank writing its own rows.
 
     Collective.
@@ -267,8 +318,8 @@ def write(path: str, dataset: str, x: DistArray, comm=None, mode: str = "w",
         The data; ``x.comm`` is used when ``comm`` is None.
     mode : {"w", "a"}
         ``"w"`` replaces the file atomically (temporary name, rename on success);
-        ``"a"`` adds the dataset to the file (created if missing) and fails with
-        ``DatasetExistsError`` if it already exists.
+        ``"a"`` adds the dataset to the file (created if missing); what happens when
+        it exists already is ``if_exists``.
     chunks : tuple of int or True, optional
         Chunked layout (``True``: h5py picks the chunk shape). ``None`` with no
         compression gives the contiguous layout, the fastest to write and read.
@@ -281,37 +332,88 @@ def write(path: str, dataset: str, x: DistArray, comm=None, mode: str = "w",
         ``"mpio"`` writes collectively through a parallel h5py.
     fsync : bool
         fsync the data before it is committed (default True).
+    if_exists : {"error", "skip_identical", "replace"}
+        With ``mode="a"``, a dataset that exists already: ``"error"`` raises
+        ``DatasetExistsError`` (the file unchanged); ``"skip_identical"`` writes nothing
+        if it has the same shape, dtype and bytes (every rank compares its own rows),
+        else raises ``DatasetExistsError``; ``"replace"`` writes the new dataset under
+        a temporary name and swaps it in once every rank has written it (the old one
+        is deleted only then). ``mode="w"`` always replaces the whole file atomically,
+        so only ``"error"`` is accepted with it.
+    like : (str, str), optional
+        ``(file, dataset)`` of the variable this output derives from (e.g. a netCDF
+        variable): its CF attributes (``units``, ``long_name``, ...) and dimension
+        scales (netCDF dimensions and coordinate variables) are written with the
+        output, so netCDF readers and xarray see the same dimension names and
+        coordinates. Attributes given in ``attrs`` win.
+    same_rows : bool
+        With ``like``: the output's rows are the source's rows in the same order, so
+        the axis-0 coordinate applies too (default). Pass False after a sort or
+        group-by: only the trailing dimensions' scales are written.
     """
     comm = get_comm(comm if comm is not None else getattr(x, "comm", None))
     _write_many(path, {dataset: x}, comm, mode, chunks, compression, compression_opts,
-                shuffle, {dataset: dict(attrs or {})}, method, fsync)
+                shuffle, {dataset: dict(attrs or {})}, method, fsync, if_exists=if_exists,
+                like=None if like is None else {dataset: like}, same_rows=same_rows)
 
 
 def write_table(path: str, table: DistTable, group: str = "/", comm=None, mode: str = "w",
                 **options) -> None:
     """Write every column of a DistTable as one dataset ``group/column``. Collective.
 
-    Options are those of :func:`write`; all columns are committed together.
+    Options are those of :func:`write`; all columns are committed together
+    (``if_exists`` applies to each column; ``like`` is a mapping ``{column: (file,
+    dataset)}``).
     """
     if not isinstance(table, DistTable):
         raise TypeError(f"expected a DistTable, got {type(table).__name__}")
     comm = get_comm(comm if comm is not None else table.comm)
     arrays = {f"{group.rstrip('/')}/{name}": table[name] for name in table.columns}
     attrs = options.pop("attrs", None)
+    like = options.pop("like", None)
+    if like is not None:
+        if not isinstance(like, Mapping) or not set(like) <= set(table.columns):
+            raise ValueError(f"like must map columns of the table to (file, dataset), "
+                             f"got {like!r}"[:200])
+        like = {f"{group.rstrip('/')}/{k}": v for k, v in like.items()}
+    options["like"] = like
     _write_many(path, arrays, comm, mode, options.pop("chunks", None),
                 options.pop("compression", None), options.pop("compression_opts", None),
                 options.pop("shuffle", False), {k: dict(attrs or {}) for k in arrays},
                 options.pop("method", "auto"), options.pop("fsync", True), **options)
 
 
+def write_many(path: str, arrays: Mapping[str, DistArray], comm=None, mode: str = "w", *,
+               attrs: Mapping | None = None, file_attrs: Mapping | None = None,
+               **options) -> None:
+    """Write several DistArrays (``{dataset: array}``) to one file, committed together.
+
+    Collective. ``attrs``: ``{dataset: {name: value}}``; ``file_attrs``: attributes of
+    the file's root group (set when the file's structure is created). Other options are
+    those of :func:`write`.
+    """
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"arrays must be a mapping of dataset names to DistArrays, "
+                        f"not {type(arrays).__name__}")
+    first = next(iter(arrays.values()), None)
+    comm = get_comm(comm if comm is not None else getattr(first, "comm", None))
+    attrs = {k: dict((attrs or {}).get(k, {})) for k in arrays}
+    _write_many(path, dict(arrays), comm, mode, options.pop("chunks", None),
+                options.pop("compression", None), options.pop("compression_opts", None),
+                options.pop("shuffle", False), attrs, options.pop("method", "auto"),
+                options.pop("fsync", True), file_attrs=dict(file_attrs or {}), **options)
+
+
 def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compression,
-                compression_opts, shuffle, attrs, method, fsync, **unknown):
+                compression_opts, shuffle, attrs, method, fsync, if_exists="error",
+                like=None, same_rows=True, file_attrs=None, **unknown):
     if unknown:
         raise TypeError(f"unexpected options: {sorted(unknown)}")
     names, values = list(arrays), list(arrays.values())
 
     def validate():  # local checks, agreed on by every rank (blocks may differ per rank)
         _validate(path, names, values, mode, chunks, compression, compression_opts, method)
+        _validate_extras(mode, if_exists, like, same_rows)
         if method == "mpio":
             mpio.require()
         if method == "direct" and (chunks is not None or compression is not None or shuffle):
@@ -322,13 +424,22 @@ def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compr
     dtypes = lib_comm(comm).allgather([x.dtype.str for x in values])
     if any(d != dtypes[0] for d in dtypes):
         raise TypeError(f"ranks hold blocks of different dtypes: {dtypes}")
+    options = (if_exists, same_rows, repr(sorted((like or {}).items())))
+    if any(o != options for o in lib_comm(comm).allgather(options)):
+        raise _agreed(ValueError("ranks passed different if_exists, same_rows or like "
+                                 "to a collective write"))
+    if mode == "a" and if_exists == "skip_identical":
+        names, values = _skip_identical(path, names, values, comm)
+        if not names:
+            return  # every dataset is there already, identical
     level = 4 if compression_opts is None else compression_opts
     attrs = provenance.stamp(attrs, names, "write", comm.Get_size())  # lineage attributes
     if method == "chunked" and chunks is None:
         chunks = True
     with _target.SignalCleanup() as guard:  # a signal from here on removes the temp file
         plan = root_call(lambda: _prepare(path, names, values, mode, chunks, compression,
-                                          level, shuffle, attrs), comm)
+                                          level, shuffle, attrs, if_exists, like,
+                                          same_rows, file_attrs), comm)
         mode = plan["mode"]
         guard.set_path(plan["target"] if mode == "w" else None)
         _write_and_commit(plan, names, values, comm, mode, method, compression, level,
@@ -343,7 +454,7 @@ def _write_and_commit(plan, names, values, comm, mode, method, compression, leve
                                   fsync) for lay, x in zip(plan["layouts"], values)]
         except BaseException:  # e.g. KeyboardInterrupt: this rank is about to end the job
             if mode == "w" or comm.Get_rank() == 0:
-                _discard(plan["target"], mode, [lay["tmp"] for lay in plan["layouts"]])
+                _discard(plan["target"], mode, _created(plan))
             raise
     first = next((e for e in errors if e is not None), None)
 
@@ -355,14 +466,14 @@ def _write_and_commit(plan, names, values, comm, mode, method, compression, leve
         try:
             _commit(plan, mode)
         except BaseException:
-            _discard(plan["target"], mode, [lay["tmp"] for lay in plan["layouts"]])
+            _discard(plan["target"], mode, _created(plan))
             raise
 
     try:
         check_all(raise_local, comm)
     except BaseException:
         if comm.Get_rank() == 0:
-            _discard(plan["target"], mode, [lay["tmp"] for lay in plan["layouts"]])
+            _discard(plan["target"], mode, _created(plan))
         raise
     root_call(commit, comm)
     lib_comm(comm).Barrier()

@@ -5,10 +5,7 @@ reduction first runs (``import hpcproc`` never imports Numba). ``KernelCompileEr
 and the thread/cache helpers are loaded lazily too.
 """
 
-from .moments import Moments, merge_moments, moments_of
-
-__all__ = ["Moments", "moments_of", "merge_moments", "KernelCompileError", "set_threads",
-           "get_threads", "compile_stats"]
+__all__ = ["KernelCompileError", "set_threads", "get_threads", "compile_stats"]
 
 _LAZY = {"KernelCompileError": "._engine", "compile_stats": "._engine",
          "set_threads": "._numba", "get_threads": "._numba"}

@@ -20,11 +20,10 @@ exchange is stable, which the sort relies on.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from mpi4py import MPI
 
+from .._units import env_size
 from ..comm import check_all, lib_comm, node_comm
 from ..errors import ShapeMismatchError
 from ..trace import phase
@@ -57,12 +56,14 @@ def default_memory_budget(comm=None) -> int:
     """Default extra memory of an exchange per rank, in bytes.
 
     Collective the first time for a communicator (it counts the ranks per node).
-    ``HPCPROC_MEMORY_BUDGET`` (bytes) overrides it; otherwise a quarter of the node's
-    available memory divided by the ranks on the node, at least 64 MiB.
+    ``HPCPROC_MEMORY_BUDGET`` (a size: bytes, or with a suffix as ``64M``, ``4G``)
+    overrides it (``ValueError`` naming the variable when it is not a positive size);
+    otherwise a quarter of the node's available memory divided by the ranks on the node,
+    at least 64 MiB.
     """
-    env = os.environ.get("HPCPROC_MEMORY_BUDGET")
-    if env:
-        return int(env)
+    env = env_size("HPCPROC_MEMORY_BUDGET")
+    if env is not None:
+        return env
     per_rank = _available_memory() // node_comm(comm).Get_size()
     return max(64 << 20, per_rank // 4)
 
