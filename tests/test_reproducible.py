@@ -16,7 +16,7 @@ import pytest
 import hpcproc as hp
 from hpcproc.kernels import moment_state as ms
 
-from conftest import on_root
+from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 pytestmark = pytest.mark.mpi
 
@@ -182,3 +182,22 @@ def test_exact_must_be_bool(comm):
     x = hp.DistArray.from_global(np.arange(10.0), comm)
     with pytest.raises(TypeError, match="exact"):
         hp.stats(x, exact="yes")
+
+
+@SERIAL_ONLY
+def test_cli_exact_same_bits_at_1_2_3_ranks(tmp_path):
+    import json
+    data = 1e9 + np.random.default_rng(9).random(20001)
+    path = tmp_path / "c.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = data
+    s, mean, var = _fraction_ref(data)
+    for ranks in (1, 2, 3):
+        proc = run(hpcproc_cmd("stats", "--exact", "--json", "--block-bytes", "4096",
+                               f"{path}:/x"), ranks=ranks, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        got = json.loads(proc.stdout)
+        assert (got["sum"], got["mean"], got["std"]) == (s, mean, math.sqrt(var)), ranks
+    proc = run(hpcproc_cmd("stats", "--exact", "--checkpoint", str(tmp_path / "ck"),
+                           f"{path}:/x"), timeout=300)
+    assert proc.returncode == 2 and "hpcproc: error: --exact cannot" in proc.stderr
