@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--ddof", type=types.integer(0), default=0,
                     help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
+    st.add_argument("--exact", action="store_true", help="reproducible: exact sums, "
+                    "bit-identical sum/mean/std for any rank count and block size (slower)")
     st.add_argument("--raw", action="store_true", help="read the stored values: no CF (netCDF) decoding of scale_factor/add_offset/_FillValue/missing_value/valid_*")
     st.add_argument("--json", action="store_true", help="print JSON")
     add_scan_checkpoint_options(st)
@@ -207,6 +209,8 @@ def cmd_stats(args, comm) -> int:
         targets = [split_target(t) for t in args.targets]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.exact and args.checkpoint:
+        raise UsageError("--exact cannot be combined with --checkpoint")
     results = []
     for i, (path, name) in enumerate(targets):
         if args.checkpoint:
@@ -217,7 +221,8 @@ def cmd_stats(args, comm) -> int:
                                      mask_and_scale=not args.raw)
         else:
             r = stats_file(path, name, comm=comm, block_bytes=args.block_bytes,
-                           method=args.method, ddof=args.ddof, mask_and_scale=not args.raw)
+                           method=args.method, ddof=args.ddof, mask_and_scale=not args.raw,
+                           exact=args.exact)
         results.append({"target": f"{path}:{name}", **r})
     if args.json:
         _print(dumps(results if len(results) > 1 else results[0]), comm)

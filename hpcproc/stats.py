@@ -14,13 +14,15 @@ from .trace import phase
 __all__ = ["stats", "stats_file"]
 
 
-def _check(axis, ddof, skipna) -> None:
+def _check(axis, ddof, skipna, exact=False) -> None:
     if axis not in (None, 0):
         raise ValueError(f"axis must be None or 0, got {axis!r}")
     if not isinstance(ddof, (int, np.integer)) or ddof < 0:
         raise ValueError(f"ddof must be a non-negative integer, got {ddof!r}")
     if not isinstance(skipna, (bool, np.bool_)):
         raise TypeError(f"skipna must be True or False, got {skipna!r}")
+    if not isinstance(exact, (bool, np.bool_)):
+        raise TypeError(f"exact must be True or False, got {exact!r}")
 
 
 def _merge_all(a, b):
@@ -29,12 +31,13 @@ def _merge_all(a, b):
             *(max(u, v) for u, v in zip(a[3:], b[3:])))
 
 
-def fold_block(state, istate, block, axis, cols, ints, comm):
+def fold_block(state, istate, block, axis, cols, ints, comm, exact=False):
     """This rank's running states with one more local block merged in: the step of a
-    scan (used by :func:`stats` and the resumable ``stats --checkpoint``)."""
+    scan (used by :func:`stats` and the resumable ``stats --checkpoint``). ``exact``:
+    the reproducible state (the running state must be an exact one too)."""
     from .kernels.moment_state import block_state, merge, merge_int
     s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
-                       with_ints=ints)
+                       with_ints=ints, exact=exact)
     return merge(state, s), merge_int(istate, i)
 
 
@@ -51,13 +54,13 @@ def finish(state, istate, extra, trailing, axis, ddof, skipna, comm):
     return out, total
 
 
-def _run(src, axis, ddof, skipna, t0):
+def _run(src, axis, ddof, skipna, t0, exact=False):
     from .kernels.moment_state import empty_int_state, empty_state
     comm = src.comm
     cols = int(np.prod(src.trailing, dtype=np.int64)) if axis == 0 else 1
     ints = src.dtype is not None and src.dtype.kind in "iub"
     unsigned = ints and src.dtype.kind == "u"
-    state, istate = empty_state(cols), (empty_int_state(cols, unsigned) if ints else None)
+    state, istate = empty_state(cols, exact), (empty_int_state(cols, unsigned) if ints else None)
     nbytes, t_read, t_comp = 0, 0.0, 0.0
     it = src.blocks()
     while True:
@@ -69,7 +72,7 @@ def _run(src, axis, ddof, skipna, t0):
             break
         nbytes += block.size * src.dtype.itemsize  # bytes of the input (not converted)
         with phase("compute"):
-            state, istate = fold_block(state, istate, block, axis, cols, ints, comm)
+            state, istate = fold_block(state, istate, block, axis, cols, ints, comm, exact)
         block = None  # free this block before the next read (its memory is reused)
         t_comp += time.perf_counter() - t2
     return finish(state, istate, (nbytes, t_read, t_comp, time.perf_counter() - t0),
@@ -79,14 +82,15 @@ def _run(src, axis, ddof, skipna, t0):
 @collective("hp.stats")
 def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
           block_bytes: int = 64 << 20, method: str = "auto", *,
-          mask_and_scale: bool = True) -> dict:
+          mask_and_scale: bool = True, exact: bool = False) -> dict:
     """count, nan_count, sum, mean, var, std, min, max of a distributed input.
 
     Collective. Every rank gets the same dict. Computed by Numba kernels per block
     (compiled once per node), merged across blocks and ranks with Chan's formulas and a
     compensated sum: results agree with numpy's float64 results to about 1e-12 relative,
-    whatever the number of ranks or the block size; min, max and counts exactly (and
-    integer sums, which are exact like numpy's).
+    whatever the number of ranks or the block size (their last digits may change with
+    them); min, max and counts exactly (and integer sums, which are exact like numpy's).
+    ``exact=True`` makes sum, mean, var and std bit-identical for any decomposition.
 
     Parameters
     ----------
@@ -108,28 +112,33 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
         File inputs: decode CF packing and missing values (see :func:`hpcproc.read`).
         When the variable declares missing values, they are left out as with
         ``skipna=True`` (``count`` counts valid values, ``nan_count`` missing ones).
+    exact : bool
+        Reproducible mode: sums of values and of squares are accumulated exactly
+        (fixed-point superaccumulators), so ``sum``, ``mean`` and ``var`` are the exact
+        results correctly rounded to float64 (``std = sqrt(var)``), bit-identical for
+        any number of ranks, block size and thread count. Slower (see docs/kernels.md).
     """
-    _check(axis, ddof, skipna)
+    _check(axis, ddof, skipna, exact)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
-    return _run(src, axis, ddof, skipna, time.perf_counter())[0]
+    return _run(src, axis, ddof, skipna, time.perf_counter(), bool(exact))[0]
 
 
 @collective("hp.stats_file", paths=("path",))
 def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
                method: str = "auto", ddof: int = 0, axis=None, skipna: bool = False, *,
-               mask_and_scale: bool = True) -> dict:
+               mask_and_scale: bool = True, exact: bool = False) -> dict:
     """Statistics of a dataset read block by block (memory bounded by ``block_bytes``).
 
     Collective. Like :func:`stats`, plus ``timings`` (seconds: read, compute, compile
     (kernel compilation or cache load, this rank) and total, max over
     ranks) and ``bytes`` (bytes processed).
     """
-    _check(axis, ddof, skipna)
+    _check(axis, ddof, skipna, exact)
     from .kernels._engine import compile_seconds
 
     t0, c0 = time.perf_counter(), compile_seconds()
     src = open_source((path, dataset), comm, block_bytes, method, mask_and_scale)
-    result, total = _run(src, axis, ddof, skipna, t0)
+    result, total = _run(src, axis, ddof, skipna, t0, bool(exact))
     compiled = compile_seconds() - c0  # JIT compile or cache load, inside "compute"
     result["bytes"] = int(total[2])
     result["timings"] = {"read": total[3], "compute": max(0.0, total[4] - compiled),

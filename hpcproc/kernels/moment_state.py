@@ -6,6 +6,10 @@ kernel uses between chunks; ``finalize`` turns a state into count, sum, mean, va
 min, max with numpy's NaN rules. Integer data also carries an exact integer sum, min and
 max (``int_state``: int64, or uint64 for unsigned data, like numpy's sums), so integer
 results equal numpy's exactly.
+
+``exact=True`` selects the reproducible state of :mod:`.exact_state` (exact sums in
+fixed-point superaccumulators: bit-identical results for any rank count, block size
+and thread count); ``merge`` and ``finalize`` recognise it by its dtype (int64).
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ import numpy as np
 
 from ._engine import ensure_compiled, map_threads, signature_of, split_rows
 from . import _moments_nb as nb
+from . import exact_state as xs
 
 __all__ = ["empty_state", "empty_int_state", "block_state", "merge", "merge_int", "finalize"]
 
 COUNT, NAN, SUM, COMP, MEAN, M2, MIN, MAX = range(8)
-empty_state = nb.empty_state
+
+
+def empty_state(k: int, exact: bool = False) -> np.ndarray:
+    """The state of zero elements for ``k`` columns (the exact one if ``exact``)."""
+    return xs.empty_state(k) if exact else nb.empty_state(k)
 
 
 def empty_int_state(k: int, unsigned: bool = False) -> np.ndarray:
@@ -37,14 +46,22 @@ def _as_kernel_input(block: np.ndarray) -> np.ndarray:
     return block if block.flags.writeable else block.copy()
 
 
-def block_state(block: np.ndarray, comm=None, with_ints: bool = False):
+def block_state(block: np.ndarray, comm=None, with_ints: bool = False, exact: bool = False):
     """The state of a ``(rows, k)`` block; ``(state, int_state or None)``.
 
     Collective the first time a dtype is seen (the kernel is compiled once per node).
+    ``exact``: the reproducible state (:mod:`.exact_state`).
     """
     unsigned = block.dtype.kind == "u"
     block = _as_kernel_input(block)
     n, k = block.shape
+    if exact:
+        ints = None
+        if with_ints:
+            ints = empty_int_state(k, unsigned)
+            ensure_compiled(nb.int_extras, signature_of(block, ints), comm)
+            nb.int_extras(block, ints)
+        return xs.block_state(block, comm), ints
     if k == 1:
         flat = block.reshape(-1)
         kern, arg = nb.moments_1d, flat
@@ -72,7 +89,10 @@ def block_state(block: np.ndarray, comm=None, with_ints: bool = False):
 
 
 def merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Combine two states (Chan et al. for mean/M2, Neumaier for the sum)."""
+    """Combine two states (Chan et al. for mean/M2, Neumaier for the sum; integer
+    additions for exact states)."""
+    if xs.is_exact(a):
+        return xs.merge(a, b)
     out = np.empty_like(a)
     na, nb_ = a[:, COUNT], b[:, COUNT]
     n = na + nb_
@@ -109,6 +129,8 @@ def finalize(state: np.ndarray, ints=None, ddof: int = 0, skipna: bool = False) 
     Like numpy: without ``skipna`` a NaN makes every value except the counts NaN and
     ``count`` includes the NaNs; with ``skipna`` NaNs are left out (``np.nan*``).
     """
+    if xs.is_exact(state):
+        return xs.finalize(state, ints, ddof, skipna)
     cnt, nan = state[:, COUNT], state[:, NAN]
     with np.errstate(all="ignore"):
         s = np.where(np.isfinite(state[:, SUM]), state[:, SUM] + state[:, COMP], state[:, SUM])
