@@ -187,6 +187,13 @@ def _dtype_cases():
         strict = dt != "bool"  # bool: numpy's answer or a clean refusal
         rt = tol("f8" if dt == "longdouble" else dt if np.dtype(dt).kind == "f" else "f8")
         wrap = (lambda r: Value(r, rt)) if strict else (lambda r: Either(r, rt))
+        if dt == "longdouble":  # refused, never rounded to float64 (docs/dtypes.md)
+            refused = Raises(("DtypeError",), ("long double",))
+            out += [Case("dtype-longdouble-read", setup, op_read(), wrap(ref_read()))]
+            out += [Case(f"dtype-longdouble-{op}", setup, fn(), refused)
+                    for op, fn in (("stats", op_stats), ("hist", op_hist),
+                                   ("quantile", op_quantile))]
+            continue
         out += [
             Case(f"dtype-{tag}-read", setup, op_read(), wrap(ref_read())),
             Case(f"dtype-{tag}-stats", setup, op_stats(), wrap(ref_stats())),
@@ -212,7 +219,12 @@ def _mem(dtype, fn):
 
 def _mem_cases():
     out = []
-    for dt in (">f4", ">f8", ">i4", "<f2", "longdouble"):
+    refused = Raises(("DtypeError",), ("long double",))
+    out += [Case(f"memory-longdouble-{op}", lambda d: None, _mem("longdouble", fn), refused)
+            for op, fn in (("stats", lambda hp, x: hp.stats(x)),
+                           ("quantile", lambda hp, x: hp.quantile(x, QS)),
+                           ("hist", lambda hp, x: hp.histogram(x, bins=5)))]
+    for dt in (">f4", ">f8", ">i4", "<f2"):
         tag = dt.replace("<", "le").replace(">", "be")
         a = values(dt, 101)
         rt = tol("f8" if dt == "longdouble" else dt if np.dtype(dt).kind == "f" else "f8")
