@@ -417,11 +417,12 @@ class _NestedIterator(Iterator):
 
     def __next__(self):
         if _trace._ON and not getattr(_NESTED, "depth", 0):  # a step of an outermost call
-            with _trace.call(self._name, count=False, prior=self._spent) as timer:
-                try:
+            timer = _trace.call(self._name, count=False, prior=self._spent)
+            try:
+                with timer:
                     return self._step()
-                finally:
-                    self._spent += timer.elapsed
+            finally:
+                self._spent += timer.elapsed
         return self._step()
 
     def _step(self):
@@ -496,8 +497,11 @@ def collective(name: str, local=(), paths=()):
             if getattr(_NESTED, "depth", 0):
                 return fn(*args, **kwargs)
             if _trace._ON:  # the outermost call's inclusive time, by name
-                with _trace.call(name):
-                    return outermost(args, kwargs)
+                with _trace.call(name) as timer:
+                    result = outermost(args, kwargs)
+                if gen and isinstance(result, _NestedIterator):
+                    result._spent = timer.elapsed  # its steps add to the same call
+                return result
             return outermost(args, kwargs)
 
         def outermost(args, kwargs):
