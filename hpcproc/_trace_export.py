@@ -11,8 +11,9 @@ __all__ = ["write_chrome_trace", "chrome_trace_events", "plot_phases"]
 def chrome_trace_events(gathered: list) -> list:
     """Trace events (Chrome's "Trace Event Format") for every rank's spans.
 
-    One track per rank (``pid`` = ``tid`` = rank, named ``rank r``); every phase is a
-    complete ("X") event with microsecond ``ts``/``dur``; ranks are aligned on their
+    One track per rank (``pid`` = ``tid`` = rank, named ``rank r``); every phase (category
+    ``hpcproc``) and every outermost library call (category ``call``, e.g. ``hp.quantile``,
+    enclosing the phases it ran) is a complete ("X") event with microsecond ``ts``/``dur``; ranks are aligned on their
     wall clocks when tracing started.
     """
     base = min(r["epoch"] for r in gathered)
@@ -25,11 +26,13 @@ def chrome_trace_events(gathered: list) -> list:
         events.append({"name": "thread_name", "ph": "M", "pid": rank, "tid": rank,
                        "args": {"name": f"rank {rank}"}})
         shift = (rec["epoch"] - base) * 1e6
-        spans = sorted(rec["spans"] or (), key=lambda s: (s[1], -s[2]))
-        for name, start, stop, depth, nread, nwritten, nsent in spans:
+        spans = [(s[0], s[1], s[2], s[4], s[5], s[6], "hpcproc") for s in rec["spans"] or ()]
+        spans += [(c[0], c[1], c[2], 0, 0, 0, "call") for c in rec.get("call_spans") or ()]
+        spans.sort(key=lambda s: (s[1], -s[2]))  # an enclosing span first
+        for name, start, stop, nread, nwritten, nsent, cat in spans:
             args = {k: v for k, v in (("bytes_read", nread), ("bytes_written", nwritten),
                                       ("bytes_sent", nsent)) if v}
-            events.append({"name": name, "cat": "hpcproc", "ph": "X", "pid": rank,
+            events.append({"name": name, "cat": cat, "ph": "X", "pid": rank,
                            "tid": rank, "ts": round(shift + start * 1e6, 3),
                            "dur": round((stop - start) * 1e6, 3), "args": args})
     return events

@@ -25,6 +25,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .errors import ArgumentMismatchError, HpcprocError, RemoteError, ShapeMismatchError, UsageError
+from . import trace as _trace
 from .trace import phase
 
 __all__ = ["get_comm", "lib_comm", "node_comm", "cached_comm", "abort_on_error", "is_root",
@@ -409,12 +410,22 @@ def agree(comm: MPI.Comm | None, fn: str, args: Mapping, local=(), found=None) -
 class _NestedIterator(Iterator):
     """A collective generator whose steps run as nested calls (no second agreement)."""
 
-    __slots__ = ("_gen", "comm")
+    __slots__ = ("_gen", "comm", "_name", "_spent")
 
-    def __init__(self, gen, comm):
-        self._gen, self.comm = gen, comm
+    def __init__(self, gen, comm, name=None):
+        self._gen, self.comm, self._name, self._spent = gen, comm, name, 0.0
 
     def __next__(self):
+        if _trace._ON and not getattr(_NESTED, "depth", 0):  # a step of an outermost call
+            timer = _trace.call(self._name, count=False, prior=self._spent)
+            try:
+                with timer:
+                    return self._step()
+            finally:
+                self._spent += timer.elapsed
+        return self._step()
+
+    def _step(self):
         _NESTED.depth = getattr(_NESTED, "depth", 0) + 1
         try:
             return next(self._gen)
@@ -470,7 +481,9 @@ def collective(name: str, local=(), paths=()):
     ``cls`` are never compared. Calls made from inside another decorated collective (the
     outer one already agreed) skip the check. A generator function's iterator carries the
     call's ``comm``, so a reduction over it knows its communicator. A method without a
-    ``comm`` parameter agrees over its object's ``comm``.
+    ``comm`` parameter agrees over its object's ``comm``. While tracing is on, an
+    outermost call (and each step of its iterator) adds its inclusive time to ``name``
+    in the trace's library-call totals (:func:`hpcproc.trace.call`).
     """
     def decorate(fn):
         params = list(inspect.signature(fn).parameters)
@@ -483,6 +496,15 @@ def collective(name: str, local=(), paths=()):
         def wrapper(*args, **kwargs):
             if getattr(_NESTED, "depth", 0):
                 return fn(*args, **kwargs)
+            if _trace._ON:  # the outermost call's inclusive time, by name
+                with _trace.call(name) as timer:
+                    result = outermost(args, kwargs)
+                if gen and isinstance(result, _NestedIterator):
+                    result._spent = timer.elapsed  # its steps add to the same call
+                return result
+            return outermost(args, kwargs)
+
+        def outermost(args, kwargs):
             bound = bind(args, kwargs)
             if bound is None:
                 return fn(*args, **kwargs)  # Python's own message for a bad call
@@ -503,7 +525,7 @@ def collective(name: str, local=(), paths=()):
                 result = fn(*args, **kwargs)
             finally:
                 _NESTED.depth -= 1
-            return _NestedIterator(result, comm) if gen else result
+            return _NestedIterator(result, comm, name) if gen else result
         return wrapper
     return decorate
 

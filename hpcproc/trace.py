@@ -13,6 +13,12 @@ kernels), ``exchange`` (moving rows between ranks), ``write`` (io writes),
 ``checkpoint`` (checkpoint saves and restores), ``wait`` (time inside collectives: load
 imbalance shows up here), ``compile`` (Numba compilation or cache loading of kernels). Any other name may be used for your own phases.
 
+Library calls: every public collective (``hp.quantile``, ``hp.read``, ...) also records,
+while tracing is on, its **inclusive** wall time and call count by name (outermost calls
+only: a collective called inside another is part of the outer one). Calls are not phases:
+they do not change the exclusive phase accounting; :func:`report` shows them in their own
+section and the trace file shows each call as a span around its phases.
+
 Nothing is communicated until :func:`report` (collective), which gathers every rank's
 totals once, at the end. This module imports nothing from hpcproc at module level, so
 every layer may use :func:`phase`.
@@ -42,6 +48,9 @@ _totals: dict = {}   # name -> [exclusive seconds, calls, read, written, sent]
 _spans: list = []    # (name, start, stop, depth, read, written, sent)
 _dropped = 0
 _stack: list = []    # open spans of the main thread
+_calls: dict = {}    # library call name -> [inclusive seconds, calls, longest call]
+_call_spans: list = []  # (name, start, stop)
+_gen = 0             # bumped by every reset (a call open across a reset is not recorded)
 
 
 class _Null:
@@ -110,6 +119,50 @@ class _Span:
         return False
 
 
+class _Call:
+    """Times one outermost library call (see :func:`call`)."""
+
+    __slots__ = ("name", "count", "prior", "start", "gen", "elapsed")
+
+    def __init__(self, name, count, prior):
+        self.name, self.count, self.prior, self.elapsed = name, count, prior, 0.0
+
+    def __enter__(self):
+        self.gen = _gen
+        self.start = _clock() if threading.get_ident() == _MAIN else None
+        return self
+
+    def __exit__(self, *exc):
+        global _dropped
+        if self.start is None:
+            return False
+        stop = _clock()
+        self.elapsed = stop - self.start
+        if self.gen != _gen or not _ON:
+            return False  # tracing was reset or switched off inside the call
+        rec = _calls.get(self.name)
+        if rec is None:
+            rec = _calls[self.name] = [0.0, 0, 0.0]
+        rec[0] += self.elapsed
+        rec[1] += self.count
+        rec[2] = max(rec[2], self.prior + self.elapsed)
+        if len(_call_spans) + len(_spans) < MAX_SPANS:
+            _call_spans.append((self.name, self.start - _t0, stop - _t0))
+        else:
+            _dropped += 1
+        return False
+
+
+def call(name: str, count: bool = True, prior: float = 0.0) -> _Call:
+    """Time one outermost library call named ``name`` (used by ``comm.collective``).
+
+    Only called while tracing is on. ``count=False`` adds time to a call already counted
+    (a step of a collective iterator); ``prior`` is the time that call took before, so
+    the longest call is still right. The elapsed time is left in ``.elapsed``.
+    """
+    return _Call(name, 1 if count else 0, prior)
+
+
 def phase(name: str, *, read: int = 0, written: int = 0, sent: int = 0):
     """Time a named phase on this rank: ``with hp.phase("solve"): ...``. Not collective.
 
@@ -143,18 +196,21 @@ def add_bytes(read: int = 0, written: int = 0, sent: int = 0) -> None:
 
 def reset_tracing() -> None:
     """Forget every phase recorded so far and restart this rank's clock. Not collective."""
-    global _t0, _epoch, _dropped
+    global _t0, _epoch, _dropped, _gen
     _totals.clear()
     _spans.clear()
     _stack.clear()
+    _calls.clear()
+    _call_spans.clear()
     _dropped = 0
+    _gen += 1
     _t0, _epoch = _clock(), time.time()
 
 
 def start_tracing(reset: bool = True) -> None:
     """Switch phase timing on for this process (``reset``: start from zero). Not collective."""
     global _ON
-    if reset or not _ON and not _totals:
+    if reset or not _ON and not _totals and not _calls:
         reset_tracing()
     _ON = True
 
@@ -173,7 +229,9 @@ def tracing_enabled() -> bool:
 def _local(spans: bool) -> dict:
     return {"wall": _clock() - _t0, "epoch": _epoch,
             "phases": {k: list(v) for k, v in _totals.items()},
-            "spans": list(_spans) if spans else None, "dropped": _dropped}
+            "spans": list(_spans) if spans else None, "dropped": _dropped,
+            "calls": {k: list(v) for k, v in _calls.items()},
+            "call_spans": list(_call_spans) if spans else None}
 
 
 def _summarize(per_rank: list) -> dict:
@@ -207,7 +265,29 @@ def _summarize(per_rank: list) -> dict:
         }
     return {"ranks": size, "wall": {"min": min(walls), "mean": sum(walls) / size,
                                     "max": max(walls), "per_rank": walls},
-            "phases": phases, "dropped_spans": sum(r["dropped"] for r in per_rank)}
+            "phases": phases, "calls": _summarize_calls(per_rank),
+            "dropped_spans": sum(r["dropped"] for r in per_rank)}
+
+
+def _summarize_calls(per_rank: list) -> dict:
+    """Library calls across ranks: inclusive totals, counts, slowest rank; by max total."""
+    size = len(per_rank)
+    names = {k for r in per_rank for k in r.get("calls", {})}
+    calls = {}
+    for name in names:
+        rows = [r.get("calls", {}).get(name, [0.0, 0, 0.0]) for r in per_rank]
+        secs = [row[0] for row in rows]
+        counts = [int(row[1]) for row in rows]
+        slowest = max(range(size), key=secs.__getitem__)
+        mean = sum(secs) / size
+        calls[name] = {
+            "calls": max(counts), "calls_per_rank": counts,
+            "min": min(secs), "mean": mean, "max": secs[slowest],
+            "imbalance": secs[slowest] / mean if mean > 0 else 1.0,
+            "slowest_rank": slowest, "longest": max(row[2] for row in rows),
+            "seconds": secs,
+        }
+    return dict(sorted(calls.items(), key=lambda kv: (-kv[1]["max"], kv[0])))
 
 
 def format_report(summary: dict) -> str:
@@ -223,6 +303,15 @@ def format_report(summary: dict) -> str:
         lines.append(f"  {name:12s} {p['min']:9.4f} {p['mean']:9.4f} {p['max']:9.4f} "
                      f"{p['imbalance']:9.2f} {'rank ' + str(p['slowest_rank']):>8s} "
                      f"{rate:>8s} {_size(moved):>10s}")
+    if summary.get("calls"):
+        lines.append("library calls (inclusive seconds of outermost calls; phases above "
+                     "include them)")
+        lines.append(f"  {'call':22s} {'calls':>6s} {'min':>9s} {'mean':>9s} {'max':>9s} "
+                     f"{'max/mean':>9s} {'slowest':>8s} {'longest':>9s}")
+        for name, c in summary["calls"].items():
+            lines.append(f"  {name:22s} {c['calls']:6d} {c['min']:9.4f} {c['mean']:9.4f} "
+                         f"{c['max']:9.4f} {c['imbalance']:9.2f} "
+                         f"{'rank ' + str(c['slowest_rank']):>8s} {c['longest']:9.4f}")
     return "\n".join(lines)
 
 
@@ -248,8 +337,8 @@ def report(comm=None, *, file="stdout", trace: str | None = None, plot: str | No
         Where ``root`` prints the text table (default: ``sys.stdout`` at the time of the
         call; ``None``: print nothing).
     trace : str, optional
-        Also write a Chrome trace event file (one track per rank, phases as spans;
-        open it in https://ui.perfetto.dev or chrome://tracing).
+        Also write a Chrome trace event file (one track per rank, phases as spans,
+        each library call a span around its phases; open it in https://ui.perfetto.dev or chrome://tracing).
     plot : str, optional
         Also save a per-rank stacked bar chart of the phases (needs matplotlib; a
         warning is logged once and nothing is written without it).
@@ -261,7 +350,11 @@ def report(comm=None, *, file="stdout", trace: str | None = None, plot: str | No
         {min, mean, max, imbalance (max/mean), slowest_rank, calls, bytes_read,
         bytes_written, bytes_sent, gb_per_s, seconds (per rank)}}}``; the phase
         ``"other"`` is wall time outside every phase. ``gb_per_s`` is the bytes moved by
-        all ranks in the phase over the slowest rank's time in it. None on other ranks.
+        all ranks in the phase over the slowest rank's time in it. ``"calls"``: per
+        library call name (``"hp.quantile"``, ...) the **inclusive** seconds of its
+        outermost calls: ``{calls (most calls on one rank), calls_per_rank, min, mean,
+        max, imbalance, slowest_rank, longest (one call), seconds (per rank)}``, the
+        largest ``max`` first. None on other ranks.
     """
     from .comm import lib_comm
 

@@ -69,6 +69,11 @@ class Checkpointer:
         Save and exit when less than this many seconds are left (default: 60 s or twice
         the slowest step plus save seen so far, whichever is larger).
 
+    A loop that :meth:`steps` does not drive (e.g. adaptive time steps, run until a
+    simulated time) calls, at the end of every step on every rank, ``if ck.due(step):
+    ck.save(step, state)`` then ``if ck.should_exit(): raise SystemExit(ck.exit_code)``
+    (or :meth:`boundary`, which does both); see docs/simulation.md.
+
     On start, leftovers of interrupted saves and deletions are removed (rank 0). Old
     steps are deleted only after a new step has committed, or after :meth:`restore`
     verified the step it returns (then only steps older than it beyond ``keep``), so
