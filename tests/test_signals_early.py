@@ -276,6 +276,6 @@ def test_a_lone_failure_inside_steps_always_prints_its_message(tmp_path, ranks):
         proc = run(_loop(d, ranks, "--steps", 6, "--sleep", 0, "--fail-rank", rank),
                    timeout=120)
         assert proc.returncode != 0, proc.stdout
-        where = f" (rank {rank})" if rank else ""
-        assert f"hpcproc: error{where}: ValueError: lone failure on rank {rank} at step 2" \
+        where = f"rank {rank}: " if rank else ""
+        assert f"hpcproc: error: {where}lone failure on rank {rank} at step 2" \
             in proc.stderr, (rank, proc.returncode, proc.stdout, proc.stderr)

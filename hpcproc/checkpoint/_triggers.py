@@ -72,6 +72,7 @@ def install_interrupt_guard(grace: float = 10.0) -> None:
         timer.start()
         raise KeyboardInterrupt
 
+    interrupted.raises_interrupt = True  # like Python's default: temp-file guards take over
     signal.signal(signal.SIGINT, interrupted)
 
 

@@ -99,6 +99,10 @@ def open_file(path: str, mode: str = "r", **kwargs) -> h5py.File:
             raise IsADirectoryError(f"is a directory, not an HDF5 file: {path}")
         if not h5py.is_hdf5(path):
             raise OSError(f"not an HDF5 file: {path}")
+        try:
+            return h5py.File(path, mode, **kwargs)
+        except OSError as exc:  # e.g. a truncated file: HDF5's words, and the file's name
+            raise OSError(f"cannot open {path}: {exc}") from None
     return h5py.File(path, mode, **kwargs)
 
 

@@ -162,6 +162,12 @@ def remove_stale(path: str) -> list[str]:
     return removed
 
 
+def _interrupts(handler) -> bool:
+    """True for Python's default SIGINT handler and handlers that act like it (raise
+    ``KeyboardInterrupt``, e.g. the command line's interrupt guard)."""
+    return handler is signal.default_int_handler or getattr(handler, "raises_interrupt", False)
+
+
 class SignalCleanup:
     """Context manager: while active, SIGTERM and SIGINT remove the temporary file first.
 
@@ -188,7 +194,7 @@ class SignalCleanup:
 
     def _handler(self, signum, frame):
         previous = self.saved.get(signum, signal.SIG_DFL)
-        if callable(previous) and previous is not signal.default_int_handler:
+        if callable(previous) and not _interrupts(previous):
             return previous(signum, frame)
         if previous == signal.SIG_IGN:
             return None
@@ -205,8 +211,8 @@ class SignalCleanup:
                 pass
         previous = self.saved.get(signum, signal.SIG_DFL)
         self._restore()
-        if previous is signal.default_int_handler:
-            raise KeyboardInterrupt
+        if callable(previous) and _interrupts(previous):
+            return previous(signum, None)  # raises KeyboardInterrupt
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
