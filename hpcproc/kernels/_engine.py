@@ -17,7 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..comm import check_all, node_comm
+from mpi4py import MPI
+
+from ..comm import check_all, lib_comm, node_comm
 from ..errors import HpcprocError
 from ..trace import phase
 from ._numba import CACHE, CONFIG_ERROR, get_threads, numba
@@ -25,7 +27,23 @@ from ._numba import CACHE, CONFIG_ERROR, get_threads, numba
 __all__ = ["KernelCompileError", "ensure_compiled", "compile_stats",
            "split_rows", "signature_of"]
 
-_READY: set = set()
+_READY_KEYVAL: list = []
+
+
+def _ready(comm) -> set:
+    """The (kernel, signature) pairs made ready collectively on ``comm``: kept on the
+    library communicator itself (an MPI attribute), because readiness is a property of a
+    communicator, not of a process: a kernel a rank compiled during a call on a
+    sub-communicator must still go through the node protocol with the other ranks of a
+    larger one, or the ranks would run different collectives."""
+    if not _READY_KEYVAL:
+        _READY_KEYVAL.append(MPI.Comm.Create_keyval())
+    lc = lib_comm(comm)
+    ready = lc.Get_attr(_READY_KEYVAL[0])
+    if ready is None:
+        ready = set()
+        lc.Set_attr(_READY_KEYVAL[0], ready)
+    return ready
 _LOCK = threading.Lock()
 #: how this process got each kernel: {(name, signature): "compiled" | "cache" | "memory"}
 _HOW: dict = {}
@@ -84,8 +102,8 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
     of each node compiles and writes the cache, the others wait and then load it.
     Raises :class:`KernelCompileError` on every rank when compilation fails.
     """
-    key = (id(disp), sig)
-    if key in _READY:
+    key, ready = (id(disp), sig), _ready(comm)
+    if key in ready:
         return
     cached = CACHE and type(getattr(disp, "_cache", None)).__name__ != "NullCache"
 
@@ -116,7 +134,7 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
             check_all(local, comm)
     finally:
         _COMPILE_SECONDS[0] += time.perf_counter() - t0
-    _READY.add(key)
+    ready.add(key)
 
 
 def compile_seconds() -> float:
