@@ -21,32 +21,28 @@ def _bad(what: str, text) -> argparse.ArgumentTypeError:
     return argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
 
 
-def size(minimum: int = 0):
-    """A byte size (``4096``, ``64M``, ``1.5G``; powers of 1024) of at least ``minimum``."""
+def _at_least(parse_text, name: str, examples: str, minimum: int):
+    """An argparse type: ``parse_text(text)`` (ValueError if malformed), at least ``minimum``."""
     def parse(text):
         try:
-            value = parse_size(text)
+            value = parse_text(text)
         except ValueError:
             value = None
         if value is None or value < minimum:
-            raise _bad(f"a size >= {minimum} (examples: 4096, 64M, 1.5G)", text)
+            raise _bad(f"a {name} >= {minimum} (examples: {examples})", text)
         return value
-    parse.__name__ = "size"
+    parse.__name__ = name
     return parse
+
+
+def size(minimum: int = 0):
+    """A byte size (``4096``, ``64M``, ``1.5G``; powers of 1024) of at least ``minimum``."""
+    return _at_least(parse_size, "size", "4096, 64M, 1.5G", minimum)
 
 
 def count(minimum: int = 0):
     """A count (``1000``, ``10M``, ``2^20``; powers of 1000) of at least ``minimum``."""
-    def parse(text):
-        try:
-            value = parse_count(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise _bad(f"a count >= {minimum} (examples: 1000, 10M, 2^20)", text)
-        return value
-    parse.__name__ = "count"
-    return parse
+    return _at_least(parse_count, "count", "1000, 10M, 2^20", minimum)
 
 
 def integer(minimum: int | None = None):
