@@ -22,7 +22,7 @@ import numpy as np
 from mpi4py import MPI
 
 import hpcproc as hp
-from hpcproc import trace
+from hpcproc.observe import phases as trace
 from hpcproc.cli import parse_size
 
 

@@ -97,7 +97,7 @@ def _plot(results, out) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from ._log import get_logger, warn_once
+        from .observe.log import get_logger, warn_once
         warn_once(get_logger(__name__), "--plot needs matplotlib (not installed); skipped")
         return
     fig, ax = plt.subplots(figsize=(8, 4))

@@ -4,7 +4,7 @@
 ``--no-progress`` are added to the main parser and to every subcommand (after all of them
 are registered, so commands defined in other modules get them too). Around the command:
 logging (:mod:`hpcproc._log`), phase timing and the end-of-run report
-(:mod:`hpcproc.trace`, gathered once at the end) and rank 0's progress bar
+(:mod:`hpcproc.observe.report`, gathered once at the end) and rank 0's progress bar
 (:mod:`hpcproc.progress`).
 """
 
@@ -99,7 +99,8 @@ def check_outputs(comm, *options) -> None:
 
 def run_observed(command, args, comm) -> int:
     """Run ``command(args, comm)`` with logging, phase timing, report and progress."""
-    from . import _log, progress, trace
+    from .observe import log as _log, phases, progress
+    from .observe.report import format_report, report
     from ._cli_shuffle import check_side_outputs
 
     check_outputs(comm, ("--trace", args.trace),  # hist's own --plot is the histogram
@@ -111,7 +112,7 @@ def run_observed(command, args, comm) -> int:
     as_json = bool(getattr(args, "json", False))
     timed = verbosity > 0 or as_json or args.trace is not None or args.phase_plot is not None
     if timed:
-        trace.start_tracing()
+        phases.start_tracing()
     interval = progress.interval_from_env()  # on every rank: a bad value is agreed
     if progress.should_enable(rank, args.no_progress, args.quiet):
         progress.enable(sys.stderr, interval)
@@ -124,12 +125,12 @@ def run_observed(command, args, comm) -> int:
         progress.disable()
     if not timed:
         return status
-    trace.stop_tracing()
-    summary = trace.report(comm, file=None, trace=args.trace, plot=args.phase_plot)
+    phases.stop_tracing()
+    summary = report(comm, file=None, trace=args.trace, plot=args.phase_plot)
     if rank != 0:
         return status
     if verbosity > 0:
-        print(trace.format_report(summary), file=sys.stderr, flush=True)
+        print(format_report(summary), file=sys.stderr, flush=True)
     if captured is not None:
         worked = set(summary["phases"]) - {"wait", "other"}  # not for info, ckpt ls...
         _print(_with_report(captured.getvalue(), summary) if worked

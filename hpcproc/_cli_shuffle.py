@@ -98,7 +98,8 @@ def _run(args, comm, printer, inputs, op, command, options=None, like=None):
     Rank 0 shows a progress bar over the three steps (read, compute, write) when it
     writes to a terminal (see :mod:`hpcproc.progress`).
     """
-    from . import io, progress
+    from . import io
+    from .observe import progress
     from .io.write import check_output
 
     t0 = time.perf_counter()

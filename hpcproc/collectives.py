@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import reduce
 
 from .comm import collective, lib_comm
-from .trace import traced
+from .observe.phases import traced
 
 __all__ = ["allreduce_state", "reduce_state", "scan"]
 

@@ -25,8 +25,8 @@ import numpy as np
 from mpi4py import MPI
 
 from .errors import ArgumentMismatchError, HpcprocError, RemoteError, ShapeMismatchError, UsageError
-from . import trace as _trace
-from .trace import phase
+from .observe import phases as _phases
+from .observe.phases import phase
 
 __all__ = ["get_comm", "lib_comm", "node_comm", "cached_comm", "abort_on_error", "is_root",
            "root_call", "check_all", "first_failure", "agree", "collective", "same_comm"]
@@ -416,8 +416,8 @@ class _NestedIterator(Iterator):
         self._gen, self.comm, self._name, self._spent = gen, comm, name, 0.0
 
     def __next__(self):
-        if _trace._ON and not getattr(_NESTED, "depth", 0):  # a step of an outermost call
-            timer = _trace.call(self._name, count=False, prior=self._spent)
+        if _phases.tracing_enabled() and not getattr(_NESTED, "depth", 0):  # a step of an outermost call
+            timer = _phases.call(self._name, count=False, prior=self._spent)
             try:
                 with timer:
                     return self._step()
@@ -483,7 +483,7 @@ def collective(name: str, local=(), paths=()):
     call's ``comm``, so a reduction over it knows its communicator. A method without a
     ``comm`` parameter agrees over its object's ``comm``. While tracing is on, an
     outermost call (and each step of its iterator) adds its inclusive time to ``name``
-    in the trace's library-call totals (:func:`hpcproc.trace.call`).
+    in the trace's library-call totals (:func:`hpcproc.observe.phases.call`).
     """
     def decorate(fn):
         params = list(inspect.signature(fn).parameters)
@@ -496,8 +496,8 @@ def collective(name: str, local=(), paths=()):
         def wrapper(*args, **kwargs):
             if getattr(_NESTED, "depth", 0):
                 return fn(*args, **kwargs)
-            if _trace._ON:  # the outermost call's inclusive time, by name
-                with _trace.call(name) as timer:
+            if _phases.tracing_enabled():  # the outermost call's inclusive time, by name
+                with _phases.call(name) as timer:
                     result = outermost(args, kwargs)
                 if gen and isinstance(result, _NestedIterator):
                     result._spent = timer.elapsed  # its steps add to the same call

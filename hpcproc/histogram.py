@@ -10,7 +10,7 @@ from mpi4py import MPI
 from ._source import check_real, open_source
 from .array import DistArray
 from .comm import check_all, collective, lib_comm
-from .trace import phase
+from .observe.phases import phase
 
 __all__ = ["histogram", "histogram2d"]
 

@@ -142,7 +142,7 @@ def file_facts(path: str, name: str, size: int | None = None,
     try:
         parent = read_lineage(path, name, missing_ok=True)
     except ValueError as exc:  # a damaged attribute must not stop the job reading data
-        from ._log import get_logger, warn_once
+        from .observe.log import get_logger, warn_once
         warn_once(get_logger(__name__), "%s: its lineage is not recorded in outputs", exc)
         parent = None
     if parent is not None:

@@ -27,7 +27,7 @@ from ._source import Source, open_source
 from .array import DistArray
 from .comm import _agreed, collective, lib_comm
 from .errors import DtypeError
-from .trace import phase
+from .observe.phases import phase
 
 __all__ = ["quantile"]
 

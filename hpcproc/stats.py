@@ -9,7 +9,7 @@ import numpy as np
 from ._source import open_source
 from .collectives import allreduce_state
 from .comm import collective
-from .trace import phase
+from .observe.phases import phase
 
 __all__ = ["stats", "stats_file"]
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc import trace
+from hpcproc.observe import phases as trace
+from hpcproc.observe.report import format_report
 from hpcproc.comm import collective
 from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
@@ -98,7 +99,7 @@ def test_user_phase_around_quantile_and_stats(comm, tracing):
     for r in range(size):  # per rank: library phases <= inclusive call times
         lib_r = sum(p["seconds"][r] for k, p in s["phases"].items() if k in LIBRARY_PHASES)
         assert lib_r <= qc["seconds"][r] + sc["seconds"][r] + 1e-9
-    text = trace.format_report(s)
+    text = format_report(s)
     assert "library calls" in text and "hp.quantile" in text and "hp.stats" in text
     assert text.index("hp.quantile") > text.index("analysis")  # its own section
     assert list(s["calls"]) == sorted(s["calls"], key=lambda k: -s["calls"][k]["max"])
@@ -161,7 +162,7 @@ def test_tracing_off_records_nothing(comm):
     s = hp.report(comm, file=None)
     if comm.rank == 0:
         assert s["calls"] == {}
-        assert "library calls" not in trace.format_report(s)
+        assert "library calls" not in format_report(s)
 
 
 @collective("test.switch_off")

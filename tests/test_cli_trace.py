@@ -165,7 +165,7 @@ def test_no_progress_when_not_a_terminal(data):
 
 
 def test_should_enable_rules():
-    from hpcproc import progress
+    from hpcproc.observe import progress
 
     class Tty:
         def isatty(self):

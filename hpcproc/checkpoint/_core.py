@@ -14,8 +14,8 @@ from mpi4py import MPI
 
 from .. import provenance
 from ..comm import _agreed, check_all, collective, get_comm, lib_comm, root_call
-from .._log import get_logger
-from ..trace import add_bytes, phase, traced
+from ..observe.log import get_logger
+from ..observe.phases import add_bytes, phase, traced
 from ._dirs import cleanup, trim_below
 from ._errors import CheckpointError, CheckpointWarning
 from ._format import step_dirname

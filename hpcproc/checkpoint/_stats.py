@@ -20,7 +20,7 @@ import numpy as np
 from ..array import DistArray
 from ..comm import _agreed, get_comm, lib_comm
 from ..io import blocks, dataset_info
-from ..trace import phase
+from ..observe.phases import phase
 from ._core import Checkpointer
 from ._identity import check_identity, dataset_identity
 

@@ -29,8 +29,8 @@ from ..comm import _agreed, check_all, collective, get_comm, lib_comm
 from ..errors import ShapeMismatchError
 from ..partition import aligned_ranges, block_range, tiling_problem
 from ..table import DistTable
-from ..trace import phase
-from .. import progress
+from ..observe import progress
+from ..observe.phases import phase
 from . import cf, chunked, direct, mpio
 from ._meta import DatasetInfo, dataset_info
 

@@ -39,7 +39,7 @@ from ..partition import aligned_ranges, tiling_problem
 from .._redistribute import redistribute_rows
 from ..table import DistTable
 from .. import _faults, provenance
-from ..trace import phase
+from ..observe.phases import phase
 from . import _dims, _exists, _target, chunked, direct, mpio
 from ._meta import check_numeric
 

@@ -26,7 +26,7 @@ from mpi4py import MPI
 from .._units import env_size
 from ..comm import check_all, collective, lib_comm, node_comm
 from ..errors import ShapeMismatchError
-from ..trace import phase
+from ..observe.phases import phase
 from . import _kernels as K
 
 __all__ = ["exchange", "default_memory_budget", "dest_dtype", "MAX_MESSAGE"]

@@ -64,7 +64,7 @@ def plot_phases(path, summary: dict) -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from ._log import get_logger
+        from .log import get_logger
         get_logger(__name__).warning("the phase plot needs matplotlib (pip install "
                                      "matplotlib); %s not written", path)
         return False
