@@ -154,7 +154,7 @@ def worker(argv) -> None:
     comm = MPI.COMM_WORLD
     with hp.abort_on_error():
         if a.mode == "generate":
-            from hpcproc.generate import generate
+            from hpcproc.synthetic import generate
 
             _, times = _timed(comm, lambda: generate(a.path, kind="normal", rows=a.rows,
                                                      seed=1, comm=comm))

@@ -306,7 +306,7 @@ def _merge_cost():
     from functools import reduce
 
     from hpcproc.kernels.moment_state import empty_state
-    from hpcproc.stats import _merge_all
+    from hpcproc.compute.stats import _merge_all
 
     s = empty_state(1)
     s[:, 0] = 10

@@ -4,9 +4,6 @@
 below are loaded from their modules on first use (PEP 562).
 """
 
-import sys as _sys
-import types as _types
-
 from ._version import __version__
 
 # public name -> module that defines it
@@ -19,19 +16,19 @@ _EXPORTS = {
     "write": ".io",
     "write_table": ".io",
     "dataset_info": ".io",
-    "stats": ".stats",
-    "stats_file": ".stats",
-    "histogram": ".histogram",
-    "histogram2d": ".histogram",
-    "quantile": ".quantile",
-    "QuantileSketch": ".sketch",
-    "map": ".user",
-    "map_blocks": ".user",
-    "reduce": ".user",
+    "stats": ".compute.stats",
+    "stats_file": ".compute.stats",
+    "histogram": ".compute.histogram",
+    "histogram2d": ".compute.histogram",
+    "quantile": ".compute.quantile",
+    "QuantileSketch": ".compute.sketch",
+    "map": ".compute.user",
+    "map_blocks": ".compute.user",
+    "reduce": ".compute.user",
     "KernelCompileError": ".kernels",
     "set_threads": ".kernels",
     "scan": ".collectives",
-    "generate": ".generate",
+    "generate": ".synthetic",
     "get_comm": ".comm",
     "lib_comm": ".comm",
     "abort_on_error": ".comm",
@@ -87,17 +84,3 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(__all__)
-
-
-class _Package(_types.ModuleType):
-    """Keeps public functions named like their modules (``hp.stats``, ``hp.histogram``,
-    ``hp.quantile``, ``hp.generate``) from being replaced by the submodule object when
-    the submodule is imported (the import system sets it as a package attribute)."""
-
-    def __setattr__(self, name, value):
-        if name in _EXPORTS and isinstance(value, _types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package

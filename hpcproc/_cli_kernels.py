@@ -50,7 +50,7 @@ def _print(text, comm):
 
 
 def cmd_hist(args, comm) -> int:
-    from .histogram import histogram
+    from .compute.histogram import histogram
 
     if args.range is not None and not args.range[0] <= args.range[1]:
         raise UsageError(f"--range MIN MAX needs MIN <= MAX, got {args.range}")
@@ -61,7 +61,7 @@ def cmd_hist(args, comm) -> int:
     for i, (path, name) in enumerate(_targets(args)):
         extra = {}
         if args.checkpoint:
-            from .checkpoint._hist import histogram_file_resumable
+            from .compute.resumable_hist import histogram_file_resumable
             counts, edges, extra = histogram_file_resumable(
                 path, name, args.bins, f"{args.checkpoint}/target-{i}", range=args.range,
                 comm=comm, block_bytes=args.block_bytes, method=args.method,
@@ -110,7 +110,7 @@ def _plot(results, out) -> None:
 
 
 def cmd_quantile(args, comm) -> int:
-    from .quantile import quantile
+    from .compute.quantile import quantile
 
     results = []
     for path, name in _targets(args):

@@ -161,7 +161,7 @@ def cmd_info(args, comm) -> int:
 
 
 def cmd_generate(args, comm) -> int:
-    from .generate import generate, row_bytes
+    from .synthetic import generate, row_bytes
 
     if args.rows is None and args.bytes is None:
         args.rows = 1 << 20
@@ -203,7 +203,7 @@ def _fmt(v) -> str:
 
 def cmd_stats(args, comm) -> int:
     from .io import split_target
-    from .stats import stats_file
+    from .compute.stats import stats_file
 
     try:
         targets = [split_target(t) for t in args.targets]
@@ -214,7 +214,7 @@ def cmd_stats(args, comm) -> int:
     results = []
     for i, (path, name) in enumerate(targets):
         if args.checkpoint:
-            from .checkpoint._stats import stats_file_resumable
+            from .compute.resumable_stats import stats_file_resumable
             r = stats_file_resumable(path, name, f"{args.checkpoint}/target-{i}", comm=comm,
                                      block_bytes=args.block_bytes, method=args.method,
                                      ddof=args.ddof, every_seconds=args.checkpoint_every or None,

@@ -8,7 +8,7 @@ import pytest
 
 import hpcproc as hp
 
-hq = importlib.import_module("hpcproc.quantile")  # the module (hp.quantile is the function)
+hq = importlib.import_module("hpcproc.compute.quantile")  # the module (hp.quantile is the function)
 
 pytestmark = pytest.mark.mpi
 

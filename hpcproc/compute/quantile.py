@@ -24,10 +24,11 @@ import numpy as np
 from mpi4py import MPI
 
 from ._source import Source, open_source
-from .array import DistArray
-from .comm import _agreed, collective, lib_comm
-from .errors import DtypeError
-from .observe.phases import phase
+from .interp import lerp
+from ..array import DistArray
+from ..comm import _agreed, collective, lib_comm
+from ..errors import DtypeError
+from ..observe.phases import phase
 
 __all__ = ["quantile"]
 
@@ -72,8 +73,8 @@ def _value_of(key: int, dtype: np.dtype):
 
 
 def _counts(src, dtype, shift, prefixes, comm):
-    from .kernels import _select_nb as nb
-    from .kernels._engine import ensure_compiled, signature_of
+    from ..kernels import _select_nb as nb
+    from ..kernels._engine import ensure_compiled, signature_of
     udt, mode, sign, maskw, top, inf = _key_params(dtype)
     counts = np.zeros((max(1, len(prefixes)), nb.BUCKETS), dtype=np.int64)
     pre = np.asarray(prefixes, dtype=np.uint64)
@@ -92,8 +93,8 @@ def _counts(src, dtype, shift, prefixes, comm):
 
 def _collect(src, dtype, prefixes, count, comm):
     """This rank's keys whose top 16 bits are in ``prefixes`` (``count`` of them)."""
-    from .kernels import _select_nb as nb
-    from .kernels._engine import ensure_compiled, signature_of
+    from ..kernels import _select_nb as nb
+    from ..kernels._engine import ensure_compiled, signature_of
     udt, mode, sign, maskw, top, inf = _key_params(dtype)
     pre = np.asarray(prefixes, dtype=np.uint64)
     out = np.empty(count, dtype=np.uint64)
@@ -178,17 +179,6 @@ def _select_small(src, dtype, comm, ranks_fn):
     return dict(zip(targets, picked)), n, nan
 
 
-def _lerp(a, b, t):
-    """numpy's ``_lerp`` (so results agree bit for bit with ``np.quantile``)."""
-    diff_b_a = b - a
-    lerp_interpolation = np.add(a, diff_b_a * t, out=...)
-    np.subtract(b, diff_b_a * (1 - t), out=lerp_interpolation, where=t >= 0.5,
-                casting="unsafe", dtype=type(lerp_interpolation.dtype))
-    if lerp_interpolation.ndim == 0:
-        lerp_interpolation = lerp_interpolation[()]
-    return lerp_interpolation
-
-
 def _indexes(virtual, n, inexact):
     """numpy's ``_get_indexes`` for the linear method (indexes in ``[0, n)``)."""
     prev = np.floor(virtual, out=...)
@@ -237,7 +227,7 @@ def _exact(src, qa, weak, comm, small=False):
     gamma = np.asanyarray(vi["virtual"] - prev_np, dtype=vi["virtual"].dtype)
     gamma = float(gamma) if weak else gamma.reshape(vi["virtual"].shape)
     with np.errstate(invalid="ignore"):
-        return _lerp(prev_v, next_v, gamma)
+        return lerp(prev_v, next_v, gamma)
 
 
 @collective("hp.quantile")

@@ -22,12 +22,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .array import DistArray
-from .comm import _agreed, get_comm
-from .errors import DtypeError
-from .io import blocks, dataset_info, split_target
-from .io.cf import decoder
-from .kernels._dtypes import kernel_dtype, real_kernel_dtype, to_kernel
+from ..array import DistArray
+from ..comm import _agreed, get_comm
+from ..errors import DtypeError
+from ..io import blocks, dataset_info, split_target
+from ..io.cf import decoder
+from ..kernels._dtypes import kernel_dtype, real_kernel_dtype, to_kernel
 
 __all__ = ["Source", "open_source", "check_real"]
 

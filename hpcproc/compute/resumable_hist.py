@@ -13,20 +13,20 @@ import numpy as np
 
 from ..comm import _agreed, get_comm
 from ..io import dataset_info, read
-from ._core import Checkpointer
-from ._identity import check_identity, dataset_identity
+from ..checkpoint._core import Checkpointer
+from ..checkpoint._identity import check_identity, dataset_identity
 
 __all__ = ["histogram_file_resumable"]
 
 
 def _edges(path, dataset, bins, range, comm, block_bytes, method, mask_and_scale):
-    from .._source import open_source
-    from ..histogram import _auto_range
+    from ._source import open_source
+    from .histogram import auto_range
 
     src = open_source((path, dataset), comm, block_bytes, method, mask_and_scale)
     dtype = src.dtype  # the values' type after CF decoding, as hp.histogram uses
     if range is None:
-        range = _auto_range(src, dtype)
+        range = auto_range(src, dtype)
     return np.histogram_bin_edges(np.empty(0, dtype), bins, range=range)
 
 
@@ -42,11 +42,11 @@ def histogram_file_resumable(path: str, dataset: str, bins: int, directory, rang
     modification time), bins or range raises ``ValueError`` (on every rank) naming what
     differs. The rank count may change between runs (integer counts add exactly).
     """
-    from ..histogram import _check_range, histogram
+    from .histogram import check_range, histogram
 
     comm = get_comm(comm)
     info = dataset_info(path, dataset, comm)
-    range = _check_range(range)
+    range = check_range(range)
     with Checkpointer(directory, comm, keep=keep, every_seconds=every_seconds,
                       every_steps=None if every_seconds else 1) as ck:
         got = ck.restore()

@@ -17,9 +17,9 @@ from functools import reduce as _fold
 import numpy as np
 
 from ._source import open_source
-from .array import DistArray
-from .comm import _agreed, check_all, collective, lib_comm
-from .errors import DtypeError
+from ..array import DistArray
+from ..comm import _agreed, check_all, collective, lib_comm
+from ..errors import DtypeError
 
 __all__ = ["map", "map_blocks", "reduce"]
 
@@ -28,7 +28,7 @@ _JITTED: dict = {}
 
 def _jit(func):
     """A Numba dispatcher for ``func`` (cached per function)."""
-    from .kernels._numba import CACHE, numba
+    from ..kernels._numba import CACHE, numba
     from numba.core.registry import CPUDispatcher
     if isinstance(func, CPUDispatcher):
         return func
@@ -60,7 +60,7 @@ def _arrays(arrays, what):
 def _local(a: np.ndarray) -> np.ndarray:
     """A C-contiguous, writable block in its kernel dtype (the type Numba compiles for:
     native byte order, float16 as float32; see :mod:`hpcproc.kernels._dtypes`)."""
-    from .kernels._dtypes import to_kernel
+    from ..kernels._dtypes import to_kernel
     a = to_kernel(np.ascontiguousarray(a))
     return a if a.flags.writeable else a.copy()
 
@@ -68,8 +68,8 @@ def _local(a: np.ndarray) -> np.ndarray:
 def _check_dtypes(arrays, what):
     """Numba types of the arrays' kernel dtypes; ``DtypeError`` (every rank alike: the
     dtype is the same on every rank) for one Numba cannot compile for."""
-    from .kernels._dtypes import kernel_dtype
-    from .kernels._numba import numba
+    from ..kernels._dtypes import kernel_dtype
+    from ..kernels._numba import numba
     types = []
     for i, a in enumerate(arrays):
         name = f"{what}: array {i}" if len(arrays) > 1 else f"{what}: the array"
@@ -92,7 +92,7 @@ _LOOPS: dict = {}
 
 def _loop(disp, nargs: int):
     """A compiled elementwise loop calling ``disp`` (one per function and arity)."""
-    from .kernels._numba import numba
+    from ..kernels._numba import numba
     key = (disp, nargs)
     if key in _LOOPS:
         return _LOOPS[key]
@@ -129,8 +129,8 @@ def map(func, *arrays, comm=None) -> DistArray:  # noqa: A001 - public name hp.m
     the function's return dtype. Raises ``KernelCompileError`` on every rank when Numba
     cannot compile ``func`` for these element types.
     """
-    from .kernels._engine import KernelCompileError, ensure_compiled, signature_of
-    from .kernels._numba import numba
+    from ..kernels._engine import KernelCompileError, ensure_compiled, signature_of
+    from ..kernels._numba import numba
 
     comm = _arrays(arrays, "hp.map")
     if not 1 <= len(arrays) <= 4:
@@ -171,7 +171,7 @@ def map_blocks(func, *arrays, comm=None) -> DistArray:
     on every rank); it is compiled with ``numba.njit``. The result is
     ``DistArray.from_local`` of the returned blocks, in rank order.
     """
-    from .kernels._engine import ensure_compiled, signature_of
+    from ..kernels._engine import ensure_compiled, signature_of
 
     comm = _arrays(arrays, "hp.map_blocks")
     _check_dtypes(arrays, "hp.map_blocks")
@@ -207,7 +207,7 @@ def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20, *,
     (``"f.h5:/x"``) or an ``hp.blocks`` iterator (streamed, bounded memory). A file
     dataset is CF-decoded unless ``mask_and_scale=False`` (missing values are NaN).
     """
-    from .kernels._engine import KernelCompileError, ensure_compiled, signature_of
+    from ..kernels._engine import KernelCompileError, ensure_compiled, signature_of
 
     src = open_source(x, comm, block_bytes, mask_and_scale=mask_and_scale)
     comm = src.comm

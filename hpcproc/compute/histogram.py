@@ -8,9 +8,9 @@ import numpy as np
 from mpi4py import MPI
 
 from ._source import check_real, open_source
-from .array import DistArray
-from .comm import check_all, collective, lib_comm
-from .observe.phases import phase
+from ..array import DistArray
+from ..comm import check_all, collective, lib_comm
+from ..observe.phases import phase
 
 __all__ = ["histogram", "histogram2d"]
 
@@ -35,7 +35,8 @@ def _check_bins(bins, name="bins"):
     return edges
 
 
-def _check_range(rng):
+def check_range(rng):
+    """``rng`` checked as numpy checks ``histogram(range=...)`` (None passes)."""
     if rng is None:
         return None
     lo, hi = (v + 0.0 for v in rng)
@@ -46,10 +47,10 @@ def _check_range(rng):
     return rng
 
 
-def _auto_range(src, dtype):
+def auto_range(src, dtype):
     """Global min and max as scalars of ``dtype`` (numpy's rules for range=None)."""
-    from .stats import _run
-    s = _run(src, None, 0, False, 0.0)[0]
+    from .stats import run_source
+    s = run_source(src, None, 0, False, 0.0)[0]
     if s["count"] == 0:
         return (0, 1)
     nan = s["nan_count"] and not src.skipna  # a CF-masked input skips missing values
@@ -66,7 +67,7 @@ def _edge_args(edges):
     beyond 2**53); others become float64 (exact for float16/32/64; long double edges,
     e.g. from a long double ``range``, raise ``DtypeError`` rather than round).
     """
-    from .kernels._dtypes import kernel_dtype
+    from ..kernels._dtypes import kernel_dtype
     kdt = kernel_dtype(edges.dtype, "bins/range")
     e = np.ascontiguousarray(edges, dtype=kdt if kdt.kind in "iu" else np.float64)
     f = e.astype(np.float64)
@@ -87,7 +88,7 @@ def _edge_dtype(dtype):
 
 def _flat(a):
     """A kernel block: contiguous, 1-D, native (:func:`to_kernel`), bool as uint8."""
-    from .kernels._dtypes import to_kernel
+    from ..kernels._dtypes import to_kernel
     a = to_kernel(np.ascontiguousarray(a).reshape(-1))
     if a.dtype == np.bool_:
         a = a.view(np.uint8)
@@ -132,11 +133,11 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
     iterator (then ``range`` or explicit edges are required: one pass only). File inputs
     are CF-decoded unless ``mask_and_scale=False``: missing values (NaN) are not counted.
     """
-    from .kernels import _hist_nb as nb
-    from .kernels._engine import ensure_compiled, map_threads, signature_of, split_rows
+    from ..kernels import _hist_nb as nb
+    from ..kernels._engine import ensure_compiled, map_threads, signature_of, split_rows
 
     bins = _check_bins(bins)
-    range = _check_range(range)
+    range = check_range(range)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
     comm = src.comm
     w = _local_weights(x, weights, comm)
@@ -145,7 +146,7 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
         if not src.multipass:
             raise ValueError("range=None needs a pass for the min and max: give range= or "
                              "edges, or pass the file and dataset instead of hp.blocks(...)")
-        range = _auto_range(src, dtype)
+        range = auto_range(src, dtype)
     edges = np.histogram_bin_edges(np.empty(0, dtype), bins, range=range)
     e, uniform, norm = _edge_args(edges)
     nbins = e.size - 1
@@ -180,8 +181,8 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
     ``bins`` is an int, a pair of ints, an array of edges or a pair of arrays; ``range``
     is ``None`` (global min/max of each coordinate) or ``[(xmin, xmax), (ymin, ymax)]``.
     """
-    from .kernels import _hist_nb as nb
-    from .kernels._engine import ensure_compiled, signature_of
+    from ..kernels import _hist_nb as nb
+    from ..kernels._engine import ensure_compiled, signature_of
 
     if not isinstance(x, DistArray) or not isinstance(y, DistArray):
         raise TypeError("histogram2d expects two DistArrays laid out alike")
@@ -192,7 +193,7 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
     except TypeError:
         pair = (bins, bins)
     pair = tuple(_check_bins(b, f"bins[{i}]") for i, b in enumerate(pair))
-    ranges = [None, None] if range is None else [_check_range(r) for r in range]
+    ranges = [None, None] if range is None else [check_range(r) for r in range]
     comm = x.comm
 
     def check():
@@ -204,7 +205,7 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
     sample = np.empty((0, 2), _edge_dtype(np.result_type(x.dtype, y.dtype)))
     for i, (b, a) in enumerate(zip(pair, (x, y))):
         if isinstance(b, int) and ranges[i] is None:
-            ranges[i] = _auto_range(open_source(a), sample.dtype)
+            ranges[i] = auto_range(open_source(a), sample.dtype)
     _, ex, ey = np.histogram2d(sample[:, 0], sample[:, 1], bins=list(pair), range=ranges)
     for i, (b, e) in enumerate(zip(pair, (ex, ey))):
         if isinstance(b, int) and not np.all(np.isfinite(e)):  # float16 max - min overflows

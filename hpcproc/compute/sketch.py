@@ -20,7 +20,7 @@ import math
 import numpy as np
 from mpi4py import MPI
 
-from .comm import agree, lib_comm
+from ..comm import agree, lib_comm
 
 __all__ = ["QuantileSketch"]
 
@@ -44,9 +44,9 @@ class QuantileSketch:
     def add(self, block, comm=None) -> "QuantileSketch":
         """Count the elements of a numpy block (local; compiles once per node the first
         time, which is collective on ``comm``)."""
-        from .kernels import _select_nb as nb
-        from .kernels._dtypes import real_kernel_dtype, to_kernel
-        from .kernels._engine import ensure_compiled, signature_of
+        from ..kernels import _select_nb as nb
+        from ..kernels._dtypes import real_kernel_dtype, to_kernel
+        from ..kernels._engine import ensure_compiled, signature_of
         x = np.ascontiguousarray(block).reshape(-1)
         x = to_kernel(x, real_kernel_dtype(x.dtype, "the block"))
         if x.dtype == np.bool_:
@@ -107,11 +107,11 @@ class QuantileSketch:
         def order_stat(k):
             return self._value(int(np.searchsorted(cum, k, side="right")))
 
-        from .quantile import _lerp
+        from .interp import lerp
         h = (n - 1) * qa
         lo = np.floor(h)
         a = np.vectorize(lambda k: order_stat(int(k)), otypes=[float])(lo)
         b = np.vectorize(lambda k: order_stat(min(int(k) + 1, n - 1)), otypes=[float])(lo)
         with np.errstate(invalid="ignore"):
-            out = np.where(a == b, a, _lerp(a, b, np.asarray(h - lo)))
+            out = np.where(a == b, a, lerp(a, b, np.asarray(h - lo)))
         return float(out) if out.ndim == 0 else out

@@ -7,9 +7,9 @@ import time
 import numpy as np
 
 from ._source import open_source
-from .collectives import allreduce_state
-from .comm import collective
-from .observe.phases import phase
+from ..collectives import allreduce_state
+from ..comm import collective
+from ..observe.phases import phase
 
 __all__ = ["stats", "stats_file"]
 
@@ -26,7 +26,7 @@ def _check(axis, ddof, skipna, exact=False) -> None:
 
 
 def _merge_all(a, b):
-    from .kernels.moment_state import merge, merge_int
+    from ..kernels.moment_state import merge, merge_int
     return (merge(a[0], b[0]), merge_int(a[1], b[1]), a[2] + b[2],
             *(max(u, v) for u, v in zip(a[3:], b[3:])))
 
@@ -35,7 +35,7 @@ def fold_block(state, istate, block, axis, cols, ints, comm, exact=False):
     """This rank's running states with one more local block merged in: the step of a
     scan (used by :func:`stats` and the resumable ``stats --checkpoint``). ``exact``:
     the reproducible state (the running state must be an exact one too)."""
-    from .kernels.moment_state import block_state, merge, merge_int
+    from ..kernels.moment_state import block_state, merge, merge_int
     s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
                        with_ints=ints, exact=exact)
     return merge(state, s), merge_int(istate, i)
@@ -44,7 +44,7 @@ def fold_block(state, istate, block, axis, cols, ints, comm, exact=False):
 def finish(state, istate, extra, trailing, axis, ddof, skipna, comm):
     """Merge every rank's states and ``extra`` (bytes, then seconds: max over ranks).
     Collective. Returns the statistics and the merged tuple."""
-    from .kernels.moment_state import finalize
+    from ..kernels.moment_state import finalize
     total = allreduce_state((state, istate, *extra), _merge_all, comm)
     out = finalize(total[0], total[1], ddof, skipna)
     if axis is None:
@@ -54,8 +54,10 @@ def finish(state, istate, extra, trailing, axis, ddof, skipna, comm):
     return out, total
 
 
-def _run(src, axis, ddof, skipna, t0, exact=False):
-    from .kernels.moment_state import empty_int_state, empty_state
+def run_source(src, axis, ddof, skipna, t0, exact=False):
+    """Collective. The statistics of an opened :class:`._source.Source` (and the merged
+    states): what :func:`stats` returns, for callers that opened the source already."""
+    from ..kernels.moment_state import empty_int_state, empty_state
     comm = src.comm
     cols = int(np.prod(src.trailing, dtype=np.int64)) if axis == 0 else 1
     ints = src.dtype is not None and src.dtype.kind in "iub"
@@ -120,7 +122,7 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
     """
     _check(axis, ddof, skipna, exact)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
-    return _run(src, axis, ddof, skipna, time.perf_counter(), bool(exact))[0]
+    return run_source(src, axis, ddof, skipna, time.perf_counter(), bool(exact))[0]
 
 
 @collective("hp.stats_file", paths=("path",))
@@ -134,11 +136,11 @@ def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
     ranks) and ``bytes`` (bytes processed).
     """
     _check(axis, ddof, skipna, exact)
-    from .kernels._engine import compile_seconds
+    from ..kernels._engine import compile_seconds
 
     t0, c0 = time.perf_counter(), compile_seconds()
     src = open_source((path, dataset), comm, block_bytes, method, mask_and_scale)
-    result, total = _run(src, axis, ddof, skipna, t0, bool(exact))
+    result, total = run_source(src, axis, ddof, skipna, t0, bool(exact))
     compiled = compile_seconds() - c0  # JIT compile or cache load, inside "compute"
     result["bytes"] = int(total[2])
     result["timings"] = {"read": total[3], "compute": max(0.0, total[4] - compiled),

@@ -1,0 +1,3 @@
+"""Distributed computations on DistArrays and streamed datasets: statistics, histograms,
+quantiles and sketches, user kernels (``map``, ``map_blocks``, ``reduce``) and the
+resumable (checkpointed) scans. Built on the kernels, io and checkpoint layers."""
