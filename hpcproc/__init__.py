@@ -62,10 +62,10 @@ _EXPORTS = {
     "start_tracing": ".observe.phases",
     "stop_tracing": ".observe.phases",
     "reset_tracing": ".observe.phases",
-    "diff": ".diff",
-    "validate_dataset": ".validate",
-    "ValidationError": ".validate",
-    "read_lineage": ".provenance",
+    "diff": ".quality.diff",
+    "validate_dataset": ".quality.validate",
+    "ValidationError": ".quality.rules",
+    "read_lineage": ".io.lineage",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -54,7 +54,7 @@ def _print(text, comm):
 
 def cmd_lineage(args, comm) -> int:
     from .comm import root_call
-    from .provenance import format_lineage, read_lineage
+    from .io.lineage import format_lineage, read_lineage
 
     path, name = _split(args.target)
     rec = root_call(lambda: read_lineage(path, name), comm)
@@ -64,7 +64,8 @@ def cmd_lineage(args, comm) -> int:
 
 def cmd_validate(args, comm) -> int:
     from .comm import root_call
-    from .validate import check_rules, format_report, load_rules, split_file_rules, validate_dataset
+    from .quality.rules import check_rules, format_report, load_rules, split_file_rules
+    from .quality.validate import validate_dataset
 
     targets = [_split(t) for t in args.targets]
     try:
@@ -93,7 +94,7 @@ def cmd_validate(args, comm) -> int:
 
 
 def cmd_diff(args, comm) -> int:
-    from .diff import diff, format_diff
+    from .quality.diff import diff, format_diff
 
     (pa, da), (pb, db) = _split(args.a), _split(args.b)
     try:

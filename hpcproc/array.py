@@ -72,7 +72,7 @@ class DistArray:
         check_all(lambda: _check_consistent(info), comm)
         counts = [shape[0] for shape, _ in info]
         rank = get_comm(comm).Get_rank()
-        return _tiled(cls(local, (sum(counts),) + local.shape[1:], sum(counts[:rank]), comm))
+        return tiled(cls(local, (sum(counts),) + local.shape[1:], sum(counts[:rank]), comm))
 
     @classmethod
     def from_global(cls, array, comm: MPI.Comm | None = None) -> "DistArray":
@@ -145,7 +145,7 @@ class DistArray:
         return out
 
 
-def _tiled(x):
+def tiled(x):
     """``x``, marked as tiling its rows (built by a collective that computed the offsets)."""
     x._tiled = x._layout()[2]
     return x

@@ -106,7 +106,7 @@ def _portable(exc: BaseException) -> BaseException:
     return RemoteError(error_message(exc))
 
 
-def _agreed(exc: BaseException) -> BaseException:
+def agreed(exc: BaseException) -> BaseException:
     """Mark ``exc`` as raised identically on every rank (no MPI_Abort needed)."""
     try:
         exc._hpcproc_all_ranks = True
@@ -136,7 +136,7 @@ def root_call(fn, comm: MPI.Comm | None = None, root: int = 0):
     with phase("wait"):
         ok, value = comm.bcast(outcome, root=root)
     if not ok:
-        raise _agreed(error if error is not None else value)
+        raise agreed(error if error is not None else value)
     return value
 
 
@@ -170,7 +170,7 @@ def check_all(fn, comm: MPI.Comm | None = None):
     failed = first_failure(exc, comm)
     if failed is not None:
         rank, first = failed
-        raise _agreed(exc if rank == lib_comm(comm).Get_rank() else first)
+        raise agreed(exc if rank == lib_comm(comm).Get_rank() else first)
     return result
 
 
@@ -363,7 +363,7 @@ def _verify_tiling(lc, fn, dists) -> None:
         bounds = [(rank_layouts[i][0], rank_layouts[i][1]) for rank_layouts in every]
         problem = tiling_problem(bounds, layouts[i][2])
         if problem:
-            raise _agreed(ShapeMismatchError(f"{fn}: the blocks of `{path}` do not tile its "
+            raise agreed(ShapeMismatchError(f"{fn}: the blocks of `{path}` do not tile its "
                                              f"{layouts[i][2]} rows: {problem}"))
     for (_, d), lay in zip(dists, layouts):
         d._tiled = lay
@@ -400,7 +400,7 @@ def agree(comm: MPI.Comm | None, fn: str, args: Mapping, local=(), found=None) -
             lc.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
         if buf[0] != -buf[1]:  # the error path: which arguments differ?
             digests = {k: _digest(c) for k, c in canon}
-            raise _agreed(_mismatch(lc, fn, digests, args))
+            raise agreed(_mismatch(lc, fn, digests, args))
         stale = bool(buf[2])
     if stale:
         _verify_tiling(lc, fn, dists)

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc import _faults, provenance
+from hpcproc import _faults
+from hpcproc.io import lineage
 from hpcproc.errors import DatasetExistsError
 from hpcproc.io._target import OutputIsInputError
 
@@ -67,9 +68,9 @@ def _make_inputs(d):
 @pytest.fixture
 def inputs(comm, shared_tmp):
     on_root(comm, _make_inputs, shared_tmp)
-    provenance.reset()
+    lineage.reset()
     yield shared_tmp
-    provenance.reset()
+    lineage.reset()
 
 
 def _cli(argv, comm):
@@ -109,7 +110,7 @@ def test_cli_out_that_is_an_input_is_refused_before_reading(comm, inputs, comman
     assert out in str(info.value) and "input" in str(info.value)
     if variant != "same":
         assert "in.h5" in str(info.value).split(out, 1)[1]  # the input's own name too
-    assert provenance.inputs() == []  # refused before any data was read
+    assert lineage.inputs() == []  # refused before any data was read
     comm.Barrier()
     if comm.rank == 0:
         assert _snapshot(inputs) == before and not _temps(inputs)
@@ -177,7 +178,7 @@ def test_cli_bad_out_fails_before_any_work(comm, inputs, monkeypatch, bad, error
     t0 = time.monotonic()
     with pytest.raises(error, match=match):
         _cli(COMMANDS["sort"](bad), comm)
-    assert provenance.inputs() == [] and time.monotonic() - t0 < 30
+    assert lineage.inputs() == [] and time.monotonic() - t0 < 30
     comm.Barrier()
     if comm.rank == 0:
         assert _snapshot(inputs) == before and not _temps(inputs)

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 from mpi4py import MPI
 
-from .. import provenance
-from ..comm import _agreed, check_all, collective, get_comm, lib_comm, root_call
+from ..io import lineage
+from ..comm import agreed, check_all, collective, get_comm, lib_comm, root_call
 from ..observe.log import get_logger
 from ..observe.phases import add_bytes, phase, traced
 from ._dirs import cleanup, trim_below
@@ -316,7 +316,7 @@ class Checkpointer:
                     reported.add(s)
             if step < 0:
                 if reported:  # steps exist, none valid: starting afresh would lose them
-                    raise _agreed(CheckpointError(
+                    raise agreed(CheckpointError(
                         f"no valid checkpoint step in {self.directory}: every step is "
                         f"corrupt or incomplete ({len(reported)} found); see "
                         f"'hpcproc ckpt verify'"))
@@ -324,7 +324,7 @@ class Checkpointer:
             try:
                 check_rank_count(manifest, self.comm.Get_size())
             except ValueError as exc:
-                raise _agreed(exc) from None
+                raise agreed(exc) from None
             stepdir = os.path.join(self.directory, step_dirname(step))
             err, buf = verify(stepdir, manifest, self._rank, self.comm.Get_size())
             if self._lcomm.allreduce(err is not None, op=MPI.LOR):
@@ -342,7 +342,7 @@ class Checkpointer:
                 reported.add(step)
                 continue
             root_call(lambda: trim_below(self.directory, self.keep, step), self.comm)
-            provenance.restore_inputs(manifest.get("lineage"), stepdir)  # lineage goes on
+            lineage.restore_inputs(manifest.get("lineage"), stepdir)  # lineage goes on
             self.last_step = step
             self._last_save = time.monotonic()
             return step, state

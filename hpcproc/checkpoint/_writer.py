@@ -67,7 +67,7 @@ def write_rank_file(path: str, items, rank: int, lineage: dict | None = None,
                     attrs: dict | None = None) -> dict:
     """Write this rank's arrays ``items`` (``(dataset, ndarray)``) to ``path``, durably.
 
-    ``lineage``: attributes set on every dataset (:func:`hpcproc.provenance.lineage_attrs`);
+    ``lineage``: attributes set on every dataset (:func:`hpcproc.io.lineage.lineage_attrs`);
     ``attrs``: more attributes per dataset (entry name, global offset and shape).
 
     Returns ``{"size", "checksum", "offsets"}`` (byte offset of every dataset's data).

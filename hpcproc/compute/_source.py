@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..array import DistArray
-from ..comm import _agreed, get_comm
+from ..comm import agreed, get_comm
 from ..errors import DtypeError
 from ..io import blocks, dataset_info, split_target
 from ..io.cf import decoder
@@ -71,7 +71,7 @@ def check_real(dtype, what):
     try:
         real_kernel_dtype(dtype, what)
     except DtypeError as exc:
-        raise _agreed(exc) from None
+        raise agreed(exc) from None
 
 
 def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto",

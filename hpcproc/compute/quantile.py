@@ -26,7 +26,7 @@ from mpi4py import MPI
 from ._source import Source, open_source
 from .interp import lerp
 from ..array import DistArray
-from ..comm import _agreed, collective, lib_comm
+from ..comm import agreed, collective, lib_comm
 from ..errors import DtypeError
 from ..observe.phases import phase
 
@@ -209,7 +209,7 @@ def _exact(src, qa, weak, comm, small=False):
     if src.skipna and n:
         nan = 0  # CF-masked input: missing values are left out
     if n + nan == 0:  # counts are allreduced: every rank raises together
-        raise _agreed(ValueError("cannot compute the quantile of an empty array"))
+        raise agreed(ValueError("cannot compute the quantile of an empty array"))
     if nan:
         out = np.full(qa.shape, np.nan, dtype=np.result_type(dtype, np.float64)
                       if dtype.kind != "f" else dtype)
@@ -273,15 +273,15 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
         if src.skipna and merged.count:
             merged.nan = 0  # CF-masked input: missing values are left out
         if merged.count == 0 and not merged.nan:  # merged: every rank raises together
-            raise _agreed(ValueError("cannot compute the quantile of an empty array"))
+            raise agreed(ValueError("cannot compute the quantile of an empty array"))
         return merged.quantile(q)
     if not src.multipass:
         raise ValueError("method='exact' needs several passes: pass a DistArray or the file "
                          "and dataset instead of hp.blocks(...), or use method='sketch'")
     if src.dtype is None:
-        raise _agreed(ValueError("cannot compute the quantile of an empty array"))
+        raise agreed(ValueError("cannot compute the quantile of an empty array"))
     if src.dtype.kind == "b":  # numpy raises TypeError too (no boolean subtract)
-        raise _agreed(DtypeError("quantile of boolean data is not supported (numpy's "
+        raise agreed(DtypeError("quantile of boolean data is not supported (numpy's "
                                  "neither); convert it to integers"))
     small = isinstance(x, DistArray) and int(np.prod(x.global_shape)) <= SMALL_ELEMENTS
     return _exact(src, qa, weak, src.comm, small)

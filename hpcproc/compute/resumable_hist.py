@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..comm import _agreed, get_comm
+from ..comm import agreed, get_comm
 from ..io import dataset_info, read
 from ..checkpoint._core import Checkpointer
 from ..checkpoint._identity import check_identity, dataset_identity
@@ -68,10 +68,10 @@ def histogram_file_resumable(path: str, dataset: str, bins: int, directory, rang
                 edges = np.asarray(got[1]["edges"], np.float64)
                 start, counts = got[0], np.asarray(got[1]["counts"], np.int64)
             except (KeyError, TypeError, ValueError) as exc:
-                raise _agreed(ValueError(f"{directory}: checkpoint step {got[0]} is not a "
+                raise agreed(ValueError(f"{directory}: checkpoint step {got[0]} is not a "
                                          f"hist scan state ({exc})")) from None
             if round_rows < 1 or counts.shape != (edges.size - 1,) or edges.size != bins + 1:
-                raise _agreed(ValueError(f"{directory}: checkpoint step {got[0]} holds an "
+                raise agreed(ValueError(f"{directory}: checkpoint step {got[0]} holds an "
                                          f"inconsistent hist state"))
         ident["round_rows"] = round_rows
         rounds = -(-info.rows // round_rows)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from ..array import DistArray
-from ..comm import _agreed, get_comm, lib_comm
+from ..comm import agreed, get_comm, lib_comm
 from ..io import blocks, dataset_info
 from ..observe.phases import phase
 from ..checkpoint._core import Checkpointer
@@ -80,7 +80,7 @@ def stats_file_resumable(path: str, dataset: str, directory, comm=None,
                 state = np.array(got[1]["moments"].local, np.float64).reshape(state.shape)
                 row = np.asarray(got[1]["ints"].local, np.int64).reshape(-1)
             except (KeyError, AttributeError, ValueError) as exc:
-                raise _agreed(ValueError(f"{directory}: checkpoint step {got[0]} is not a "
+                raise agreed(ValueError(f"{directory}: checkpoint step {got[0]} is not a "
                                          f"stats scan state ({exc})")) from None
             nbytes = int(row[0])
             if ints:

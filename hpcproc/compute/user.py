@@ -18,7 +18,7 @@ import numpy as np
 
 from ._source import open_source
 from ..array import DistArray
-from ..comm import _agreed, check_all, collective, lib_comm
+from ..comm import agreed, check_all, collective, lib_comm
 from ..errors import DtypeError
 
 __all__ = ["map", "map_blocks", "reduce"]
@@ -76,13 +76,13 @@ def _check_dtypes(arrays, what):
         try:
             kdt = kernel_dtype(a.dtype, name)
         except DtypeError as exc:
-            raise _agreed(exc) from None
+            raise agreed(exc) from None
         try:
             types.append(numba.from_dtype(kdt) if kdt.kind != "O" else None)
         except Exception:  # noqa: BLE001 - numba raises several types here
             types.append(None)
         if types[-1] is None:
-            raise _agreed(DtypeError(f"{name} has dtype {a.dtype}, which Numba cannot "
+            raise agreed(DtypeError(f"{name} has dtype {a.dtype}, which Numba cannot "
                                      "compile kernels for"))
     return tuple(types)
 

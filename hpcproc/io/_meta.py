@@ -46,6 +46,9 @@ class DatasetInfo:
     #: the file's size and modification time (ns) when the metadata was read
     file_size: int | None = None
     mtime_ns: int | None = None
+    #: the dataset's ``hpcproc_lineage`` attribute (raw), read with the metadata so that
+    #: the lineage of a read needs no second open of the file (:mod:`hpcproc.io.lineage`)
+    lineage: object = None
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -190,7 +193,17 @@ def inspect_dataset(path: str, name: str) -> DatasetInfo:
             path=real, name=real_name, shape=tuple(dset.shape),
             dtype=dset.dtype.str, layout=layout, chunks=dset.chunks,
             filters=tuple(str(code) for code in pipeline), offset=offset,
-            attrs=cf.read_attrs(dset), file_size=st.st_size, mtime_ns=st.st_mtime_ns)
+            attrs=cf.read_attrs(dset), file_size=st.st_size, mtime_ns=st.st_mtime_ns,
+            lineage=_lineage_attr(dset))
+
+
+def _lineage_attr(dset):
+    """The raw ``hpcproc_lineage`` attribute of ``dset`` (None if absent or unreadable: a
+    damaged attribute is reported when the lineage is parsed, never stops a read)."""
+    try:
+        return dset.attrs.get("hpcproc_lineage")
+    except Exception:  # noqa: BLE001 - unreadable attribute: no parent lineage
+        return None
 
 
 @collective("hp.dataset_info", paths=("path",))

@@ -33,7 +33,7 @@ import zlib
 
 import numpy as np
 
-from ._version import __version__
+from .._version import __version__
 
 __all__ = ["crc32_combine", "block_crc32", "inputs", "restore_inputs", "reset",
            "lineage_record",
@@ -132,17 +132,19 @@ def enabled() -> bool:
 
 # recording inputs -----------------------------------------------------------------------
 def file_facts(path: str, name: str, size: int | None = None,
-               mtime_ns: int | None = None) -> dict:
+               mtime_ns: int | None = None, raw=False) -> dict:
     """On rank 0: size and mtime of ``path`` (as given, e.g. from the dataset's metadata
-    read, else from ``os.stat``), and the parent lineage of ``path:name``."""
+    read, else from ``os.stat``), and the parent lineage of ``path:name`` (from ``raw``,
+    its ``hpcproc_lineage`` attribute as the metadata read found it, else read here)."""
     if size is None or mtime_ns is None:
         st = os.stat(path)
         size, mtime_ns = st.st_size, st.st_mtime_ns
     facts = {"file_size": size, "mtime": _iso(mtime_ns / 1e9), "mtime_ns": mtime_ns}
     try:
-        parent = read_lineage(path, name, missing_ok=True)
+        parent = (read_lineage(path, name, missing_ok=True) if raw is False
+                  else parse_lineage(raw, path, name, missing_ok=True))
     except ValueError as exc:  # a damaged attribute must not stop the job reading data
-        from .observe.log import get_logger, warn_once
+        from ..observe.log import get_logger, warn_once
         warn_once(get_logger(__name__), "%s: its lineage is not recorded in outputs", exc)
         parent = None
     if parent is not None:
@@ -238,7 +240,7 @@ def _iso(t: float) -> str:
 
 def _caller() -> str | None:
     """``module.function (file:line)`` of the first frame outside hpcproc."""
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
     frame = sys._getframe(1)
     while frame is not None:
         fname = os.path.abspath(frame.f_code.co_filename)
@@ -293,10 +295,16 @@ def read_lineage(path: str, name: str, missing_ok: bool = False) -> dict | None:
     ``KeyError`` if absent (unless ``missing_ok``), ``ValueError`` naming the file, the
     dataset and the attribute if it is not a JSON object.
     """
-    from .io._meta import get_dataset, open_file
+    from ._meta import get_dataset, open_file
 
     with open_file(path) as f:
         raw = get_dataset(f, name, path).attrs.get(ATTR)
+    return parse_lineage(raw, path, name, missing_ok)
+
+
+def parse_lineage(raw, path: str, name: str, missing_ok: bool = False) -> dict | None:
+    """The lineage document in ``raw`` (the attribute of ``path:name``); errors as
+    :func:`read_lineage`."""
     if raw is None:
         if missing_ok:
             return None

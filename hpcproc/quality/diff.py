@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from .comm import check_all, collective, get_comm, lib_comm
-from .io._meta import dataset_info
+from ..comm import check_all, collective, get_comm, lib_comm
+from ..io._meta import dataset_info
 
 __all__ = ["diff", "format_diff"]
 
@@ -106,7 +106,7 @@ def diff(a_path: str, a_dset: str, b_path: str, b_dset: str, rtol: float = 0.0,
     if ia.shape != ib.shape:
         result["equal"] = False
         return result
-    from .io.read import blocks
+    from ..io.read import blocks
 
     step = max(1, int(block_bytes) // max(1, ia.row_bytes, ib.row_bytes))
     count, max_abs, max_rel, first = 0, -1.0, -1.0, []

@@ -1,4 +1,7 @@
-"""Validation of datasets at ingestion, in the same parallel pass as the read.
+"""Validation rules: the pure rule engine (no MPI import; a ``comm`` object is passed in).
+
+Used at ingestion, in the same parallel pass as the read (:mod:`hpcproc.io.ingest`), and
+by :func:`hpcproc.quality.validate.validate_dataset`.
 
 Rules are data (a dict, or a TOML/JSON file), never code. One rule set applies to one
 dataset; a rules *file* may hold top-level rules for every target, per-dataset tables
@@ -35,10 +38,10 @@ import os
 
 import numpy as np
 
-from .errors import HpcprocError
+from ..errors import HpcprocError
 
-__all__ = ["validate_dataset", "load_rules", "check_rules", "ValidationError", "format_report",
-           "RULES"]
+__all__ = ["load_rules", "check_rules", "split_file_rules", "local_partial", "key_values", "ordered",
+           "merge", "format_report", "ValidationError", "RULES"]
 
 RULES = ("dtype", "ndim", "shape", "rows", "max_nan", "max_inf", "min", "max", "monotonic",
          "unique", "key_column", "limit")
@@ -141,7 +144,8 @@ def _row_any(mask: np.ndarray) -> np.ndarray:
     return mask.reshape(mask.shape[0], -1).any(axis=1) if mask.ndim > 1 else mask
 
 
-def _key(rules: dict, block: np.ndarray) -> np.ndarray:
+def key_values(rules: dict, block: np.ndarray) -> np.ndarray:
+    """The key column of ``block`` (the block itself when 1-D)."""
     if block.ndim == 1:
         return block
     width = int(np.prod(block.shape[1:], dtype=np.int64))
@@ -181,11 +185,11 @@ def local_partial(rules: dict, block: np.ndarray, offset: int) -> dict:
         if block.ndim > 1 and rules.get("key_column", 0) >= int(np.prod(block.shape[1:])):
             raise ValueError(f"key_column {rules['key_column']} out of range for rows of "
                              f"shape {block.shape[1:]}")
-        key = _key(rules, block)
+        key = key_values(rules, block)
         if key.size:
             out["ends"] = (key[0].item(), key[-1].item())
         if "monotonic" in rules:
-            good = _ordered(key[:-1], key[1:], rules["monotonic"])
+            good = ordered(key[:-1], key[1:], rules["monotonic"])
             out["monotonic"] = (0, []) if good.all() else _first(~good, offset + 1, lim)
         if "unique" in rules:
             sorted_ = bool(np.all(key[1:] >= key[:-1])) if key.size else True
@@ -194,7 +198,7 @@ def local_partial(rules: dict, block: np.ndarray, offset: int) -> dict:
     return out
 
 
-def _ordered(a, b, how: str) -> np.ndarray:
+def ordered(a, b, how: str) -> np.ndarray:
     return {"increasing": np.greater, "non_decreasing": np.greater_equal,
             "decreasing": np.less, "non_increasing": np.less_equal}[how](b, a)
 
@@ -277,7 +281,7 @@ def merge(rules: dict, info, parts: list, offsets: list, key_local, my_offset, c
     if "monotonic" in rules:
         n, first = _merge_counts(parts, "monotonic", len(parts) * lim + lim)
         bad = [i for a, b, i in seams
-               if not _ordered(np.array([a]), np.array([b]), rules["monotonic"])[0]]
+               if not ordered(np.array([a]), np.array([b]), rules["monotonic"])[0]]
         first = sorted(first + bad)[:lim]
         add("monotonic", rules["monotonic"], n + len(bad), first)
     if rules.get("unique"):
@@ -309,108 +313,3 @@ def format_report(report: dict) -> str:
                 first = f"actual {json.dumps(c['actual'])}"
             lines.append(f"  {c['rule']:10s} {exp:>22s} {c['violations']:>11d}  {mark:4s} {first}")
     return "\n".join(lines)
-
-
-def validate_dataset(path: str, dataset: str, rules, comm=None, rows=None,
-                     method: str = "auto", block_bytes: int | None = None) -> dict:
-    """Read ``path:dataset`` in parallel and check it against ``rules``; return the report.
-
-    Collective. Like ``hp.read(..., validate=rules)`` but returns the report (the same on
-    every rank) instead of raising :class:`ValidationError`; the data is not kept.
-    ``report["ok"]`` tells whether every rule passed; each entry of ``report["checks"]``
-    gives the rule, the expected value, the number of violations and the first
-    offending global row indices.
-
-    With ``block_bytes`` the dataset is streamed with ``hp.blocks`` (memory bounded by
-    ``block_bytes`` per rank, plus 8 bytes per row of the key column when ``unique`` is
-    checked on keys that are not sorted).
-    """
-    from .comm import collective  # imported here: the rule engine itself needs no MPI
-    return collective("hp.validate_dataset", paths=("path",))(_validate_dataset)(
-        path, dataset, rules, comm, rows, method, block_bytes)
-
-
-def _validate_dataset(path, dataset, rules, comm, rows, method, block_bytes) -> dict:
-    from . import _ingest
-    from .comm import check_all, get_comm, lib_comm
-    from .io._meta import dataset_info
-    from .io.read import _choose, _ranges, _read_checksummed, _row_selection, blocks
-
-    comm = get_comm(comm)
-    if block_bytes is not None and int(block_bytes) < 1:
-        raise ValueError(f"block_bytes must be positive, got {block_bytes}")
-    info = dataset_info(path, dataset, comm)
-    start, stop = _row_selection(rows, info.rows, info.name)
-    how = _choose(info, method)
-    rules = _ingest.prepare_rules(rules, info, comm)
-    target = f"{path}:{info.name}"
-    if block_bytes is None:
-        lo, hi = _ranges(info, how, start, stop, comm.Get_size())[comm.Get_rank()]
-        local, crc = _read_checksummed(info, how, lo, hi, comm)
-        return _ingest.after_read(info, start, stop, local, lo - start, comm, rules,
-                                  target=target, crc=crc)
-    stream, errors = _Stream(rules), []
-    for blk in blocks(path, dataset, block_bytes, comm, rows=(start, stop), method=method):
-        if not errors:  # keep stepping after a local error: the scan is collective
-            try:
-                stream.add(blk.local, blk.origin - start)
-            except Exception as exc:  # noqa: BLE001 - raised on every rank below
-                errors.append(exc)
-
-    def agree():
-        if errors:
-            raise errors[0]
-    check_all(agree, comm)
-    part, first, key = stream.result()
-    gathered = lib_comm(comm).allgather((part, first))
-    report = merge(rules, info, [g[0] for g in gathered], [g[1] for g in gathered], key,
-                   first, lib_comm(comm))
-    from .provenance import inputs
-    rec = next((r for r in reversed(inputs()) if r["dataset"] == info.name
-                and r["rows"] == [start, stop]), {})
-    report.update(target=target, checksum=rec.get("checksum"))
-    return report
-
-
-class _Stream:
-    """One rank's partial results over its successive blocks (they are contiguous)."""
-
-    def __init__(self, rules: dict):
-        self.rules, self.part, self.first, self.keys = rules, None, 0, []
-
-    def add(self, block: np.ndarray, offset: int) -> None:
-        rules, lim = self.rules, self.rules["limit"]
-        p = local_partial(rules, block, offset)
-        if rules.get("unique") and block.shape[0]:
-            self.keys.append(np.array(_key(rules, block)))
-        q = self.part
-        if q is None or q["n"] == 0:  # nothing seen yet on this rank
-            self.part, self.first = p, offset
-            return
-        if p["n"] == 0:
-            return
-        q["n"] += p["n"]
-        for k in ("max_nan", "max_inf", "min", "max", "monotonic"):
-            if k in p:
-                q[k] = (q[k][0] + p[k][0], (q[k][1] + p[k][1])[:lim])
-        if "ends" not in q:
-            return
-        a, b = q["ends"][1], p["ends"][0]  # the seam between this rank's blocks
-        if "monotonic" in rules and not _ordered(np.array([a]), np.array([b]),
-                                                 rules["monotonic"])[0]:
-            q["monotonic"] = (q["monotonic"][0] + 1, sorted(q["monotonic"][1] + [offset])[:lim])
-        if "unique" in rules:
-            q["sorted"] = bool(q["sorted"] and p["sorted"] and b >= a)
-            if not q["sorted"]:
-                q["adjacent"] = None
-            else:
-                seam = [offset] if a == b else []
-                q["adjacent"] = (q["adjacent"][0] + p["adjacent"][0] + len(seam),
-                                 sorted(q["adjacent"][1] + seam + p["adjacent"][1])[:lim])
-        q["ends"] = (q["ends"][0], p["ends"][1])
-
-    def result(self):
-        part = self.part if self.part is not None else local_partial(
-            self.rules, np.empty(0), 0)
-        key = np.concatenate(self.keys) if self.keys else np.empty(0)
-        return part, self.first, key

@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 
-from . import provenance
-from .comm import lib_comm
+from . import lineage
+from ..comm import lib_comm
 
 __all__ = ["after_read", "inline_crc32", "prepare_rules", "BlockChecksum"]
 
@@ -21,16 +21,17 @@ def prepare_rules(validate, info, comm):
     rules file missing on one rank only raises on every rank."""
     if validate is None:
         return None
-    from .comm import check_all
-    from .validate import check_rules, load_rules
+    from ..comm import check_all
+    from ..quality.rules import check_rules, load_rules
     return check_all(lambda: check_rules(load_rules(validate), ndim=len(info.shape)), comm)
 
 
 def _facts(info, rank):
-    if rank != 0 or not provenance.enabled():
+    if rank != 0 or not lineage.enabled():
         return None
     try:
-        return provenance.file_facts(info.path, info.name, info.file_size, info.mtime_ns)
+        return lineage.file_facts(info.path, info.name, info.file_size, info.mtime_ns,
+                                 info.lineage)
     except Exception as exc:  # noqa: BLE001 - lineage must never break a read
         return {"facts_error": f"{type(exc).__name__}: {exc}"}
 
@@ -39,8 +40,8 @@ def inline_crc32():
     """The crc32 function a reader may apply to each piece it reads (values as
     little-endian bytes, continuing a running crc), or None when lineage is off or this
     machine is big-endian (then :func:`after_read` checksums the block itself)."""
-    if provenance.enabled() and sys.byteorder == "little":
-        return provenance.crc32_function()
+    if lineage.enabled() and sys.byteorder == "little":
+        return lineage.crc32_function()
     return None
 
 
@@ -53,11 +54,11 @@ def after_read(info, start, stop, local: np.ndarray, offset: int, comm, rules=No
     already (:func:`inline_crc32`; always, when the block was decoded).
     Returns the validation report (``None`` without rules).
     """
-    if crc is None and provenance.enabled():
-        crc = provenance.block_crc32(local)
+    if crc is None and lineage.enabled():
+        crc = lineage.block_crc32(local)
     part = error = None
     if rules is not None:
-        from .validate import local_partial
+        from ..quality.rules import local_partial
         try:
             part = local_partial(rules, local, offset)
         except Exception as exc:  # noqa: BLE001 - raised on every rank below
@@ -77,16 +78,16 @@ def finish(info, start, stop, gathered, local, offset, comm, rules, target, erro
         raise ValueError(f"validation failed on another rank: {errors[0]}")
     facts = gathered[0][4] or {}
     if gathered[0][0] is not None:
-        crc, nbytes = provenance.combine_parts([(g[0], g[1]) for g in gathered])
+        crc, nbytes = lineage.combine_parts([(g[0], g[1]) for g in gathered])
     else:
         crc, nbytes = None, sum(g[1] for g in gathered)
-    provenance.record_input(info.path, info.name, start, stop,
+    lineage.record_input(info.path, info.name, start, stop,
                             (stop - start,) + tuple(info.shape[1:]), info.native_dtype,
                             crc, nbytes, facts)
     if rules is None:
         return None
-    from .validate import _key, merge
-    key = _key(rules, local) if ("unique" in rules or "monotonic" in rules) else None
+    from ..quality.rules import key_values, merge
+    key = key_values(rules, local) if ("unique" in rules or "monotonic" in rules) else None
     report = merge(rules, info, [g[3] for g in gathered], [g[2] for g in gathered], key,
                    offset, lib_comm(comm))
     report["target"] = target or f"{info.path}:{info.name}"
@@ -105,8 +106,8 @@ class BlockChecksum:
     def __init__(self, info=None, start: int = 0, stop: int = 0):
         self.crc, self.nbytes = 0, 0
         self.row_bytes = None if info is None else info.row_bytes  # stored bytes per row
-        self.active = provenance.enabled() and not (
-            info is not None and provenance.checksummed(info.path, info.name, start, stop,
+        self.active = lineage.enabled() and not (
+            info is not None and lineage.checksummed(info.path, info.name, start, stop,
                                                         info.file_size, info.mtime_ns))
 
     def update(self, block: np.ndarray, crc: int | None = None) -> None:
@@ -115,16 +116,16 @@ class BlockChecksum:
         if crc is not None:
             self.crc = crc
         elif self.active:
-            self.crc = provenance.block_crc32(block, self.crc)
+            self.crc = lineage.block_crc32(block, self.crc)
         # the stored bytes (what the crc covers), also when the block was CF-decoded
         self.nbytes += int(block.nbytes if self.row_bytes is None or not block.ndim
                            else len(block) * self.row_bytes)
 
     def finish(self, info, start, stop, comm) -> None:
         """Collective: record the whole scanned selection as an input."""
-        if provenance.enabled() and not self.active:
+        if lineage.enabled() and not self.active:
             return  # recorded, with its checksum, by an earlier pass
-        crc = self.crc if provenance.enabled() else None
+        crc = self.crc if lineage.enabled() else None
         gathered = lib_comm(comm).allgather((crc, self.nbytes, 0, None,
                                              _facts(info, comm.Get_rank()), None))
         finish(info, start, stop, gathered, None, 0, comm, None, None)
@@ -133,7 +134,7 @@ class BlockChecksum:
 def check_report(report) -> None:
     """Raise ``ValidationError`` (on every rank: the report is the same) if it failed."""
     if report is not None and not report["ok"]:
-        from .validate import ValidationError, format_report
+        from ..quality.rules import ValidationError, format_report
         failed = [c["rule"] for c in report["checks"] if not c["ok"]]
         raise ValidationError(f"{report['target']} breaks validation rule(s) {failed}:\n"
                               f"{format_report(report)}", report)
