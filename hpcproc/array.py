@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from .comm import check_all, collective, get_comm, lib_comm
+from .agreement import collective
+from .comm import check_all, get_comm, lib_comm
 from .errors import ShapeMismatchError
 from .partition import block_range
 
@@ -113,7 +114,7 @@ class DistArray:
         return self.global_shape[0]
 
     def _layout(self):
-        """(agreement key, comm, (offset, local rows, global rows)): see :func:`~hpcproc.comm.agree`."""
+        """(agreement key, comm, (offset, local rows, global rows)): see :func:`~hpcproc.agreement.agree`."""
         return (("DistArray", self.global_shape, self.dtype.str), self.comm,
                 (self.offset, self.local.shape[0] if self.local.ndim else -1,
                  self.global_shape[0]))

@@ -21,8 +21,9 @@ import functools
 import numpy as np
 
 from .array import DistArray
-from .comm import collective, get_comm
-from .io.write import _write_many
+from .agreement import collective
+from .comm import get_comm
+from .io.write import write_many
 from .partition import block_range
 
 __all__ = ["generate", "KINDS", "row_bytes"]
@@ -118,7 +119,7 @@ def generate(path: str, kind: str = "normal", rows: int = 1 << 20, *, cols: int 
     for col, (name, dtype, shape) in enumerate(specs):
         local = _fill(name, col, kind, start, stop, shape, seed, keys, zipf_a).astype(dtype)
         arrays[name] = DistArray(local, (rows,) + shape, start, comm)
-    _write_many(path, arrays, comm, "w", chunks, compression, None, compression is not None,
-                {name: {"hpcproc_kind": kind, "hpcproc_seed": seed} for name in arrays},
-                method, True)
+    write_many(path, arrays, comm, "w", chunks=chunks, compression=compression,
+               shuffle=compression is not None, method=method,
+               attrs={name: {"hpcproc_kind": kind, "hpcproc_seed": seed} for name in arrays})
     return {name: a.global_shape for name, a in arrays.items()}

@@ -13,7 +13,8 @@ import numpy as np
 from mpi4py import MPI
 
 from .array import DistArray, gather_rows
-from .comm import check_all, collective, get_comm, lib_comm
+from .agreement import collective
+from .comm import check_all, get_comm, lib_comm
 from .errors import ShapeMismatchError
 
 __all__ = ["DistTable"]
@@ -117,7 +118,7 @@ class DistTable:
         return out
 
     def _layout(self):
-        """(agreement key, comm, (offset, local rows, global rows)): see :func:`~hpcproc.comm.agree`."""
+        """(agreement key, comm, (offset, local rows, global rows)): see :func:`~hpcproc.agreement.agree`."""
         key = ("DistTable", self.num_rows,
                tuple((k, v.dtype.str, v.shape[1:]) for k, v in self._columns.items()))
         return key, self.comm, (self.offset, self.local_rows, self.num_rows)

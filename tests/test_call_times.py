@@ -11,7 +11,7 @@ import pytest
 import hpcproc as hp
 from hpcproc.observe import phases as trace
 from hpcproc.observe.report import format_report
-from hpcproc.comm import collective
+from hpcproc.agreement import collective
 from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 pytestmark = pytest.mark.mpi

@@ -74,11 +74,11 @@ def inputs(comm, shared_tmp):
 
 
 def _cli(argv, comm):
-    from hpcproc.cli import COMMANDS, _with_global_options, build_parser
+    from hpcproc.cli import _with_global_options, build_parser, commands
 
     args = _with_global_options(build_parser()).parse_args([str(a) for a in argv])
     args.no_progress = True
-    return COMMANDS[args.command](args, comm)
+    return commands()[args.command](args, comm)
 
 
 OUT_VARIANTS = {

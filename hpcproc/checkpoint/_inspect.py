@@ -6,7 +6,8 @@ import os
 
 from ._dirs import committed_steps, read_latest
 from ._format import (MANIFEST, TMP_PREFIX, TRASH_PREFIX, ManifestError, hash_file,
-                      load_manifest, step_dirname)
+                      step_dirname)
+from ._schema import load_manifest
 from ._reader import check_files, check_layouts
 
 __all__ = ["list_steps", "verify_steps"]

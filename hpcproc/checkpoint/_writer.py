@@ -34,8 +34,9 @@ from . import _crash
 from ._errors import CheckpointWarning
 from ._dirs import apply_retention, write_latest
 from ._format import (CHECKSUM, FORMAT, MANIFEST, OLD_PREFIX, TMP_PREFIX, VERSION,
-                      ManifestError, column_dataset, dataset_name, dump_manifest, fsync_dir, hash_regions, load_manifest,
-                      rank_filename, step_dirname, write_file_atomic)
+                      ManifestError, column_dataset, dataset_name, dump_manifest, fsync_dir,
+                      hash_regions, rank_filename, step_dirname, write_file_atomic)
+from ._schema import load_manifest
 
 __all__ = ["make_tmp_dir", "write_rank_file", "build_manifest", "commit_step", "remove_tmp"]
 

@@ -9,7 +9,8 @@ from mpi4py import MPI
 
 from ._source import check_real, open_source
 from ..array import DistArray
-from ..comm import check_all, collective, lib_comm
+from ..agreement import collective
+from ..comm import check_all, lib_comm
 from ..observe.phases import phase
 
 __all__ = ["histogram", "histogram2d"]

@@ -26,7 +26,8 @@ from mpi4py import MPI
 from ._source import Source, open_source
 from .interp import lerp
 from ..array import DistArray
-from ..comm import agreed, collective, lib_comm
+from ..agreement import collective
+from ..comm import agreed, lib_comm
 from ..errors import DtypeError
 from ..observe.phases import phase
 

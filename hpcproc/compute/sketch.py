@@ -20,7 +20,8 @@ import math
 import numpy as np
 from mpi4py import MPI
 
-from ..comm import agree, lib_comm
+from ..agreement import agree
+from ..comm import lib_comm
 
 __all__ = ["QuantileSketch"]
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._source import open_source
 from ..collectives import allreduce_state
-from ..comm import collective
+from ..agreement import collective
 from ..observe.phases import phase
 
 __all__ = ["stats", "stats_file"]

@@ -18,7 +18,8 @@ import numpy as np
 
 from ._source import open_source
 from ..array import DistArray
-from ..comm import agreed, check_all, collective, lib_comm
+from ..agreement import collective
+from ..comm import agreed, check_all, lib_comm
 from ..errors import DtypeError
 
 __all__ = ["map", "map_blocks", "reduce"]

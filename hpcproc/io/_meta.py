@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
-from ..comm import collective, root_call
+from ..agreement import collective
+from ..comm import root_call
 from ..errors import DatasetNotFoundError, DtypeError, NotADatasetError
 from . import cf, filters
 

@@ -23,7 +23,8 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from ..array import DistArray, tiled
-from ..comm import collective, get_comm, lib_comm
+from ..agreement import collective
+from ..comm import get_comm, lib_comm
 from ..errors import ShapeMismatchError
 from ..observe import progress
 from ..partition import block_range
@@ -175,7 +176,7 @@ def blocks(path: str, dataset: str, block_bytes: int = 64 << 20, comm=None, rows
     plan = ReadPlan.make(path, dataset, comm, rows, method, layout=layout,
                          local_rows=local_rows, mask_and_scale=mask_and_scale, what="hp.blocks")
     info, start, stop, ranges = plan.info, plan.start, plan.stop, plan.ranges
-    size, rank = comm.Get_size(), comm.Get_rank()
+    rank = comm.Get_rank()
     step = max(1, int(block_bytes) // max(1, info.row_bytes))
     if plan.aligned:
         step = max(1, step // info.chunks[0]) * info.chunks[0]

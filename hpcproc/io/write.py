@@ -33,7 +33,8 @@ import numpy as np
 from mpi4py import MPI
 
 from ..array import DistArray, tiled
-from ..comm import agreed, check_all, collective, get_comm, lib_comm, root_call
+from ..agreement import collective
+from ..comm import agreed, check_all, get_comm, lib_comm, root_call
 from ..errors import DatasetExistsError, ShapeMismatchError
 from ..partition import aligned_ranges, tiling_problem
 from .._redistribute import redistribute_rows

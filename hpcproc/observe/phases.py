@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 import threading
 import time
 
@@ -154,7 +153,7 @@ class _Call:
 
 
 def call(name: str, count: bool = True, prior: float = 0.0) -> _Call:
-    """Time one outermost library call named ``name`` (used by ``comm.collective``).
+    """Time one outermost library call named ``name`` (used by ``agreement.collective``).
 
     Only called while tracing is on. ``count=False`` adds time to a call already counted
     (a step of a collective iterator); ``prior`` is the time that call took before, so

@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from ..comm import check_all, collective, get_comm, lib_comm
+from ..agreement import collective
+from ..comm import check_all, get_comm, lib_comm
 from ..io._meta import dataset_info
 
 __all__ = ["diff", "format_diff"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..comm import check_all, collective, get_comm, lib_comm
+from ..agreement import collective
+from ..comm import check_all, get_comm, lib_comm
 from ..io import ingest
 from ..io.lineage import inputs
 from ..io.plan import ReadPlan

@@ -26,8 +26,8 @@ from mpi4py import MPI
 import hpcproc as hp
 from hpcproc.comm import node_comm
 from hpcproc.kernels import compile_stats
-from hpcproc.shuffle import default_memory_budget
-from hpcproc.shuffle._exchange import _available_memory
+from hpcproc.shuffles import default_memory_budget
+from hpcproc.shuffles._exchange import _available_memory
 
 comm = MPI.COMM_WORLD
 

@@ -1,19 +1,19 @@
 """The ``hpcproc lineage``, ``hpcproc validate`` and ``hpcproc diff`` commands.
 
-Registered by ``cli.py``. ``validate`` and ``diff`` exit 0 when the data passes (or is
+``validate`` and ``diff`` exit 0 when the data passes (or is
 equal) and 1 when it does not, for CI pipelines; usage errors exit 2.
 """
 
 from __future__ import annotations
 
-from ._cli_json import dumps
-from ._cli_types import integer, real
-from .errors import UsageError
+from ..errors import UsageError
+from .common import READ_METHODS, dumps, echo, split
+from .types import integer, parse_size, real
 
 __all__ = ["add_parsers", "COMMANDS"]
 
 
-def add_parsers(sub, parse_size) -> None:
+def add_parsers(sub) -> None:
     lin = sub.add_parser("lineage", help="print the provenance of a dataset hpcproc wrote")
     lin.add_argument("target", metavar="FILE:DSET", help="e.g. out.h5:/x")
     lin.add_argument("--json", action="store_true", help="print the JSON document")
@@ -25,7 +25,7 @@ def add_parsers(sub, parse_size) -> None:
     val.add_argument("--block-bytes", type=parse_size, default=64 << 20,
                      help="bytes read per rank per step (bounded memory; default 64M)")
     val.add_argument("--method", default="auto",
-                     choices=("auto", "direct", "chunked", "h5py", "mpio"))
+                     choices=READ_METHODS)
     val.add_argument("--json", action="store_true", help="print JSON")
 
     d = sub.add_parser("diff", help="compare two datasets (exit 1 if they differ)")
@@ -39,35 +39,22 @@ def add_parsers(sub, parse_size) -> None:
     d.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _split(target):
-    from .io import split_target
-    try:
-        return split_target(target)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _print(text, comm):
-    from .cli import _print as out
-    out(text, comm)
-
-
 def cmd_lineage(args, comm) -> int:
-    from .comm import root_call
-    from .io.lineage import format_lineage, read_lineage
+    from ..comm import root_call
+    from ..io.lineage import format_lineage, read_lineage
 
-    path, name = _split(args.target)
+    path, name = split(args.target)
     rec = root_call(lambda: read_lineage(path, name), comm)
-    _print(dumps(rec, sort_keys=True) if args.json else format_lineage(rec), comm)
+    echo(dumps(rec, sort_keys=True) if args.json else format_lineage(rec), comm)
     return 0
 
 
 def cmd_validate(args, comm) -> int:
-    from .comm import root_call
-    from .quality.rules import check_rules, format_report, load_rules, split_file_rules
-    from .quality.validate import validate_dataset
+    from ..comm import root_call
+    from ..quality.rules import check_rules, format_report, load_rules, split_file_rules
+    from ..quality.validate import validate_dataset
 
-    targets = [_split(t) for t in args.targets]
+    targets = [split(t) for t in args.targets]
     try:
         raw = root_call(lambda: load_rules(args.rules), comm)
         per = [split_file_rules(raw, name) for _, name in targets]
@@ -87,16 +74,16 @@ def cmd_validate(args, comm) -> int:
                                     "violations": 0 if ok else 1, "first": [], "ok": ok}]})
     good = all(r["ok"] for r in reports)
     if args.json:
-        _print(dumps({"ok": good, "reports": reports}), comm)
+        echo(dumps({"ok": good, "reports": reports}), comm)
     else:
-        _print(format_report(reports) + f"\n{'PASSED' if good else 'FAILED'}", comm)
+        echo(format_report(reports) + f"\n{'PASSED' if good else 'FAILED'}", comm)
     return 0 if good else 1
 
 
 def cmd_diff(args, comm) -> int:
-    from .quality.diff import diff, format_diff
+    from ..quality.diff import diff, format_diff
 
-    (pa, da), (pb, db) = _split(args.a), _split(args.b)
+    (pa, da), (pb, db) = split(args.a), split(args.b)
     try:
         r = diff(pa, da, pb, db, rtol=args.rtol, atol=args.atol, comm=comm,
                  block_bytes=args.block_bytes, limit=args.limit)
@@ -104,7 +91,7 @@ def cmd_diff(args, comm) -> int:
         if "rtol" in str(exc) or "atol" in str(exc) or "limit" in str(exc):
             raise UsageError(str(exc)) from None
         raise
-    _print(dumps(r) if args.json else format_diff(r), comm)
+    echo(dumps(r) if args.json else format_diff(r), comm)
     return 0 if r["equal"] else 1
 
 

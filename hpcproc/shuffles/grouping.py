@@ -31,7 +31,8 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from ..comm import agree, check_all, lib_comm
+from ..agreement import agree
+from ..comm import check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange

@@ -1,4 +1,7 @@
-"""The ``hpcproc ls FILE [GROUP]`` command (``hpcproc info FILE`` is the same): list datasets.
+"""The file commands: ``hpcproc info`` (versions, MPI, ranks), ``hpcproc generate`` (a
+synthetic dataset) and ``hpcproc ls FILE [GROUP]`` (``info FILE`` is the same): list datasets.
+
+``ls``:
 
 Every dataset under ``GROUP`` (default ``/``), recursively, following soft links (each
 group is entered once) and showing external links with their target, with its shape,
@@ -12,10 +15,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
-from .errors import DatasetNotFoundError, UsageError
+from .. import __version__
+from ..errors import DatasetNotFoundError, UsageError
+from . import types
+from .common import dumps, echo, split
 
-__all__ = ["add_parser", "cmd_ls", "list_datasets", "CF_ATTRS"]
+__all__ = ["add_parsers", "COMMANDS", "list_datasets", "CF_ATTRS"]
 
 #: Attributes of the netCDF/CF conventions that change how values read or are described.
 CF_ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value", "valid_min",
@@ -30,11 +37,34 @@ def add_arguments(p) -> None:
                    help="list only this group (recursively) or this one dataset (default /)")
 
 
-def add_parser(sub) -> None:
+def add_parsers(sub) -> None:
+    info = sub.add_parser("info", help="versions, MPI library, ranks, parallel HDF5; "
+                                       "with FILE: its datasets (as 'hpcproc ls')")
+    info.add_argument("file", nargs="?", metavar="FILE", help="list this file's datasets")
+    info.add_argument("group", nargs="?", metavar="GROUP", help="only under this group")
+    info.add_argument("--json", action="store_true", help="print JSON")
+
     ls = sub.add_parser("ls", help="list a file's datasets: shape, dtype, layout, chunks, "
                                    "filters, CF attributes, read strategy")
     add_arguments(ls)
     ls.add_argument("--json", action="store_true", help="print JSON")
+
+    gen = sub.add_parser("generate", help="write a synthetic dataset (fixed seed)")
+    gen.add_argument("output", help="output HDF5 file")
+    gen.add_argument("--kind", default="normal", choices=("normal", "uniform", "zipf", "particles"))
+    size = gen.add_mutually_exclusive_group()
+    size.add_argument("--rows", type=types.parse_count, help="number of rows (e.g. 10M, 2^20)")
+    size.add_argument("--bytes", type=types.size(0), help="total size instead of rows (e.g. 1G)")
+    gen.add_argument("--cols", type=types.integer(1), default=1,
+                     help="columns of /x for kind normal")
+    gen.add_argument("--keys", type=types.count(1), default=1 << 20,
+                     help="key range (uniform, zipf)")
+    gen.add_argument("--zipf-a", type=types.real(1, open_low=True), default=1.2,
+                     help="Zipf exponent (> 1)")
+    gen.add_argument("--seed", type=types.integer(0), default=0, help="random seed (>= 0)")
+    gen.add_argument("--chunks", type=types.count(1), help="chunk length in rows (chunked layout)")
+    gen.add_argument("--compression", choices=("gzip",), help="compress (implies chunks)")
+    gen.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _byte_order(dtype) -> str:
@@ -70,7 +100,7 @@ def _layout(dset) -> str:
 def _filters(dset) -> list:
     import h5py
 
-    from .io.filters import filter_name
+    from ..io.filters import filter_name
 
     dcpl = dset.id.get_create_plist()
     out = []
@@ -83,9 +113,9 @@ def _filters(dset) -> list:
 
 def _read_strategy(path: str, name: str) -> tuple:
     """(strategy of ``method="auto"``, None) or (None, why hpcproc cannot read it)."""
-    from .comm import error_message
-    from .io._meta import inspect_dataset
-    from .io.read import strategy
+    from ..comm import error_message
+    from ..io._meta import inspect_dataset
+    from ..io.read import strategy
 
     try:
         return strategy(inspect_dataset(path, name)), None
@@ -176,7 +206,7 @@ def list_datasets(path: str, group: str | None = None) -> dict:
     file, ``DatasetNotFoundError`` for a missing group."""
     import h5py
 
-    from .io._meta import open_file
+    from ..io._meta import open_file
 
     group = "/" + (group or "/").strip("/")
     with open_file(path) as f:
@@ -231,11 +261,7 @@ def format_listing(doc: dict) -> str:
 def _target(args) -> tuple:
     path, group = args.file, args.group
     if not os.path.exists(path) and ":" in path:
-        from .io import split_target
-        try:
-            path, inner = split_target(path)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        path, inner = split(path)
         if group is not None:
             raise UsageError(f"give the group once: {args.file} or GROUP {group}, not both")
         group = inner
@@ -245,14 +271,74 @@ def _target(args) -> tuple:
 def cmd_ls(args, comm) -> int:
     """List datasets (collective: rank 0 reads the metadata and renders, all ranks agree
     on errors; rank 0 prints)."""
-    from ._cli_json import dumps
-    from .cli import _print
-    from .comm import root_call
+    from ..comm import root_call
 
     path, group = _target(args)
 
     def render():
         doc = list_datasets(path, group)
         return dumps(doc) if args.json else format_listing(doc)
-    _print(root_call(render, comm), comm)
+    echo(root_call(render, comm), comm)
     return 0
+
+
+def cmd_info(args, comm) -> int:
+    if args.file is not None:  # `hpcproc info FILE` lists the file, as `hpcproc ls FILE`
+        return cmd_ls(args, comm)
+    import h5py
+    import mpi4py
+    import numba
+    import numpy
+    from mpi4py import MPI
+
+    info = {
+        "hpcproc": __version__, "python": sys.version.split()[0], "numpy": numpy.__version__,
+        "numba": numba.__version__, "numba_threading_layer": numba.config.THREADING_LAYER,
+        "numba_threads": numba.config.NUMBA_NUM_THREADS,
+        "h5py": h5py.version.version, "hdf5": h5py.version.hdf5_version,
+        "h5py_parallel": bool(h5py.get_config().mpi), "mpi4py": mpi4py.__version__,
+        "mpi_library": MPI.Get_library_version().splitlines()[0].strip(),
+        "mpi_standard": "%d.%d" % MPI.Get_version(), "ranks": comm.Get_size(),
+        "nodes": len(set(comm.allgather(MPI.Get_processor_name()))),
+    }
+    if args.json:
+        echo(dumps(info), comm)
+    else:
+        echo("\n".join(f"{k:22s} {v}" for k, v in info.items()), comm)
+    return 0
+
+
+def cmd_generate(args, comm) -> int:
+    from ..synthetic import generate, row_bytes
+
+    if args.rows is None and args.bytes is None:
+        args.rows = 1 << 20
+    rows = args.rows if args.rows is not None else args.bytes // row_bytes(args.kind, args.cols)
+    if ":/" in args.output and not os.path.exists(os.path.dirname(args.output) or "."):
+        raise UsageError(f"generate writes a whole file (its datasets are named by --kind): "
+                         f"give a file name, not {args.output!r}")
+    from .observe import check_outputs
+    check_outputs(comm, ("output", args.output))  # before generating anything
+    chunks = None
+    if args.chunks or args.compression:
+        chunks = True if not args.chunks else (args.chunks,) + ((args.cols,) if args.kind == "normal"
+                                                                 and args.cols > 1 else ())
+    t0 = time.perf_counter()
+    shapes = generate(args.output, args.kind, rows, cols=args.cols, seed=args.seed,
+                      keys=args.keys, zipf_a=args.zipf_a, comm=comm, chunks=chunks,
+                      compression=args.compression)
+    elapsed = time.perf_counter() - t0
+    nbytes = rows * row_bytes(args.kind, args.cols)
+    out = {"file": args.output, "datasets": {k: list(v) for k, v in shapes.items()},
+           "bytes": nbytes, "seconds": elapsed, "ranks": comm.Get_size()}
+    if args.json:
+        echo(dumps(out), comm)
+    else:
+        lines = [f"wrote {args.output}: {nbytes / 2**20:.1f} MiB in {elapsed:.2f} s "
+                 f"({nbytes / 2**30 / max(elapsed, 1e-9):.2f} GiB/s) on {comm.Get_size()} ranks"]
+        lines += [f"  {k}  shape {tuple(v)}" for k, v in shapes.items()]
+        echo("\n".join(lines), comm)
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "ls": cmd_ls, "generate": cmd_generate}

@@ -15,8 +15,8 @@ import os
 from typing import Callable
 
 from ..comm import get_comm
-from ._core import Checkpointer
-from ._identity import check_identity, dataset_identity
+from ..checkpoint._core import Checkpointer
+from ..checkpoint._identity import check_identity, dataset_identity
 
 __all__ = ["run_phase", "input_identity", "run_identity"]
 

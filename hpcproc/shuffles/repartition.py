@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..comm import check_all, collective, get_comm
+from ..agreement import collective
+from ..comm import check_all, get_comm
 from ._encode import check_key_dtype
 from ._exchange import MAX_MESSAGE, exchange
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
@@ -41,7 +42,7 @@ def shuffle(data, key=None, partitioner: str = "hash", comm=None, *,
         rank r+1's (rows within a rank are not sorted). Either way the rows a rank
         receives are ordered by source rank, then by their order on the source.
     memory_budget, max_message : int, optional
-        See :func:`hpcproc.shuffle.exchange`.
+        See :func:`hpcproc.shuffles.exchange`.
 
     Returns
     -------

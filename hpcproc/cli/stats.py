@@ -1,16 +1,26 @@
-"""The ``hpcproc hist`` and ``hpcproc quantile`` commands (registered by ``cli.py``)."""
+"""The statistics commands: ``hpcproc stats``, ``hpcproc hist`` and ``hpcproc quantile``."""
 
 from __future__ import annotations
 
-from ._cli_json import dumps
-from ._cli_types import about, integer, real
-from .errors import UsageError
+import math
+
+from ..errors import UsageError
+from .common import (add_read_options, add_scan_checkpoint_options, dumps, echo, split)
+from .types import about, integer, parse_size, real
 
 __all__ = ["add_parsers", "COMMANDS"]
 
 
-def add_parsers(sub, parse_size) -> None:
-    from .cli import add_scan_checkpoint_options
+def add_parsers(sub) -> None:
+    st = sub.add_parser("stats", help="count, sum, mean, std, min, max of datasets")
+    st.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
+    st.add_argument("--ddof", type=integer(0), default=0,
+                    help="delta degrees of freedom for std")
+    st.add_argument("--timings", action="store_true", help="print read/compute times")
+    st.add_argument("--exact", action="store_true", help="reproducible: exact sums, "
+                    "bit-identical sum/mean/std for any rank count and block size (slower)")
+    add_read_options(st, parse_size)
+    add_scan_checkpoint_options(st)
 
     h = sub.add_parser("hist", help="histogram of datasets (identical to numpy's)")
     h.add_argument("targets", nargs="+", metavar="FILE:DSET", help="e.g. data.h5:/x")
@@ -28,40 +38,70 @@ def add_parsers(sub, parse_size) -> None:
     q.add_argument("--rel-err", type=real(0, 1, open_low=True, open_high=True), default=0.01,
                    help="sketch accuracy, in (0, 1) (default 0.01)")
     for p in (h, q):
-        p.add_argument("--block-bytes", type=parse_size, default=64 << 20,
-                       help="bytes read per rank per step (bounded memory; default 64M)")
-        p.add_argument("--method", default="auto",
-                       choices=("auto", "direct", "chunked", "h5py", "mpio"))
-        p.add_argument("--json", action="store_true", help="print JSON")
-        p.add_argument("--raw", action="store_true", help="read the stored values: no CF (netCDF) decoding of scale_factor/add_offset/_FillValue/missing_value/valid_*")
+        add_read_options(p, parse_size)
 
 
-def _targets(args):
-    from .io import split_target
-    try:
-        return [split_target(t) for t in args.targets]
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+def _fmt(v) -> str:
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return str(v)
+    return f"{v:.10g}"
 
 
-def _print(text, comm):
-    if comm.Get_rank() == 0:
-        print(text, flush=True)
+def cmd_stats(args, comm) -> int:
+    from ..compute.stats import stats_file
+
+    targets = [split(t) for t in args.targets]
+    if args.exact and args.checkpoint:
+        raise UsageError("--exact cannot be combined with --checkpoint")
+    results = []
+    for i, (path, name) in enumerate(targets):
+        if args.checkpoint:
+            from ..compute.resumable_stats import stats_file_resumable
+            r = stats_file_resumable(path, name, f"{args.checkpoint}/target-{i}", comm=comm,
+                                     block_bytes=args.block_bytes, method=args.method,
+                                     ddof=args.ddof, every_seconds=args.checkpoint_every or None,
+                                     mask_and_scale=not args.raw)
+        else:
+            r = stats_file(path, name, comm=comm, block_bytes=args.block_bytes,
+                           method=args.method, ddof=args.ddof, mask_and_scale=not args.raw,
+                           exact=args.exact)
+        results.append({"target": f"{path}:{name}", **r})
+    if args.json:
+        echo(dumps(results if len(results) > 1 else results[0]), comm)
+        return 0
+    keys = ("count", "sum", "mean", "std", "min", "max")
+    lines = []
+    for r in results:
+        lines.append(r["target"])
+        lines += [f"  {k:8s} {_fmt(r[k])}" for k in keys]
+        if args.timings:
+            t = r["timings"]
+            rate = r["bytes"] / 2**30 / max(t["total"], 1e-9)
+            lines.append(f"  time     {t['total']:.3f} s total (read {t['read']:.3f} s, compute "
+                         f"{t['compute']:.3f} s, kernel compile/load {t['compile']:.3f} s; "
+                         f"slowest rank) {rate:.2f} GiB/s on {comm.Get_size()} ranks")
+            busy = max(t["total"] - t["compile"], 1e-9)
+            lines.append(f"           {r['bytes'] / 2**30 / busy:.2f} GiB/s without the one-time "
+                         f"kernel compile/load")
+    echo("\n".join(lines), comm)
+    return 0
 
 
 def cmd_hist(args, comm) -> int:
-    from .compute.histogram import histogram
+    from ..compute.histogram import histogram
 
     if args.range is not None and not args.range[0] <= args.range[1]:
         raise UsageError(f"--range MIN MAX needs MIN <= MAX, got {args.range}")
     if args.plot:
-        from ._cli_observe import check_outputs
+        from .observe import check_outputs
         check_outputs(comm, ("--plot", args.plot))
     results = []
-    for i, (path, name) in enumerate(_targets(args)):
+    for i, (path, name) in enumerate([split(t) for t in args.targets]):
         extra = {}
         if args.checkpoint:
-            from .compute.resumable_hist import histogram_file_resumable
+            from ..compute.resumable_hist import histogram_file_resumable
             counts, edges, extra = histogram_file_resumable(
                 path, name, args.bins, f"{args.checkpoint}/target-{i}", range=args.range,
                 comm=comm, block_bytes=args.block_bytes, method=args.method,
@@ -76,7 +116,7 @@ def cmd_hist(args, comm) -> int:
     if args.plot and comm.Get_rank() == 0:
         _plot(results, args.plot)
     if args.json:
-        _print(dumps(results if len(results) > 1 else results[0]), comm)
+        echo(dumps(results if len(results) > 1 else results[0]), comm)
         return 0
     lines = []
     for r in results:
@@ -87,7 +127,7 @@ def cmd_hist(args, comm) -> int:
             close = "]" if i == len(c) - 1 else ")"
             lines.append(f"  [{e[i]:>12.6g}, {e[i + 1]:>12.6g}{close} {n:>12d} "
                          f"{'#' * round(40 * n / top)}")
-    _print("\n".join(lines), comm)
+    echo("\n".join(lines), comm)
     return 0
 
 
@@ -97,7 +137,7 @@ def _plot(results, out) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        from .observe.log import get_logger, warn_once
+        from ..observe.log import get_logger, warn_once
         warn_once(get_logger(__name__), "--plot needs matplotlib (not installed); skipped")
         return
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -110,10 +150,10 @@ def _plot(results, out) -> None:
 
 
 def cmd_quantile(args, comm) -> int:
-    from .compute.quantile import quantile
+    from ..compute.quantile import quantile
 
     results = []
-    for path, name in _targets(args):
+    for path, name in [split(t) for t in args.targets]:
         with about(f"{path}:{name}"):
             v = quantile((path, name), list(args.q), method="sketch" if args.sketch else "exact",
                          rel_err=args.rel_err, comm=comm, block_bytes=args.block_bytes,
@@ -122,15 +162,15 @@ def cmd_quantile(args, comm) -> int:
                         "values": [float(x) for x in v],
                         "method": "sketch" if args.sketch else "exact"})
     if args.json:
-        _print(dumps(results if len(results) > 1 else results[0]), comm)
+        echo(dumps(results if len(results) > 1 else results[0]), comm)
         return 0
     lines = []
     for r in results:
         lines.append(r["target"] + ("  (sketch, relative error <= %g)" % args.rel_err
                                     if args.sketch else ""))
         lines += [f"  q={q:<8g} {v:.17g}" for q, v in zip(r["q"], r["values"])]
-    _print("\n".join(lines), comm)
+    echo("\n".join(lines), comm)
     return 0
 
 
-COMMANDS = {"hist": cmd_hist, "quantile": cmd_quantile}
+COMMANDS = {"stats": cmd_stats, "hist": cmd_hist, "quantile": cmd_quantile}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..comm import collective
+from ..agreement import collective
 from ._result import make_result
 from .grouping import groupby
 

@@ -24,7 +24,8 @@ import numpy as np
 from mpi4py import MPI
 
 from .._units import env_size
-from ..comm import check_all, collective, lib_comm, node_comm
+from ..agreement import collective
+from ..comm import check_all, lib_comm, node_comm
 from ..errors import ShapeMismatchError
 from ..observe.phases import phase
 from . import _kernels as K
@@ -73,7 +74,7 @@ def dest_dtype(size: int) -> np.dtype:
     return np.dtype(np.uint8 if size <= 256 else np.uint16 if size <= 65536 else np.int32)
 
 
-def _words(col: np.ndarray) -> np.ndarray:
+def words(col: np.ndarray) -> np.ndarray:
     """A view of a C-contiguous column as one machine word (or a row of words) per row."""
     n = col.shape[0]
     rb = col.dtype.itemsize * int(np.prod(col.shape[1:], dtype=np.int64))
@@ -178,7 +179,7 @@ def exchange(columns, dest, comm=None, *, memory_budget: int | None = None,
         for (name, col), rb in zip(columns.items(), rowbytes):
             if rb == 0:
                 continue
-            src = _words(col)
+            src = words(col)
             if send_buf is None:
                 send_buf = np.empty(limit + size * widest, np.uint8)
             sb = send_buf[: int(scount.sum()) * rb]

@@ -31,7 +31,8 @@ import numpy as np
 from mpi4py import MPI
 
 from ..array import gather_rows
-from ..comm import check_all, collective, get_comm, lib_comm
+from ..agreement import collective
+from ..comm import check_all, get_comm, lib_comm
 from ._encode import check_key_dtype, encode_keys
 from ._exchange import MAX_MESSAGE, exchange
 from ._localsort import sorted_groups

@@ -19,14 +19,15 @@ different lengths, an output file that is one of the inputs.
 
 from __future__ import annotations
 
-from ._cli_shuffle import _column_names, _run
-from ._cli_types import size
-from .errors import DtypeError, ShapeMismatchError, UsageError
+from ..errors import DtypeError, ShapeMismatchError, UsageError
+from .common import split
+from .shuffle import column_names, run_table_command
+from .types import parse_size, size
 
-__all__ = ["add_parser", "cmd_join"]
+__all__ = ["add_parsers", "COMMANDS"]
 
 
-def add_parser(sub, parse_size) -> None:
+def add_parsers(sub) -> None:
     jo = sub.add_parser(
         "join", help="join two files' tables on key datasets (distributed hash join)",
         description="Join the rows of two HDF5 files on equal keys. Example: hpcproc join "
@@ -61,14 +62,9 @@ def add_parser(sub, parse_size) -> None:
 
 def _side(target: str) -> tuple[str, list]:
     """``FILE`` -> (FILE, []); ``FILE:/key`` -> (FILE, ["/key"])."""
-    from .io import split_target
-
     if ":" not in target:
         return target, []
-    try:
-        path, key = split_target(target)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    path, key = split(target)
     return path, [key]
 
 
@@ -87,16 +83,16 @@ def _plan(args):
     if len(lkeys) != len(rkeys):
         raise UsageError(f"the left side has {len(lkeys)} key dataset(s) {lkeys}, the right "
                          f"side {len(rkeys)} {rkeys}: give the same number")
-    left = _column_names(lkeys + args.left_with)
-    right = _column_names(rkeys + args.right_with)
+    left = column_names(lkeys + args.left_with)
+    right = column_names(rkeys + args.right_with)
     return lpath, rpath, left, right, len(lkeys)
 
 
 def _check_files(lpath, rpath, left, right, nkeys, comm) -> None:
     """Metadata checks of both sides. Collective: rank 0 reads the metadata, every rank
     checks the same and raises the same error."""
-    from .comm import check_all
-    from .io import dataset_info
+    from ..comm import check_all
+    from ..io import dataset_info
 
     sides = [{f"{path}:{dset}": dataset_info(path, dset, comm) for dset in columns.values()}
              for path, columns in ((lpath, left), (rpath, right))]
@@ -122,11 +118,11 @@ def _check_infos(sides, nkeys) -> None:
                              f"and float keys do not compare exactly; convert one of them")
 
 
-def cmd_join(args, comm, printer) -> int:
-    from .shuffle import join
-    from .shuffle.joins import BROADCAST_BYTES
+def cmd_join(args, comm) -> int:
+    from ..shuffles import join
+    from ..shuffles.joins import BROADCAST_BYTES
 
-    from .io.write import check_output
+    from ..io.write import check_output
 
     lpath, rpath, left, right, nkeys = _plan(args)
     check_output(args.out, [lpath, rpath], comm)  # same file (links too): refused first
@@ -147,5 +143,8 @@ def cmd_join(args, comm, printer) -> int:
         return join(lt, rt, on, how=args.how, suffix=args.suffix, strategy=args.strategy,
                     broadcast_bytes=budget, memory_budget=args.memory_budget)
 
-    return _run(args, comm, printer, [(lpath, left), (rpath, right)], op, "join",
-                {"on": on, "how": args.how, "suffix": args.suffix})
+    return run_table_command(args, comm, [(lpath, left), (rpath, right)], op, "join",
+                             {"on": on, "how": args.how, "suffix": args.suffix})
+
+
+COMMANDS = {"join": cmd_join}

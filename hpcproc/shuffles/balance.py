@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .._redistribute import redistribute_rows
-from ..comm import collective, lib_comm
+from ..agreement import collective
+from ..comm import lib_comm
 from ..partition import block_range
 from ._result import as_columns, make_result
 

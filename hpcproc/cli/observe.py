@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from ._cli_json import dumps
+from .common import dumps, echo
 
 __all__ = ["add_global_options", "run_observed", "check_outputs"]
 
@@ -83,7 +83,7 @@ def check_outputs(comm, *options) -> None:
     ``OSError`` on every rank, naming the option and the path, when one cannot be written
     (results are never printed and then followed by an error about a report file).
     """
-    from .comm import root_call
+    from ..comm import root_call
 
     wanted = [(opt, path) for opt, path in options if path is not None]
     if not wanted:
@@ -99,9 +99,9 @@ def check_outputs(comm, *options) -> None:
 
 def run_observed(command, args, comm) -> int:
     """Run ``command(args, comm)`` with logging, phase timing, report and progress."""
-    from .observe import log as _log, phases, progress
-    from .observe.report import format_report, report
-    from ._cli_shuffle import check_side_outputs
+    from ..observe import log as _log, phases, progress
+    from ..observe.report import format_report, report
+    from .shuffle import check_side_outputs
 
     check_outputs(comm, ("--trace", args.trace),  # hist's own --plot is the histogram
                   ("--phase-plot" if args.command == "hist" else "--plot", args.phase_plot))
@@ -133,8 +133,8 @@ def run_observed(command, args, comm) -> int:
         print(format_report(summary), file=sys.stderr, flush=True)
     if captured is not None:
         worked = set(summary["phases"]) - {"wait", "other"}  # not for info, ckpt ls...
-        _print(_with_report(captured.getvalue(), summary) if worked
-               else captured.getvalue().rstrip("\n"))
+        echo(_with_report(captured.getvalue(), summary) if worked
+             else captured.getvalue().rstrip("\n"), comm)
     return status
 
 
@@ -154,10 +154,3 @@ def _with_report(text: str, summary: dict) -> str:
         for d in doc:
             d["report"] = summary
     return dumps(doc)
-
-
-def _print(text: str) -> None:
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        sys.stdout = open("/dev/null", "w")

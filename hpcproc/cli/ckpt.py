@@ -6,9 +6,24 @@ import json
 
 from ..comm import root_call
 from ..errors import UsageError
-from ._inspect import list_steps
+from ..checkpoint._inspect import list_steps
 
-__all__ = ["cmd_ckpt"]
+__all__ = ["add_parsers", "COMMANDS"]
+
+
+def add_parsers(sub) -> None:
+    ck = sub.add_parser("ckpt", help="list, verify or export checkpoints (hp.Checkpointer)")
+    cks = ck.add_subparsers(dest="ckpt_command", metavar="{ls,verify,export}")
+    cks.required = True
+    for name, text in (("ls", "list steps (manifest and file sizes checked)"),
+                       ("verify", "verify every checksum; exit 1 if a step is invalid"),
+                       ("export", "write a step's global arrays as one plain HDF5 file")):
+        c = cks.add_parser(name, help=text)
+        c.add_argument("directory", help="checkpoint directory")
+        if name == "export":
+            c.add_argument("rest", nargs="+", metavar="[STEP] OUT",
+                           help="step (default: the newest valid one) and output file")
+        c.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _size(n: int) -> str:
@@ -20,7 +35,7 @@ def _size(n: int) -> str:
 
 
 def _export(args, comm) -> int:
-    from ._export import export_step, parse_step
+    from ..checkpoint._export import export_step, parse_step
 
     if len(args.rest) > 2:
         raise UsageError(f"ckpt export takes DIR [STEP] OUT, got {len(args.rest) + 1} "
@@ -72,3 +87,6 @@ def cmd_ckpt(args, comm) -> int:
     if verify and (bad or not report["steps"]):
         return 1
     return 0
+
+
+COMMANDS = {"ckpt": cmd_ckpt}

@@ -18,10 +18,11 @@ import time
 
 import numpy as np
 
-from ..comm import check_all, collective, lib_comm
+from ..agreement import collective
+from ..comm import check_all, lib_comm
 from . import _kernels
 from ._encode import check_key_dtype, encode_keys
-from ._exchange import MAX_MESSAGE, _words, exchange
+from ._exchange import MAX_MESSAGE, words, exchange
 from ._localsort import argsort_keys, sort_word
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import range_partition, splitters
@@ -51,7 +52,7 @@ def _take(columns, perm, reuse=None, owned: bool = False) -> dict:
     out = {}
     for name in list(columns):
         col = columns.pop(name) if owned else columns[name]
-        src = _words(col)
+        src = words(col)
         if reuse is not None and src.dtype == np.uint64 and src.ndim == 1:
             dst, reuse = reuse, None
         else:
@@ -115,7 +116,7 @@ def sort(data, by=None, ascending=True, comm=None, *, memory_budget: int | None 
     comm : mpi4py.MPI.Intracomm, optional
         Communicator for a mapping or ndarray input (default: the input's, or COMM_WORLD).
     memory_budget, max_message : int, optional
-        Passed to the exchange (see :func:`hpcproc.shuffle.exchange`).
+        Passed to the exchange (see :func:`hpcproc.shuffles.exchange`).
     imbalance : float
         Target relative imbalance of the output (sets the sample size).
     local_sort : {"radix", "numpy"}

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 
-from ._cli_json import dumps
-from .errors import UsageError
+from ..errors import UsageError
+from .common import dumps, echo, split
+from .types import parse_size
 
-__all__ = ["add_parsers", "cmd_sort", "cmd_groupby", "check_side_outputs"]
+__all__ = ["add_parsers", "COMMANDS", "check_side_outputs", "column_names", "run_table_command"]
 
 
-def add_parsers(sub, parse_size) -> None:
+def add_parsers(sub) -> None:
     so = sub.add_parser("sort", help="sort rows by a key dataset (distributed sample sort)")
     so.add_argument("target", metavar="FILE:DSET", help="key dataset, e.g. in.h5:/key")
     so.add_argument("--with", dest="extra", action="append", default=[], metavar="DSET",
@@ -46,7 +47,7 @@ def check_side_outputs(args, comm) -> None:
     (an input, ``--out``), before the command runs. Collective."""
     import os
 
-    from .io.write import check_output
+    from ..io.write import check_output
 
     sides = {"--trace": getattr(args, "trace", None),
              "--plot": getattr(args, "phase_plot", None)}
@@ -65,7 +66,7 @@ def check_side_outputs(args, comm) -> None:
             check_output(path, named, comm, option)
 
 
-def _column_names(datasets) -> dict:
+def column_names(datasets) -> dict:
     names = {}
     for d in datasets:
         name = d.rstrip("/").rsplit("/", 1)[-1]
@@ -77,14 +78,14 @@ def _column_names(datasets) -> dict:
     return names
 
 
-def _report(summary, args, comm, printer) -> None:
+def _report(summary, args, comm) -> None:
     if args.json:
-        printer(dumps(summary), comm)
+        echo(dumps(summary), comm)
         return
     t = summary["seconds"]
     rows = summary["rows"]
     rows = " + ".join(map(str, rows)) if isinstance(rows, list) else rows
-    printer(f"{summary['command']} {rows} rows -> {summary['output']} "
+    echo(f"{summary['command']} {rows} rows -> {summary['output']} "
             f"({summary['result_rows']} rows) on {summary['ranks']} ranks: read {t['read']:.3f} s, "
             f"{summary['command']} {t['compute']:.3f} s, write {t['write']:.3f} s "
             f"[{summary['strategy']}, rows per rank {summary['rank_rows']}]"
@@ -92,15 +93,15 @@ def _report(summary, args, comm, printer) -> None:
             comm)
 
 
-def _run(args, comm, printer, inputs, op, command, options=None, like=None):
+def run_table_command(args, comm, inputs, op, command, options=None, like=None):
     """Read every ``(path, columns)`` of ``inputs`` as a table, ``op(*tables)``, write.
 
     Rank 0 shows a progress bar over the three steps (read, compute, write) when it
     writes to a terminal (see :mod:`hpcproc.progress`).
     """
-    from . import io
-    from .observe import progress
-    from .io.write import check_output
+    from .. import io
+    from ..observe import progress
+    from ..io.write import check_output
 
     t0 = time.perf_counter()
     seconds = [0.0, 0.0]
@@ -121,7 +122,7 @@ def _run(args, comm, printer, inputs, op, command, options=None, like=None):
 
     resumed = False
     if getattr(args, "checkpoint", None):
-        from .checkpoint._phases import run_identity, run_phase
+        from .phases import run_identity, run_phase
         ident = run_identity(command, inputs, options or {}, comm)
         result, info, resumed = run_phase(args.checkpoint, comm, ident, compute)
     else:
@@ -142,14 +143,14 @@ def _run(args, comm, printer, inputs, op, command, options=None, like=None):
                "seconds": dict(zip(("read", "compute", "write"), slowest))}
     if getattr(args, "checkpoint", None):
         summary["resumed"] = resumed  # True: the table came from the checkpoint
-    _report(summary, args, comm, printer)
+    _report(summary, args, comm)
     return 0
 
 
 def _input_bytes(inputs, comm) -> tuple:
     """(bytes this rank reads, bytes of all inputs): sizes from the datasets' metadata."""
-    from .io import dataset_info
-    from .partition import block_range
+    from ..io import dataset_info
+    from ..partition import block_range
 
     mine = total = 0
     for path, columns in inputs:
@@ -161,26 +162,23 @@ def _input_bytes(inputs, comm) -> tuple:
     return mine, total
 
 
-def cmd_sort(args, comm, printer) -> int:
-    from .io import split_target
-    from .shuffle import sort
+def cmd_sort(args, comm) -> int:
+    from ..shuffles import sort
 
-    try:
-        path, key = split_target(args.target)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    columns = _column_names([key, *args.extra])
+    path, key = split(args.target)
+    columns = column_names([key, *args.extra])
     by = next(iter(columns))
-    return _run(args, comm, printer, [(path, columns)],
-                lambda t: sort(t, by, ascending=not args.descending,
-                               memory_budget=args.memory_budget), "sort",
-                {"descending": bool(args.descending)},
-                like={name: (path, d) for name, d in columns.items()})  # units, netCDF dims
+    return run_table_command(
+        args, comm, [(path, columns)],
+        lambda t: sort(t, by, ascending=not args.descending,
+                       memory_budget=args.memory_budget), "sort",
+        {"descending": bool(args.descending)},
+        like={name: (path, d) for name, d in columns.items()})  # units, netCDF dims
 
 
-def cmd_groupby(args, comm, printer) -> int:
-    from .shuffle import groupby
-    from .shuffle.grouping import AGGREGATES
+def cmd_groupby(args, comm) -> int:
+    from ..shuffles import groupby
+    from ..shuffles.grouping import AGGREGATES
 
     aggs = [a.strip() for a in args.agg.split(",") if a.strip()]
     bad = [a for a in aggs if a not in AGGREGATES]
@@ -189,12 +187,15 @@ def cmd_groupby(args, comm, printer) -> int:
                          f"got {args.agg!r}")
     if not args.value and any(a != "size" for a in aggs):
         raise UsageError("--value DSET is needed for aggregates other than size")
-    columns = _column_names([args.key, *args.value])
+    columns = column_names([args.key, *args.value])
     key, values = next(iter(columns)), list(columns)[1:]
 
     def op(t):
         g = groupby(t, key, strategy=args.strategy, memory_budget=args.memory_budget)
         return g.agg({v: aggs for v in values}) if values else g.size()
 
-    return _run(args, comm, printer, [(args.input, columns)], op, "groupby",
-                {"agg": aggs, "strategy": args.strategy})
+    return run_table_command(args, comm, [(args.input, columns)], op, "groupby",
+                             {"agg": aggs, "strategy": args.strategy})
+
+
+COMMANDS = {"sort": cmd_sort, "groupby": cmd_groupby}

@@ -12,7 +12,7 @@ import argparse
 import contextlib
 import math
 
-from ._units import parse_count, parse_size
+from .. import _units
 
 __all__ = ["size", "count", "integer", "real", "about"]
 
@@ -37,12 +37,12 @@ def _at_least(parse_text, name: str, examples: str, minimum: int):
 
 def size(minimum: int = 0):
     """A byte size (``4096``, ``64M``, ``1.5G``; powers of 1024) of at least ``minimum``."""
-    return _at_least(parse_size, "size", "4096, 64M, 1.5G", minimum)
+    return _at_least(_units.parse_size, "size", "4096, 64M, 1.5G", minimum)
 
 
 def count(minimum: int = 0):
     """A count (``1000``, ``10M``, ``2^20``; powers of 1000) of at least ``minimum``."""
-    return _at_least(parse_count, "count", "1000, 10M, 2^20", minimum)
+    return _at_least(_units.parse_count, "count", "1000, 10M, 2^20", minimum)
 
 
 def integer(minimum: int | None = None):
@@ -104,3 +104,9 @@ def about(target: str):
         except Exception:  # noqa: BLE001 - a type that takes other arguments: unchanged
             raise exc from None
         raise renamed from None
+
+
+#: argparse type of ``--block-bytes`` and the other positive sizes (``64M``, ``1.5G``)
+parse_size = size(1)
+#: argparse type of row counts (``10M``, ``2^20``)
+parse_count = count(0)
