@@ -10,7 +10,7 @@ import importlib
 import pytest
 
 from _adversarial import same
-from conftest import SERIAL_ONLY
+from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY
 

@@ -21,7 +21,7 @@ import pytest
 
 from _adversarial import (changed_files, clean_env, error_problems, first_json, hpcproc,
                           kill_group, launch, leftovers, mpiexec, numpy_stats, same, snapshot)
-from conftest import SERIAL_ONLY
+from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY
 AFTER_FAULT = 10.0  # seconds a job may run on after a fault

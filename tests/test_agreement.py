@@ -23,7 +23,7 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.comm import raised_on_all_ranks
-from conftest import SERIAL_ONLY, on_root, run
+from support import SERIAL_ONLY, on_root, run
 
 HERE = Path(__file__).resolve().parent
 mpi = pytest.mark.mpi

@@ -12,7 +12,7 @@ import hpcproc as hp
 from hpcproc.observe import phases as trace
 from hpcproc.observe.report import format_report
 from hpcproc.agreement import collective
-from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 pytestmark = pytest.mark.mpi
 

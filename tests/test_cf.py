@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 # the reference; absent from the parallel-HDF5 environment (its own HDF5 library)
 netCDF4 = pytest.importorskip("netCDF4")

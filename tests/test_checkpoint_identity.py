@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, run
+from support import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, run
 
 pytestmark = SERIAL_ONLY
 

@@ -17,7 +17,7 @@ import pytest
 
 from hpcproc.checkpoint import _format
 
-from conftest import SERIAL_ONLY, hpcproc_cmd, run
+from support import SERIAL_ONLY, hpcproc_cmd, run
 
 pytestmark = SERIAL_ONLY
 pytest.importorskip("xxhash")

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import hpcproc_cmd, run, BIN
+from support import hpcproc_cmd, run, BIN
 
 
 @pytest.fixture

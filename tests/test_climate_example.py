@@ -8,7 +8,7 @@ import pytest
 
 netCDF4 = pytest.importorskip("netCDF4")
 
-from conftest import REPO, SERIAL_ONLY, run
+from support import REPO, SERIAL_ONLY, run
 
 pytestmark = SERIAL_ONLY  # launches its own processes
 

@@ -18,7 +18,7 @@ import pytest
 import hpcproc as hp
 from hpcproc.errors import DtypeError
 
-from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 mpi = pytest.mark.mpi
 WIDTHS = ["f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8"]

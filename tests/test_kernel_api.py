@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import SERIAL_ONLY
+from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY  # launches its own processes
 

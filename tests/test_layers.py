@@ -12,7 +12,7 @@ import pathlib
 
 import pytest
 
-from conftest import SERIAL_ONLY
+from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from _adversarial import launch, mpiexec
-from conftest import SERIAL_ONLY
+from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY
 

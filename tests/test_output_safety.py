@@ -25,7 +25,7 @@ from hpcproc.io import lineage
 from hpcproc.errors import DatasetExistsError
 from hpcproc.io._target import OutputIsInputError
 
-from conftest import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 N = 1000
 

@@ -16,7 +16,7 @@ import pytest
 import hpcproc as hp
 from hpcproc.io import lineage
 from hpcproc.io import direct
-from conftest import on_root
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 

@@ -8,7 +8,7 @@ import hpcproc as hp
 from hpcproc.errors import (DatasetNotFoundError, DtypeError, NotADatasetError,
                             ShapeMismatchError)
 
-from conftest import on_root
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 

@@ -15,7 +15,7 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.errors import DatasetNotFoundError
-from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 DATA = np.arange(100, dtype="<f8") * 1.5 - 7
 

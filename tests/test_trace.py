@@ -10,7 +10,7 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.observe import phases as trace
-from conftest import on_root
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 

@@ -9,7 +9,7 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.quality.rules import check_rules, load_rules
-from conftest import on_root
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 

@@ -11,7 +11,7 @@ import hpcproc as hp
 from hpcproc.errors import DatasetExistsError
 from hpcproc.io import _target
 
-from conftest import on_root
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 
