@@ -197,7 +197,7 @@ def _verify_tiling(lc, fn, dists) -> None:
     """Check (one allgather) that every distributed argument's blocks tile its rows."""
     layouts = [d._layout()[2] for _, d in dists]
     every = lc.allgather(layouts) if lc.Get_size() > 1 else [layouts]
-    for i, (path, d) in enumerate(dists):
+    for i, (path, _) in enumerate(dists):
         bounds = [(rank_layouts[i][0], rank_layouts[i][1]) for rank_layouts in every]
         problem = tiling_problem(bounds, layouts[i][2])
         if problem:
@@ -254,7 +254,8 @@ class _NestedIterator(Iterator):
         self._gen, self.comm, self._name, self._spent = gen, comm, name, 0.0
 
     def __next__(self):
-        if _phases.tracing_enabled() and not getattr(_NESTED, "depth", 0):  # a step of an outermost call
+        # a step of an outermost call
+        if _phases.tracing_enabled() and not getattr(_NESTED, "depth", 0):
             timer = _phases.call(self._name, count=False, prior=self._spent)
             try:
                 with timer:

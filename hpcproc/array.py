@@ -114,7 +114,8 @@ class DistArray:
         return self.global_shape[0]
 
     def _layout(self):
-        """(agreement key, comm, (offset, local rows, global rows)): see :func:`~hpcproc.agreement.agree`."""
+        """(agreement key, comm, (offset, local rows, global rows)): see
+        :func:`~hpcproc.agreement.agree`."""
         return (("DistArray", self.global_shape, self.dtype.str), self.comm,
                 (self.offset, self.local.shape[0] if self.local.ndim else -1,
                  self.global_shape[0]))

@@ -51,7 +51,8 @@ class DistTable:
 
     @classmethod
     @collective("DistTable.from_local", local=("columns",))
-    def from_local(cls, columns: Mapping[str, np.ndarray], comm: MPI.Comm | None = None) -> "DistTable":
+    def from_local(cls, columns: Mapping[str, np.ndarray],
+                   comm: MPI.Comm | None = None) -> "DistTable":
         """Build a table from every rank's local columns, rows in rank order.
 
         Collective. Every rank must pass the same column names; mismatched local lengths
@@ -118,7 +119,8 @@ class DistTable:
         return out
 
     def _layout(self):
-        """(agreement key, comm, (offset, local rows, global rows)): see :func:`~hpcproc.agreement.agree`."""
+        """(agreement key, comm, (offset, local rows, global rows)): see
+        :func:`~hpcproc.agreement.agree`."""
         key = ("DistTable", self.num_rows,
                tuple((k, v.dtype.str, v.shape[1:]) for k, v in self._columns.items()))
         return key, self.comm, (self.offset, self.local_rows, self.num_rows)

@@ -67,7 +67,7 @@ def test_user_phase_around_quantile_and_stats(comm, tracing):
     spans = [(s[1], s[2], s[0], s[3]) for s in trace._spans]
     cspans = [(c[1], c[2], c[0]) for c in trace._call_spans]
     assert sorted(c[2] for c in cspans) == ["hp.quantile", "hp.quantile", "hp.stats"]
-    for start, stop, name, depth in spans:
+    for start, stop, name, _depth in spans:
         if name != "analysis":
             assert name in LIBRARY_PHASES
             assert any(_inside((start, stop), c) for c in cspans), name

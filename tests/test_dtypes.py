@@ -228,7 +228,7 @@ def test_long_double_is_refused_everywhere(comm):
                  map_blocks=lambda: hp.map_blocks(_copy, x),
                  histogram2d=lambda: hp.histogram2d(x, x),
                  sketch_add=lambda: hp.QuantileSketch().add(data))
-    for name, call in calls.items():
+    for call in calls.values():
         with pytest.raises(DtypeError, match="long double.*astype"):
             call()
     # The documented way out: convert to float64. Each value then carries a relative
@@ -245,7 +245,7 @@ def test_long_double_is_refused_everywhere(comm):
 def test_complex_and_non_numeric_reductions_refused(comm, dtype):
     data = np.zeros(10, dtype=dtype)
     x = _dist(data, comm)
-    for name, call in _reductions(x).items():
+    for call in _reductions(x).values():
         with pytest.raises(DtypeError, match="complex|non-numeric"):
             call()
     with pytest.raises(DtypeError, match="complex|non-numeric"):

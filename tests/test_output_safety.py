@@ -38,7 +38,7 @@ def _digest(path) -> str:
 def _snapshot(directory) -> dict:
     """name -> sha256 of every regular file under ``directory`` (links by name)."""
     out = {}
-    for root, dirs, files in os.walk(directory):
+    for root, _dirs, files in os.walk(directory):
         for name in files:
             path = os.path.join(root, name)
             rel = os.path.relpath(path, directory)

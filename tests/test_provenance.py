@@ -73,7 +73,8 @@ def test_read_checksum_equals_reference(comm, shared_tmp, dtype, chunks, piece, 
     assert [r["rows"] for r in recs] == [[0, 301], [10, 250]]
     assert recs[0]["checksum"] == _ref_crc(a)
     assert recs[1]["checksum"] == _ref_crc(a[10:250])
-    assert recs[0]["bytes"] == a.nbytes and recs[0]["dtype"] == np.dtype(dtype).newbyteorder("=").name
+    native = np.dtype(dtype).newbyteorder("=").name
+    assert recs[0]["bytes"] == a.nbytes and recs[0]["dtype"] == native
     assert recs[0]["file_size"] == os.path.getsize(path)
     assert recs[0]["shape"] == [301, 3]
 
@@ -86,7 +87,7 @@ def test_blocks_and_table_checksums(comm, shared_tmp, piece, monkeypatch):
     b = np.arange(5000, dtype=np.int64)
     path = str(shared_tmp / "in.h5")
     on_root(comm, _make, path, a=a, b=(b, (512,)))
-    for blk in hp.blocks(path, "/a", block_bytes=3000, comm=comm):
+    for _ in hp.blocks(path, "/a", block_bytes=3000, comm=comm):
         pass
     hp.read_table(path, {"a": "/a", "b": "/b"}, comm=comm, rows=(100, 4000))
     recs = {(r["dataset"], tuple(r["rows"])): r["checksum"] for r in lineage.inputs()}

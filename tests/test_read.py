@@ -29,7 +29,8 @@ def _make(path, name, data, **kwargs):
         f.create_dataset(name, data=data, **kwargs)
 
 
-def _check(x, path, name, rows=slice(None)):
+def _check(x, path, name, rows=None):
+    rows = slice(None) if rows is None else rows
     """Every rank's block equals the same rows of h5py's whole-dataset read."""
     with h5py.File(path, "r") as f:
         ref = f[name][rows]

@@ -93,7 +93,8 @@ class Checkpointer:
         self.every_seconds = _positive("every_seconds", every_seconds)
         self.every_steps = _positive("every_steps", every_steps, int)
         self.walltime_margin = _positive("walltime_margin", walltime_margin)
-        if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code < 256:
+        if isinstance(exit_code, bool) or not isinstance(exit_code, int) \
+                or not 0 <= exit_code < 256:
             raise ValueError(f"exit_code must be an int in [0, 256), got {exit_code!r}")
         signals = tuple(signals or ())
         if not all(isinstance(s, int) for s in signals):

@@ -12,9 +12,10 @@ A checkpoint directory holds one sub-directory per committed step::
       .trash-...             a step being deleted by retention (removed at the next start)
       .old-step-...          a step being replaced by a new save of the same number
 
-Every data file is plain HDF5 and its checksum is XXH3-128 of the whole file, the same value ``xxh128sum`` prints. The
-manifest is JSON and carries a checksum of its own canonical body, so a flipped byte in
-it is detected too. A step directory without a valid manifest does not exist.
+Every data file is plain HDF5 and its checksum is XXH3-128 of the whole file, the same
+value ``xxh128sum`` prints. The manifest is JSON and carries a checksum of its own
+canonical body, so a flipped byte in it is detected too. A step directory without a valid
+manifest does not exist.
 
 Dataset names (format version 2): an entry ``T`` of the state is the contiguous dataset
 ``/T`` (a DistTable: the group ``/T`` with one dataset per column), so ``h5py``,
@@ -35,7 +36,8 @@ import re
 
 import numpy as np
 
-__all__ = ["FORMAT", "VERSION", "VERSIONS", "escape_name", "dataset_name", "column_dataset", "MANIFEST", "LATEST", "TMP_PREFIX", "TRASH_PREFIX", "OLD_PREFIX",
+__all__ = ["FORMAT", "VERSION", "VERSIONS", "escape_name", "dataset_name", "column_dataset",
+           "MANIFEST", "LATEST", "TMP_PREFIX", "TRASH_PREFIX", "OLD_PREFIX",
            "step_dirname", "parse_step_dirname", "rank_filename", "hash_regions",
            "hash_file", "hash_bytes", "read_and_hash", "dump_manifest", "ManifestError",
            "fsync_dir", "write_file_atomic", "open_regular"]

@@ -1,4 +1,5 @@
-"""``hpcproc ckpt ls DIR``, ``hpcproc ckpt verify DIR`` and ``hpcproc ckpt export DIR [STEP] OUT``."""
+"""``hpcproc ckpt ls DIR``, ``hpcproc ckpt verify DIR`` and
+``hpcproc ckpt export DIR [STEP] OUT``."""
 
 from __future__ import annotations
 

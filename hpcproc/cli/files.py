@@ -5,10 +5,10 @@ synthetic dataset) and ``hpcproc ls FILE [GROUP]`` (``info FILE`` is the same): 
 
 Every dataset under ``GROUP`` (default ``/``), recursively, following soft links (each
 group is entered once) and showing external links with their target, with its shape,
-element type and byte order, storage layout, chunk shape, filters (the io layer's
-names, ids, and whether this HDF5 library can load them), the netCDF/CF attributes present, and the read
-strategy ``method="auto"`` will use (the io layer's own chooser). Rank 0 reads the
-metadata and prints; the other ranks only wait.
+element type and byte order, storage layout, chunk shape, filters (the io layer's names,
+ids, and whether this HDF5 library can load them), the netCDF/CF attributes present, and
+the read strategy ``method="auto"`` will use (the io layer's own chooser). Rank 0 reads
+the metadata and prints; the other ranks only wait.
 """
 
 from __future__ import annotations
@@ -321,8 +321,8 @@ def cmd_generate(args, comm) -> int:
     check_outputs(comm, ("output", args.output))  # before generating anything
     chunks = None
     if args.chunks or args.compression:
-        chunks = True if not args.chunks else (args.chunks,) + ((args.cols,) if args.kind == "normal"
-                                                                 and args.cols > 1 else ())
+        wide = args.kind == "normal" and args.cols > 1
+        chunks = True if not args.chunks else (args.chunks,) + ((args.cols,) if wide else ())
     t0 = time.perf_counter()
     shapes = generate(args.output, args.kind, rows, cols=args.cols, seed=args.seed,
                       keys=args.keys, zipf_a=args.zipf_a, comm=comm, chunks=chunks,

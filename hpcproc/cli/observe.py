@@ -23,8 +23,8 @@ __all__ = ["add_global_options", "run_observed", "check_outputs"]
 
 # (option strings, keyword arguments, default on the main parser)
 _OPTIONS = (
-    (("-v", "--verbose"), dict(action="count", help="more output: -v logs info and prints "
-                                                    "the per-phase report, -vv debug of every rank"), 0),
+    (("-v", "--verbose"), dict(action="count", help="more output: -v logs info and prints the "
+                               "per-phase report, -vv debug of every rank"), 0),
     (("-q", "--quiet"), dict(action="store_true", help="only errors (no report, no progress)"),
      False),
     (("--trace",), dict(metavar="FILE", help="write a Chrome trace (one track per rank; open "

@@ -5,8 +5,9 @@ rounds of 16-bit radix selection: every rank counts its keys per digit value und
 prefixes fixed so far (one Numba pass over its data), an ``Allreduce`` of the counts
 fixes the next 16 bits. After the first round each rank copies the keys that share the
 targets' first 16 bits (when they fit in 64 MiB per rank; usually a few percent of the
-data) and runs the last three rounds on those only: two passes over the data in all. The data never moves; the result is then interpolated exactly as
-``np.quantile`` (``method="linear"``) does, so the two agree bit for bit.
+data) and runs the last three rounds on those only: two passes over the data in all. The
+data never moves; the result is then interpolated exactly as ``np.quantile``
+(``method="linear"``) does, so the two agree bit for bit.
 
 Small inputs (a DistArray of at most ``SMALL_ELEMENTS`` elements in all) take a
 small-data path instead: every rank gathers the values (one ``Allgatherv``) and selects

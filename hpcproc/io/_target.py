@@ -27,7 +27,8 @@ import uuid
 from ..errors import HpcprocError
 
 __all__ = ["OutputIsInputError", "same_file", "check_not_input", "check_target",
-           "tmp_tag", "tmp_name", "is_stale", "remove_stale", "SignalCleanup", "TMP_MARK", "STALE_SECONDS"]
+           "tmp_tag", "tmp_name", "is_stale", "remove_stale", "SignalCleanup", "TMP_MARK",
+           "STALE_SECONDS"]
 
 TMP_MARK = ".hpcproc-tmp-"
 STALE_SECONDS = 3600.0

@@ -42,7 +42,8 @@ def strategy(info: DatasetInfo, method: str = "auto") -> str:
         raise ValueError(f"method='direct' needs a contiguous, unfiltered, allocated dataset; "
                          f"{info.name!r} is {info.layout} with filters {list(info.filters)}")
     if method == "chunked" and info.layout != "chunked":
-        raise ValueError(f"method='chunked' needs a chunked dataset; {info.name!r} is {info.layout}")
+        raise ValueError(f"method='chunked' needs a chunked dataset; {info.name!r} is "
+                         f"{info.layout}")
     if method == "mpio":
         mpio.require()
     return method

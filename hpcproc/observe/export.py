@@ -13,8 +13,8 @@ def chrome_trace_events(gathered: list) -> list:
 
     One track per rank (``pid`` = ``tid`` = rank, named ``rank r``); every phase (category
     ``hpcproc``) and every outermost library call (category ``call``, e.g. ``hp.quantile``,
-    enclosing the phases it ran) is a complete ("X") event with microsecond ``ts``/``dur``; ranks are aligned on their
-    wall clocks when tracing started.
+    enclosing the phases it ran) is a complete ("X") event with microsecond ``ts``/``dur``;
+    ranks are aligned on their wall clocks when tracing started.
     """
     base = min(r["epoch"] for r in gathered)
     events = []

@@ -11,7 +11,8 @@ sent inside it to this rank's totals, and records a span for the trace file.
 Built-in phases, used by hpcproc itself: ``read`` (io reads), ``compute`` (reduction
 kernels), ``exchange`` (moving rows between ranks), ``write`` (io writes),
 ``checkpoint`` (checkpoint saves and restores), ``wait`` (time inside collectives: load
-imbalance shows up here), ``compile`` (Numba compilation or cache loading of kernels). Any other name may be used for your own phases.
+imbalance shows up here), ``compile`` (Numba compilation or cache loading of kernels).
+Any other name may be used for your own phases.
 
 Library calls: every public collective (``hp.quantile``, ``hp.read``, ...) also records,
 while tracing is on, its **inclusive** wall time and call count by name (outermost calls

@@ -40,8 +40,8 @@ import numpy as np
 
 from ..errors import HpcprocError
 
-__all__ = ["load_rules", "check_rules", "split_file_rules", "local_partial", "key_values", "ordered",
-           "merge", "format_report", "ValidationError", "RULES"]
+__all__ = ["load_rules", "check_rules", "split_file_rules", "local_partial", "key_values",
+           "ordered", "merge", "format_report", "ValidationError", "RULES"]
 
 RULES = ("dtype", "ndim", "shape", "rows", "max_nan", "max_inf", "min", "max", "monotonic",
          "unique", "key_column", "limit")
