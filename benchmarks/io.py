@@ -146,8 +146,9 @@ def worker(argv) -> None:
                    help="touch and free this many bytes right before the clock starts")
     a = p.parse_args(argv)
 
-    from mpi4py import MPI
     import h5py
+    from mpi4py import MPI
+
     import hpcproc as hp
     import hpcproc.io  # noqa: F401 - hp.* names load lazily; load them before the clock
 

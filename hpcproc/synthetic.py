@@ -20,8 +20,8 @@ import functools
 
 import numpy as np
 
-from .array import DistArray
 from .agreement import collective
+from .array import DistArray
 from .comm import get_comm
 from .io.write import write_many
 from .partition import block_range

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 from mpi4py import MPI
 
-from .array import DistArray, gather_rows
 from .agreement import collective
+from .array import DistArray, gather_rows
 from .comm import check_all, get_comm, lib_comm
 from .errors import ShapeMismatchError
 

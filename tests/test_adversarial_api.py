@@ -8,8 +8,8 @@ every pre-existing file byte-identical, no temporary file left.
 import importlib
 
 import pytest
-
 from _adversarial import same
+
 from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY

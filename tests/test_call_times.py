@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
+from hpcproc.agreement import collective
 from hpcproc.observe import phases as trace
 from hpcproc.observe.report import format_report
-from hpcproc.agreement import collective
 from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 pytestmark = pytest.mark.mpi

@@ -16,7 +16,6 @@ import hpcproc as hp
 from hpcproc import _faults
 from hpcproc.checkpoint import CheckpointError, CheckpointWarning, RankCountError
 from hpcproc.checkpoint._format import rank_filename
-
 from support import on_root
 
 pytestmark = pytest.mark.mpi

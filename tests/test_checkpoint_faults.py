@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from ckpt_harness import (committed, example_cmd, kill_trials, parse, reference,
-                          run_example)
+from ckpt_harness import committed, example_cmd, kill_trials, parse, reference, run_example
 
 TRIALS = int(os.environ.get("HPCPROC_CKPT_TRIALS", "50"))  # soak: tests/soak_checkpoint.py
 

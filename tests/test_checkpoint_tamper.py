@@ -21,7 +21,6 @@ import pytest
 import hpcproc as hp
 from hpcproc.checkpoint import CheckpointError, CheckpointWarning
 from hpcproc.checkpoint._format import MANIFEST, dump_manifest, hash_file, step_dirname
-
 from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 pytest.importorskip("xxhash")

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from hpcproc.checkpoint import _format
-
 from support import SERIAL_ONLY, hpcproc_cmd, run
 
 pytestmark = SERIAL_ONLY

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from support import hpcproc_cmd, run, BIN
+from support import BIN, hpcproc_cmd, run
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.errors import DtypeError
-
 from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 mpi = pytest.mark.mpi

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _adversarial import launch, mpiexec
+
 from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY

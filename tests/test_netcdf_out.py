@@ -9,7 +9,6 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.errors import DatasetNotFoundError
-
 from support import hpcproc_cmd, on_root, run
 
 netCDF4 = pytest.importorskip("netCDF4")

@@ -21,10 +21,9 @@ import pytest
 
 import hpcproc as hp
 from hpcproc import _faults
-from hpcproc.io import lineage
 from hpcproc.errors import DatasetExistsError
+from hpcproc.io import lineage
 from hpcproc.io._target import OutputIsInputError
-
 from support import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 N = 1000

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc.io import lineage
-from hpcproc.io import direct
+from hpcproc.io import direct, lineage
 from support import on_root
 
 pytestmark = pytest.mark.mpi

@@ -5,9 +5,7 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc.errors import (DatasetNotFoundError, DtypeError, NotADatasetError,
-                            ShapeMismatchError)
-
+from hpcproc.errors import DatasetNotFoundError, DtypeError, NotADatasetError, ShapeMismatchError
 from support import on_root
 
 pytestmark = pytest.mark.mpi

@@ -10,7 +10,6 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.errors import DatasetExistsError, DtypeError
-
 from support import on_root
 
 pytestmark = pytest.mark.mpi

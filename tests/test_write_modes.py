@@ -10,7 +10,6 @@ import pytest
 import hpcproc as hp
 from hpcproc.errors import DatasetExistsError
 from hpcproc.io import _target
-
 from support import on_root
 
 pytestmark = pytest.mark.mpi

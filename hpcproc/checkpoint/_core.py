@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 from mpi4py import MPI
 
-from ..io import lineage
 from ..agreement import collective
 from ..comm import agreed, check_all, get_comm, lib_comm, root_call
+from ..io import lineage
 from ..observe.log import get_logger
 from ..observe.phases import add_bytes, phase, traced
 from ._dirs import cleanup, trim_below

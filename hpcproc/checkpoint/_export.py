@@ -18,15 +18,21 @@ import os
 
 import numpy as np
 
-from ..io import lineage
 from ..array import DistArray
 from ..comm import agreed, check_all, get_comm, lib_comm, root_call
+from ..io import lineage
 from ..io.write import check_output, write_many
 from ._errors import CheckpointError
-from ._format import (MANIFEST, ManifestError, column_dataset, dataset_name,
-                      parse_step_dirname, step_dirname)
-from ._schema import load_manifest
+from ._format import (
+    MANIFEST,
+    ManifestError,
+    column_dataset,
+    dataset_name,
+    parse_step_dirname,
+    step_dirname,
+)
 from ._reader import load_state, newest_manifest, verify
+from ._schema import load_manifest
 
 __all__ = ["export_step", "parse_step"]
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime
 import os
 
-from ..io import lineage
 from ..comm import agreed
+from ..io import lineage
 
 __all__ = ["dataset_identity", "check_identity"]
 

@@ -17,10 +17,10 @@ import threading
 import time
 
 from ..comm import agreed, check_all, error_message, first_failure, lib_comm, root_call
+from ..io import lineage
 from ._errors import CheckpointError
 from ._format import rank_filename
 from ._state import check_layout, prepare
-from ..io import lineage
 from ._writer import build_manifest, commit_step, make_tmp_dir, remove_tmp, write_rank_file
 
 __all__ = ["SaveJob", "start_save", "finish_save"]

@@ -15,8 +15,18 @@ import re
 
 import numpy as np
 
-from ._format import (CHECKSUM, FORMAT, VERSIONS, ManifestError, canonical, column_dataset,
-                      dataset_name, hash_bytes, open_regular, rank_filename)
+from ._format import (
+    CHECKSUM,
+    FORMAT,
+    VERSIONS,
+    ManifestError,
+    canonical,
+    column_dataset,
+    dataset_name,
+    hash_bytes,
+    open_regular,
+    rank_filename,
+)
 
 __all__ = ["check_manifest", "parse_dtype"]
 

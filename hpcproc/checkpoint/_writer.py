@@ -31,11 +31,25 @@ import numpy as np
 from .. import _faults, _version
 from ..io.direct import pwrite_from
 from . import _crash
-from ._errors import CheckpointWarning
 from ._dirs import apply_retention, write_latest
-from ._format import (CHECKSUM, FORMAT, MANIFEST, OLD_PREFIX, TMP_PREFIX, VERSION,
-                      ManifestError, column_dataset, dataset_name, dump_manifest, fsync_dir,
-                      hash_regions, rank_filename, step_dirname, write_file_atomic)
+from ._errors import CheckpointWarning
+from ._format import (
+    CHECKSUM,
+    FORMAT,
+    MANIFEST,
+    OLD_PREFIX,
+    TMP_PREFIX,
+    VERSION,
+    ManifestError,
+    column_dataset,
+    dataset_name,
+    dump_manifest,
+    fsync_dir,
+    hash_regions,
+    rank_filename,
+    step_dirname,
+    write_file_atomic,
+)
 from ._schema import load_manifest
 
 __all__ = ["make_tmp_dir", "write_rank_file", "build_manifest", "commit_step", "remove_tmp"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
+from ..checkpoint._inspect import list_steps
 from ..comm import root_call
 from ..errors import UsageError
-from ..checkpoint._inspect import list_steps
 
 __all__ = ["add_parsers", "COMMANDS"]
 

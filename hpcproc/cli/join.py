@@ -119,10 +119,9 @@ def _check_infos(sides, nkeys) -> None:
 
 
 def cmd_join(args, comm) -> int:
+    from ..io.write import check_output
     from ..shuffles import join
     from ..shuffles.joins import BROADCAST_BYTES
-
-    from ..io.write import check_output
 
     lpath, rpath, left, right, nkeys = _plan(args)
     check_output(args.out, [lpath, rpath], comm)  # same file (links too): refused first

@@ -99,7 +99,8 @@ def check_outputs(comm, *options) -> None:
 
 def run_observed(command, args, comm) -> int:
     """Run ``command(args, comm)`` with logging, phase timing, report and progress."""
-    from ..observe import log as _log, phases, progress
+    from ..observe import log as _log
+    from ..observe import phases, progress
     from ..observe.report import format_report, report
     from .shuffle import check_side_outputs
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from ..comm import get_comm
 from ..checkpoint._core import Checkpointer
 from ..checkpoint._identity import check_identity, dataset_identity
+from ..comm import get_comm
 
 __all__ = ["run_phase", "input_identity", "run_identity"]
 

@@ -100,8 +100,8 @@ def run_table_command(args, comm, inputs, op, command, options=None, like=None):
     writes to a terminal (see :mod:`hpcproc.progress`).
     """
     from .. import io
-    from ..observe import progress
     from ..io.write import check_output
+    from ..observe import progress
 
     t0 = time.perf_counter()
     seconds = [0.0, 0.0]

@@ -24,13 +24,13 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from ._source import Source, open_source
-from .interp import lerp
-from ..array import DistArray
 from ..agreement import collective
+from ..array import DistArray
 from ..comm import agreed, lib_comm
 from ..errors import DtypeError
 from ..observe.phases import phase
+from ._source import Source, open_source
+from .interp import lerp
 
 __all__ = ["quantile"]
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..comm import agreed, get_comm
-from ..io import dataset_info, read
 from ..checkpoint._core import Checkpointer
 from ..checkpoint._identity import check_identity, dataset_identity
+from ..comm import agreed, get_comm
+from ..io import dataset_info, read
 
 __all__ = ["histogram_file_resumable"]
 

@@ -16,11 +16,11 @@ from functools import reduce as _fold
 
 import numpy as np
 
-from ._source import open_source
-from ..array import DistArray
 from ..agreement import collective
+from ..array import DistArray
 from ..comm import agreed, check_all, lib_comm
 from ..errors import DtypeError
+from ._source import open_source
 
 __all__ = ["map", "map_blocks", "reduce"]
 
@@ -29,8 +29,9 @@ _JITTED: dict = {}
 
 def _jit(func):
     """A Numba dispatcher for ``func`` (cached per function)."""
-    from ..kernels._numba import CACHE, numba
     from numba.core.registry import CPUDispatcher
+
+    from ..kernels._numba import CACHE, numba
     if isinstance(func, CPUDispatcher):
         return func
     if not callable(func):

@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 
-from . import lineage
 from ..comm import lib_comm
+from . import lineage
 
 __all__ = ["after_read", "inline_crc32", "prepare_rules", "BlockChecksum"]
 

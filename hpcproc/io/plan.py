@@ -17,7 +17,7 @@ from ..comm import agreed, check_all, lib_comm
 from ..errors import ShapeMismatchError
 from ..observe.phases import phase
 from ..partition import aligned_ranges, block_range, tiling_problem
-from . import ingest, cf, chunked, direct, lineage, mpio
+from . import cf, chunked, direct, ingest, lineage, mpio
 from ._meta import DatasetInfo, dataset_info
 
 __all__ = ["ReadPlan", "METHODS", "LAYOUTS", "strategy", "row_selection", "check_layout",

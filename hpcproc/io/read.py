@@ -22,8 +22,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from ..array import DistArray, tiled
 from ..agreement import collective
+from ..array import DistArray, tiled
 from ..comm import get_comm, lib_comm
 from ..errors import ShapeMismatchError
 from ..observe import progress

@@ -32,17 +32,16 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from ..array import DistArray, tiled
+from .. import _faults
+from .._redistribute import redistribute_rows
 from ..agreement import collective
+from ..array import DistArray, tiled
 from ..comm import agreed, check_all, get_comm, lib_comm, root_call
 from ..errors import DatasetExistsError, ShapeMismatchError
-from ..partition import aligned_ranges, tiling_problem
-from .._redistribute import redistribute_rows
-from ..table import DistTable
-from .. import _faults
-from . import lineage
 from ..observe.phases import phase
-from . import _dims, _exists, _target, chunked, direct, mpio
+from ..partition import aligned_ranges, tiling_problem
+from ..table import DistTable
+from . import _dims, _exists, _target, chunked, direct, lineage, mpio
 from ._meta import check_numeric
 
 __all__ = ["write", "write_table", "write_many", "check_output"]
