@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import os
 
 import numpy as np
 from mpi4py import MPI
@@ -34,6 +35,32 @@ def _check_bins(bins, name="bins"):
     if np.any(edges[:-1] > edges[1:]):
         raise ValueError(f"`{name}` must increase monotonically, when an array")
     return edges
+
+
+def _nbins(b) -> int:
+    return b if isinstance(b, int) else len(b) - 1
+
+
+def check_memory(cells: int, comm, what: str | None = None) -> None:
+    """Refuse, on every rank together, a histogram whose arrays cannot fit in memory.
+
+    A histogram of ``cells`` bins holds about four float64/int64 arrays of that size per
+    rank (edges, counts, one thread's partial counts, the reduction's buffer); more than
+    this node's physical memory shared by its ranks is an error naming the need, before
+    anything is allocated or read. Collective.
+    """
+    from ..comm import check_all, node_comm
+
+    need = 4 * 8 * int(cells)
+    ranks = node_comm(comm).Get_size()
+
+    def check():
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if need > total // ranks:
+            raise ValueError(f"{what or f'bins={cells:,}'} needs about {need / 2**30:.1f} GiB per rank "
+                             f"for the counts, but this node has {total / 2**30:.1f} GiB for "
+                             f"{ranks} rank(s): use fewer bins")
+    check_all(check, comm)
 
 
 def check_range(rng):
@@ -141,6 +168,7 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
     range = check_range(range)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
     comm = src.comm
+    check_memory(_nbins(bins), comm)
     w = _local_weights(x, weights, comm)
     dtype = _edge_dtype(src.dtype if src.dtype is not None else np.dtype(np.float64))
     if isinstance(bins, int) and range is None:
@@ -196,6 +224,8 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
     pair = tuple(_check_bins(b, f"bins[{i}]") for i, b in enumerate(pair))
     ranges = [None, None] if range is None else [check_range(r) for r in range]
     comm = x.comm
+    nx, ny = _nbins(pair[0]), _nbins(pair[1])
+    check_memory(nx * ny, comm, f"bins=({nx:,}, {ny:,})")
 
     def check():
         if x.local.shape != y.local.shape:
