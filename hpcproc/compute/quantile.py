@@ -9,8 +9,8 @@ data) and runs the last three rounds on those only: two passes over the data in 
 data never moves; the result is then interpolated exactly as ``np.quantile``
 (``method="linear"``) does, so the two agree bit for bit.
 
-Small inputs (a DistArray of at most ``SMALL_ELEMENTS`` elements in all) take a
-small-data path instead: every rank gathers the values (one ``Allgatherv``) and selects
+Small inputs (a DistArray or a dataset of at most ``SMALL_ELEMENTS`` elements in all)
+take a small-data path instead: every rank gathers the values (one ``Allgatherv``) and selects
 the same order statistics locally with ``np.partition`` on order-preserving keys
 (``-0.0`` before ``0.0``, like the radix keys), then the same interpolation: the same
 bit-for-bit result at a fraction of the cost (the radix rounds cost tens of
@@ -36,7 +36,7 @@ __all__ = ["quantile"]
 
 _GROUP = 16  # prefixes counted per pass (16 x 65536 x 8 B = 8 MiB of counts)
 _COLLECT_BYTES = 64 << 20  # candidate keys kept in memory per rank after round one
-#: DistArrays with at most this many elements (all ranks) are gathered (small-data path)
+#: inputs with at most this many elements (all ranks) are gathered (small-data path)
 SMALL_ELEMENTS = 1 << 17
 
 
@@ -156,7 +156,8 @@ def _ordered(vals: np.ndarray) -> np.ndarray:
 
 def _select_small(src, dtype, comm, ranks_fn):
     """Like :func:`_select` for small inputs: every rank gathers all values."""
-    parts = [np.asarray(b, dtype=dtype).reshape(-1) for b in src.blocks()]
+    # copies: a file's blocks share one reused read buffer
+    parts = [np.array(b, dtype=dtype).reshape(-1) for b in src.blocks()]
     local = np.concatenate(parts) if parts else np.zeros(0, dtype)
     nan = 0
     if dtype.kind == "f":
@@ -249,7 +250,7 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
         ``"exact"``: bit-for-bit equal to ``np.quantile(data, q)`` (linear
         interpolation; NaN if the data holds a NaN). Distributed radix selection: four
         passes over the data, only digit counts are communicated, nothing is gathered.
-        Needs a DistArray or a file (several passes). A DistArray of at most
+        Needs a DistArray or a file (several passes). A DistArray or dataset of at most
         ``SMALL_ELEMENTS`` (131,072) elements in all is gathered instead (one
         ``Allgatherv``, same result, much cheaper per call). ``"sketch"``: one pass with a
         :class:`~hpcproc.sketch.QuantileSketch`; the result ``v`` satisfies
@@ -285,5 +286,11 @@ def quantile(x, q, method: str = "exact", rel_err: float = 0.01, comm=None,
     if src.dtype.kind == "b":  # numpy raises TypeError too (no boolean subtract)
         raise agreed(DtypeError("quantile of boolean data is not supported (numpy's "
                                  "neither); convert it to integers"))
-    small = isinstance(x, DistArray) and int(np.prod(x.global_shape)) <= SMALL_ELEMENTS
-    return _exact(src, qa, weak, src.comm, small)
+    return _exact(src, qa, weak, src.comm, _elements(x, src) <= SMALL_ELEMENTS)
+
+
+def _elements(x, src) -> int:
+    """Elements of the whole input (a DistArray's global shape, or a file dataset's size)."""
+    if isinstance(x, DistArray):
+        return int(np.prod(x.global_shape))
+    return src.nbytes // src.dtype.itemsize if src.nbytes is not None else SMALL_ELEMENTS + 1
