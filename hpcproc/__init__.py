@@ -4,6 +4,7 @@
 below are loaded from their modules on first use (PEP 562).
 """
 
+from ._lazy import lazy_exports
 from ._version import __version__
 
 # public name -> module that defines it
@@ -71,15 +72,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hpcproc' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)[0]
 
 
 def __dir__():

@@ -6,8 +6,8 @@ Alltoallv), :mod:`.hash` and :mod:`.range` (partitioners), :mod:`.repartition`
 hash), :mod:`.joins` (``join``: hash or broadcast), :mod:`.balance` (``rebalance``),
 :mod:`.distinct` (``unique``, ``value_counts``).
 
-``hp.shuffle`` is the function :func:`shuffle` (``hpcproc/__init__.py`` keeps public
-functions from being replaced by same-named submodules).
+``hp.shuffle`` is the function :func:`shuffle` (the package is named ``shuffles`` so that
+no module shadows it).
 """
 
 from ._exchange import default_memory_budget, exchange
