@@ -50,6 +50,7 @@ _EXPORTS = {
     "ShapeMismatchError": ".errors",
     "DatasetExistsError": ".errors",
     "ArgumentMismatchError": ".errors",
+    "OutputIsInputError": ".errors",
     "Checkpointer": ".checkpoint",
     "CheckpointError": ".checkpoint",
     "CheckpointWarning": ".checkpoint",

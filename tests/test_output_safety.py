@@ -23,7 +23,6 @@ import hpcproc as hp
 from hpcproc import _faults
 from hpcproc.errors import DatasetExistsError
 from hpcproc.io import lineage
-from hpcproc.io._target import OutputIsInputError
 from support import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 N = 1000
@@ -104,7 +103,7 @@ def test_cli_out_that_is_an_input_is_refused_before_reading(comm, inputs, comman
     monkeypatch.chdir(inputs)
     before = _snapshot(inputs) if comm.rank == 0 else None
     out = OUT_VARIANTS[variant](inputs)
-    with pytest.raises(OutputIsInputError) as info:
+    with pytest.raises(hp.OutputIsInputError) as info:
         _cli(COMMANDS[command](out), comm)
     assert out in str(info.value) and "input" in str(info.value)
     if variant != "same":
@@ -148,9 +147,9 @@ def test_write_refuses_to_replace_a_file_this_process_read(comm, inputs, variant
     x = hp.read(str(inputs / "in.h5"), "/value", comm=comm)
     before = _digest(inputs / "in.h5") if comm.rank == 0 else None
     target = str(inputs / OUT_VARIANTS[variant](inputs))
-    with pytest.raises(OutputIsInputError, match="is an input of this job"):
+    with pytest.raises(hp.OutputIsInputError, match="is an input of this job"):
         hp.write(target, "/value", x, comm=comm)
-    with pytest.raises(OutputIsInputError):
+    with pytest.raises(hp.OutputIsInputError):
         hp.write_table(target, hp.DistTable({"v": x.local}, N, x.offset, comm), comm=comm)
     # adding a dataset to a file that was read is allowed (mode "a" replaces nothing)
     hp.write(target, "/doubled", hp.DistArray(x.local * 2, x.global_shape, x.offset, comm),

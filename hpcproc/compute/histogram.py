@@ -57,9 +57,10 @@ def check_memory(cells: int, comm, what: str | None = None) -> None:
     def check():
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         if need > total // ranks:
-            raise ValueError(f"{what or f'bins={cells:,}'} needs about {need / 2**30:.1f} GiB per rank "
-                             f"for the counts, but this node has {total / 2**30:.1f} GiB for "
-                             f"{ranks} rank(s): use fewer bins")
+            what_ = what or f"bins={cells:,}"
+            raise ValueError(f"{what_} needs about {need / 2**30:.1f} GiB per rank for the "
+                             f"counts, but this node has {total / 2**30:.1f} GiB for {ranks} "
+                             f"rank(s): use fewer bins")
     check_all(check, comm)
 
 
