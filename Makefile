@@ -15,7 +15,10 @@ DEMO_ROWS ?= 20000000
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt setup.py
+# The install builds the ahead-of-time kernels from these sources (hpcproc/kernels/_aot.py)
+AOT_SRC  := $(wildcard hpcproc/kernels/_*_nb.py hpcproc/kernels/_aot*.py)
+
+$(STAMP): requirements.txt setup.py $(AOT_SRC)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt

@@ -8,7 +8,7 @@ and the thread/cache helpers are loaded lazily too.
 __all__ = ["KernelCompileError", "set_threads", "get_threads", "compile_stats"]
 
 _LAZY = {"KernelCompileError": "._engine", "compile_stats": "._engine",
-         "set_threads": "._numba", "get_threads": "._numba"}
+         "set_threads": "._threads", "get_threads": "._threads"}
 
 
 def __getattr__(name):
