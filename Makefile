@@ -23,6 +23,7 @@ $(STAMP): requirements.txt setup.py $(AOT_SRC)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m compileall -q hpcproc  # bytecode now: start-up even with PYTHONDONTWRITEBYTECODE
 	touch $@
 
 test: test-serial test-mpi
@@ -61,6 +62,11 @@ bench-io: $(STAMP) native
 bench-stats: $(STAMP)
 	$(PY) -m pip install --quiet -r benchmarks/requirements-stats.txt
 	$(TIMEOUT) 1800 $(PY) benchmarks/stats.py
+
+# Start-up cost: CLI one-liners and first calls vs the mpi4py + h5py import floor
+.PHONY: bench-startup
+bench-startup: $(STAMP)
+	$(TIMEOUT) 1800 $(PY) benchmarks/startup.py
 
 bench-ckpt: $(STAMP)
 	$(TIMEOUT) 1800 $(MPIEXEC) -n 2 $(PY) benchmarks/checkpoint.py --size 1G --repeats 5

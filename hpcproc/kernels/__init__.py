@@ -1,7 +1,8 @@
 """Local kernels and the mergeable partial states that reductions combine.
 
-The Numba-compiled kernels live in private ``_*_nb`` modules, imported only when a
-reduction first runs (``import hpcproc`` never imports Numba). ``KernelCompileError``
+The kernels live in private ``_*_nb`` modules, imported only when a reduction first
+runs; they run ahead-of-time compiled (:mod:`._aot`, built at install) or compiled by
+Numba on first need (``import hpcproc`` never imports Numba). ``KernelCompileError``
 and the thread/cache helpers are loaded lazily too.
 """
 

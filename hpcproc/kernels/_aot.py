@@ -54,7 +54,7 @@ def signatures(template: str, **choices) -> list[str]:
     names = sorted(choices)
     out = []
     for values in itertools.product(*(choices[n] for n in names)):
-        out.append(template.format(**dict(zip(names, values))))
+        out.append(template.format(**dict(zip(names, values, strict=True))))
     return out
 
 

@@ -95,7 +95,11 @@ def _name(disp) -> str:
     return getattr(disp, "__qualname__", None) or getattr(disp.py_func, "__qualname__", "kernel")
 
 
-def _compile(disp, sig, what: str):
+def _label(disp, sig) -> str:
+    return f"{_name(disp)}{tuple(str(t) for t in sig)}"
+
+
+def _compile(disp, sig, what: str, label: str):
     """Compile (or load from cache) one signature; a KernelCompileError if impossible."""
     from ._numba import CACHE
     hits = sum(disp.stats.cache_hits.values()) if CACHE and disp._can_compile else 0
@@ -110,7 +114,7 @@ def _compile(disp, sig, what: str):
             f"use only numpy/math operations Numba supports (nopython mode).\n"
             f"Numba said: {type(exc).__name__}: {detail}") from None
     loaded = CACHE and sum(disp.stats.cache_hits.values()) > hits
-    _HOW[f"{_name(disp)}{tuple(str(t) for t in sig)}"] = "cache" if loaded else "compiled"
+    _HOW[label] = "cache" if loaded else "compiled"
 
 
 def _idle_barrier(comm, poll: float = 0.002) -> None:
@@ -127,14 +131,17 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
     Collective (the first time for a given kernel and signature; a local check after).
     Every rank must pass the same kernel and signature. With caching on, the first rank
     of each node compiles and writes the cache, the others wait and then load it.
-    Raises :class:`KernelCompileError` on every rank when compilation fails.
+    Raises :class:`KernelCompileError` on every rank when compilation fails. A built-in
+    :class:`~._kernel.Kernel` with an ahead-of-time build for ``sig`` needs no
+    compilation: only the configuration is agreed (a bad ``HPCPROC_THREADS`` raises).
     """
     key, ready = (id(disp), sig), _ready(comm)
     if key in ready:
         return
+    label = _label(disp, sig)
     if isinstance(disp, Kernel):
         if isinstance(sig, ArgKeys) and disp.aot and _aot.find(disp, tuple(sig)) is not None:
-            _HOW[f"{_name(disp)}{tuple(sig)}"] = "aot"
+            _HOW[label] = "aot"
             check_all(_check_config, comm)  # the agreed error of a bad HPCPROC_THREADS
             ready.add(key)
             return
@@ -150,7 +157,7 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
         error = None
         if leader or not cached:
             try:
-                _compile(disp, sig, what)
+                _compile(disp, sig, what, label)
             except KernelCompileError as exc:
                 error = exc
         if cached and node.Get_size() > 1:
@@ -159,7 +166,7 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
             if not leader:
                 if message is not None:
                     raise KernelCompileError(message)
-                _compile(disp, sig, what)
+                _compile(disp, sig, what, label)
         if error is not None:
             raise error
 

@@ -20,8 +20,8 @@ import threading
 from ._kernel import Kernel
 from ._threads import CONFIG_ERROR, get_threads, set_threads
 
-__all__ = ["numba", "kernel", "CACHE", "CONFIG_ERROR", "set_threads", "get_threads",
-           "load", "loaded"]
+# also the lazy attributes ``numba`` and ``CACHE`` (module ``__getattr__``)
+__all__ = ["kernel", "CONFIG_ERROR", "set_threads", "get_threads", "load", "loaded"]
 
 _LOCK = threading.Lock()
 _STATE: dict = {}
