@@ -24,6 +24,7 @@ $(STAMP): requirements.txt setup.py $(AOT_SRC)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m compileall -q hpcproc  # bytecode now: start-up even with PYTHONDONTWRITEBYTECODE
+	@$(PY) -c "from hpcproc.kernels import _aot; print('ahead-of-time kernels:', _aot.status())"
 	touch $@
 
 test: test-serial test-mpi
