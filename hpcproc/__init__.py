@@ -23,6 +23,7 @@ _EXPORTS = {
     "stats_file": ".stats",
     "histogram": ".histogram",
     "histogram2d": ".histogram",
+    "describe": ".compute.describe",
     "quantile": ".quantile",
     "QuantileSketch": ".sketch",
     "map": ".user",

@@ -1,7 +1,7 @@
 """Numba kernels of the one-pass describe: moments, histogram and sketch fused per slice.
 
 A block is processed in slices of ``SLICE`` elements (a multiple of the moment kernel's
-chunk, 64 KiB of float64: the slice stays in the L2 cache while it is visited several
+chunk; 256 KiB of float64: the slice stays in the L2 cache while it is visited several
 times). Each slice goes through the existing kernels, called, not copied:
 
 * :func:`._moments_nb.moments_1d` accumulates the moment state. The slices start at
@@ -12,7 +12,7 @@ times). Each slice goes through the existing kernels, called, not copied:
   each other); :func:`fold_subs` adds them up;
 * :func:`._select_nb.sketch_add` adds the slice to the quantile sketch when one is given.
 
-An empty ``counts`` (0 bins) or ``sketch`` (0 entries) skips that part.
+``moments=False``, an empty ``subs`` (0 bins) or ``sketch`` (0 entries) skips that part.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from . import _hist_nb as hnb
 from . import _moments_nb as mnb
 from . import _select_nb as snb
 
-__all__ = ["SLICE", "SUBS", "describe_1d", "hist_1d", "fold_subs"]
+__all__ = ["SLICE", "SUBS", "describe_1d", "fold_subs"]
 
-SLICE = mnb.CHUNK * 8
-SUBS = 4
+SLICE = mnb.CHUNK * 32
+SUBS = 2
 
 
 @kernel
@@ -35,15 +35,15 @@ def _hist_slice(x, r0, r1, edges, uniform, norm, subs):
     for i in range(r0, r1):
         b = hnb.find_bin(x[i], edges, uniform, norm)
         if b >= 0:
-            subs[i & 3, b] += 1
+            subs[i & 1, b] += 1
 
 
 @kernel
-def describe_1d(x, state, edges, uniform, norm, subs, log_gamma, log_min, nbuck, min_pos,
-                sketch):
-    """Moments of ``x`` into ``state`` (``(1, 8)``), its histogram into ``subs``
-    (``(SUBS, bins)``, int64) and its sketch into ``sketch``; returns the sketch's NaN
-    count (0 without a sketch)."""
+def describe_1d(x, state, moments, edges, uniform, norm, subs, log_gamma, log_min, nbuck,
+                min_pos, sketch):
+    """Moments of ``x`` into ``state`` (``(1, 8)``; skipped unless ``moments``), its
+    histogram into ``subs`` (``(SUBS, bins)``, int64) and its sketch into ``sketch``
+    (the arguments of ``sketch_add``); returns the sketch's NaN count (0 without one)."""
     n = x.shape[0]
     hist = subs.shape[1] > 0
     sk = sketch.shape[0] > 0
@@ -51,18 +51,13 @@ def describe_1d(x, state, edges, uniform, norm, subs, log_gamma, log_min, nbuck,
     for r0 in range(0, n, SLICE):
         r1 = min(n, r0 + SLICE)
         part = x[r0:r1]
-        mnb.moments_1d(part, state)
+        if moments:
+            mnb.moments_1d(part, state)
         if hist:
             _hist_slice(x, r0, r1, edges, uniform, norm, subs)
         if sk:
             nan += snb.sketch_add(part, log_gamma, log_min, nbuck, min_pos, sketch)
     return nan
-
-
-@kernel
-def hist_1d(x, edges, uniform, norm, subs):
-    """The histogram of ``x`` into the sub-histograms ``subs`` (``(SUBS, bins)``)."""
-    _hist_slice(x, 0, x.shape[0], edges, uniform, norm, subs)
 
 
 def fold_subs(subs: np.ndarray) -> np.ndarray:
