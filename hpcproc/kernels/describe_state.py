@@ -54,6 +54,7 @@ class DescribeState:
         self.state = empty_state(1, exact)
         self.istate = empty_int_state(1, unsigned) if ints else None
         self._subs: list = []  # per thread: (sub-histograms, sketch counts)
+        self._ready: set = set()  # block dtypes whose kernels are compiled
 
     def _acc(self, i: int):
         while len(self._subs) <= i:
@@ -79,16 +80,20 @@ class DescribeState:
         if self.moments and self.exact:
             s, _ = block_state(flat.reshape(-1, 1), comm, exact=True)
             self.state = merge(self.state, s)
+        first = flat.dtype not in self._ready  # then compile (collective), else skip the
+        self._ready.add(flat.dtype)            # signature check: it costs more than merges
         if self.ints and self.moments:
             col, ints = flat.reshape(-1, 1), empty_int_state(1, self.unsigned)
-            ensure_compiled(mnb.int_extras, signature_of(col, ints), comm)
+            if first:
+                ensure_compiled(mnb.int_extras, signature_of(col, ints), comm)
             mnb.int_extras(col, ints)
             self.istate = merge_int(self.istate, ints)
         fused = self.moments and not self.exact  # the kernel computes the moments too
         if not fused and self.bins == 0 and self.sketch is None:
             return
-        ensure_compiled(nb.describe_1d, signature_of(*self._args(flat, empty_state(1), fused,
-                                                                 0)), comm)
+        if first:
+            ensure_compiled(nb.describe_1d, signature_of(*self._args(flat, empty_state(1),
+                                                                     fused, 0)), comm)
         ranges = split_rows(flat.shape[0])
         index = {lo: i for i, (lo, _) in enumerate(ranges)}
 
