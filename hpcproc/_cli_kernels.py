@@ -80,13 +80,49 @@ def cmd_hist(args, comm) -> int:
         return 0
     lines = []
     for r in results:
-        c, e = r["counts"], r["edges"]
-        top = max(c) or 1
-        lines.append(f"{r['target']}  ({sum(c)} values in range)")
-        for i, n in enumerate(c):
-            close = "]" if i == len(c) - 1 else ")"
-            lines.append(f"  [{e[i]:>12.6g}, {e[i + 1]:>12.6g}{close} {n:>12d} "
-                         f"{'#' * round(40 * n / top)}")
+        lines.append(f"{r['target']}  ({sum(r['counts'])} values in range)")
+        lines += _bars(r["counts"], r["edges"])
+    _print("\n".join(lines), comm)
+    return 0
+
+
+def _bars(c, e) -> list:
+    top = max(c, default=0) or 1
+    return [f"  [{e[i]:>12.6g}, {e[i + 1]:>12.6g}{']' if i == len(c) - 1 else ')'} {n:>12d} "
+            f"{'#' * round(40 * n / top)}" for i, n in enumerate(c)]
+
+
+def cmd_describe(args, comm, targets) -> int:
+    """``hpcproc stats --hist BINS``: statistics and histogram from one read
+    (:func:`hpcproc.describe`)."""
+    import time
+
+    from .cli import _fmt
+    from .compute.describe import describe
+
+    if args.checkpoint:
+        raise UsageError("--hist cannot be combined with --checkpoint")
+    results = []
+    for path, name in targets:
+        t0 = time.perf_counter()
+        with about(f"{path}:{name}"):
+            r = describe((path, name), args.hist, ddof=args.ddof, comm=comm,
+                         block_bytes=args.block_bytes, method=args.method,
+                         mask_and_scale=not args.raw, exact=args.exact)
+        results.append({"target": f"{path}:{name}", **r,
+                        "seconds": comm.allreduce(time.perf_counter() - t0, op=max)})
+    if args.json:
+        _print(dumps(results if len(results) > 1 else results[0]), comm)
+        return 0
+    lines = []
+    for r in results:
+        lines.append(r["target"])
+        lines += [f"  {k:8s} {_fmt(r[k])}" for k in ("count", "sum", "mean", "std", "min", "max")]
+        if args.timings:
+            lines.append(f"  time     {r['seconds']:.3f} s ({r['passes']} read"
+                         f"{'s' if r['passes'] > 1 else ''} of the data)")
+        lines.append(f"  histogram ({sum(r['counts'])} values in range)")
+        lines += _bars(r["counts"], r["edges"])
     _print("\n".join(lines), comm)
     return 0
 

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "bit-identical sum/mean/std for any rank count and block size (slower)")
     st.add_argument("--raw", action="store_true", help="read the stored values: no CF (netCDF) decoding of scale_factor/add_offset/_FillValue/missing_value/valid_*")
     st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument("--hist", type=types.integer(1), metavar="BINS", help="also a BINS-bin "
+                    "histogram over [min, max], from the same read (hp.describe)")
     add_scan_checkpoint_options(st)
 
     ck = sub.add_parser("ckpt", help="list, verify or export checkpoints (hp.Checkpointer)")
@@ -211,6 +213,9 @@ def cmd_stats(args, comm) -> int:
         raise UsageError(str(exc)) from None
     if args.exact and args.checkpoint:
         raise UsageError("--exact cannot be combined with --checkpoint")
+    if args.hist:
+        from ._cli_kernels import cmd_describe
+        return cmd_describe(args, comm, targets)
     results = []
     for i, (path, name) in enumerate(targets):
         if args.checkpoint:

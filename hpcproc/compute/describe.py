@@ -139,8 +139,11 @@ def describe(x, bins=64, range=None, ddof: int = 0, skipna: bool = False, comm=N
     if sketch is not None:
         state.fold_sketch()
     if two:
-        edges = np.histogram_bin_edges(np.empty(0, _edge_dtype(dtype)), bins,
-                                       range=_auto_range(out, _edge_dtype(dtype), skip))
+        try:  # after the pass: every rank has the same range, so raises alike
+            edges = np.histogram_bin_edges(np.empty(0, _edge_dtype(dtype)), bins,
+                                           range=_auto_range(out, _edge_dtype(dtype), skip))
+        except ValueError as exc:  # numpy's "Too many bins for data range"
+            raise _agreed(exc) from None
         state = DescribeState(*_edge_args(edges), moments=False)
         _scan(src, state)
     out["counts"], out["edges"] = _allreduce(state.counts(), comm), edges
