@@ -17,12 +17,13 @@
  * edge correction into 4 interleaved sub-histograms. Without a range ([min, max] is
  * unknown until every value is read) the file is read twice, as in the default mode,
  * but the second pass uses the vectorised sub-histograms: the same algorithm as
- * hp.describe(range=None). (Keeping the share in memory instead of reading it again was
- * measured slower with a warm page cache: faulting in fresh memory costs more than the
- * second pread.)
+ * hp.describe(range=None). `-k` (no range) reads once and keeps the share in memory
+ * for the histogram instead: the alternative benchmarks/stats.py measures (slower with
+ * a warm page cache: faulting in fresh memory costs more than the second pread).
+ * `-m` times the fused loop alone on data in memory (see in_memory below).
  *
  * Build: mpicc -O3 -march=native -o hpcproc_stats native/hpcproc_stats.c -lm
- * Usage: mpiexec -n 2 hpcproc_stats [-1] FILE OFFSET NELEM [BINS [LO HI]]
+ * Usage: mpiexec -n 2 hpcproc_stats [-1|-k|-m] FILE OFFSET NELEM [BINS [LO HI]]
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -215,11 +216,12 @@ int main(int argc, char **argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     int mem = argc > 1 && strcmp(argv[1], "-m") == 0; /* compute only, data in memory */
-    int one = mem || (argc > 1 && strcmp(argv[1], "-1") == 0);
+    int keep = argc > 1 && strcmp(argv[1], "-k") == 0; /* one read, share kept in memory */
+    int one = mem || keep || (argc > 1 && strcmp(argv[1], "-1") == 0);
     argv += one;
     argc -= one;
     if (argc < 4 || argc == 6) {
-        if (rank == 0) fprintf(stderr, "usage: hpcproc_stats [-1|-m] FILE OFFSET NELEM [BINS [LO HI]]\n");
+        if (rank == 0) fprintf(stderr, "usage: hpcproc_stats [-1|-k|-m] FILE OFFSET NELEM [BINS [LO HI]]\n");
         MPI_Finalize();
         return 2;
     }
@@ -232,7 +234,9 @@ int main(int argc, char **argv) {
     if (fd < 0) { perror(argv[1]); MPI_Abort(MPI_COMM_WORLD, 1); }
     int64_t q = nelem / size, r = nelem % size;
     int64_t lo = rank * q + (rank < r ? rank : r), cnt = q + (rank < r);
-    double *buf = aligned_alloc(64, (size_t)PIECE * sizeof(double));
+    keep = keep && !ranged;
+    size_t len = keep ? (size_t)cnt : PIECE;
+    double *buf = aligned_alloc(64, (len * sizeof(double) + 63) / 64 * 64 + 64);
     double *e = malloc(sizeof(double) * (nb + 1));
     int64_t *h = calloc((size_t)nb * 4, sizeof(int64_t));
     int *idx = malloc(sizeof(int) * SLICE);
@@ -245,7 +249,7 @@ int main(int argc, char **argv) {
     double total;
     for (int64_t i = 0; i < cnt; i += PIECE) {
         size_t m = (size_t)(cnt - i < PIECE ? cnt - i : PIECE);
-        double *x = buf;
+        double *x = keep ? buf + i : buf;
         read_piece(fd, x, m, offset + (off_t)((lo + i) * 8));
         if (one && ranged) {
             for (size_t r0 = 0; r0 < m; r0 += SLICE) {
@@ -263,8 +267,8 @@ int main(int argc, char **argv) {
         norm = make_edges(g.mn, g.mx, nb, e);
         for (int64_t i = 0; i < cnt; i += PIECE) {
             size_t m = (size_t)(cnt - i < PIECE ? cnt - i : PIECE);
-            double *x = buf;
-            read_piece(fd, x, m, offset + (off_t)((lo + i) * 8));
+            double *x = keep ? buf + i : buf;
+            if (!keep) read_piece(fd, x, m, offset + (off_t)((lo + i) * 8));
             if (one) histogram4(x, m, e, nb, norm, idx, h);
             else histogram(x, m, e, nb, norm, h);
         }
