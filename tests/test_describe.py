@@ -142,11 +142,23 @@ def test_too_many_bins_for_the_range(comm):
 
 
 @pytest.mark.mpi
-def test_exact_mode(comm):
+@pytest.mark.parametrize("rng", [(-3000, 3000), None])
+def test_exact_mode(comm, rng):
     data = np.random.default_rng(2).standard_normal(50_000) * 1e3
     x = _dist(data, comm)
-    got = hp.describe(x, 8, range=(-3000, 3000), exact=True)
-    _check(got, x, 8, (-3000, 3000), exact=True)
+    got = hp.describe(x, 8, range=rng, exact=True, quantiles=0.9)
+    _check(got, x, 8, rng, exact=True)
+    assert got["quantiles"] == hp.quantile(x, 0.9, method="sketch")
+
+
+@pytest.mark.mpi
+def test_two_dimensional_all_elements(comm):
+    data = np.random.default_rng(8).integers(-1000, 1000, (9001, 3)).astype("i2")
+    x = _dist(data, comm)
+    got = hp.describe(x, 20)
+    _check(got, x, 20)
+    np.testing.assert_array_equal(got["counts"], np.histogram(data, 20)[0])
+    assert got["sum"] == data.sum(dtype=np.int64) and got["count"] == data.size
 
 
 def _write(path, data, chunks=None, **attrs):
