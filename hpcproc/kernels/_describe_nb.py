@@ -17,6 +17,8 @@ times). Each slice goes through the existing kernels, called, not copied:
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ._numba import kernel
@@ -58,6 +60,27 @@ def describe_1d(x, state, moments, edges, uniform, norm, subs, log_gamma, log_mi
         if sk:
             nan += snb.sketch_add(part, log_gamma, log_min, nbuck, min_pos, sketch)
     return nan
+
+
+def _stamp_callees(disp, modules) -> None:
+    """Make ``disp``'s on-disk cache stale when a module it calls into changes.
+
+    Numba keys a cached kernel on the modification time and size of its own file only,
+    but these kernels compile the kernels of other modules into themselves: without
+    this, editing ``_moments_nb.py`` would leave a cached ``describe_1d`` running the old
+    moment code. The callees' stamps are added to the cache's source stamp (a Numba
+    internal, checked here: if it ever moves, caching still works as before).
+    """
+    f = getattr(getattr(disp, "_cache", None), "_cache_file", None)
+    if f is None or not hasattr(f, "_source_stamp"):  # caching off
+        return
+    stamps = tuple((os.stat(m.__file__).st_mtime, os.stat(m.__file__).st_size)
+                   for m in modules)
+    f._source_stamp = (f._source_stamp, stamps)
+
+
+_stamp_callees(_hist_slice, (hnb,))
+_stamp_callees(describe_1d, (hnb, mnb, snb))
 
 
 def fold_subs(subs: np.ndarray) -> np.ndarray:
