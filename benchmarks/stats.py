@@ -199,7 +199,9 @@ def main(argv=None) -> int:
     p.add_argument("--gib", type=float, default=1.5)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--ranks", type=int, default=2)
-    p.add_argument("--block-bytes", type=int, default=8 << 20)
+    p.add_argument("--block-bytes", type=int, default=64 << 20,
+                   help="hpcproc's block size (default: its default, 64 MiB; the native "
+                        "code reads 8 MiB pieces, measured faster for it than 64 MiB)")
     p.add_argument("--competitors", action="store_true",
                    help="also the mpi4py script and Dask (range=None)")
     p.add_argument("--data", default=os.path.join(tempfile.gettempdir(),
@@ -289,7 +291,8 @@ def main(argv=None) -> int:
         "loaded), max over ranks; *cpu*: CPU seconds of that interval (robust to other "
         "jobs); *process*: wall time of the whole `mpiexec` job (start-up, imports, kernel "
         "cache load). Ratio = native time / contender time = throughput relative to the "
-        "native reference of the same case (1.00: as fast as C).",
+        "native reference of the same case (1.00: as fast as C). hpcproc reads blocks of "
+        f"{args.block_bytes >> 20} MiB per rank, the native code 8 MiB pieces.",
         f"Machine: {os.cpu_count()} CPUs shared with other jobs; 1-minute load average "
         f"{', '.join(f'{v:.1f}' for v in load)} (start, after each round, end).", "",
         "| contender | reads | compute s | cpu s | process s | GB/s (compute) | "

@@ -254,6 +254,21 @@ def test_ranks_disagree_and_comm_rule(comm):
         hp.describe(_dist(np.arange(4) * 1j, comm))
 
 
+def test_fused_kernel_cache_follows_its_callees():
+    """Numba keys a cached kernel on its own file; the fused kernel compiles in the
+    moment, histogram and sketch kernels of other modules, so their files' stamps must be
+    part of its cache key (else an edited _moments_nb.py leaves a stale cached kernel)."""
+    import os
+
+    from hpcproc.kernels import _describe_nb as nb, _hist_nb, _moments_nb, _select_nb
+    from hpcproc.kernels._numba import CACHE
+    if not CACHE:
+        pytest.skip("kernel cache switched off")
+    stamp = nb.describe_1d._cache._cache_file._source_stamp
+    files = [m.__file__ for m in (_hist_nb, _moments_nb, _select_nb)]
+    assert stamp[1] == tuple((os.stat(f).st_mtime, os.stat(f).st_size) for f in files)
+
+
 # --- the CLI: `hpcproc stats FILE:/x --hist BINS` (launches its own jobs) --------------
 
 @pytest.fixture(scope="module")
