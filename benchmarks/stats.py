@@ -28,7 +28,8 @@ thread CPU time.
 
     python benchmarks/stats.py [--gib 1.5] [--runs 3] [--ranks 2] [--competitors]
 
-Writes benchmarks/results/stats.md and stats.json (`make bench-stats`).
+Writes benchmarks/results/stats.md and stats.json (`make bench-stats`; --name NAME for
+another file name, e.g. a --ranks 1 run next to the 2-rank one).
 """
 
 from __future__ import annotations
@@ -204,6 +205,8 @@ def main(argv=None) -> int:
                         "code reads 8 MiB pieces, measured faster for it than 64 MiB)")
     p.add_argument("--competitors", action="store_true",
                    help="also the mpi4py script and Dask (range=None)")
+    p.add_argument("--name", default="stats",
+                   help="results file name: benchmarks/results/NAME.md and NAME.json")
     p.add_argument("--data", default=os.path.join(tempfile.gettempdir(),
                                                   "hpcproc-bench-stats.h5"))
     args = p.parse_args(argv)
@@ -281,11 +284,12 @@ def main(argv=None) -> int:
               "cpus": os.cpu_count(), "median": med, "times": times,
               "throughput_vs_native": ratio, "checks_vs_native": checks, "kernels": kern}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "stats.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         f"# W1: statistics + 64-bin histogram, {report['gib']:.2f} GiB float64, "
         f"{args.ranks} ranks", "",
-        f"`python benchmarks/stats.py --gib {args.gib} --runs {args.runs}` "
+        f"`python benchmarks/stats.py --gib {args.gib} --runs {args.runs} --ranks "
+        f"{args.ranks}` "
         f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). Medians of {args.runs} "
         "alternating runs, warm page cache. *compute*: inside a warm process (kernels "
         "loaded), max over ranks; *cpu*: CPU seconds of that interval (robust to other "
@@ -311,7 +315,7 @@ def main(argv=None) -> int:
               "The hp.describe *process* time for range=None is `hpcproc stats FILE:/x --hist "
               "64 --json` (the command a user runs); for a given range, the benchmark script "
               "(imports, one small call that loads the kernels, the timed call).", ""]
-    (RESULTS / "stats.md").write_text("\n".join(lines))
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 

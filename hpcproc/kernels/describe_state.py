@@ -96,6 +96,7 @@ class DescribeState:
                                                                      fused, 0)), comm)
         ranges = split_rows(flat.shape[0])
         index = {lo: i for i, (lo, _) in enumerate(ranges)}
+        self._acc(len(ranges) - 1)  # every thread's accumulators, before the threads run
 
         def run(lo, hi):
             state = empty_state(1)
