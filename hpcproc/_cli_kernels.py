@@ -100,13 +100,17 @@ def cmd_describe(args, comm, targets) -> int:
     from .cli import _fmt
     from .compute.describe import describe
 
+    if not args.hist:
+        raise UsageError("--range needs --hist BINS")
+    if args.range is not None and not args.range[0] <= args.range[1]:
+        raise UsageError(f"--range MIN MAX needs MIN <= MAX, got {args.range}")
     if args.checkpoint:
         raise UsageError("--hist cannot be combined with --checkpoint")
     results = []
     for path, name in targets:
         t0 = time.perf_counter()
         with about(f"{path}:{name}"):
-            r = describe((path, name), args.hist, ddof=args.ddof, comm=comm,
+            r = describe((path, name), args.hist, args.range, ddof=args.ddof, comm=comm,
                          block_bytes=args.block_bytes, method=args.method,
                          mask_and_scale=not args.raw, exact=args.exact)
         results.append({"target": f"{path}:{name}", **r,

@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--raw", action="store_true", help="read the stored values: no CF (netCDF) decoding of scale_factor/add_offset/_FillValue/missing_value/valid_*")
     st.add_argument("--json", action="store_true", help="print JSON")
     st.add_argument("--hist", type=types.integer(1), metavar="BINS", help="also a BINS-bin "
-                    "histogram over [min, max], from the same read (hp.describe)")
+                    "histogram (hp.describe): over --range in the same read, else over "
+                    "[min, max] (a second read)")
+    st.add_argument("--range", type=types.real(), nargs=2, metavar=("MIN", "MAX"),
+                    help="with --hist: the histogram range (one read of the data)")
     add_scan_checkpoint_options(st)
 
     ck = sub.add_parser("ckpt", help="list, verify or export checkpoints (hp.Checkpointer)")
@@ -213,7 +216,7 @@ def cmd_stats(args, comm) -> int:
         raise UsageError(str(exc)) from None
     if args.exact and args.checkpoint:
         raise UsageError("--exact cannot be combined with --checkpoint")
-    if args.hist:
+    if args.hist or args.range:
         from ._cli_kernels import cmd_describe
         return cmd_describe(args, comm, targets)
     results = []

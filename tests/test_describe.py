@@ -293,6 +293,12 @@ def test_cli_json(cli_file, ranks):
     counts, edges = np.histogram(data, 16)
     assert got["counts"] == counts.tolist() and got["edges"] == edges.tolist()
     assert got["passes"] == 2
+    one = json.loads(run(hpcproc_cmd("stats", f"{path}:/x", "--hist", "16", "--range", "-3",
+                                     "3", "--json"), ranks=ranks, check=True,
+                         timeout=180).stdout)
+    counts, edges = np.histogram(data, 16, range=(-3, 3))
+    assert one["counts"] == counts.tolist() and one["edges"] == edges.tolist()
+    assert one["passes"] == 1 and one["max"] == got["max"]
 
 
 def test_cli_text_and_errors(cli_file):
@@ -310,3 +316,7 @@ def test_cli_text_and_errors(cli_file):
               ranks=2, timeout=120)
     assert bad.returncode == 2 and "--hist cannot be combined with --checkpoint" in bad.stderr
     assert bad.stderr.count("hpcproc: error:") == 1
+    for args, msg in ((["--range", "0", "1"], "--range needs --hist BINS"),
+                      (["--hist", "4", "--range", "2", "1"], "needs MIN <= MAX")):
+        bad = run(hpcproc_cmd("stats", f"{path}:/x", *args), ranks=2, timeout=120)
+        assert bad.returncode == 2 and msg in bad.stderr, bad.stderr
