@@ -146,15 +146,16 @@ def worker(argv) -> None:
                    help="touch and free this many bytes right before the clock starts")
     a = p.parse_args(argv)
 
-    from mpi4py import MPI
     import h5py
+    from mpi4py import MPI
+
     import hpcproc as hp
     import hpcproc.io  # noqa: F401 - hp.* names load lazily; load them before the clock
 
     comm = MPI.COMM_WORLD
     with hp.abort_on_error():
         if a.mode == "generate":
-            from hpcproc.generate import generate
+            from hpcproc.synthetic import generate
 
             _, times = _timed(comm, lambda: generate(a.path, kind="normal", rows=a.rows,
                                                      seed=1, comm=comm))

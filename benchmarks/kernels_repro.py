@@ -40,7 +40,7 @@ PERCALL = textwrap.dedent("""
     import numpy as np
     from mpi4py import MPI
     import hpcproc as hp
-    hq = importlib.import_module("hpcproc.quantile")
+    hq = importlib.import_module("hpcproc.compute.quantile")
     comm = MPI.COMM_WORLD
     calls = int(sys.argv[1])
     for n in (256 * 256, 1 << 22):

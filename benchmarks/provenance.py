@@ -1,6 +1,6 @@
 """Cost of lineage checksums and validation on hp.read, as ratios to a plain read.
 
-    mpiexec -n 2 .venv/bin/python benchmarks/provenance.py [MiB]
+    mpiexec -n 2 .venv/bin/python benchmarks/lineage.py [MiB]
 
 Reports, measured in the same run: crc32 throughput per rank next to a numpy copy of the
 same block (a memory-bandwidth baseline), and the time of ``hp.read`` with lineage off
@@ -20,7 +20,7 @@ import numpy as np
 from mpi4py import MPI
 
 import hpcproc as hp
-from hpcproc import provenance
+from hpcproc.io import lineage
 
 
 def main():
@@ -44,21 +44,21 @@ def main():
             out.append(comm.allreduce(time.perf_counter() - t, op=MPI.MAX))
         return statistics.median(out)
 
-    def read(lineage, validate=None):
-        os.environ["HPCPROC_LINEAGE"] = "1" if lineage else "0"
+    def read(with_lineage, validate=None):
+        os.environ["HPCPROC_LINEAGE"] = "1" if with_lineage else "0"
         hp.read(path, "/x", comm=comm, validate=validate)
-        provenance.reset()
+        lineage.reset()
 
     block = hp.read(path, "/x", comm=comm).local
     t_zlib = timed(lambda: zlib.crc32(block))
-    t_crc = timed(lambda: provenance.block_crc32(block))
+    t_crc = timed(lambda: lineage.block_crc32(block))
     t_copy = timed(lambda: block.copy())
     t_off, t_on, t_val = timed(lambda: read(False)), timed(lambda: read(True)), \
         timed(lambda: read(True, rules))
     if comm.rank == 0:
         gib = block.nbytes / 2**30
         print(f"{mib} MiB float64 on {comm.size} rank(s), {block.nbytes / 2**20:.1f} MiB/rank")
-        impl = provenance._crc32_impl()
+        impl = lineage._crc32_impl()
         print(f"crc32 ({impl.__module__}) {gib / t_crc:.2f} GiB/s per rank (zlib "
               f"{gib / t_zlib:.2f}); numpy copy {gib / t_copy:.2f} GiB/s "
               f"(crc32 / copy time {t_crc / t_copy:.2f})")

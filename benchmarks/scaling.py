@@ -89,7 +89,7 @@ class _Recorder:
         import importlib
 
         # import_module: ``hp.shuffle`` (the function) shadows the subpackage attribute
-        for name in ("hpcproc.shuffle.samplesort", "hpcproc.shuffle.grouping"):
+        for name in ("hpcproc.shuffles.samplesort", "hpcproc.shuffles.grouping"):
             mod = importlib.import_module(name)
             inner = getattr(mod, "exchange", None)
             if inner is None or getattr(inner, "_scaling_wrapped", False):

@@ -305,8 +305,8 @@ def _merge_cost():
     import time
     from functools import reduce
 
+    from hpcproc.compute.stats import _merge_all
     from hpcproc.kernels.moment_state import empty_state
-    from hpcproc.stats import _merge_all
 
     s = empty_state(1)
     s[:, 0] = 10

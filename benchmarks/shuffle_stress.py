@@ -31,7 +31,7 @@ from mpi4py import MPI
 
 import hpcproc as hp
 from hpcproc.cli import parse_count
-from hpcproc.shuffle._exchange import MAX_MESSAGE, default_memory_budget
+from hpcproc.shuffles._exchange import MAX_MESSAGE, default_memory_budget
 
 HERE = Path(__file__).resolve().parent
 

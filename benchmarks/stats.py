@@ -165,12 +165,12 @@ def make_data(path: Path, gib: float, ranks: int) -> int:
 def kernel_throughput(exe: Path, path: Path, offset: int, rows: int, runs: int) -> dict:
     """In-memory GB/s, one rank, thread CPU time: the Numba describe kernel (fused
     moments + 64-bin histogram) vs the native fused loop on the same values."""
-    from hpcproc.histogram import _edge_args
+    from hpcproc.compute.histogram import edge_args
     from hpcproc.kernels import _describe_nb as nb
     from hpcproc.kernels._moments_nb import empty_state
     n = min(rows, 2**25)  # 256 MiB
     x = np.fromfile(path, dtype="<f8", count=n, offset=offset)
-    e, uniform, norm = _edge_args(np.histogram_bin_edges(x, 64))
+    e, uniform, norm = edge_args(np.histogram_bin_edges(x, 64))
     none = np.zeros(0, np.int64)
 
     def numba_rate():

@@ -22,8 +22,8 @@ import numpy as np
 from mpi4py import MPI
 
 import hpcproc as hp
-from hpcproc import trace
 from hpcproc.cli import parse_size
+from hpcproc.observe import phases as trace
 
 
 def micro(n=200_000):

@@ -4,9 +4,7 @@
 below are loaded from their modules on first use (PEP 562).
 """
 
-import sys as _sys
-import types as _types
-
+from ._lazy import lazy_exports
 from ._version import __version__
 
 # public name -> module that defines it
@@ -19,33 +17,33 @@ _EXPORTS = {
     "write": ".io",
     "write_table": ".io",
     "dataset_info": ".io",
-    "stats": ".stats",
-    "stats_file": ".stats",
-    "histogram": ".histogram",
-    "histogram2d": ".histogram",
+    "stats": ".compute.stats",
+    "stats_file": ".compute.stats",
+    "histogram": ".compute.histogram",
+    "histogram2d": ".compute.histogram",
     "describe": ".compute.describe",
-    "quantile": ".quantile",
-    "QuantileSketch": ".sketch",
-    "map": ".user",
-    "map_blocks": ".user",
-    "reduce": ".user",
+    "quantile": ".compute.quantile",
+    "QuantileSketch": ".compute.sketch",
+    "map": ".compute.user",
+    "map_blocks": ".compute.user",
+    "reduce": ".compute.user",
     "KernelCompileError": ".kernels",
     "set_threads": ".kernels",
     "scan": ".collectives",
-    "generate": ".generate",
+    "generate": ".synthetic",
     "get_comm": ".comm",
     "lib_comm": ".comm",
-    "abort_on_error": ".comm",
+    "abort_on_error": ".abort",
     "block_range": ".partition",
     "block_counts": ".partition",
-    "shuffle": ".shuffle",
-    "sort": ".shuffle",
-    "groupby": ".shuffle",
-    "join": ".shuffle",
-    "unique": ".shuffle",
-    "value_counts": ".shuffle",
-    "rebalance": ".shuffle",
-    "exchange": ".shuffle",
+    "shuffle": ".shuffles",
+    "sort": ".shuffles",
+    "groupby": ".shuffles",
+    "join": ".shuffles",
+    "unique": ".shuffles",
+    "value_counts": ".shuffles",
+    "rebalance": ".shuffles",
+    "exchange": ".shuffles",
     "HpcprocError": ".errors",
     "DatasetNotFoundError": ".errors",
     "NotADatasetError": ".errors",
@@ -53,6 +51,7 @@ _EXPORTS = {
     "ShapeMismatchError": ".errors",
     "DatasetExistsError": ".errors",
     "ArgumentMismatchError": ".errors",
+    "OutputIsInputError": ".errors",
     "Checkpointer": ".checkpoint",
     "CheckpointError": ".checkpoint",
     "CheckpointWarning": ".checkpoint",
@@ -60,45 +59,23 @@ _EXPORTS = {
     "rng_state": ".checkpoint",
     "rng_from_state": ".checkpoint",
     "install_signal_handlers": ".checkpoint",
-    "phase": ".trace",
-    "traced": ".trace",
-    "report": ".trace",
-    "start_tracing": ".trace",
-    "stop_tracing": ".trace",
-    "reset_tracing": ".trace",
-    "diff": ".diff",
-    "validate_dataset": ".validate",
-    "ValidationError": ".validate",
-    "read_lineage": ".provenance",
+    "phase": ".observe.phases",
+    "traced": ".observe.phases",
+    "report": ".observe.report",
+    "start_tracing": ".observe.phases",
+    "stop_tracing": ".observe.phases",
+    "reset_tracing": ".observe.phases",
+    "diff": ".quality.diff",
+    "validate_dataset": ".quality.validate",
+    "ValidationError": ".quality.rules",
+    "read_lineage": ".io.lineage",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hpcproc' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)[0]
 
 
 def __dir__():
     return sorted(__all__)
-
-
-class _Package(_types.ModuleType):
-    """Keeps public functions named like their modules (``hp.stats``, ``hp.histogram``,
-    ``hp.quantile``, ``hp.generate``) from being replaced by the submodule object when
-    the submodule is imported (the import system sets it as a package attribute)."""
-
-    def __setattr__(self, name, value):
-        if name in _EXPORTS and isinstance(value, _types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package

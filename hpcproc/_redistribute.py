@@ -12,7 +12,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .comm import lib_comm
-from .trace import add_bytes, traced
+from .observe.phases import add_bytes, traced
 
 __all__ = ["redistribute_rows"]
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from .comm import check_all, collective, get_comm, lib_comm
+from .agreement import collective
+from .comm import check_all, get_comm, lib_comm
 from .errors import ShapeMismatchError
 from .partition import block_range
 
@@ -72,7 +73,7 @@ class DistArray:
         check_all(lambda: _check_consistent(info), comm)
         counts = [shape[0] for shape, _ in info]
         rank = get_comm(comm).Get_rank()
-        return _tiled(cls(local, (sum(counts),) + local.shape[1:], sum(counts[:rank]), comm))
+        return tiled(cls(local, (sum(counts),) + local.shape[1:], sum(counts[:rank]), comm))
 
     @classmethod
     def from_global(cls, array, comm: MPI.Comm | None = None) -> "DistArray":
@@ -113,7 +114,8 @@ class DistArray:
         return self.global_shape[0]
 
     def _layout(self):
-        """(agreement key, comm, (offset, local rows, global rows)): see :func:`~hpcproc.comm.agree`."""
+        """(agreement key, comm, (offset, local rows, global rows)): see
+        :func:`~hpcproc.agreement.agree`."""
         return (("DistArray", self.global_shape, self.dtype.str), self.comm,
                 (self.offset, self.local.shape[0] if self.local.ndim else -1,
                  self.global_shape[0]))
@@ -145,7 +147,7 @@ class DistArray:
         return out
 
 
-def _tiled(x):
+def tiled(x):
     """``x``, marked as tiling its rows (built by a collective that computed the offsets)."""
     x._tiled = x._layout()[2]
     return x

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import reduce
 
-from .comm import collective, lib_comm
-from .trace import traced
+from .agreement import collective
+from .comm import lib_comm
+from .observe.phases import traced
 
 __all__ = ["allreduce_state", "reduce_state", "scan"]
 

@@ -1,4 +1,5 @@
-"""Communicators: resolve ``comm=None``, the library's private duplicate, abort guard.
+"""Communicators: resolve ``comm=None``, the library's private duplicate, and errors that
+every rank raises together (:func:`check_all`, :func:`root_call`).
 
 ``comm=None`` means ``MPI.COMM_WORLD`` everywhere in hpcproc, and this module is the one
 place that resolves it. Library traffic (shuffles, broadcasts of metadata, checkpoint
@@ -9,27 +10,15 @@ match a message the user's own code posts on the same communicator.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
-import inspect
-import os
 import pickle
-import sys
-import threading
-import time
-import traceback
-from collections.abc import Iterator, Mapping
 
-import numpy as np
 from mpi4py import MPI
 
-from .errors import ArgumentMismatchError, HpcprocError, RemoteError, ShapeMismatchError, UsageError
-from . import trace as _trace
-from .trace import phase
+from .errors import HpcprocError, RemoteError, UsageError
+from .observe.phases import phase
 
-__all__ = ["get_comm", "lib_comm", "node_comm", "cached_comm", "abort_on_error", "is_root",
-           "root_call", "check_all", "first_failure", "agree", "collective", "same_comm"]
+__all__ = ["get_comm", "lib_comm", "node_comm", "cached_comm", "is_root", "root_call",
+           "check_all", "first_failure", "agreed", "error_message"]
 
 
 def get_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
@@ -106,7 +95,7 @@ def _portable(exc: BaseException) -> BaseException:
     return RemoteError(error_message(exc))
 
 
-def _agreed(exc: BaseException) -> BaseException:
+def agreed(exc: BaseException) -> BaseException:
     """Mark ``exc`` as raised identically on every rank (no MPI_Abort needed)."""
     try:
         exc._hpcproc_all_ranks = True
@@ -136,7 +125,7 @@ def root_call(fn, comm: MPI.Comm | None = None, root: int = 0):
     with phase("wait"):
         ok, value = comm.bcast(outcome, root=root)
     if not ok:
-        raise _agreed(error if error is not None else value)
+        raise agreed(error if error is not None else value)
     return value
 
 
@@ -170,7 +159,7 @@ def check_all(fn, comm: MPI.Comm | None = None):
     failed = first_failure(exc, comm)
     if failed is not None:
         rank, first = failed
-        raise _agreed(exc if rank == lib_comm(comm).Get_rank() else first)
+        raise agreed(exc if rank == lib_comm(comm).Get_rank() else first)
     return result
 
 
@@ -178,356 +167,6 @@ def check_all(fn, comm: MPI.Comm | None = None):
 #: (``hpcproc: error: no such file: x.h5``). Other types keep it (``KeyError: 'bins'``,
 #: ``ZeroDivisionError: ...``): there the name is part of the information.
 _PLAIN = (HpcprocError, ValueError, TypeError, OSError)
-
-
-# Argument agreement ------------------------------------------------------------------
-#
-# Every public collective starts with :func:`agree` (usually through the :func:`collective`
-# decorator): one hash of its canonicalised arguments and ONE small ``MPI_Allreduce``
-# (MAX of ``[h, -h, stale]``: min == max of the hash tells whether all ranks passed the same
-# arguments; ``stale`` whether a distributed argument's tiling still has to be verified).
-# Only on the error path, or the first time a DistArray/DistTable enters a collective, is
-# anything gathered. Distributed objects take part through two attributes:
-# ``_layout() -> (key, comm, (offset, local_rows, global_rows))`` and ``_tiled`` (the last
-# verified ``(offset, local_rows, global_rows)``, None before).
-
-_NESTED = threading.local()
-_MASK = (1 << 63) - 1
-
-
-def _digest(obj) -> int:
-    return int.from_bytes(hashlib.blake2b(repr(obj).encode(), digest_size=8).digest(),
-                          "little") & _MASK
-
-
-def _func_key(f):
-    f = getattr(f, "py_func", f)  # a Numba dispatcher: its Python function
-    code = getattr(f, "__code__", None)
-    name = (getattr(f, "__module__", None), getattr(f, "__qualname__", type(f).__qualname__))
-    if code is None:
-        return ("callable", *name)
-    return ("function", *name) + _code_key(code)
-
-
-def _code_key(code) -> tuple:
-    consts = tuple(_code_key(c) if inspect.iscode(c) else repr(c) for c in code.co_consts)
-    return (code.co_firstlineno, code.co_code.hex(), code.co_names, consts)
-
-
-_EXACT = {int: int, str: str, bytes: bytes, type(None): lambda v: v,
-          bool: lambda v: ("bool", v), float: lambda v: ("float", v.hex())}
-
-
-def _canon(v, path: str, found: list, local: bool):
-    """A rank-independent description of ``v`` (nested tuples of plain values).
-
-    Distributed objects (and iterators carrying a ``comm``) are appended to ``found`` as
-    ``(path, obj)``. ``local``: ``v`` is per-rank data; only its structure counts (mapping
-    keys, container lengths, distributed objects), never its values.
-    """
-    t = type(v)
-    exact = _EXACT.get(t)
-    if exact is not None:  # the common case, first
-        return None if local else exact(v)
-    if t is tuple or t is list:
-        return (t.__name__,) + tuple(_canon(x, f"{path}[{i}]", found, local)
-                                     for i, x in enumerate(v))
-    if hasattr(t, "_layout"):
-        found.append((path, v))
-        return ("dist", v._layout()[0])
-    if isinstance(v, Mapping):
-        return ("map",) + tuple((str(k), _canon(x, f"{path}[{k!r}]", found, local))
-                                for k, x in v.items())
-    if isinstance(v, (list, tuple)):
-        return (type(v).__name__,) + tuple(_canon(x, f"{path}[{i}]", found, local)
-                                           for i, x in enumerate(v))
-    if isinstance(v, Iterator):
-        if isinstance(getattr(v, "comm", None), MPI.Comm):
-            found.append((path, v))
-        return ("iterator",)
-    if local or isinstance(v, MPI.Comm):
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return ("bool", bool(v))
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return ("float", float(v).hex())
-    if isinstance(v, (complex, np.complexfloating)):
-        return ("complex", repr(complex(v)))
-    if isinstance(v, os.PathLike):
-        return ("path", os.fspath(v))
-    if isinstance(v, slice):
-        return ("slice",) + tuple(_canon(x, path, found, local) for x in (v.start, v.stop, v.step))
-    if isinstance(v, np.ndarray):
-        if v.dtype.hasobject:
-            return ("ndarray", v.shape, repr(v.tolist()))
-        data = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
-        return ("ndarray", v.dtype.str, v.shape, hashlib.blake2b(data, digest_size=8).hexdigest())
-    if isinstance(v, np.dtype):
-        return ("dtype", v.str)
-    if isinstance(v, type):
-        return ("type", v.__module__, v.__qualname__)
-    if callable(v):
-        return _func_key(v)
-    return ("object", type(v).__module__, type(v).__qualname__)  # never an address
-
-
-def _short(v) -> str:
-    """A short description of an argument's value for an error message."""
-    if hasattr(v, "_layout"):
-        text = repr(v)
-    elif isinstance(v, np.ndarray) and v.size > 8:
-        text = f"array(shape={v.shape}, dtype={v.dtype}, ...)"
-    elif callable(v) and not isinstance(v, type):
-        f = getattr(v, "py_func", v)
-        code = getattr(f, "__code__", None)
-        text = getattr(f, "__qualname__", type(f).__name__)
-        if code is not None:  # the code's digest tells apart functions of the same name
-            text += f" (line {code.co_firstlineno}, code #{_digest(_code_key(code)) % 65536:04x})"
-    else:
-        text = repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def same_comm(a: MPI.Comm, b: MPI.Comm) -> bool:
-    """True when ``a`` and ``b`` are the same communicator or a congruent one (same group,
-    same rank order). Not collective (``MPI_Comm_compare`` is local)."""
-    return a == b or MPI.Comm.Compare(a, b) in (MPI.IDENT, MPI.CONGRUENT)
-
-
-def _resolve(comm, found, fn: str):
-    """The communicator of a call: ``comm`` if given, else the distributed arguments' own.
-
-    Raises ``ValueError`` (locally, before any communication) when a distributed argument
-    lives on another communicator than ``comm`` or than another distributed argument.
-    """
-    carriers = [(p, o.comm) for p, o in found]
-    if comm is None and carriers:
-        where, comm = carriers[0][0], carriers[0][1]
-        what = f"the communicator of `{where}`"
-    else:
-        comm, what = get_comm(comm), "comm="
-    for path, c in carriers:
-        if not same_comm(comm, c):
-            raise ValueError(
-                f"{fn}: `{path}` is distributed over another communicator than {what} "
-                "(other ranks, or another order); pass comm=None or the array's own "
-                "communicator")
-    return comm
-
-
-def _mismatch(lc, fn, digests, values) -> ArgumentMismatchError:
-    """Second round, on the error path only: which arguments differ, and how."""
-    calls = lc.allgather((fn, dict(digests)))
-    if len({name for name, _ in calls}) > 1:
-        groups: dict = {}
-        for r, (name, _) in enumerate(calls):
-            groups.setdefault(name, []).append(r)
-        return ArgumentMismatchError(
-            "ranks called different collectives at the same time: "
-            + "; ".join(f"{_ranks(rs)}: {name}" for name, rs in groups.items())
-            + "; every rank must make the same collective calls in the same order")
-    seen = [d for _, d in calls]
-    names = [k for k in digests if len({s.get(k) for s in seen}) > 1]
-    names += [k for k in {k for s in seen for k in s} if k not in digests]
-    shorts = lc.allgather({k: _short(values[k]) for k in names if k in values})
-    parts = []
-    for name in names:
-        groups: dict = {}
-        for r, s in enumerate(shorts):
-            groups.setdefault(s.get(name, "<not passed>"), []).append(r)
-        desc = "; ".join(f"{_ranks(rs)}: {text}" for text, rs in list(groups.items())[:4])
-        parts.append(f"`{name}` ({desc})")
-    if not parts:  # the same values but a different set of arguments (can not happen)
-        parts = ["their arguments"]
-    return ArgumentMismatchError(f"{fn}: ranks passed different " + ", ".join(parts)
-                                 + "; every rank must pass the same arguments to a collective")
-
-
-def _ranks(rs) -> str:
-    if len(rs) == 1:
-        return f"rank {rs[0]}"
-    if rs == list(range(rs[0], rs[-1] + 1)):
-        return f"ranks {rs[0]}-{rs[-1]}"
-    return "ranks " + ",".join(map(str, rs))
-
-
-def _verify_tiling(lc, fn, dists) -> None:
-    """Check (one allgather) that every distributed argument's blocks tile its rows."""
-    from .partition import tiling_problem
-
-    layouts = [d._layout()[2] for _, d in dists]
-    every = lc.allgather(layouts) if lc.Get_size() > 1 else [layouts]
-    for i, (path, d) in enumerate(dists):
-        bounds = [(rank_layouts[i][0], rank_layouts[i][1]) for rank_layouts in every]
-        problem = tiling_problem(bounds, layouts[i][2])
-        if problem:
-            raise _agreed(ShapeMismatchError(f"{fn}: the blocks of `{path}` do not tile its "
-                                             f"{layouts[i][2]} rows: {problem}"))
-    for (_, d), lay in zip(dists, layouts):
-        d._tiled = lay
-
-
-def agree(comm: MPI.Comm | None, fn: str, args: Mapping, local=(), found=None) -> MPI.Comm:
-    """Check that every rank passed the same ``args`` to collective ``fn``; return the comm.
-
-    Collective; the first thing a public collective does. One hash per argument (``local``
-    names per-rank data: only its structure is compared) and one ``MPI_Allreduce`` of three
-    int64 in the common case. Raises on every rank together (agreed errors):
-    :class:`~hpcproc.errors.ArgumentMismatchError` naming the arguments that differ and
-    their values per rank; ``ShapeMismatchError`` when a DistArray/DistTable argument's
-    blocks do not tile its rows (verified once per object, then cached on it); and,
-    locally, before any communication, ``ValueError`` when ``comm`` is not the
-    communicator (or a congruent one) of a distributed argument.
-
-    Returns the communicator of the call (``comm``, else the distributed arguments').
-    Called inside another collective that already agreed (see :func:`collective`), it
-    does not communicate.
-    """
-    found = [] if found is None else found
-    if getattr(_NESTED, "depth", 0):  # inside a collective that already agreed
-        return _resolve(comm, found, fn)
-    canon = [(k, _canon(v, k, found, k in local)) for k, v in args.items()]
-    comm = _resolve(comm, found, fn)
-    dists = [(p, d) for p, d in found if hasattr(d, "_layout")]
-    stale = any(d._tiled != d._layout()[2] for _, d in dists)
-    lc = lib_comm(comm)
-    if lc.Get_size() > 1:
-        h = _digest((fn, canon))
-        buf = np.array([h, -h, int(stale)], dtype=np.int64)
-        with phase("wait"):
-            lc.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
-        if buf[0] != -buf[1]:  # the error path: which arguments differ?
-            digests = {k: _digest(c) for k, c in canon}
-            raise _agreed(_mismatch(lc, fn, digests, args))
-        stale = bool(buf[2])
-    if stale:
-        _verify_tiling(lc, fn, dists)
-    return comm
-
-
-class _NestedIterator(Iterator):
-    """A collective generator whose steps run as nested calls (no second agreement)."""
-
-    __slots__ = ("_gen", "comm", "_name", "_spent")
-
-    def __init__(self, gen, comm, name=None):
-        self._gen, self.comm, self._name, self._spent = gen, comm, name, 0.0
-
-    def __next__(self):
-        if _trace._ON and not getattr(_NESTED, "depth", 0):  # a step of an outermost call
-            timer = _trace.call(self._name, count=False, prior=self._spent)
-            try:
-                with timer:
-                    return self._step()
-            finally:
-                self._spent += timer.elapsed
-        return self._step()
-
-    def _step(self):
-        _NESTED.depth = getattr(_NESTED, "depth", 0) + 1
-        try:
-            return next(self._gen)
-        finally:
-            _NESTED.depth -= 1
-
-    def close(self) -> None:
-        self._gen.close()
-
-
-_MISSING = object()
-
-
-def _binder(fn):
-    """A fast ``inspect.Signature.bind`` + ``apply_defaults`` for ``fn``: a function
-    ``(args, kwargs) -> {parameter: value}`` (None when the call does not fit: Python's
-    own call of ``fn`` then raises the usual ``TypeError``)."""
-    P = inspect.Parameter
-    params = list(inspect.signature(fn).parameters.values())
-    positional = [p.name for p in params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
-    keywords = {p.name for p in params if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)}
-    defaults = {p.name: (_MISSING if p.default is P.empty else p.default) for p in params
-                if p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD)}
-    var_pos = next((p.name for p in params if p.kind is P.VAR_POSITIONAL), None)
-    var_kw = next((p.name for p in params if p.kind is P.VAR_KEYWORD), None)
-
-    def bind(args, kwargs):
-        if len(args) > len(positional) and var_pos is None:
-            return None
-        values = dict(defaults)
-        values.update(zip(positional, args))
-        if var_pos is not None:
-            values[var_pos] = args[len(positional):]
-        extra = {}
-        for k, v in kwargs.items():
-            if k in keywords:
-                values[k] = v
-            elif var_kw is not None:
-                extra[k] = v
-            else:
-                return None
-        if var_kw is not None:
-            values[var_kw] = extra
-        return None if any(v is _MISSING for v in values.values()) else values
-    return bind
-
-
-def collective(name: str, local=(), paths=()):
-    """Decorate a public collective function: :func:`agree` on its arguments first.
-
-    ``local``: parameters that hold per-rank data (compared by structure only). ``paths``:
-    parameters that are file names, compared as absolute paths. ``comm`` and ``self``/
-    ``cls`` are never compared. Calls made from inside another decorated collective (the
-    outer one already agreed) skip the check. A generator function's iterator carries the
-    call's ``comm``, so a reduction over it knows its communicator. A method without a
-    ``comm`` parameter agrees over its object's ``comm``. While tracing is on, an
-    outermost call (and each step of its iterator) adds its inclusive time to ``name``
-    in the trace's library-call totals (:func:`hpcproc.trace.call`).
-    """
-    def decorate(fn):
-        params = list(inspect.signature(fn).parameters)
-        skip = {"comm"} | {p for p in params[:1] if p in ("self", "cls")}
-        gen = inspect.isgeneratorfunction(fn)
-        method = "self" in skip
-        bind = _binder(fn)
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            if getattr(_NESTED, "depth", 0):
-                return fn(*args, **kwargs)
-            if _trace._ON:  # the outermost call's inclusive time, by name
-                with _trace.call(name) as timer:
-                    result = outermost(args, kwargs)
-                if gen and isinstance(result, _NestedIterator):
-                    result._spent = timer.elapsed  # its steps add to the same call
-                return result
-            return outermost(args, kwargs)
-
-        def outermost(args, kwargs):
-            bound = bind(args, kwargs)
-            if bound is None:
-                return fn(*args, **kwargs)  # Python's own message for a bad call
-            values = {}
-            for k, v in bound.items():
-                if k in skip:
-                    continue
-                if k in paths and isinstance(v, (str, os.PathLike)):
-                    v = os.path.abspath(os.fspath(v))
-                values[k] = v
-            comm = bound.get("comm")
-            if comm is None and method and "comm" not in bound:
-                comm = getattr(args[0], "comm", None)  # a method: its object's communicator
-                comm = comm if isinstance(comm, MPI.Comm) else None
-            comm = agree(comm, name, values, local)
-            _NESTED.depth = getattr(_NESTED, "depth", 0) + 1
-            try:
-                result = fn(*args, **kwargs)
-            finally:
-                _NESTED.depth -= 1
-            return _NestedIterator(result, comm, name) if gen else result
-        return wrapper
-    return decorate
 
 
 def error_message(exc: BaseException) -> str:
@@ -553,135 +192,3 @@ def error_message(exc: BaseException) -> str:
     if (sentence or isinstance(exc, _PLAIN)) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-# Exit statuses used by the command line and the abort guard.
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPT = 130
-
-#: Seconds a failing rank waits for the others to fail too (see :func:`abort_on_error`).
-GRACE = 2.0
-
-
-def _exit_code(exc: BaseException) -> int:
-    if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPT
-    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
-
-
-def _say(text: str) -> None:
-    """Write one line to stderr unbuffered (it must be out before an abort kills us)."""
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
-    data = (text.rstrip("\n") + "\n").encode("utf-8", "replace")
-    with contextlib.suppress(OSError):
-        while data:
-            data = data[os.write(2, data):]
-
-
-def _all_failed(agree: MPI.Intracomm, grace: float) -> bool:
-    """True if every rank of ``agree`` reaches this call within ``grace`` seconds.
-
-    Each failing rank posts a non-blocking barrier on the private agreement
-    communicator and polls it: it completes only when every rank has failed too.
-    """
-    try:
-        req = agree.Ibarrier()
-        deadline = time.monotonic() + grace
-        while not req.Test():
-            if time.monotonic() > deadline:
-                return bool(req.Test())  # one last look before giving up
-            time.sleep(0.002)
-        return True
-    except Exception:  # noqa: BLE001 - MPI itself broken: abort
-        return False
-
-
-def _agreement_comm(comm: MPI.Intracomm) -> MPI.Intracomm | None:
-    """The private communicator on which failing ranks agree (None for one rank)."""
-    if comm.Get_size() == 1:
-        return None
-    return cached_comm(comm, "abort", lambda c: c.Dup())
-
-
-@contextlib.contextmanager
-def abort_on_error(comm: MPI.Comm | None = None, *, prog: str = "hpcproc",
-                   traceback_env: str = "HPCPROC_TRACEBACK", grace: float = GRACE):
-    """End the whole MPI job when the body raises on any rank, instead of hanging.
-
-    Collective on entry (the first time for a communicator it duplicates ``comm`` into
-    a private communicator reserved for error agreement). Use around the body of an
-    SPMD program (the ``hpcproc`` command uses it). An exception on one rank would
-    otherwise leave the other ranks waiting forever in their next collective.
-
-    On an unhandled exception the failing rank posts a non-blocking barrier on the
-    agreement communicator and waits up to ``grace`` seconds (default 2) for it:
-
-    * it completes when every rank failed (bad input that every rank detects, bad
-      command-line usage, errors :func:`root_call`/:func:`check_all` raised everywhere:
-      those complete at once): rank 0 prints ``prog: error: message`` on one line and
-      every rank exits with rank 0's status (2 for :class:`~hpcproc.errors.UsageError`,
-      130 for ``KeyboardInterrupt``, else 1) -- no ``MPI_Abort``;
-    * otherwise this rank failed alone: it prints ``prog: error: rank N: message`` (no
-      ``rank N:`` on rank 0) and calls ``MPI_Abort``, which makes the launcher (mpiexec,
-      srun) kill every rank. MPICH's own abort banner is not shown.
-
-    The line is written unbuffered to stderr before the rank exits or aborts (on rank 0
-    at once, before the wait). Set ``HPCPROC_TRACEBACK=1`` for full tracebacks. With a
-    single rank the process exits through ``SystemExit`` at once (no wait, no abort).
-    """
-    comm = get_comm(comm)
-    agree = _agreement_comm(comm)
-    try:
-        yield
-    except SystemExit:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - everything must end the job
-        _end_job(exc, comm, agree, prog, bool(os.environ.get(traceback_env)), grace)
-
-
-def _end_job(exc, comm, agree, prog: str, show_traceback: bool, grace: float):
-    """Print the one line and exit (every rank failed) or abort (this rank alone).
-
-    Rank 0's line is the same in both outcomes, so rank 0 writes it at once, before
-    waiting; another rank writes its line only once it knows it failed alone.
-    """
-    code, message = _exit_code(exc), error_message(exc)
-    rank = comm.Get_rank()
-    if rank == 0 or agree is None or MPI.Is_finalized():
-        if show_traceback:
-            traceback.print_exc()
-        _say(f"{prog}: error: {message}")
-    if agree is None or MPI.Is_finalized():
-        raise SystemExit(code) from None
-    if _all_failed(agree, max(grace, 0.0)):
-        try:
-            code = agree.bcast(code, root=0)
-        except Exception:  # noqa: BLE001 - keep this rank's own status
-            pass
-        raise SystemExit(code) from None
-    if rank != 0:
-        if show_traceback:
-            traceback.print_exc()
-        _say(f"{prog}: error: rank {rank}: {message}")
-    _quiet_abort(comm, code)
-
-
-#: Seconds between printing the message of a lone failure and ``MPI_Abort``: the launcher
-#: (mpiexec's proxy, srun) forwards a rank's stderr asynchronously and may drop what it has
-#: not forwarded yet when it tears the job down (the job would end with no message at all).
-_FORWARD_DELAY = 0.3
-
-
-def _quiet_abort(comm: MPI.Intracomm, code: int) -> None:
-    """``MPI_Abort(code)`` with this process's stderr closed first: the message is out,
-    and the MPI library's own banner (several lines) would only repeat it."""
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()
-    time.sleep(_FORWARD_DELAY)  # let the launcher forward the message before the kill
-    with contextlib.suppress(OSError):
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-    comm.Abort(code)
-    os._exit(code)  # not reached

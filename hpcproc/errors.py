@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = [
     "HpcprocError", "UsageError", "DatasetNotFoundError", "NotADatasetError",
     "DtypeError", "ShapeMismatchError", "DatasetExistsError", "RemoteError",
-    "ArgumentMismatchError",
+    "ArgumentMismatchError", "OutputIsInputError",
 ]
 
 
@@ -52,3 +52,7 @@ class RemoteError(HpcprocError, RuntimeError):
 
 class ArgumentMismatchError(HpcprocError, ValueError):
     """Ranks passed different arguments to the same collective call (raised on every rank)."""
+
+
+class OutputIsInputError(HpcprocError, ValueError):
+    """The output of a write is one of the files the job reads (raised on every rank)."""

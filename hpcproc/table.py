@@ -12,8 +12,9 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 from mpi4py import MPI
 
+from .agreement import collective
 from .array import DistArray, gather_rows
-from .comm import check_all, collective, get_comm, lib_comm
+from .comm import check_all, get_comm, lib_comm
 from .errors import ShapeMismatchError
 
 __all__ = ["DistTable"]
@@ -50,7 +51,8 @@ class DistTable:
 
     @classmethod
     @collective("DistTable.from_local", local=("columns",))
-    def from_local(cls, columns: Mapping[str, np.ndarray], comm: MPI.Comm | None = None) -> "DistTable":
+    def from_local(cls, columns: Mapping[str, np.ndarray],
+                   comm: MPI.Comm | None = None) -> "DistTable":
         """Build a table from every rank's local columns, rows in rank order.
 
         Collective. Every rank must pass the same column names; mismatched local lengths
@@ -117,7 +119,8 @@ class DistTable:
         return out
 
     def _layout(self):
-        """(agreement key, comm, (offset, local rows, global rows)): see :func:`~hpcproc.comm.agree`."""
+        """(agreement key, comm, (offset, local rows, global rows)): see
+        :func:`~hpcproc.agreement.agree`."""
         key = ("DistTable", self.num_rows,
                tuple((k, v.dtype.str, v.shape[1:]) for k, v in self._columns.items()))
         return key, self.comm, (self.offset, self.local_rows, self.num_rows)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import BIN, MPIEXEC
+from support import BIN, MPIEXEC
 
 #: names a temporary file of hpcproc (or of a checkpoint save) may have
 TEMP_PATTERNS = ("*.hpcproc-tmp*", ".hpcproc-tmp*", "*.tmp", "*.tmp-*", ".tmp-*", ".tmp*",

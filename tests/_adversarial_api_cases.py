@@ -17,7 +17,6 @@ from typing import Callable
 
 import h5py
 import numpy as np
-
 from _adversarial import numpy_or_error, numpy_stats
 
 F = "f.h5"

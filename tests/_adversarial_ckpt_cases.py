@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-
 from _adversarial_api_cases import Case, Raises, Value
 
 ROWS = 12

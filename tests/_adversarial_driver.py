@@ -23,9 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
-from mpi4py import MPI  # noqa: E402
-
 from _adversarial import changed_files, leftovers, snapshot  # noqa: E402
+from mpi4py import MPI  # noqa: E402
 
 
 def jsonable(v):

@@ -8,9 +8,9 @@ every pre-existing file byte-identical, no temporary file left.
 import importlib
 
 import pytest
-
 from _adversarial import same
-from conftest import SERIAL_ONLY
+
+from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY
 

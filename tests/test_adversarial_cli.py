@@ -22,10 +22,22 @@ from typing import Callable
 import h5py
 import numpy as np
 import pytest
+from _adversarial import (
+    ERROR_DEADLINE,
+    changed_files,
+    error_problems,
+    first_json,
+    hpcproc,
+    launch,
+    leftovers,
+    mpiexec,
+    mpmd,
+    numpy_stats,
+    same,
+    snapshot,
+)
 
-from _adversarial import (ERROR_DEADLINE, changed_files, error_problems, first_json, hpcproc,
-                          launch, leftovers, mpiexec, mpmd, numpy_stats, same, snapshot)
-from conftest import SERIAL_ONLY
+from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY
 

@@ -18,10 +18,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from _adversarial import (
+    changed_files,
+    clean_env,
+    error_problems,
+    first_json,
+    hpcproc,
+    kill_group,
+    launch,
+    leftovers,
+    mpiexec,
+    numpy_stats,
+    same,
+    snapshot,
+)
 
-from _adversarial import (changed_files, clean_env, error_problems, first_json, hpcproc,
-                          kill_group, launch, leftovers, mpiexec, numpy_stats, same, snapshot)
-from conftest import SERIAL_ONLY
+from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY
 AFTER_FAULT = 10.0  # seconds a job may run on after a fault

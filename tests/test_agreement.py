@@ -23,7 +23,7 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.comm import raised_on_all_ranks
-from conftest import SERIAL_ONLY, on_root, run
+from support import SERIAL_ONLY, on_root, run
 
 HERE = Path(__file__).resolve().parent
 mpi = pytest.mark.mpi
@@ -331,7 +331,8 @@ def test_disagreement_under_abort_on_error_is_one_line_no_abort(tmp_path):
     proc = run([sys.executable, str(script)], ranks=3, timeout=60)
     assert proc.returncode == 1, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("hpcproc: error: hp.histogram: ranks passed different"), \
+    want = "hpcproc: error: hp.histogram: ranks passed different"
+    assert len(lines) == 1 and lines[0].startswith(want), \
         proc.stderr
     assert "different `range`" in lines[0] and "MPI_Abort" not in proc.stderr
 

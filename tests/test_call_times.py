@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc import trace
-from hpcproc.comm import collective
-from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from hpcproc.agreement import collective
+from hpcproc.observe import phases as trace
+from hpcproc.observe.report import format_report
+from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 pytestmark = pytest.mark.mpi
 
@@ -66,7 +67,7 @@ def test_user_phase_around_quantile_and_stats(comm, tracing):
     spans = [(s[1], s[2], s[0], s[3]) for s in trace._spans]
     cspans = [(c[1], c[2], c[0]) for c in trace._call_spans]
     assert sorted(c[2] for c in cspans) == ["hp.quantile", "hp.quantile", "hp.stats"]
-    for start, stop, name, depth in spans:
+    for start, stop, name, _depth in spans:
         if name != "analysis":
             assert name in LIBRARY_PHASES
             assert any(_inside((start, stop), c) for c in cspans), name
@@ -98,7 +99,7 @@ def test_user_phase_around_quantile_and_stats(comm, tracing):
     for r in range(size):  # per rank: library phases <= inclusive call times
         lib_r = sum(p["seconds"][r] for k, p in s["phases"].items() if k in LIBRARY_PHASES)
         assert lib_r <= qc["seconds"][r] + sc["seconds"][r] + 1e-9
-    text = trace.format_report(s)
+    text = format_report(s)
     assert "library calls" in text and "hp.quantile" in text and "hp.stats" in text
     assert text.index("hp.quantile") > text.index("analysis")  # its own section
     assert list(s["calls"]) == sorted(s["calls"], key=lambda k: -s["calls"][k]["max"])
@@ -161,7 +162,7 @@ def test_tracing_off_records_nothing(comm):
     s = hp.report(comm, file=None)
     if comm.rank == 0:
         assert s["calls"] == {}
-        assert "library calls" not in trace.format_report(s)
+        assert "library calls" not in format_report(s)
 
 
 @collective("test.switch_off")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 # the reference; absent from the parallel-HDF5 environment (its own HDF5 library)
 netCDF4 = pytest.importorskip("netCDF4")
@@ -277,22 +277,22 @@ def test_cli_stats_t2m(tmp_path, ranks, chunked):
 def test_lineage_checksums_the_stored_values(comm, cf_file, name):
     import zlib
 
-    from hpcproc import provenance
+    from hpcproc.io import lineage
     with h5py.File(cf_file, "r") as f:
         stored = f[name][()]
     want = "crc32:%08x" % zlib.crc32(stored.astype(stored.dtype.newbyteorder("<")).tobytes())
-    provenance.reset()
+    lineage.reset()
     hp.read(str(cf_file), name, comm=comm)
     for _ in hp.blocks(str(cf_file), name, block_bytes=3 * stored[0].nbytes, comm=comm,
                        rows=(1, ROWS)):
         pass
-    recs = provenance.inputs()
+    recs = lineage.inputs()
     assert recs[0]["checksum"] == want and recs[0]["bytes"] == stored.nbytes
     tail = stored[1:]
     assert recs[1]["checksum"] == "crc32:%08x" % zlib.crc32(
         tail.astype(tail.dtype.newbyteorder("<")).tobytes())
     assert recs[1]["bytes"] == tail.nbytes
-    provenance.reset()
+    lineage.reset()
 
 
 @pytest.mark.mpi

@@ -16,8 +16,7 @@ import hpcproc as hp
 from hpcproc import _faults
 from hpcproc.checkpoint import CheckpointError, CheckpointWarning, RankCountError
 from hpcproc.checkpoint._format import rank_filename
-
-from conftest import on_root
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 pytest.importorskip("xxhash")  # a dependency of checkpoints (e.g. absent from .venv-phdf5)

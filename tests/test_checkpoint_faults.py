@@ -10,9 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from ckpt_harness import (committed, example_cmd, kill_trials, parse, reference,
-                          run_example)
+from ckpt_harness import committed, example_cmd, kill_trials, parse, reference, run_example
 
 TRIALS = int(os.environ.get("HPCPROC_CKPT_TRIALS", "50"))  # soak: tests/soak_checkpoint.py
 
@@ -116,7 +114,7 @@ def test_walltime_triggers_save_and_exit(tmp_path):
 def test_cli_ls_and_verify(tmp_path):
     import sys
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import hpcproc_cmd, run
+    from support import hpcproc_cmd, run
 
     d = tmp_path / "ck"
     proc, _ = run_example(d, 2, ["--steps", 4, "--keep", 2, "--rows", 1000])
@@ -143,7 +141,7 @@ def test_stats_checkpoint_resumes_after_kill(tmp_path):
     import h5py
     import numpy as np
 
-    from conftest import hpcproc_cmd, run
+    from support import hpcproc_cmd, run
 
     data = tmp_path / "n.h5"
     run(hpcproc_cmd("generate", data, "--rows", "120k", "--seed", 9), ranks=2, check=True)

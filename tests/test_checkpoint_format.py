@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from hpcproc.checkpoint import _format, _triggers
+from hpcproc.checkpoint import _format, _schema, _triggers
 from hpcproc.checkpoint._rng import rng_from_bytes, rng_from_state, rng_state, rng_to_bytes
 
 
@@ -36,19 +36,19 @@ def test_manifest_round_trip_and_tampering(tmp_path):
             "entries": {"a": {"kind": "json", "value": 1}}}
     p = tmp_path / "manifest.json"
     p.write_bytes(_format.dump_manifest(body))
-    assert _format.load_manifest(str(p)) == body
+    assert _schema.load_manifest(str(p)) == body
     text = p.read_text()
     p.write_text(text.replace('"value": 1', '"value": 2'))
     with pytest.raises(_format.ManifestError, match="checksum"):
-        _format.load_manifest(str(p))
+        _schema.load_manifest(str(p))
     p.write_text(text[: len(text) // 2])
     with pytest.raises(_format.ManifestError, match="unreadable"):
-        _format.load_manifest(str(p))
+        _schema.load_manifest(str(p))
     p.write_bytes(_format.dump_manifest(dict(body, version=99)))
     with pytest.raises(_format.ManifestError, match="version"):
-        _format.load_manifest(str(p))
+        _schema.load_manifest(str(p))
     with pytest.raises(_format.ManifestError, match="missing"):
-        _format.load_manifest(str(tmp_path / "none.json"))
+        _schema.load_manifest(str(tmp_path / "none.json"))
 
 
 @pytest.mark.parametrize("text, seconds", [

@@ -21,8 +21,7 @@ import pytest
 import hpcproc as hp
 from hpcproc.checkpoint import CheckpointError, CheckpointWarning
 from hpcproc.checkpoint._format import MANIFEST, dump_manifest, hash_file, step_dirname
-
-from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 pytest.importorskip("xxhash")
 

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 from hpcproc.checkpoint import _format
-
-from conftest import SERIAL_ONLY, hpcproc_cmd, run
+from support import SERIAL_ONLY, hpcproc_cmd, run
 
 pytestmark = SERIAL_ONLY
 pytest.importorskip("xxhash")

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import hpcproc_cmd, run
+from support import hpcproc_cmd, run
 
 RANKS = [1, 2, 3]
 
@@ -118,7 +118,7 @@ def test_one_failing_rank_ends_the_job(tmp_path):
     script = tmp_path / "fail.py"
     script.write_text(textwrap.dedent("""
         from mpi4py import MPI
-        from hpcproc.comm import abort_on_error
+        from hpcproc.abort import abort_on_error
         comm = MPI.COMM_WORLD
         with abort_on_error(comm):
             if comm.rank == 1:

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import SERIAL_ONLY, hpcproc_cmd, run
+from support import SERIAL_ONLY, hpcproc_cmd, run
 
 pytestmark = SERIAL_ONLY  # launches its own processes
 
@@ -52,6 +52,7 @@ def test_quantile_json_exact(data_file):
 
 def test_bad_usage_exits_2_once(data_file):
     out = run(hpcproc_cmd("quantile", f"{data_file}:/x", "-q", "1.5"), ranks=2)
-    assert out.returncode == 2 and out.stderr.count("argument -q/--q: must be a number in [0, 1]") == 1
+    want = "argument -q/--q: must be a number in [0, 1]"
+    assert out.returncode == 2 and out.stderr.count(want) == 1
     out = run(hpcproc_cmd("hist", f"{data_file}:/nope"), ranks=2)
     assert out.returncode == 1 and out.stderr.count("error") == 1

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import SERIAL_ONLY, hpcproc_cmd, run
+from support import SERIAL_ONLY, hpcproc_cmd, run
 
 pytestmark = SERIAL_ONLY
 

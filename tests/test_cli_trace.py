@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, run
+from support import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, run
 
 pytestmark = SERIAL_ONLY  # launches its own processes
 
@@ -165,7 +165,7 @@ def test_no_progress_when_not_a_terminal(data):
 
 
 def test_should_enable_rules():
-    from hpcproc import progress
+    from hpcproc.observe import progress
 
     class Tty:
         def isatty(self):

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-netCDF4 = pytest.importorskip("netCDF4")
+from support import REPO, SERIAL_ONLY, run
 
-from conftest import REPO, SERIAL_ONLY, run
+netCDF4 = pytest.importorskip("netCDF4")
 
 pytestmark = SERIAL_ONLY  # launches its own processes
 

@@ -13,7 +13,7 @@ import pytest
 
 import hpcproc as hp
 
-from conftest import hpcproc_cmd, on_root, run
+from support import hpcproc_cmd, on_root, run
 
 STATS = ("count", "nan_count", "sum", "mean", "var", "std", "min", "max")
 

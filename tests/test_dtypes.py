@@ -17,8 +17,7 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.errors import DtypeError
-
-from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 mpi = pytest.mark.mpi
 WIDTHS = ["f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8"]
@@ -228,7 +227,7 @@ def test_long_double_is_refused_everywhere(comm):
                  map_blocks=lambda: hp.map_blocks(_copy, x),
                  histogram2d=lambda: hp.histogram2d(x, x),
                  sketch_add=lambda: hp.QuantileSketch().add(data))
-    for name, call in calls.items():
+    for call in calls.values():
         with pytest.raises(DtypeError, match="long double.*astype"):
             call()
     # The documented way out: convert to float64. Each value then carries a relative
@@ -245,7 +244,7 @@ def test_long_double_is_refused_everywhere(comm):
 def test_complex_and_non_numeric_reductions_refused(comm, dtype):
     data = np.zeros(10, dtype=dtype)
     x = _dist(data, comm)
-    for name, call in _reductions(x).items():
+    for call in _reductions(x).values():
         with pytest.raises(DtypeError, match="complex|non-numeric"):
             call()
     with pytest.raises(DtypeError, match="complex|non-numeric"):

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import BIN, REPO, run
+from support import BIN, REPO, run
 
 
 @pytest.mark.parametrize("ranks", [2, 3])

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-
-from conftest import on_root
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 
@@ -76,6 +75,22 @@ def test_histogram_errors_everywhere(comm):
         hp.histogram(x, 4, range=(2, 1))
     with pytest.raises(ValueError, match="positive"):
         hp.histogram(x, 0)
+
+
+def test_too_many_bins_is_refused_before_allocating(comm):
+    """A histogram larger than the node's memory is one clear error on every rank, raised
+    before anything of that size is allocated (the process would otherwise be killed)."""
+    import os
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    too_many = total // 8 + 1  # the counts alone would fill the node
+    x = _dist(np.arange(10.0), comm)
+    with pytest.raises(ValueError, match=f"bins={too_many:,} needs about .* use fewer bins"):
+        hp.histogram(x, too_many, range=(0, 10))
+    side = int(too_many ** 0.5) + 1
+    with pytest.raises(ValueError, match=f"bins=\\({side:,}, {side:,}\\) needs about"):
+        hp.histogram2d(x, x, bins=side, range=[(0, 10), (0, 10)])
+    counts, _ = hp.histogram(x, 1000, range=(0, 10))  # a fine histogram still works
+    np.testing.assert_array_equal(counts, np.histogram(np.arange(10.0), 1000, (0, 10))[0])
 
 
 def test_histogram_streaming(comm, shared_tmp):

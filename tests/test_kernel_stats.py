@@ -8,7 +8,7 @@ import pytest
 
 import hpcproc as hp
 
-from conftest import on_root
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _adversarial import launch, mpiexec
-from conftest import SERIAL_ONLY
+
+from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY
 

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-
-from conftest import on_root
+from support import on_root
 
 pytestmark = [
     pytest.mark.mpi,
@@ -37,7 +36,8 @@ def test_mpio_read_matches_h5py(comm, shared_tmp, n, layout, dtype):
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, 999])
-@pytest.mark.parametrize("opts", [{}, {"chunks": (10, 2)}, {"chunks": (10, 2), "compression": "gzip"}],
+@pytest.mark.parametrize("opts", [{}, {"chunks": (10, 2)},
+                                  {"chunks": (10, 2), "compression": "gzip"}],
                          ids=["contiguous", "chunked", "gzip"])
 @pytest.mark.parametrize("mode", ["w", "a"])
 def test_mpio_write_round_trip(comm, shared_tmp, n, opts, mode):

@@ -9,8 +9,7 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.errors import DatasetNotFoundError
-
-from conftest import hpcproc_cmd, on_root, run
+from support import hpcproc_cmd, on_root, run
 
 netCDF4 = pytest.importorskip("netCDF4")
 pytestmark = pytest.mark.mpi

@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc import _faults, provenance
+from hpcproc import _faults
 from hpcproc.errors import DatasetExistsError
-from hpcproc.io._target import OutputIsInputError
-
-from conftest import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, on_root, run
+from hpcproc.io import lineage
+from support import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 N = 1000
 
@@ -37,7 +36,7 @@ def _digest(path) -> str:
 def _snapshot(directory) -> dict:
     """name -> sha256 of every regular file under ``directory`` (links by name)."""
     out = {}
-    for root, dirs, files in os.walk(directory):
+    for root, _dirs, files in os.walk(directory):
         for name in files:
             path = os.path.join(root, name)
             rel = os.path.relpath(path, directory)
@@ -67,17 +66,17 @@ def _make_inputs(d):
 @pytest.fixture
 def inputs(comm, shared_tmp):
     on_root(comm, _make_inputs, shared_tmp)
-    provenance.reset()
+    lineage.reset()
     yield shared_tmp
-    provenance.reset()
+    lineage.reset()
 
 
 def _cli(argv, comm):
-    from hpcproc.cli import COMMANDS, _with_global_options, build_parser
+    from hpcproc.cli import _with_global_options, build_parser, commands
 
     args = _with_global_options(build_parser()).parse_args([str(a) for a in argv])
     args.no_progress = True
-    return COMMANDS[args.command](args, comm)
+    return commands()[args.command](args, comm)
 
 
 OUT_VARIANTS = {
@@ -104,12 +103,12 @@ def test_cli_out_that_is_an_input_is_refused_before_reading(comm, inputs, comman
     monkeypatch.chdir(inputs)
     before = _snapshot(inputs) if comm.rank == 0 else None
     out = OUT_VARIANTS[variant](inputs)
-    with pytest.raises(OutputIsInputError) as info:
+    with pytest.raises(hp.OutputIsInputError) as info:
         _cli(COMMANDS[command](out), comm)
     assert out in str(info.value) and "input" in str(info.value)
     if variant != "same":
         assert "in.h5" in str(info.value).split(out, 1)[1]  # the input's own name too
-    assert provenance.inputs() == []  # refused before any data was read
+    assert lineage.inputs() == []  # refused before any data was read
     comm.Barrier()
     if comm.rank == 0:
         assert _snapshot(inputs) == before and not _temps(inputs)
@@ -148,9 +147,9 @@ def test_write_refuses_to_replace_a_file_this_process_read(comm, inputs, variant
     x = hp.read(str(inputs / "in.h5"), "/value", comm=comm)
     before = _digest(inputs / "in.h5") if comm.rank == 0 else None
     target = str(inputs / OUT_VARIANTS[variant](inputs))
-    with pytest.raises(OutputIsInputError, match="is an input of this job"):
+    with pytest.raises(hp.OutputIsInputError, match="is an input of this job"):
         hp.write(target, "/value", x, comm=comm)
-    with pytest.raises(OutputIsInputError):
+    with pytest.raises(hp.OutputIsInputError):
         hp.write_table(target, hp.DistTable({"v": x.local}, N, x.offset, comm), comm=comm)
     # adding a dataset to a file that was read is allowed (mode "a" replaces nothing)
     hp.write(target, "/doubled", hp.DistArray(x.local * 2, x.global_shape, x.offset, comm),
@@ -177,7 +176,7 @@ def test_cli_bad_out_fails_before_any_work(comm, inputs, monkeypatch, bad, error
     t0 = time.monotonic()
     with pytest.raises(error, match=match):
         _cli(COMMANDS["sort"](bad), comm)
-    assert provenance.inputs() == [] and time.monotonic() - t0 < 30
+    assert lineage.inputs() == [] and time.monotonic() - t0 < 30
     comm.Barrier()
     if comm.rank == 0:
         assert _snapshot(inputs) == before and not _temps(inputs)

@@ -29,7 +29,7 @@ def test_aligned_ranges(start, stop, align, size):
     ranges = aligned_ranges(start, stop, align, size)
     assert len(ranges) == size
     assert ranges[0][0] == start and ranges[-1][1] == stop
-    for (a0, a1), (b0, b1) in zip(ranges, ranges[1:]):
+    for (_, a1), (b0, _) in zip(ranges, ranges[1:]):
         assert a1 == b0
     for lo, hi in ranges:
         assert start <= lo <= hi <= stop

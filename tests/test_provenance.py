@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc import provenance
-from hpcproc.io import direct
-from conftest import on_root
+from hpcproc.io import direct, lineage
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 
@@ -38,9 +37,9 @@ def _make(path, **arrays):
 
 @pytest.fixture(autouse=True)
 def _fresh():
-    provenance.reset()
+    lineage.reset()
     yield
-    provenance.reset()
+    lineage.reset()
 
 
 def test_crc32_combine_matches_zlib():
@@ -48,10 +47,10 @@ def test_crc32_combine_matches_zlib():
     data = rng.integers(0, 256, 10_000, dtype=np.uint8).tobytes()
     for cut in (0, 1, 7, 4096, 9_999, 10_000):
         a, b = data[:cut], data[cut:]
-        got = provenance.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b))
+        got = lineage.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b))
         assert got == zlib.crc32(data)
     parts = [data[:3], b"", data[3:5000], data[5000:]]
-    assert provenance.combine_parts([(zlib.crc32(p), len(p)) for p in parts]) \
+    assert lineage.combine_parts([(zlib.crc32(p), len(p)) for p in parts]) \
         == (zlib.crc32(data), len(data))
 
 
@@ -69,11 +68,12 @@ def test_read_checksum_equals_reference(comm, shared_tmp, dtype, chunks, piece, 
     y = hp.read(path, "/x", comm=comm, rows=(10, 250))
     np.testing.assert_array_equal(x.local, a[x.offset:x.offset + x.local.shape[0]])
     np.testing.assert_array_equal(y.local, a[10 + y.offset:10 + y.offset + y.local.shape[0]])
-    recs = provenance.inputs()
+    recs = lineage.inputs()
     assert [r["rows"] for r in recs] == [[0, 301], [10, 250]]
     assert recs[0]["checksum"] == _ref_crc(a)
     assert recs[1]["checksum"] == _ref_crc(a[10:250])
-    assert recs[0]["bytes"] == a.nbytes and recs[0]["dtype"] == np.dtype(dtype).newbyteorder("=").name
+    native = np.dtype(dtype).newbyteorder("=").name
+    assert recs[0]["bytes"] == a.nbytes and recs[0]["dtype"] == native
     assert recs[0]["file_size"] == os.path.getsize(path)
     assert recs[0]["shape"] == [301, 3]
 
@@ -86,10 +86,10 @@ def test_blocks_and_table_checksums(comm, shared_tmp, piece, monkeypatch):
     b = np.arange(5000, dtype=np.int64)
     path = str(shared_tmp / "in.h5")
     on_root(comm, _make, path, a=a, b=(b, (512,)))
-    for blk in hp.blocks(path, "/a", block_bytes=3000, comm=comm):
+    for _ in hp.blocks(path, "/a", block_bytes=3000, comm=comm):
         pass
     hp.read_table(path, {"a": "/a", "b": "/b"}, comm=comm, rows=(100, 4000))
-    recs = {(r["dataset"], tuple(r["rows"])): r["checksum"] for r in provenance.inputs()}
+    recs = {(r["dataset"], tuple(r["rows"])): r["checksum"] for r in lineage.inputs()}
     assert recs[("/a", (0, 5000))] == _ref_crc(a)
     assert recs[("/a", (100, 4000))] == _ref_crc(a[100:4000])
     assert recs[("/b", (100, 4000))] == _ref_crc(b[100:4000])
@@ -104,7 +104,7 @@ def test_second_pass_over_unchanged_rows_is_not_checksummed_again(comm, shared_t
     path = str(shared_tmp / "in.h5")
     on_root(comm, _make, path, a=(a, chunks) if chunks else a)
     calls = []
-    real_block, real_inline = provenance.block_crc32, provenance.crc32_function()
+    real_block, real_inline = lineage.block_crc32, lineage.crc32_function()
 
     def counting_inline(data, crc):
         calls.append(len(data))
@@ -114,23 +114,23 @@ def test_second_pass_over_unchanged_rows_is_not_checksummed_again(comm, shared_t
         calls.append(block.nbytes)
         return real_block(block, crc)
 
-    monkeypatch.setattr(provenance, "crc32_function", lambda: counting_inline)
-    monkeypatch.setattr(provenance, "block_crc32", counting_block)
+    monkeypatch.setattr(lineage, "crc32_function", lambda: counting_inline)
+    monkeypatch.setattr(lineage, "block_crc32", counting_block)
     for _ in hp.blocks(path, "/a", block_bytes=3000, comm=comm):
         pass
     first = sum(calls)
-    assert first > 0 and provenance.inputs()[0]["checksum"] == _ref_crc(a)
+    assert first > 0 and lineage.inputs()[0]["checksum"] == _ref_crc(a)
     calls.clear()
     for _ in hp.blocks(path, "/a", block_bytes=3000, comm=comm):
         pass
-    assert calls == [] and provenance.inputs()[0]["checksum"] == _ref_crc(a)
+    assert calls == [] and lineage.inputs()[0]["checksum"] == _ref_crc(a)
     b = a + 1.0  # the file changes (new mtime): checksummed again
     comm.Barrier()
     time.sleep(0.01)
     on_root(comm, _make, path, a=(b, chunks) if chunks else b)
     for _ in hp.blocks(path, "/a", block_bytes=3000, comm=comm):
         pass
-    assert sum(calls) == first and provenance.inputs()[0]["checksum"] == _ref_crc(b)
+    assert sum(calls) == first and lineage.inputs()[0]["checksum"] == _ref_crc(b)
 
 
 def _lineage(path, name):
@@ -146,7 +146,7 @@ def test_write_lineage_and_chain(comm, shared_tmp, monkeypatch):
     on_root(comm, _make, src, x=a)
     x = hp.read(src, "/x", comm=comm)
     hp.write(out, "/y", x, attrs={"units": "m"})
-    provenance.reset()
+    lineage.reset()
     y = hp.read(out, "/y", comm=comm)
     hp.write_table(out2, hp.DistTable({"y": y.local * 2}, y.global_shape[0], y.offset, comm),
                    group="/t", comm=comm)
@@ -175,7 +175,7 @@ def test_lineage_disabled_skips_checksum(comm, shared_tmp, monkeypatch):
     path = str(shared_tmp / "in.h5")
     on_root(comm, _make, path, x=np.arange(10.0))
     hp.read(path, "/x", comm=comm)
-    [rec] = provenance.inputs()
+    [rec] = lineage.inputs()
     assert rec["checksum"] is None and rec["bytes"] == 80
 
 
@@ -183,7 +183,7 @@ def test_deep_chain_stays_below_attribute_limit(comm, shared_tmp):
     path = str(shared_tmp / "g0.h5")
     on_root(comm, _make, path, x=np.arange(100.0))
     for i in range(1, 12):  # 11 generations, each embedding its parent
-        provenance.reset()
+        lineage.reset()
         x = hp.read(path, "/x", comm=comm)
         path = str(shared_tmp / f"g{i}.h5")
         hp.write(path, "/x", x)
@@ -191,7 +191,7 @@ def test_deep_chain_stays_below_attribute_limit(comm, shared_tmp):
     depth = 0
     while "parent" in rec["inputs"][0]:
         rec, depth = rec["inputs"][0]["parent"], depth + 1
-    assert depth == provenance.MAX_DEPTH and "parent_ref" in rec["inputs"][0]
+    assert depth == lineage.MAX_DEPTH and "parent_ref" in rec["inputs"][0]
 
 
 def test_checkpoint_lineage(comm, shared_tmp):
@@ -228,10 +228,10 @@ def test_checkpoint_lineage(comm, shared_tmp):
 def test_fast_crc32_agrees_with_zlib():
     pytest.importorskip("isal")
     data = np.random.default_rng(6).normal(size=50_001)
-    assert provenance._crc32_impl() is not zlib.crc32
-    assert provenance.block_crc32(data[:20_000], provenance.block_crc32(data[:1])) != 0
-    assert provenance.block_crc32(data) == zlib.crc32(data.tobytes())
-    assert provenance.block_crc32(data[1:], zlib.crc32(data[:1].tobytes())) \
+    assert lineage._crc32_impl() is not zlib.crc32
+    assert lineage.block_crc32(data[:20_000], lineage.block_crc32(data[:1])) != 0
+    assert lineage.block_crc32(data) == zlib.crc32(data.tobytes())
+    assert lineage.block_crc32(data[1:], zlib.crc32(data[:1].tobytes())) \
         == zlib.crc32(data.tobytes())
 
 

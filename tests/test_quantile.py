@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-
-from conftest import on_root
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 
@@ -104,7 +103,7 @@ def test_sketch_bound_and_rank_invariance(comm, rel):
 def test_exact_without_collecting_candidates(comm, monkeypatch):
     """The streaming path (candidates too many to keep in memory) gives the same results."""
     import importlib
-    monkeypatch.setattr(importlib.import_module("hpcproc.quantile"), "_COLLECT_BYTES", 0)
+    monkeypatch.setattr(importlib.import_module("hpcproc.compute.quantile"), "_COLLECT_BYTES", 0)
     for case in ("normal_f4", "ties_i8", "signed_zero_inf"):
         data = _cases()[case]
         q = [0.0, 0.2, 0.5, 0.97, 1.0]

@@ -3,12 +3,14 @@ bit, like the radix path, just below and above the threshold (serial and 2/3 ran
 
 import importlib
 
+import h5py
 import numpy as np
 import pytest
 
 import hpcproc as hp
+from support import on_root
 
-hq = importlib.import_module("hpcproc.quantile")  # the module (hp.quantile is the function)
+hq = importlib.import_module("hpcproc.compute.quantile")  # the module (hp.quantile is the function)
 
 pytestmark = pytest.mark.mpi
 
@@ -97,3 +99,27 @@ def test_2d_distarray(comm):
     data = np.random.default_rng(13).random((300, 7))
     got = hp.quantile(_dist(data, comm), [0.2, 0.5])
     np.testing.assert_array_equal(got, np.quantile(data, [0.2, 0.5]))
+
+
+def _write(path, data, chunks):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=data, chunks=chunks)
+
+
+@pytest.mark.parametrize("chunks", [None, (97,)])
+def test_small_dataset_takes_the_small_path(comm, shared_tmp, threshold, monkeypatch, chunks):
+    """A small dataset read from a file is gathered too (no radix rounds), with the same
+    bits as np.quantile; one element more takes the radix path, with the same bits."""
+    data = np.random.default_rng(14).standard_normal(1000)
+    path = str(shared_tmp / "small.h5")
+    on_root(comm, _write, path, data, chunks)
+    q = [0.0, 0.3, 0.5, 0.999, 1.0]
+    radix = hq._select
+    for limit, small in ((data.size, True), (data.size - 1, False)):
+        hq.SMALL_ELEMENTS = limit
+        def select(*args, _small=small):
+            assert not _small, "the radix path ran for a small dataset"
+            return radix(*args)
+        monkeypatch.setattr(hq, "_select", select)
+        got = hp.quantile((path, "/x"), q, comm=comm, block_bytes=800)
+        assert got.tobytes() == np.quantile(data, q).tobytes()

@@ -5,10 +5,8 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc.errors import (DatasetNotFoundError, DtypeError, NotADatasetError,
-                            ShapeMismatchError)
-
-from conftest import on_root
+from hpcproc.errors import DatasetNotFoundError, DtypeError, NotADatasetError, ShapeMismatchError
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 
@@ -29,7 +27,8 @@ def _make(path, name, data, **kwargs):
         f.create_dataset(name, data=data, **kwargs)
 
 
-def _check(x, path, name, rows=slice(None)):
+def _check(x, path, name, rows=None):
+    rows = slice(None) if rows is None else rows
     """Every rank's block equals the same rows of h5py's whole-dataset read."""
     with h5py.File(path, "r") as f:
         ref = f[name][rows]

@@ -16,7 +16,7 @@ import pytest
 import hpcproc as hp
 from hpcproc.kernels import moment_state as ms
 
-from conftest import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 pytestmark = pytest.mark.mpi
 

@@ -5,8 +5,8 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.errors import ShapeMismatchError
-from hpcproc.shuffle import exchange
-from hpcproc.shuffle._exchange import MAX_MESSAGE
+from hpcproc.shuffles import exchange
+from hpcproc.shuffles._exchange import MAX_MESSAGE
 
 from _shuffle_data import LAYOUTS, keys, split
 

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import hpcproc_cmd, run
+from support import hpcproc_cmd, run
 
 
 def _write(path, **datasets):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run
+from support import run
 
 SCRIPT = Path(__file__).with_name("_shuffle_memory.py")
 

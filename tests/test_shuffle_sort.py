@@ -121,9 +121,9 @@ def test_sort_bad_arguments(comm):
 def test_local_radix_sort_against_numpy(dist, dtype):
     """The compiled MSD radix sort (both its paths: the raw 64-bit integer key and encoded
     keys) against numpy's stable sort, with every rank doing the same local work."""
-    from hpcproc.shuffle._encode import encode_keys
-    from hpcproc.shuffle._localsort import argsort_keys
-    from hpcproc.shuffle.samplesort import _local_sort
+    from hpcproc.shuffles._encode import encode_keys
+    from hpcproc.shuffles._localsort import argsort_keys
+    from hpcproc.shuffles.samplesort import _local_sort
 
     rng = np.random.default_rng(3)
     n = 5 if dist == "tiny" else 200_000

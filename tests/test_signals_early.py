@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, run
+from support import MPIEXEC, SERIAL_ONLY, hpcproc_cmd, run
 
 pytestmark = SERIAL_ONLY
 

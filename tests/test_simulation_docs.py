@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hpcproc import block_range
-from conftest import MPIEXEC, REPO, SERIAL_ONLY
+from support import MPIEXEC, REPO, SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY  # launches its own processes
 

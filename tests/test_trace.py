@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc import trace
-from conftest import on_root
+from hpcproc.observe import phases as trace
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 
@@ -199,7 +199,7 @@ def test_plot_png(comm, shared_tmp, tracing):
 def test_log_records_carry_the_rank_and_warn_once(comm, caplog):
     import logging
 
-    from hpcproc._log import get_logger, warn_once
+    from hpcproc.observe.log import get_logger, warn_once
     log = get_logger("hpcproc.test")
     with caplog.at_level(logging.INFO, logger="hpcproc"):
         log.info("hello")

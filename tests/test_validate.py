@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc.validate import check_rules, load_rules
-from conftest import on_root
+from hpcproc.quality.rules import check_rules, load_rules
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 

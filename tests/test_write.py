@@ -10,8 +10,7 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.errors import DatasetExistsError, DtypeError
-
-from conftest import on_root
+from support import on_root
 
 pytestmark = pytest.mark.mpi
 

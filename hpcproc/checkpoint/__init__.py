@@ -5,7 +5,7 @@
 on first use, so ``install_signal_handlers`` can be called before MPI is initialised.
 """
 
-import importlib as _importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {"Checkpointer": "._core", "CheckpointError": "._errors",
             "CheckpointWarning": "._errors", "RankCountError": "._errors",
@@ -15,10 +15,4 @@ _EXPORTS = {"Checkpointer": "._core", "CheckpointError": "._errors",
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator, Mapping
 import numpy as np
 from mpi4py import MPI
 
-from .. import provenance
-from ..comm import _agreed, check_all, collective, get_comm, lib_comm, root_call
-from .._log import get_logger
-from ..trace import add_bytes, phase, traced
+from ..agreement import collective
+from ..comm import agreed, check_all, get_comm, lib_comm, root_call
+from ..io import lineage
+from ..observe.log import get_logger
+from ..observe.phases import add_bytes, phase, traced
 from ._dirs import cleanup, trim_below
 from ._errors import CheckpointError, CheckpointWarning
 from ._format import step_dirname
@@ -92,7 +93,8 @@ class Checkpointer:
         self.every_seconds = _positive("every_seconds", every_seconds)
         self.every_steps = _positive("every_steps", every_steps, int)
         self.walltime_margin = _positive("walltime_margin", walltime_margin)
-        if isinstance(exit_code, bool) or not isinstance(exit_code, int) or not 0 <= exit_code < 256:
+        if isinstance(exit_code, bool) or not isinstance(exit_code, int) \
+                or not 0 <= exit_code < 256:
             raise ValueError(f"exit_code must be an int in [0, 256), got {exit_code!r}")
         signals = tuple(signals or ())
         if not all(isinstance(s, int) for s in signals):
@@ -316,7 +318,7 @@ class Checkpointer:
                     reported.add(s)
             if step < 0:
                 if reported:  # steps exist, none valid: starting afresh would lose them
-                    raise _agreed(CheckpointError(
+                    raise agreed(CheckpointError(
                         f"no valid checkpoint step in {self.directory}: every step is "
                         f"corrupt or incomplete ({len(reported)} found); see "
                         f"'hpcproc ckpt verify'"))
@@ -324,7 +326,7 @@ class Checkpointer:
             try:
                 check_rank_count(manifest, self.comm.Get_size())
             except ValueError as exc:
-                raise _agreed(exc) from None
+                raise agreed(exc) from None
             stepdir = os.path.join(self.directory, step_dirname(step))
             err, buf = verify(stepdir, manifest, self._rank, self.comm.Get_size())
             if self._lcomm.allreduce(err is not None, op=MPI.LOR):
@@ -342,7 +344,7 @@ class Checkpointer:
                 reported.add(step)
                 continue
             root_call(lambda: trim_below(self.directory, self.keep, step), self.comm)
-            provenance.restore_inputs(manifest.get("lineage"), stepdir)  # lineage goes on
+            lineage.restore_inputs(manifest.get("lineage"), stepdir)  # lineage goes on
             self.last_step = step
             self._last_save = time.monotonic()
             return step, state

@@ -13,8 +13,16 @@ import shutil
 import uuid
 
 from . import _crash
-from ._format import (LATEST, OLD_PREFIX, TMP_PREFIX, TRASH_PREFIX, fsync_dir,
-                      parse_step_dirname, step_dirname, write_file_atomic)
+from ._format import (
+    LATEST,
+    OLD_PREFIX,
+    TMP_PREFIX,
+    TRASH_PREFIX,
+    fsync_dir,
+    parse_step_dirname,
+    step_dirname,
+    write_file_atomic,
+)
 
 __all__ = ["committed_steps", "cleanup", "apply_retention", "trim_below", "discard_step",
            "write_latest", "read_latest"]

@@ -18,14 +18,21 @@ import os
 
 import numpy as np
 
-from .. import provenance
 from ..array import DistArray
-from ..comm import _agreed, check_all, get_comm, lib_comm, root_call
+from ..comm import agreed, check_all, get_comm, lib_comm, root_call
+from ..io import lineage
 from ..io.write import check_output, write_many
 from ._errors import CheckpointError
-from ._format import (MANIFEST, ManifestError, column_dataset, dataset_name, load_manifest,
-                      parse_step_dirname, step_dirname)
+from ._format import (
+    MANIFEST,
+    ManifestError,
+    column_dataset,
+    dataset_name,
+    parse_step_dirname,
+    step_dirname,
+)
 from ._reader import load_state, newest_manifest, verify
+from ._schema import load_manifest
 
 __all__ = ["export_step", "parse_step"]
 
@@ -113,7 +120,7 @@ def export_step(directory, out, step=None, comm=None) -> dict:
             break
         problem = "; ".join(e for e in errors if e)
         if step is not None:
-            raise _agreed(CheckpointError(f"checkpoint {step_dirname(found)} in {directory} "
+            raise agreed(CheckpointError(f"checkpoint {step_dirname(found)} in {directory} "
                                           f"is corrupt: {problem}"))
         rejected.add(found)
     entries = {k: e for k, e in manifest["entries"].items() if e["kind"] in _EXPORTED}
@@ -157,6 +164,6 @@ def _record_inputs(stepdir, manifest, entries, facts) -> None:
                          * int(np.prod(c["shape"], dtype=np.int64)) for c in e["columns"])
         else:
             continue
-        provenance.record_input(path, name, 0, shape[0], shape, dtype, None, nbytes,
+        lineage.record_input(path, name, 0, shape[0], shape, dtype, None, nbytes,
                                 {**facts, **parent})
 

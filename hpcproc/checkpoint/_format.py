@@ -12,9 +12,10 @@ A checkpoint directory holds one sub-directory per committed step::
       .trash-...             a step being deleted by retention (removed at the next start)
       .old-step-...          a step being replaced by a new save of the same number
 
-Every data file is plain HDF5 and its checksum is XXH3-128 of the whole file, the same value ``xxh128sum`` prints. The
-manifest is JSON and carries a checksum of its own canonical body, so a flipped byte in
-it is detected too. A step directory without a valid manifest does not exist.
+Every data file is plain HDF5 and its checksum is XXH3-128 of the whole file, the same
+value ``xxh128sum`` prints. The manifest is JSON and carries a checksum of its own
+canonical body, so a flipped byte in it is detected too. A step directory without a valid
+manifest does not exist.
 
 Dataset names (format version 2): an entry ``T`` of the state is the contiguous dataset
 ``/T`` (a DistTable: the group ``/T`` with one dataset per column), so ``h5py``,
@@ -35,9 +36,10 @@ import re
 
 import numpy as np
 
-__all__ = ["FORMAT", "VERSION", "VERSIONS", "escape_name", "dataset_name", "column_dataset", "MANIFEST", "LATEST", "TMP_PREFIX", "TRASH_PREFIX", "OLD_PREFIX",
+__all__ = ["FORMAT", "VERSION", "VERSIONS", "escape_name", "dataset_name", "column_dataset",
+           "MANIFEST", "LATEST", "TMP_PREFIX", "TRASH_PREFIX", "OLD_PREFIX",
            "step_dirname", "parse_step_dirname", "rank_filename", "hash_regions",
-           "hash_file", "hash_bytes", "read_and_hash", "dump_manifest", "load_manifest", "ManifestError",
+           "hash_file", "hash_bytes", "read_and_hash", "dump_manifest", "ManifestError",
            "fsync_dir", "write_file_atomic", "open_regular"]
 
 FORMAT = "hpcproc-checkpoint"
@@ -168,43 +170,14 @@ def hash_file(path: str) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def _canonical(body: dict) -> bytes:
+def canonical(body: dict) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 def dump_manifest(body: dict) -> bytes:
     """The manifest file's bytes: ``body`` plus a checksum of its canonical JSON."""
-    doc = dict(body, manifest_checksum=hash_bytes(_canonical(body)))
+    doc = dict(body, manifest_checksum=hash_bytes(canonical(body)))
     return (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
-
-
-def load_manifest(path: str) -> dict:
-    """Read and check a manifest; raise :class:`ManifestError` if it is not valid."""
-    try:
-        with open_regular(path) as f:
-            doc = json.loads(f.read())
-    except FileNotFoundError:
-        raise ManifestError("manifest missing") from None
-    except (OSError, ValueError) as exc:
-        raise ManifestError(f"manifest unreadable ({exc})") from None
-    if not isinstance(doc, dict) or "manifest_checksum" not in doc:
-        raise ManifestError("manifest has no checksum")
-    want = doc.pop("manifest_checksum")
-    if hash_bytes(_canonical(doc)) != want:
-        raise ManifestError("manifest checksum mismatch")
-    if doc.get("format") != FORMAT:
-        raise ManifestError(f"not an {FORMAT} manifest")
-    if doc.get("version") not in VERSIONS or isinstance(doc.get("version"), bool):
-        raise ManifestError(f"unsupported format version {doc.get('version')!r} "
-                            f"(this hpcproc reads versions {', '.join(map(str, VERSIONS))})")
-    if doc.get("checksum") != CHECKSUM:
-        raise ManifestError(f"unknown checksum algorithm {doc.get('checksum')!r}")
-    for key in ("step", "ranks", "files", "entries"):
-        if key not in doc:
-            raise ManifestError(f"manifest lacks {key!r}")
-    from ._schema import check_manifest
-    check_manifest(doc)
-    return doc
 
 
 def open_regular(path: str, flags: int = os.O_RDONLY):

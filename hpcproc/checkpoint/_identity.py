@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime
 import os
 
-from .. import provenance
-from ..comm import _agreed
+from ..comm import agreed
+from ..io import lineage
 
 __all__ = ["dataset_identity", "check_identity"]
 
@@ -30,7 +30,7 @@ _CHANGED = ("file size", "modification time", "lineage checksum")
 def dataset_identity(info) -> dict:
     """Identity of the dataset described by ``info`` (a ``DatasetInfo``), with the lineage
     checksum of all its rows if this process has recorded it. Not collective."""
-    rec = next((r for r in provenance.inputs()
+    rec = next((r for r in lineage.inputs()
                 if (r["file"], r["dataset"], r["rows"]) == (os.path.abspath(info.path),
                                                              info.name, [0, info.rows])
                 and r.get("mtime_ns") == info.mtime_ns
@@ -84,14 +84,14 @@ def check_identity(directory, saved, current) -> None:
     and this run's. Not collective (``saved`` and ``current`` are the same on every rank).
     """
     if not isinstance(saved, dict) or "command" not in saved:
-        raise _agreed(ValueError(
+        raise agreed(ValueError(
             f"{directory} holds a checkpoint that was not written by an hpcproc command "
             f"(or by an older version); use another directory or remove it"))
     diff = differences(saved, current)
     if not diff:
         return
     if saved.get("command") != current.get("command"):
-        raise _agreed(ValueError(
+        raise agreed(ValueError(
             f"{directory} holds a checkpoint of another command (hpcproc "
             f"{saved.get('command')} of {_inputs(saved)}), not of hpcproc "
             f"{current.get('command')}; use another directory or remove it"))
@@ -101,7 +101,7 @@ def check_identity(directory, saved, current) -> None:
                 f"({_inputs(current)})")
     else:
         what = f"{directory} holds a checkpoint of another run ({_inputs(saved)})"
-    raise _agreed(ValueError(f"{what}: {'; '.join(diff)}; remove {directory} (or use "
+    raise agreed(ValueError(f"{what}: {'; '.join(diff)}; remove {directory} (or use "
                              f"another directory) to start over"))
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from ._dirs import committed_steps, read_latest
-from ._format import (MANIFEST, TMP_PREFIX, TRASH_PREFIX, ManifestError, hash_file,
-                      load_manifest, step_dirname)
+from ._format import MANIFEST, TMP_PREFIX, TRASH_PREFIX, ManifestError, hash_file, step_dirname
 from ._reader import check_files, check_layouts
+from ._schema import load_manifest
 
 __all__ = ["list_steps", "verify_steps"]
 

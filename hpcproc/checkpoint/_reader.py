@@ -24,9 +24,17 @@ from ..partition import block_range
 from ..table import DistTable
 from ._dirs import committed_steps
 from ._errors import RankCountError
-from ._format import (MANIFEST, ManifestError, hash_file, load_manifest, open_regular,
-                      rank_filename, read_and_hash, step_dirname)
+from ._format import (
+    MANIFEST,
+    ManifestError,
+    hash_file,
+    open_regular,
+    rank_filename,
+    read_and_hash,
+    step_dirname,
+)
 from ._rng import rng_from_bytes
+from ._schema import load_manifest
 
 __all__ = ["newest_manifest", "assigned_files", "check_files", "check_layouts", "verify",
            "check_rank_count", "load_state"]

@@ -16,11 +16,11 @@ import os
 import threading
 import time
 
-from ..comm import _agreed, check_all, error_message, first_failure, lib_comm, root_call
+from ..comm import agreed, check_all, error_message, first_failure, lib_comm, root_call
+from ..io import lineage
 from ._errors import CheckpointError
 from ._format import rank_filename
 from ._state import check_layout, prepare
-from .. import provenance
 from ._writer import build_manifest, commit_step, make_tmp_dir, remove_tmp, write_rank_file
 
 __all__ = ["SaveJob", "start_save", "finish_save"]
@@ -88,7 +88,7 @@ def start_save(directory, step, state, comm, copy) -> SaveJob:
     tmp = root_call(begin, comm)
     rows = None if layouts is None else [r for _, r in layouts]
     job = SaveJob(directory, step, prepared, rows, tmp, comm.Get_rank())
-    job.lineage = provenance.lineage_attrs("checkpoint", size, {"directory": str(directory),
+    job.lineage = lineage.lineage_attrs("checkpoint", size, {"directory": str(directory),
                                                                 "step": step})
     return job
 
@@ -108,7 +108,7 @@ def finish_save(job: SaveJob, comm, keep: int) -> list[int]:
         def commit():  # on rank 0
             body = build_manifest(job.step, job.prepared.signature, job.rows, results,
                                   job.prepared.shared)
-            body["lineage"] = json.loads(job.lineage[provenance.ATTR])
+            body["lineage"] = json.loads(job.lineage[lineage.ATTR])
             try:
                 return commit_step(job.directory, job.tmp, body, keep)
             except BaseException:
@@ -127,4 +127,4 @@ def finish_save(job: SaveJob, comm, keep: int) -> list[int]:
     if isinstance(err, OSError):
         exc.errno = err.errno
     cause = job.error if job.error is not None else err
-    raise _agreed(exc) from cause
+    raise agreed(exc) from cause

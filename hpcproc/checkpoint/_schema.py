@@ -10,11 +10,23 @@ range a restore reads lies inside its file. A manifest that fails raises
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
 
-from ._format import ManifestError, column_dataset, dataset_name, rank_filename
+from ._format import (
+    CHECKSUM,
+    FORMAT,
+    VERSIONS,
+    ManifestError,
+    canonical,
+    column_dataset,
+    dataset_name,
+    hash_bytes,
+    open_regular,
+    rank_filename,
+)
 
 __all__ = ["check_manifest", "parse_dtype"]
 
@@ -186,3 +198,31 @@ def check_manifest(doc: dict, step: int | None = None) -> None:
         if not isinstance(name, str):
             raise ManifestError("manifest entry names must be strings")
         _check_entry(name, e, ranks, sizes, datasets, version)
+
+
+def load_manifest(path: str) -> dict:
+    """Read and check a manifest; raise :class:`ManifestError` if it is not valid."""
+    try:
+        with open_regular(path) as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        raise ManifestError("manifest missing") from None
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"manifest unreadable ({exc})") from None
+    if not isinstance(doc, dict) or "manifest_checksum" not in doc:
+        raise ManifestError("manifest has no checksum")
+    want = doc.pop("manifest_checksum")
+    if hash_bytes(canonical(doc)) != want:
+        raise ManifestError("manifest checksum mismatch")
+    if doc.get("format") != FORMAT:
+        raise ManifestError(f"not an {FORMAT} manifest")
+    if doc.get("version") not in VERSIONS or isinstance(doc.get("version"), bool):
+        raise ManifestError(f"unsupported format version {doc.get('version')!r} "
+                            f"(this hpcproc reads versions {', '.join(map(str, VERSIONS))})")
+    if doc.get("checksum") != CHECKSUM:
+        raise ManifestError(f"unknown checksum algorithm {doc.get('checksum')!r}")
+    for key in ("step", "ranks", "files", "entries"):
+        if key not in doc:
+            raise ManifestError(f"manifest lacks {key!r}")
+    check_manifest(doc)
+    return doc

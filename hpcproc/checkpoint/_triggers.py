@@ -166,7 +166,8 @@ def job_end_time(walltime=None, env=None, now=None) -> float | None:
         try:
             out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%L"], capture_output=True,
                                  text=True, timeout=30, check=False)
-            left = parse_duration(out.stdout.strip().splitlines()[0]) if out.stdout.strip() else None
+            text = out.stdout.strip()
+            left = parse_duration(text.splitlines()[0]) if text else None
         except (OSError, subprocess.SubprocessError, ValueError):
             left = None
         if left is not None:

@@ -31,11 +31,26 @@ import numpy as np
 from .. import _faults, _version
 from ..io.direct import pwrite_from
 from . import _crash
-from ._errors import CheckpointWarning
 from ._dirs import apply_retention, write_latest
-from ._format import (CHECKSUM, FORMAT, MANIFEST, OLD_PREFIX, TMP_PREFIX, VERSION,
-                      ManifestError, column_dataset, dataset_name, dump_manifest, fsync_dir, hash_regions, load_manifest,
-                      rank_filename, step_dirname, write_file_atomic)
+from ._errors import CheckpointWarning
+from ._format import (
+    CHECKSUM,
+    FORMAT,
+    MANIFEST,
+    OLD_PREFIX,
+    TMP_PREFIX,
+    VERSION,
+    ManifestError,
+    column_dataset,
+    dataset_name,
+    dump_manifest,
+    fsync_dir,
+    hash_regions,
+    rank_filename,
+    step_dirname,
+    write_file_atomic,
+)
+from ._schema import load_manifest
 
 __all__ = ["make_tmp_dir", "write_rank_file", "build_manifest", "commit_step", "remove_tmp"]
 
@@ -67,7 +82,7 @@ def write_rank_file(path: str, items, rank: int, lineage: dict | None = None,
                     attrs: dict | None = None) -> dict:
     """Write this rank's arrays ``items`` (``(dataset, ndarray)``) to ``path``, durably.
 
-    ``lineage``: attributes set on every dataset (:func:`hpcproc.provenance.lineage_attrs`);
+    ``lineage``: attributes set on every dataset (:func:`hpcproc.io.lineage.lineage_attrs`);
     ``attrs``: more attributes per dataset (entry name, global offset and shape).
 
     Returns ``{"size", "checksum", "offsets"}`` (byte offset of every dataset's data).

@@ -1,2 +1,4 @@
-"""Reductions over distributed inputs: statistics, histograms, quantiles, sketches, user
-kernels, and the one-pass :func:`~hpcproc.compute.describe.describe`."""
+"""Distributed computations on DistArrays and streamed datasets: statistics, histograms,
+quantiles and sketches, the one-pass ``describe``, user kernels (``map``, ``map_blocks``,
+``reduce``) and the resumable (checkpointed) scans. Built on the kernels, io and
+checkpoint layers."""

@@ -28,11 +28,13 @@ import time
 
 import numpy as np
 
-from .._source import open_source
-from ..comm import _agreed, collective
-from ..histogram import _allreduce, _check_bins, _check_range, _edge_args, _edge_dtype, _flat
-from ..stats import _check, finish
-from ..trace import phase
+from ..agreement import collective
+from ..comm import agreed
+from ..observe.phases import phase
+from ._source import open_source
+from .histogram import (allreduce_counts, check_bins, check_memory, check_range, edge_args,
+                        edge_dtype, flat_block, nbins_of)
+from .stats import check_args, finish
 
 __all__ = ["describe"]
 
@@ -40,7 +42,7 @@ __all__ = ["describe"]
 def _check_q(quantiles, rel_err):
     if quantiles is None:
         return None, None
-    from ..sketch import QuantileSketch
+    from .sketch import QuantileSketch
     qa = np.asarray(quantiles)
     if qa.dtype.kind not in "iuf" or qa.ndim > 1:
         raise ValueError("quantiles must be a number or a 1-d array of numbers")
@@ -57,7 +59,7 @@ def _auto_range(out, dtype, skipna):
     nan = out["nan_count"] and not skipna
     if nan or not (np.isfinite(out["min"]) and np.isfinite(out["max"])):
         mn, mx = (np.nan, np.nan) if nan else (out["min"], out["max"])
-        raise _agreed(ValueError(f"autodetected range of [{mn}, {mx}] is not finite"))
+        raise agreed(ValueError(f"autodetected range of [{mn}, {mx}] is not finite"))
     return (np.array(out["min"], dtype)[()], np.array(out["max"], dtype)[()])
 
 
@@ -72,7 +74,7 @@ def _scan(src, state):
             return nbytes, t_read
         nbytes += block.size * src.dtype.itemsize
         with phase("compute"):
-            state.add(_flat(block), src.comm)
+            state.add(flat_block(block), src.comm)
         block = None  # free it before the next read
 
 
@@ -117,20 +119,21 @@ def describe(x, bins=64, range=None, ddof: int = 0, skipna: bool = False, comm=N
     """
     from ..kernels.describe_state import DescribeState
 
-    _check(None, ddof, skipna, exact)
-    bins, range = _check_bins(bins), _check_range(range)
+    check_args(None, ddof, skipna, exact)
+    bins, range = check_bins(bins), check_range(range)
     qa, sketch = _check_q(quantiles, rel_err)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
     comm, skip = src.comm, bool(skipna) or src.skipna
+    check_memory(nbins_of(bins), comm)
     dtype = src.dtype if src.dtype is not None else np.dtype(np.float64)
     two = isinstance(bins, int) and range is None
     if two and not src.multipass:
         raise ValueError("range=None needs a pass for the min and max: give range= or "
                          "edges, or pass the file and dataset instead of hp.blocks(...)")
-    edges = None if two else np.histogram_bin_edges(np.empty(0, _edge_dtype(dtype)), bins,
+    edges = None if two else np.histogram_bin_edges(np.empty(0, edge_dtype(dtype)), bins,
                                                     range=range)
     ints = dtype.kind in "iub"
-    state = DescribeState(*(_edge_args(edges) if edges is not None else (None,)),
+    state = DescribeState(*(edge_args(edges) if edges is not None else (None,)),
                           sketch=sketch, ints=ints, unsigned=dtype.kind == "u",
                           exact=bool(exact))
     nbytes, t_read = _scan(src, state)
@@ -140,13 +143,13 @@ def describe(x, bins=64, range=None, ddof: int = 0, skipna: bool = False, comm=N
         state.fold_sketch()
     if two:
         try:  # after the pass: every rank has the same range, so raises alike
-            edges = np.histogram_bin_edges(np.empty(0, _edge_dtype(dtype)), bins,
-                                           range=_auto_range(out, _edge_dtype(dtype), skip))
+            edges = np.histogram_bin_edges(np.empty(0, edge_dtype(dtype)), bins,
+                                           range=_auto_range(out, edge_dtype(dtype), skip))
         except ValueError as exc:  # numpy's "Too many bins for data range"
-            raise _agreed(exc) from None
-        state = DescribeState(*_edge_args(edges), moments=False)
+            raise agreed(exc) from None
+        state = DescribeState(*edge_args(edges), moments=False)
         _scan(src, state)
-    out["counts"], out["edges"] = _allreduce(state.counts(), comm), edges
+    out["counts"], out["edges"] = allreduce_counts(state.counts(), comm), edges
     if sketch is not None:
         _sketch_quantiles(out, sketch, qa, skip, comm)
     out["passes"] = 2 if two else 1

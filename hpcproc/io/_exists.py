@@ -25,7 +25,8 @@ from .. import _faults
 from ..errors import DatasetExistsError
 from . import _target
 
-__all__ = ["IF_EXISTS", "check_existing", "differs", "swap_in", "restore_stale", "is_aside", "delete"]
+__all__ = ["IF_EXISTS", "check_existing", "differs", "swap_in", "restore_stale", "is_aside",
+           "delete"]
 
 IF_EXISTS = ("error", "skip_identical", "replace")
 _ASIDE = re.compile(r"^" + re.escape(_target.TMP_MARK)

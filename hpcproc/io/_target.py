@@ -24,19 +24,16 @@ import stat
 import time
 import uuid
 
-from ..errors import HpcprocError
+from ..errors import OutputIsInputError
 
-__all__ = ["OutputIsInputError", "same_file", "check_not_input", "check_target",
-           "tmp_tag", "tmp_name", "is_stale", "remove_stale", "SignalCleanup", "TMP_MARK", "STALE_SECONDS"]
+__all__ = ["same_file", "check_not_input", "check_target",
+           "tmp_tag", "tmp_name", "is_stale", "remove_stale", "SignalCleanup", "TMP_MARK",
+           "STALE_SECONDS"]
 
 TMP_MARK = ".hpcproc-tmp-"
 STALE_SECONDS = 3600.0
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.hpcproc-tmp-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{12}$")
 _METADATA_BYTES = 1 << 20  # HDF5 structure and lineage attributes, per write (generous)
-
-
-class OutputIsInputError(HpcprocError, ValueError):
-    """The output of a write is one of the files the job reads."""
 
 
 def _identity(path: str):

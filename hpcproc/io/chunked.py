@@ -28,7 +28,8 @@ __all__ = ["read_rows", "encode_chunks", "store_chunks", "SUPPORTED_COMPRESSION"
 SUPPORTED_COMPRESSION = (None, "gzip")
 
 
-def read_rows(info: DatasetInfo, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+def read_rows(info: DatasetInfo, start: int, stop: int,
+              out: np.ndarray | None = None) -> np.ndarray:
     """Rows ``[start, stop)`` read through h5py, in native byte order (into ``out``)."""
     if out is None:
         out = np.empty((stop - start,) + info.shape[1:], dtype=info.native_dtype)

@@ -32,15 +32,16 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from ..array import DistArray, _tiled
-from ..comm import _agreed, check_all, collective, get_comm, lib_comm, root_call
-from ..errors import DatasetExistsError, ShapeMismatchError
-from ..partition import aligned_ranges, tiling_problem
+from .. import _faults
 from .._redistribute import redistribute_rows
+from ..agreement import collective
+from ..array import DistArray, tiled
+from ..comm import agreed, check_all, get_comm, lib_comm, root_call
+from ..errors import DatasetExistsError, ShapeMismatchError
+from ..observe.phases import phase
+from ..partition import aligned_ranges, tiling_problem
 from ..table import DistTable
-from .. import _faults, provenance
-from ..trace import phase
-from . import _dims, _exists, _target, chunked, direct, mpio
+from . import _dims, _exists, _target, chunked, direct, lineage, mpio
 from ._meta import check_numeric
 
 __all__ = ["write", "write_table", "write_many", "check_output"]
@@ -102,7 +103,7 @@ def _skip_identical(path, names, values, comm):
     lib_comm(comm).Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
     bad = [n for n, f in zip(names, flags) if f]
     if bad:
-        raise _agreed(DatasetExistsError(
+        raise agreed(DatasetExistsError(
             f"dataset {'/' + bad[0].strip('/')!r} already exists in {path} with other "
             f"content (if_exists='skip_identical' skips only an identical dataset)"))
     keep = [(n, x) for n, x, t in zip(names, values, there) if not t]
@@ -111,7 +112,7 @@ def _skip_identical(path, names, values, comm):
 
 def _input_files() -> list[str]:
     """The files this process has read (its lineage inputs)."""
-    return list(dict.fromkeys(rec["file"] for rec in provenance.inputs()))
+    return list(dict.fromkeys(rec["file"] for rec in lineage.inputs()))
 
 
 def _space_needed(arrays, compression, mode) -> int:
@@ -388,15 +389,15 @@ def _block_with_rows(block, local_rows, comm) -> DistArray:
     every = lib_comm(comm).allgather((a, b - a, block.shape[1:], block.dtype.str))
     kinds = sorted({(e[2], e[3]) for e in every})
     if len(kinds) > 1:
-        raise _agreed(TypeError(f"hp.write: ranks hold blocks of different trailing shapes "
+        raise agreed(TypeError(f"hp.write: ranks hold blocks of different trailing shapes "
                                 f"or dtypes: {kinds}"))
     total = sum(e[1] for e in every)
     problem = tiling_problem([e[:2] for e in every], total)
     if problem:
-        raise _agreed(ShapeMismatchError(f"hp.write: local_rows must tile the output's rows "
+        raise agreed(ShapeMismatchError(f"hp.write: local_rows must tile the output's rows "
                                          f"(contiguous blocks in rank order from row 0): "
                                          f"{problem}"))
-    return _tiled(DistArray(block, (total,) + block.shape[1:], a, comm))
+    return tiled(DistArray(block, (total,) + block.shape[1:], a, comm))
 
 
 @collective("hp.write_table", paths=("path",))
@@ -469,14 +470,14 @@ def _write_many(path, arrays: Mapping[str, DistArray], comm, mode, chunks, compr
         raise TypeError(f"ranks hold blocks of different dtypes: {dtypes}")
     options = (if_exists, same_rows, repr(sorted((like or {}).items())))
     if any(o != options for o in lib_comm(comm).allgather(options)):
-        raise _agreed(ValueError("ranks passed different if_exists, same_rows or like "
+        raise agreed(ValueError("ranks passed different if_exists, same_rows or like "
                                  "to a collective write"))
     if mode == "a" and if_exists == "skip_identical":
         names, values = _skip_identical(path, names, values, comm)
         if not names:
             return  # every dataset is there already, identical
     level = 4 if compression_opts is None else compression_opts
-    attrs = provenance.stamp(attrs, names, "write", comm.Get_size())  # lineage attributes
+    attrs = lineage.stamp(attrs, names, "write", comm.Get_size())  # lineage attributes
     if method == "chunked" and chunks is None:
         chunks = True
     with _target.SignalCleanup() as guard:  # a signal from here on removes the temp file

@@ -5,14 +5,12 @@ reduction first runs (``import hpcproc`` never imports Numba). ``KernelCompileEr
 and the thread/cache helpers are loaded lazily too.
 """
 
+from .._lazy import lazy_exports
+
 __all__ = ["KernelCompileError", "set_threads", "get_threads", "compile_stats"]
 
 _LAZY = {"KernelCompileError": "._engine", "compile_stats": "._engine",
          "set_threads": "._numba", "get_threads": "._numba"}
 
 
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'hpcproc.kernels' has no attribute {name!r}")
-    import importlib
-    return getattr(importlib.import_module(_LAZY[name], __name__), name)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -21,7 +21,7 @@ from mpi4py import MPI
 
 from ..comm import check_all, lib_comm, node_comm
 from ..errors import HpcprocError
-from ..trace import phase
+from ..observe.phases import phase
 from ._numba import CACHE, CONFIG_ERROR, get_threads, numba
 
 __all__ = ["KernelCompileError", "ensure_compiled", "compile_stats",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .. import _log
+from ..observe import log as _log
 from . import _cache_trust
 from ._config import cache_dir, cache_enabled, default_threads
 

@@ -31,7 +31,7 @@ class DescribeState:
     Parameters
     ----------
     edges, uniform, norm : the histogram edges as the kernels compare them
-        (``histogram._edge_args``); ``edges=None``: no histogram.
+        (``histogram.edge_args``); ``edges=None``: no histogram.
     sketch : QuantileSketch or None
         Counts are added to ``sketch.counts``/``sketch.nan``.
     ints : bool

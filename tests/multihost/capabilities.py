@@ -10,8 +10,9 @@ writes every result into OUTDIR: HDF5 files for the distributed results, ``resul
 (rank 0) for the reductions and for what each rank saw of its node (host name, ranks on
 its node, how it obtained each compiled kernel, the default exchange memory budget).
 ``HPCPROC_MH_RAISE_RANK`` / ``HPCPROC_MH_KILL_RANK`` make that rank raise / SIGKILL itself
-after the histogram (the failure tests). ``restore`` restores the newest step of a checkpoint directory (written by ``run``,
-possibly on another rank count and hosts) and writes its arrays to OUTFILE.
+after the histogram (the failure tests). ``restore`` restores the newest step of a checkpoint
+directory (written by ``run``, possibly on another rank count and hosts) and writes its
+arrays to OUTFILE.
 """
 
 import json
@@ -26,8 +27,8 @@ from mpi4py import MPI
 import hpcproc as hp
 from hpcproc.comm import node_comm
 from hpcproc.kernels import compile_stats
-from hpcproc.shuffle import default_memory_budget
-from hpcproc.shuffle._exchange import _available_memory
+from hpcproc.shuffles import default_memory_budget
+from hpcproc.shuffles._exchange import _available_memory
 
 comm = MPI.COMM_WORLD
 

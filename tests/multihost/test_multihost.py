@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, SERIAL_ONLY, run
+from support import MPIEXEC, SERIAL_ONLY, run
 
 pytestmark = SERIAL_ONLY  # launches its own processes
 

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import MPIEXEC, REPO, SERIAL_ONLY
+from support import MPIEXEC, REPO, SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY  # launches its own processes
 

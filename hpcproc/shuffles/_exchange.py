@@ -1,0 +1,212 @@
+"""The exchange: a bounded-memory, large-count-safe, multi-column Alltoallv.
+
+Every row ``i`` of a set of equal-length columns goes to rank ``dest[i]``. The data moves
+over the library communicator, one column at a time, as raw bytes:
+
+1. a Numba pass counts the rows per destination; one ``Alltoall`` of the counts tells
+   every rank how much it receives from whom;
+2. the exchange runs in ``R`` rounds (the same ``R`` on every rank). In round ``k`` the
+   rows bound from rank s to rank d numbered ``[k*c//R, (k+1)*c//R)`` (in s's local
+   order) move: a second Numba pass scatters them into a send buffer grouped by
+   destination, one ``Alltoallv`` moves them;
+3. ``R`` is the smallest number of rounds for which every rank's send and receive
+   buffers fit its share of ``memory_budget`` and no message (nor any byte displacement)
+   exceeds ``max_message`` bytes. Counts and displacements therefore always fit a C
+   ``int``: a rank may send far more than 2**31 bytes to another, in several rounds.
+
+Received rows are ordered by source rank, then by their order on the source: the
+exchange is stable, which the sort relies on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+
+from .._units import env_size
+from ..agreement import collective
+from ..comm import check_all, lib_comm, node_comm
+from ..errors import ShapeMismatchError
+from ..observe.phases import phase
+from . import _kernels as K
+
+__all__ = ["exchange", "default_memory_budget", "dest_dtype", "MAX_MESSAGE"]
+
+#: Largest message (and byte displacement) of one Alltoallv, in bytes: below 2**31.
+MAX_MESSAGE = (1 << 31) - (1 << 20)
+#: Smallest staging share per rank, whatever the budget says (one round per column of a
+#: few rows would be absurd).
+MIN_STAGING = 1 << 16
+#: Part of the budget kept for the partition kernels' workspace (keys encoded a chunk at
+#: a time) and small per-round arrays; the rest, minus the destination array, is split
+#: between the send and the receive buffer.
+WORKSPACE = 2 << 20
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def default_memory_budget(comm=None) -> int:
+    """Default extra memory of an exchange per rank, in bytes.
+
+    Collective the first time for a communicator (it counts the ranks per node).
+    ``HPCPROC_MEMORY_BUDGET`` (a size: bytes, or with a suffix as ``64M``, ``4G``)
+    overrides it (``ValueError`` naming the variable when it is not a positive size);
+    otherwise a quarter of the node's available memory divided by the ranks on the node,
+    at least 64 MiB.
+    """
+    env = env_size("HPCPROC_MEMORY_BUDGET")
+    if env is not None:
+        return env
+    per_rank = _available_memory() // node_comm(comm).Get_size()
+    return max(64 << 20, per_rank // 4)
+
+
+def dest_dtype(size: int) -> np.dtype:
+    """Smallest integer type that holds a rank of ``size`` ranks (1 byte up to 256)."""
+    return np.dtype(np.uint8 if size <= 256 else np.uint16 if size <= 65536 else np.int32)
+
+
+def words(col: np.ndarray) -> np.ndarray:
+    """A view of a C-contiguous column as one machine word (or a row of words) per row."""
+    n = col.shape[0]
+    rb = col.dtype.itemsize * int(np.prod(col.shape[1:], dtype=np.int64))
+    raw = col.reshape(n, -1).view(np.uint8) if col.size else np.empty((n, rb), np.uint8)
+    if rb in (1, 2, 4, 8):
+        return raw.view(f"u{rb}").reshape(n)
+    if rb % 8 == 0:
+        return raw.view(np.uint64)
+    return raw
+
+
+def _signature(columns) -> list:
+    return [(k, v.dtype.str, v.shape[1:]) for k, v in columns.items()]
+
+
+def _validate(columns, dest, size) -> None:
+    lengths = {k: (v.shape[0] if v.ndim else None) for k, v in columns.items()}
+    if any(n is None for n in lengths.values()):
+        raise ShapeMismatchError("exchange: columns must have at least one dimension")
+    if len(set(lengths.values()) | {dest.shape[0]}) > 1:
+        detail = ", ".join(f"{k}={n}" for k, n in lengths.items())
+        raise ShapeMismatchError(f"exchange: columns and dest have different lengths: "
+                                 f"{detail}, dest={dest.shape[0]}")
+    if dest.size and (int(dest.min()) < 0 or int(dest.max()) >= size):
+        raise ValueError(f"exchange: dest values must be in [0, {size})")
+
+
+def _split(counts: np.ndarray, k: int, rounds: int):
+    lo = counts * k // rounds
+    return lo, counts * (k + 1) // rounds
+
+
+def _offsets(counts: np.ndarray) -> np.ndarray:
+    out = np.zeros(counts.shape[0], dtype=np.int64)
+    np.cumsum(counts[:-1], out=out[1:])
+    return out
+
+
+@collective("hp.exchange", local=("columns", "dest"))
+def exchange(columns, dest, comm=None, *, memory_budget: int | None = None,
+             max_message: int = MAX_MESSAGE, validate: bool = True):
+    """Send row ``i`` of every column to rank ``dest[i]``. Collective.
+
+    Parameters
+    ----------
+    columns : mapping of str to numpy.ndarray
+        Equal-length local columns (same names, dtypes and trailing shapes on every rank).
+    dest : numpy.ndarray of int
+        Destination rank of every local row.
+    comm : mpi4py.MPI.Intracomm, optional
+        Communicator (``None``: COMM_WORLD); data moves on its library duplicate.
+    memory_budget : int, optional
+        Extra bytes per rank for everything the shuffle allocates besides its output:
+        the destination array (1 byte per row up to 256 ranks), the partitioners'
+        workspace (``WORKSPACE``) and the send and receive buffers (default
+        :func:`default_memory_budget`). More data moves in more rounds. A budget below
+        ``rows + WORKSPACE + 2 * MIN_STAGING`` bytes cannot be met; the exchange then
+        uses the minimum buffers.
+    max_message : int
+        Largest message or byte displacement of one Alltoallv (below 2**31; tests lower
+        it to force the multi-round large-count path).
+
+    Returns
+    -------
+    (dict, dict)
+        The received columns (rows ordered by source rank, then source order) and
+        ``{"rounds": R, "sent": rows sent per rank, "received": rows received per rank}``.
+    """
+    lc = lib_comm(comm)
+    size = lc.Get_size()
+    columns = {str(k): np.ascontiguousarray(v) for k, v in columns.items()}
+    dest = np.asarray(dest)
+    if validate:
+        check_all(lambda: _validate(columns, dest, size), comm)
+        sigs = lc.allgather(_signature(columns))
+        check_all(lambda: _check_signatures(sigs), comm)
+    if memory_budget is None:
+        memory_budget = default_memory_budget(comm)
+    if int(memory_budget) <= 0 or not 0 < int(max_message) <= MAX_MESSAGE:
+        raise ValueError("memory_budget and max_message must be positive "
+                         f"(max_message <= {MAX_MESSAGE})")
+    if dest.dtype != dest_dtype(size):
+        dest = dest.astype(dest_dtype(size))
+    send = K.count_dest(dest, size)
+    recv = np.empty(size, dtype=np.int64)
+    lc.Alltoall([send, MPI.INT64_T], [recv, MPI.INT64_T])
+    rowbytes = [v.dtype.itemsize * int(np.prod(v.shape[1:], dtype=np.int64))
+                for v in columns.values()]
+    widest = max(rowbytes, default=1)
+    staging = max(MIN_STAGING, (int(memory_budget) - dest.nbytes - WORKSPACE) // 2)
+    limit = max(min(staging, int(max_message)), widest)
+    need = (max(int(send.sum()), int(recv.sum())) + size) * widest
+    rounds = lc.allreduce(max(1, -(-need // limit)), op=MPI.MAX)
+    out = {k: np.empty((int(recv.sum()),) + v.shape[1:], v.dtype) for k, v in columns.items()}
+    rdisp_out = _offsets(recv)
+    send_buf = recv_buf = None
+    for k in range(rounds):
+        slo, shi = _split(send, k, rounds)
+        rlo, rhi = _split(recv, k, rounds)
+        scount, rcount = shi - slo, rhi - rlo
+        sdispl, rdispl = _offsets(scount), _offsets(rcount)
+        for (name, col), rb in zip(columns.items(), rowbytes):
+            if rb == 0:
+                continue
+            src = words(col)
+            if send_buf is None:
+                send_buf = np.empty(limit + size * widest, np.uint8)
+            sb = send_buf[: int(scount.sum()) * rb]
+            sview = sb.view(src.dtype).reshape((-1,) + src.shape[1:])
+            K.scatter_round(dest, src, slo, shi, sdispl, sview)
+            if rounds == 1:  # receive in place: the whole output fits one message
+                rb_view = out[name].reshape(-1).view(np.uint8)
+                with phase("exchange", sent=sb.nbytes):
+                    lc.Alltoallv([sb, (scount * rb, sdispl * rb), MPI.BYTE],
+                                 [rb_view, (rcount * rb, rdispl * rb), MPI.BYTE])
+                continue
+            if recv_buf is None:
+                recv_buf = np.empty(limit + size * widest, np.uint8)
+            rbuf = recv_buf[: int(rcount.sum()) * rb]
+            with phase("exchange", sent=sb.nbytes):
+                lc.Alltoallv([sb, (scount * rb, sdispl * rb), MPI.BYTE],
+                             [rbuf, (rcount * rb, rdispl * rb), MPI.BYTE])
+            dst = out[name].reshape(-1).view(np.uint8).reshape(-1, rb)
+            flat = rbuf.reshape(-1, rb)
+            for s in range(size):
+                if rcount[s]:
+                    a = rdisp_out[s] + rlo[s]
+                    dst[a:a + rcount[s]] = flat[rdispl[s]:rdispl[s] + rcount[s]]
+    return out, {"rounds": int(rounds), "sent": send, "received": recv}
+
+
+def _check_signatures(sigs) -> None:
+    if any(s != sigs[0] for s in sigs):
+        raise TypeError(f"exchange: ranks passed columns with different names, dtypes or "
+                        f"shapes: {sigs}")

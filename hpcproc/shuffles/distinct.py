@@ -1,0 +1,34 @@
+"""``unique`` and ``value_counts``: group-by without values, sorted by key."""
+
+from __future__ import annotations
+
+from ..agreement import collective
+from ._result import make_result
+from .grouping import groupby
+
+__all__ = ["unique", "value_counts"]
+
+
+@collective("hp.value_counts", local=("data",))
+def value_counts(data, by=None, comm=None, **options):
+    """Distinct keys and how many rows hold each, globally sorted by key. Collective.
+
+    ``data``: a 1-D DistArray (column ``value``) or a table with key column(s) ``by``.
+    Returns a ShuffledTable with the key column(s) and ``count`` (int64). NaN is one
+    value, counted last. ``options`` are those of :func:`hpcproc.groupby`.
+    """
+    return groupby(data, by, comm, **options).size()
+
+
+@collective("hp.unique", local=("data",))
+def unique(data, by=None, comm=None, **options):
+    """The distinct values of a 1-D DistArray (or key rows of a table), sorted.
+
+    Collective. Returns a ShuffledArray for an array (globally sorted, each value once,
+    NaN last), a ShuffledTable of the key columns for a table.
+    """
+    counts = value_counts(data, by, comm, **options)
+    cols = counts.local()
+    del cols["count"]
+    kind = "table" if by is not None else "array"
+    return make_result(cols, counts.comm, kind, counts.meta)

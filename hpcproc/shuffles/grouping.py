@@ -1,0 +1,288 @@
+"""Distributed group-by with mergeable aggregates: sum, mean, count, min, max, size.
+
+Two strategies, chosen from the data (``strategy="auto"``):
+
+``dense``
+    One integer (or bool) key whose global range ``max - min + 1`` is at most
+    ``dense_limit`` (default ``DENSE_LIMIT``, and never more than the number of rows
+    plus 2**16): every rank aggregates into arrays indexed by ``key - min`` and one
+    ``Allreduce`` per state combines them. No shuffle at all.
+``hash``
+    Otherwise: every rank pre-aggregates its rows into one partial state per distinct
+    key (so a heavy key costs one row per rank, not millions); the partial states are
+    range-partitioned by key (sampled splitters; equal keys meet on one rank) with the
+    bounded-memory exchange and merged. Both aggregations find the groups by a compiled
+    radix sort of the keys (:func:`._localsort.sorted_groups`), not a hash table: with
+    many groups every hash-table access is a cache and TLB miss, while the sort's passes
+    run in cache, and the groups come out sorted.
+
+Output order (both strategies): one row per distinct key, globally sorted by key in rank
+order (NaN keys last, all NaNs one group), keys in their input dtype. Aggregates skip
+NaN values like pandas: ``count`` counts non-NaN values, ``sum`` of none is 0, ``mean``,
+``min`` and ``max`` of none are NaN. ``size`` counts rows. Sums of integers are int64
+(uint64 for unsigned), of floats float64; ``mean`` is float64; ``min``/``max`` keep the
+value dtype. Output columns: the keys, then ``f"{column}_{agg}"`` in the order asked.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from ..agreement import agree
+from ..comm import check_all, lib_comm
+from ..partition import block_range
+from ._encode import check_key_dtype, decode_key, encode_keys
+from ._exchange import MAX_MESSAGE, exchange
+from ._reduce import agg_states, seg_agg_states, seg_merge_states, seg_sum
+from ._localsort import sorted_groups
+from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
+from .range import range_partition, splitters
+
+__all__ = ["groupby", "GroupBy", "AGGREGATES", "DENSE_LIMIT"]
+
+AGGREGATES = ("sum", "mean", "count", "min", "max", "size")
+STRATEGIES = ("auto", "dense", "hash")
+#: Largest key range aggregated densely (arrays of this length, allreduced).
+DENSE_LIMIT = 1 << 22
+
+
+def _acc_dtype(dtype: np.dtype) -> np.dtype:
+    return np.dtype(np.float64 if dtype.kind == "f" else np.uint64 if dtype.kind == "u"
+                    else np.int64)
+
+
+def _init_states(n: int, acc: np.dtype, minmax: bool = True):
+    """(count, sum, min, max) arrays of ``n`` groups; min/max empty unless ``minmax``."""
+    m = n if minmax else 0
+    big = np.inf if acc.kind == "f" else np.iinfo(acc).max
+    small = -np.inf if acc.kind == "f" else np.iinfo(acc).min
+    return (np.zeros(n, np.int64), np.zeros(n, acc), np.full(m, big, acc), np.full(m, small, acc))
+
+
+def _minmax(aggs) -> bool:
+    return "min" in aggs or "max" in aggs
+
+
+class GroupBy:
+    """Rows of a distributed table grouped by key columns; see :func:`groupby`.
+
+    Not collective to create; :meth:`agg` and :meth:`size` are collective.
+    """
+
+    def __init__(self, data, by, comm=None, *, strategy: str = "auto",
+                 dense_limit: int = DENSE_LIMIT, memory_budget: int | None = None,
+                 max_message: int = MAX_MESSAGE):
+        self.data, self.by, self.comm = data, by, comm
+        self.strategy, self.dense_limit = strategy, int(dense_limit)
+        self.memory_budget, self.max_message = memory_budget, max_message
+
+    def size(self):
+        """Rows per group: the keys and a ``count`` column (int64). Collective."""
+        out = self._run({})
+        cols = out.local()
+        cols["count"] = cols.pop("size")
+        return make_result(cols, out.comm, "table", out.meta)
+
+    def agg(self, spec=None, **named):
+        """Aggregate value columns: ``agg(val=["sum", "mean"], w="max")``. Collective.
+
+        ``spec`` may be the same mapping passed positionally. Aggregates: ``sum``,
+        ``mean``, ``count``, ``min``, ``max`` (NaN skipped) and ``size`` (rows).
+        """
+        spec = dict(spec or {}, **named)
+        return self._run({k: [v] if isinstance(v, str) else list(v) for k, v in spec.items()})
+
+    # ------------------------------------------------------------------------------
+    def _validate(self, columns, kind, spec):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if kind == "array" and self.by is None:
+            names = [ARRAY_COLUMN]
+        else:
+            names = key_list(self.by, columns)
+        for name in names:
+            check_key_dtype(name, columns[name])
+        for col, aggs in spec.items():
+            if col not in columns:
+                raise KeyError(f"no column {col!r} to aggregate (columns: {list(columns)})")
+            if columns[col].ndim != 1 or columns[col].dtype.kind not in "biuf":
+                raise TypeError(f"column {col!r} must be a 1-D numeric column")
+            bad = [a for a in aggs if a not in AGGREGATES]
+            if bad or not aggs:
+                raise ValueError(f"aggregates must be among {AGGREGATES}, got {aggs}")
+        if self.strategy == "dense" and (len(names) != 1 or columns[names[0]].dtype.kind == "f"):
+            raise ValueError("strategy='dense' needs one integer key column")
+        return names
+
+    def _run(self, spec):
+        agree(self.comm, "hp.groupby", {  # every rank groups the same way (collective)
+            "data": self.data, "by": self.by, "strategy": self.strategy, "spec": spec,
+            "dense_limit": self.dense_limit, "memory_budget": self.memory_budget,
+            "max_message": self.max_message}, local=("data",))
+        columns, comm, kind = as_columns(self.data, self.comm, "group-by input")
+        names = check_all(lambda: self._validate(columns, kind, spec), comm)
+        lc = lib_comm(comm)
+        t0 = time.perf_counter()
+        values = {c: columns[c] for c in spec}
+        dense = None
+        if len(names) == 1 and columns[names[0]].dtype.kind in "biu" and self.strategy != "hash":
+            dense = self._dense_range(columns[names[0]], lc)
+        if self.strategy == "dense" and dense is None:
+            dense = (0, -1)  # no rows anywhere: an empty result
+        if dense is not None:
+            keys, size, states = self._dense(columns[names[0]], values, spec, dense, lc)
+            how, rounds = "dense", 0
+        else:
+            keys, size, states, rounds = self._hash(columns, names, values, spec, comm)
+            how = "hash"
+        out = dict(zip(names, keys))
+        for col, aggs in spec.items():
+            cnt, sm, mn, mx = states[col]
+            dtype = columns[col].dtype
+            for a in aggs:
+                out[f"{col}_{a}"] = _finish(a, cnt, sm, mn, mx, size, dtype)
+        if not spec:
+            out["size"] = size
+        return make_result(out, comm, "table", {
+            "strategy": how, "rounds": rounds, "seconds": time.perf_counter() - t0})
+
+    def _dense_range(self, key, lc):
+        mine = (int(key.min()), int(key.max()), key.shape[0]) if key.size else None
+        seen = [b for b in lc.allgather(mine) if b is not None]  # one collective
+        if not seen:
+            return None if self.strategy != "dense" else (0, -1)
+        lo, hi = min(b[0] for b in seen), max(b[1] for b in seen)
+        total = sum(b[2] for b in seen)
+        span = hi - lo + 1
+        if self.strategy == "dense" or span <= min(self.dense_limit, total + (1 << 16)):
+            return lo, hi
+        return None
+
+    @staticmethod
+    def _dense(key, values, spec, bounds, lc):
+        lo, hi = bounds
+        span = max(0, hi - lo + 1)
+        gid = key.astype(np.int64) - lo
+        # one int64 Allreduce for the row counts and every column's non-NaN count, one per
+        # column for the sums, min/max only when asked for
+        counts = np.zeros((1 + len(values), span), dtype=np.int64)
+        counts[0] = np.bincount(gid, minlength=span)[:span] if span else 0
+        sums, mins = {}, {}
+        for j, (col, v) in enumerate(values.items()):
+            acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
+            st = _init_states(span, acc, mm)
+            st = (counts[1 + j],) + st[1:]
+            agg_states(gid, v.astype(acc, copy=False), *st, mm)
+            sums[col] = st[1]
+            mins[col] = st[2:]
+        del gid
+        lc.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
+        size = counts[0]
+        present = np.flatnonzero(size)
+        a, b = block_range(present.shape[0], lc.Get_size(), lc.Get_rank())
+        mine = present[a:b]
+        states = {}
+        for j, col in enumerate(values):
+            lc.Allreduce(MPI.IN_PLACE, sums[col], op=MPI.SUM)
+            mn, mx = mins[col]
+            if mn.size:
+                lc.Allreduce(MPI.IN_PLACE, mn, op=MPI.MIN)
+                lc.Allreduce(MPI.IN_PLACE, mx, op=MPI.MAX)
+            states[col] = (counts[1 + j][mine], sums[col][mine],
+                           mn[mine] if mn.size else mn, mx[mine] if mx.size else mx)
+        keys = [(mine + lo).astype(key.dtype)]
+        return keys, size[mine], states
+
+    def _hash(self, columns, names, values, spec, comm):
+        K, flip = _key_words([columns[k] for k in names])
+        # one key and one value column: the values ride along in the sort (no gather)
+        carry = len(names) == 1 and len(values) == 1
+        payload = {c: v.astype(_acc_dtype(v.dtype), copy=False) for c, v in values.items()}
+        perm, starts, keys = sorted_groups(K, flip, *payload.values() if carry else ())
+        if carry:
+            payload, perm = {c: perm for c in payload}, np.empty(0, np.int64)
+        del K
+        ng = keys.shape[0]
+        part = {f"k{j}": np.ascontiguousarray(keys[:, j]) for j in range(len(names))}
+        part["size"] = np.diff(starts)
+        for col, v in values.items():
+            acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
+            st = _init_states(ng, acc, mm)
+            seg_agg_states(perm, starts, payload[col], *st, mm)
+            for s, arr in zip(("cnt", "sum", "min", "max"), st[:4 if mm else 2]):
+                part[f"{s}:{col}"] = arr
+        del perm, starts, payload
+        pk = [part[f"k{j}"] for j in range(len(names))]
+        dest = range_partition(pk, splitters(pk, comm, tiebreak=False))
+        got, info = exchange(part, dest, comm, memory_budget=self.memory_budget,
+                             max_message=self.max_message, validate=False)
+        del part, dest
+        K2 = np.ascontiguousarray(np.stack([got[f"k{j}"] for j in range(len(names))], axis=1))
+        perm, starts, keys = sorted_groups(K2)
+        ng = keys.shape[0]
+        size = np.zeros(ng, np.int64)
+        seg_sum(perm, starts, got["size"], size)
+        states = {}
+        for col, v in values.items():
+            mm = _minmax(spec[col])
+            st = _init_states(ng, _acc_dtype(v.dtype), mm)
+            parts = [got[f"{s}:{col}"] for s in ("cnt", "sum")]
+            parts += [got[f"{s}:{col}"] for s in ("min", "max")] if mm else list(st[2:])
+            seg_merge_states(perm, starts, *parts, *st, mm)
+            states[col] = st
+        out = [decode_key(keys[:, j], columns[k].dtype) for j, k in enumerate(names)]
+        return out, size, states, info["rounds"]
+
+
+def _key_words(cols):
+    """``(K, flip)``: the key columns as a uint64 matrix whose rows ``^ flip`` are the
+    encoded keys (:mod:`._encode`). One native 64-bit integer column is used as it is (a
+    view, flipped on the fly by the sort): encoding it would cost a copy of the column."""
+    if len(cols) == 1 and cols[0].dtype.kind in "iu" and cols[0].itemsize == 8 \
+            and cols[0].dtype.isnative and cols[0].flags.c_contiguous:
+        flip = 1 << 63 if cols[0].dtype.kind == "i" else 0
+        return cols[0].view(np.uint64).reshape(-1, 1), flip
+    return encode_keys(cols), 0
+
+
+def _finish(agg, cnt, sm, mn, mx, size, dtype):
+    if agg == "size":
+        return size
+    if agg == "count":
+        return cnt
+    if agg == "sum":
+        return sm
+    if agg == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(cnt > 0, sm / np.maximum(cnt, 1), np.nan)
+    out = mn if agg == "min" else mx
+    if dtype.kind == "f":
+        return np.where(cnt > 0, out, np.nan).astype(dtype)
+    return out.astype(dtype)
+
+
+def groupby(data, by=None, comm=None, **options) -> GroupBy:
+    """Group the rows of a table (or the values of a 1-D array) by key columns.
+
+    Not collective itself; ``.agg(...)`` and ``.size()`` on the result are.
+
+    Parameters
+    ----------
+    data : DistTable, DistArray or mapping of local columns
+    by : str or list of str
+        Key column(s) (an array is its own key).
+    comm : mpi4py.MPI.Intracomm, optional
+    strategy : {"auto", "dense", "hash"}
+        See the module documentation; ``auto`` picks ``dense`` for one integer key of
+        small range.
+    dense_limit : int
+        Largest key range aggregated densely (default ``DENSE_LIMIT`` = 2**22).
+    memory_budget, max_message : int, optional
+        For the exchange of partial aggregates.
+
+    Example: ``hp.groupby(t, "key").agg(value=["sum", "count"])``.
+    """
+    return GroupBy(data, by, comm, **options)
