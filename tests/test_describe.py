@@ -264,7 +264,7 @@ def test_fused_kernel_cache_follows_its_callees():
     from hpcproc.kernels._numba import CACHE
     if not CACHE:
         pytest.skip("kernel cache switched off")
-    stamp = nb.describe_1d._cache._cache_file._source_stamp
+    stamp = nb.describe_1d.dispatcher._cache._cache_file._source_stamp
     files = [m.__file__ for m in (_hist_nb, _moments_nb, _select_nb)]
     assert stamp[1] == tuple((os.stat(f).st_mtime, os.stat(f).st_size) for f in files)
 

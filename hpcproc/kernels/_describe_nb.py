@@ -62,7 +62,7 @@ def describe_1d(x, state, moments, edges, uniform, norm, subs, log_gamma, log_mi
     return nan
 
 
-def _stamp_callees(disp, modules) -> None:
+def _stamp_callees(kern, modules) -> None:
     """Make ``disp``'s on-disk cache stale when a module it calls into changes.
 
     Numba keys a cached kernel on the modification time and size of its own file only,
@@ -71,12 +71,14 @@ def _stamp_callees(disp, modules) -> None:
     moment code. The callees' stamps are added to the cache's source stamp (a Numba
     internal, checked here: if it ever moves, caching still works as before).
     """
-    f = getattr(getattr(disp, "_cache", None), "_cache_file", None)
-    if f is None or not hasattr(f, "_source_stamp"):  # caching off
-        return
-    stamps = tuple((os.stat(m.__file__).st_mtime, os.stat(m.__file__).st_size)
-                   for m in modules)
-    f._source_stamp = (f._source_stamp, stamps)
+    def stamp(disp):
+        f = getattr(getattr(disp, "_cache", None), "_cache_file", None)
+        if f is None or not hasattr(f, "_source_stamp"):  # caching off
+            return
+        stamps = tuple((os.stat(m.__file__).st_mtime, os.stat(m.__file__).st_size)
+                       for m in modules)
+        f._source_stamp = (f._source_stamp, stamps)
+    kern.on_dispatcher(stamp)  # when Numba is first needed for it (kernels are lazy)
 
 
 _stamp_callees(_hist_slice, (hnb,))

@@ -34,6 +34,13 @@ class Kernel:
         self.aot = tuple(aot)
         self._disp = None
         self._found: dict = {}  # call key -> AOT function or None (see _aot.find)
+        self._hooks: list = []  # called with the dispatcher when it is made
+
+    def on_dispatcher(self, hook) -> None:
+        """Call ``hook(dispatcher)`` once the Numba dispatcher exists (now, if it does)."""
+        self._hooks.append(hook)
+        if self._disp is not None:
+            hook(self._disp)
 
     @property
     def dispatcher(self):
@@ -46,7 +53,10 @@ class Kernel:
             with _LOCK:
                 if self._disp is None:
                     opts = {"cache": CACHE, "nogil": True, **self.options}
-                    self._disp = numba.njit(**opts)(self.py_func)
+                    made = numba.njit(**opts)(self.py_func)
+                    for hook in self._hooks:
+                        hook(made)
+                    self._disp = made
                 disp = self._disp
         return disp
 
