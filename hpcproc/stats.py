@@ -31,13 +31,15 @@ def _merge_all(a, b):
             *(max(u, v) for u, v in zip(a[3:], b[3:])))
 
 
-def fold_block(state, istate, block, axis, cols, ints, comm, exact=False):
-    """This rank's running states with one more local block merged in: the step of a
-    scan (used by :func:`stats` and the resumable ``stats --checkpoint``). ``exact``:
-    the reproducible state (the running state must be an exact one too)."""
+def fold_block(state, istate, block, axis, cols, ints, comm, exact=False, row=0):
+    """This rank's running states with one more local block (first row: global ``row``)
+    merged in: the step of a scan (used by :func:`stats` and the resumable ``stats
+    --checkpoint``). ``exact``: the correctly rounded state (the running state must be an
+    exact one too)."""
     from .kernels.moment_state import block_state, merge, merge_int
+    per_row = 1 if axis == 0 else int(np.prod(block.shape[1:], dtype=np.int64))
     s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
-                       with_ints=ints, exact=exact)
+                       with_ints=ints, exact=exact, start=row * per_row)
     return merge(state, s), merge_int(istate, i)
 
 
@@ -62,17 +64,18 @@ def _run(src, axis, ddof, skipna, t0, exact=False):
     unsigned = ints and src.dtype.kind == "u"
     state, istate = empty_state(cols, exact), (empty_int_state(cols, unsigned) if ints else None)
     nbytes, t_read, t_comp = 0, 0.0, 0.0
-    it = src.blocks()
+    it = src.located_blocks()
     while True:
         t1 = time.perf_counter()
-        block = next(it, None)
+        row, block = next(it, (0, None))
         t2 = time.perf_counter()
         t_read += t2 - t1
         if block is None:
             break
         nbytes += block.size * src.dtype.itemsize  # bytes of the input (not converted)
         with phase("compute"):
-            state, istate = fold_block(state, istate, block, axis, cols, ints, comm, exact)
+            state, istate = fold_block(state, istate, block, axis, cols, ints, comm, exact,
+                                           row)
         block = None  # free this block before the next read (its memory is reused)
         t_comp += time.perf_counter() - t2
     return finish(state, istate, (nbytes, t_read, t_comp, time.perf_counter() - t0),

@@ -1,0 +1,254 @@
+"""Numba kernels of the reproducible moment state: global chunks, a fixed merge tree.
+
+The rows of the (global) input are cut into *chunks* aligned to the global row index:
+chunk ``c`` is rows ``[c * R, (c + 1) * R)`` with ``R = rows_per_chunk(k)`` (1024
+elements). A chunk is always summarised by the same code on the same elements in the
+same order (:func:`fold_chunks`: today's per-element loops of :mod:`._moments_nb`, sum
+then M2 around the chunk mean in cache), so its *leaf* ``(count, mean, M2)``, its NaN
+count, min, max and sum do not depend on which rank, block or thread held it.
+
+Leaves are combined order-independently:
+
+* chunk sums go into an exact fixed-point accumulator (the bins of :mod:`._exact_nb`,
+  one deposit per chunk): the total is the exact sum of the chunk sums;
+* ``(count, mean, M2)`` are merged with Chan's update along a *fixed binary tree over
+  global chunk indices*: node ``(level, index)`` covers chunks
+  ``[index * 2**level, (index + 1) * 2**level)`` and is always ``merge(left child, right
+  child)``. A contiguous range of chunks is held as its canonical forest (maximal
+  aligned nodes, left to right), kept on a stack: :func:`push_nodes` pushes nodes in
+  order and merges a node with its left sibling whenever both are present, so the
+  forest of a range is the same whatever pieces it was built from.
+
+Building blocks (reusable): :func:`fold_chunks` (fold whole chunks of a block into a
+stack, the sum bins and the order-free counts), :func:`push_nodes` (append nodes to a
+stack), :func:`merge_node` (the one Chan merge), :func:`reduce_nodes` (fold a forest
+left to right into its root values).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._exact_nb import BASE, NB, _add, _normalize_row
+from ._moments_nb import _chunk_fast, _chunk_m2
+from ._numba import kernel
+
+CHUNK = 1024
+STACK = 130  # > 2 * 64 levels: the canonical forest of any range fits, plus one push
+# order-free per-column totals (float64): finite count, NaN count, chunks whose sum is
+# +inf, -inf, NaN (inf - inf inside the chunk)
+T_COUNT, T_NAN, T_PINF, T_NINF, T_NANSUM = range(5)
+TWIDTH = 5
+
+
+def rows_per_chunk(k: int) -> int:
+    """Rows of a chunk for ``k`` columns (a function of ``k`` only)."""
+    return max(1, CHUNK // max(1, k))
+
+
+@kernel
+def merge_node(val, t, cnt, mean, m2, j):
+    """``val[t, j] = merge(val[t, j], (cnt, mean, m2))`` (Chan et al.; left operand in
+    ``val``)."""
+    if cnt == 0.0:
+        return
+    na = val[t, j, 0]
+    if na == 0.0:
+        val[t, j, 0] = cnt
+        val[t, j, 1] = mean
+        val[t, j, 2] = m2
+        return
+    n = na + cnt
+    delta = mean - val[t, j, 1]
+    val[t, j, 1] = val[t, j, 1] + delta * (cnt / n)
+    val[t, j, 2] = (val[t, j, 2] + m2) + delta * delta * (na * cnt / n)
+    val[t, j, 0] = n
+
+
+@kernel
+def _push(lvl, idx, val, top, level, index, nv, q):
+    """Push node ``(level, index)`` with values ``nv[q]`` on the stack; merge siblings."""
+    k = val.shape[1]
+    lvl[top] = level
+    idx[top] = index
+    for j in range(k):
+        val[top, j, 0] = nv[q, j, 0]
+        val[top, j, 1] = nv[q, j, 1]
+        val[top, j, 2] = nv[q, j, 2]
+    top += 1
+    while top >= 2:
+        a = top - 2
+        b = top - 1
+        if lvl[a] != lvl[b] or idx[a] % 2 != 0 or idx[b] != idx[a] + 1:
+            break
+        for j in range(k):
+            merge_node(val, a, val[b, j, 0], val[b, j, 1], val[b, j, 2], j)
+        lvl[a] += 1
+        idx[a] //= 2
+        top -= 1
+    return top
+
+
+@kernel
+def push_nodes(lvl, idx, val, top, nl, ni, nv, m):
+    """Push the ``m`` nodes ``(nl, ni, nv)`` (left to right) on the stack; the new top."""
+    for q in range(m):
+        top = _push(lvl, idx, val, top, nl[q], ni[q], nv, q)
+    return top
+
+
+@kernel
+def reduce_nodes(val, m, out):
+    """``out[j] = (count, mean, M2)`` of the forest ``val[:m]`` merged left to right."""
+    k = val.shape[1]
+    for j in range(k):
+        out[0, j, 0] = 0.0
+        out[0, j, 1] = 0.0
+        out[0, j, 2] = 0.0
+        for t in range(m):
+            merge_node(out, 0, val[t, j, 0], val[t, j, 1], val[t, j, 2], j)
+
+
+@kernel
+def _account(j, cnt, nan, s, mn, mx, acc, tot, mm):
+    tot[j, T_COUNT] += cnt
+    tot[j, T_NAN] += nan
+    if s - s == 0.0:
+        _add(acc, j, 0, s, 0)
+    elif s == np.inf:
+        tot[j, T_PINF] += 1.0
+    elif s == -np.inf:
+        tot[j, T_NINF] += 1.0
+    else:
+        tot[j, T_NANSUM] += 1.0
+    if mn < mm[j, 0]:
+        mm[j, 0] = mn
+    if mx > mm[j, 1]:
+        mm[j, 1] = mx
+
+
+@kernel
+def _leaf_1d(x, r0, r1):
+    """count, NaN count, sum, mean, M2, min, max of ``x[r0:r1]`` (NaNs left out)."""
+    s, mn, mx = _chunk_fast(x, r0, r1)
+    if s == s:
+        cnt = np.float64(r1 - r0)
+        mean = s / cnt
+        return cnt, 0.0, s, mean, _chunk_m2(x, r0, r1, mean), mn, mx
+    s = 0.0
+    cnt = 0.0
+    nan = 0.0
+    mn = np.inf
+    mx = -np.inf
+    for i in range(r0, r1):
+        v = np.float64(x[i])
+        if v != v:
+            nan += 1.0
+        else:
+            s += v
+            cnt += 1.0
+            mn = min(mn, v)
+            mx = max(mx, v)
+    mean = s / cnt if cnt > 0 else 0.0
+    m2 = 0.0
+    for i in range(r0, r1):
+        v = np.float64(x[i])
+        if v == v:
+            m2 += (v - mean) * (v - mean)
+    return cnt, nan, s, mean, m2, mn, mx
+
+
+@kernel
+def fold_1d(x, c0, lvl, idx, val, top, acc, tot, mm, leaf):
+    n = x.shape[0]
+    c = c0
+    adds = 0
+    for r0 in range(0, n, CHUNK):
+        r1 = min(n, r0 + CHUNK)
+        cnt, nan, s, mean, m2, mn, mx = _leaf_1d(x, r0, r1)
+        _account(0, cnt, nan, s, mn, mx, acc, tot, mm)
+        leaf[0, 0, 0] = cnt
+        leaf[0, 0, 1] = mean
+        leaf[0, 0, 2] = m2
+        top = _push(lvl, idx, val, top, 0, c, leaf, 0)
+        c += 1
+        adds += 1
+        if adds >= (1 << 28):
+            _normalize_row(acc, 0, 0)
+            adds = 0
+    _normalize_row(acc, 0, 0)
+    return top
+
+
+@kernel
+def fold_2d(x, c0, lvl, idx, val, top, acc, tot, mm, leaf):
+    n, k = x.shape
+    rows = max(1, CHUNK // k)
+    s = np.zeros(k)
+    cnt = np.zeros(k)
+    nan = np.zeros(k)
+    mn = np.empty(k)
+    mx = np.empty(k)
+    c = c0
+    adds = 0
+    for r0 in range(0, n, rows):
+        r1 = min(n, r0 + rows)
+        s[:] = 0.0
+        cnt[:] = 0.0
+        nan[:] = 0.0
+        mn[:] = np.inf
+        mx[:] = -np.inf
+        for i in range(r0, r1):
+            for j in range(k):
+                v = np.float64(x[i, j])
+                if v != v:
+                    nan[j] += 1.0
+                else:
+                    s[j] += v
+                    cnt[j] += 1.0
+                    mn[j] = min(mn[j], v)
+                    mx[j] = max(mx[j], v)
+        for j in range(k):
+            leaf[0, j, 0] = cnt[j]
+            leaf[0, j, 1] = s[j] / cnt[j] if cnt[j] > 0 else 0.0
+            leaf[0, j, 2] = 0.0
+        for i in range(r0, r1):
+            for j in range(k):
+                v = np.float64(x[i, j])
+                if v == v:
+                    d = v - leaf[0, j, 1]
+                    leaf[0, j, 2] += d * d
+        for j in range(k):
+            _account(j, cnt[j], nan[j], s[j], mn[j], mx[j], acc, tot, mm)
+        top = _push(lvl, idx, val, top, 0, c, leaf, 0)
+        c += 1
+        adds += 1
+        if adds >= (1 << 28):
+            for j in range(k):
+                _normalize_row(acc, j, 0)
+            adds = 0
+    for j in range(k):
+        _normalize_row(acc, j, 0)
+    return top
+
+
+def fold_chunks(x, c0, lvl, idx, val, top, acc, tot, mm):
+    """Fold the chunks of ``x`` (``(rows, k)``, starting at the first row of global chunk
+    ``c0``; only the last chunk may be short) into the stack ``(lvl, idx, val)[:top]``,
+    the sum bins ``acc`` (``(k, NB)`` int64), the totals ``tot`` (``(k, TWIDTH)``) and
+    min/max ``mm`` (``(k, 2)``). Returns the new top of the stack. Dispatches to the
+    compiled :func:`fold_1d` (one column: a contiguous vector) or :func:`fold_2d`."""
+    kern, arg = fold_kernel(x)
+    return kern(arg, c0, lvl, idx, val, top, acc, tot, mm, np.zeros((1, x.shape[1], 3)))
+
+
+def fold_kernel(x):
+    """The compiled kernel for the ``(rows, k)`` block ``x`` and the array it takes."""
+    if x.shape[1] == 1:
+        return fold_1d, np.ascontiguousarray(x).reshape(-1)
+    return fold_2d, x
+
+
+__all__ = ["CHUNK", "STACK", "NB", "rows_per_chunk", "fold_chunks", "push_nodes",
+           "reduce_nodes", "merge_node", "fold_1d", "fold_2d",
+           "fold_kernel"]
