@@ -30,10 +30,11 @@ from __future__ import annotations
 import numpy as np
 
 from ._exact_nb import BASE, NB, _add, _normalize_row
-from ._moments_nb import _chunk_fast, _chunk_m2
+from ._moments_nb import _chunk_fast
 from ._numba import kernel
 
 CHUNK = 1024
+NODE = 4  # node values per column: count, mean (hi, lo), M2
 STACK = 130  # > 2 * 64 levels: the canonical forest of any range fits, plus one push
 # order-free per-column totals (float64): finite count, NaN count, chunks whose sum is
 # +inf, -inf, NaN (inf - inf inside the chunk)
@@ -47,21 +48,30 @@ def rows_per_chunk(k: int) -> int:
 
 
 @kernel
-def merge_node(val, t, cnt, mean, m2, j):
-    """``val[t, j] = merge(val[t, j], (cnt, mean, m2))`` (Chan et al.; left operand in
-    ``val``)."""
+def merge_node(val, t, cnt, mh, ml, m2, j):
+    """``val[t, j] = merge(val[t, j], (cnt, mh + ml, m2))``: Chan et al.'s update with the
+    means kept as double-double ``(hi, lo)`` (the difference of two close means is then
+    accurate); the left operand is in ``val``."""
     if cnt == 0.0:
         return
     na = val[t, j, 0]
     if na == 0.0:
         val[t, j, 0] = cnt
-        val[t, j, 1] = mean
-        val[t, j, 2] = m2
+        val[t, j, 1] = mh
+        val[t, j, 2] = ml
+        val[t, j, 3] = m2
         return
     n = na + cnt
-    delta = mean - val[t, j, 1]
-    val[t, j, 1] = val[t, j, 1] + delta * (cnt / n)
-    val[t, j, 2] = (val[t, j, 2] + m2) + delta * delta * (na * cnt / n)
+    ah = val[t, j, 1]
+    delta = (mh - ah) + (ml - val[t, j, 2])
+    step = delta * (cnt / n)
+    hi = ah + step  # two-sum: hi + err == ah + step exactly
+    bb = hi - ah
+    err = (ah - (hi - bb)) + (step - bb)
+    lo = val[t, j, 2] + err
+    val[t, j, 1] = hi + lo
+    val[t, j, 2] = lo - (val[t, j, 1] - hi)
+    val[t, j, 3] = (val[t, j, 3] + m2) + delta * delta * (na * cnt / n)
     val[t, j, 0] = n
 
 
@@ -72,9 +82,8 @@ def _push(lvl, idx, val, top, level, index, nv, q):
     lvl[top] = level
     idx[top] = index
     for j in range(k):
-        val[top, j, 0] = nv[q, j, 0]
-        val[top, j, 1] = nv[q, j, 1]
-        val[top, j, 2] = nv[q, j, 2]
+        for f in range(NODE):
+            val[top, j, f] = nv[q, j, f]
     top += 1
     while top >= 2:
         a = top - 2
@@ -82,7 +91,7 @@ def _push(lvl, idx, val, top, level, index, nv, q):
         if lvl[a] != lvl[b] or idx[a] % 2 != 0 or idx[b] != idx[a] + 1:
             break
         for j in range(k):
-            merge_node(val, a, val[b, j, 0], val[b, j, 1], val[b, j, 2], j)
+            merge_node(val, a, val[b, j, 0], val[b, j, 1], val[b, j, 2], val[b, j, 3], j)
         lvl[a] += 1
         idx[a] //= 2
         top -= 1
@@ -99,14 +108,13 @@ def push_nodes(lvl, idx, val, top, nl, ni, nv, m):
 
 @kernel
 def reduce_nodes(val, m, out):
-    """``out[j] = (count, mean, M2)`` of the forest ``val[:m]`` merged left to right."""
+    """``out[0, j]`` = the node values of the forest ``val[:m]`` merged left to right."""
     k = val.shape[1]
     for j in range(k):
-        out[0, j, 0] = 0.0
-        out[0, j, 1] = 0.0
-        out[0, j, 2] = 0.0
+        for f in range(NODE):
+            out[0, j, f] = 0.0
         for t in range(m):
-            merge_node(out, 0, val[t, j, 0], val[t, j, 1], val[t, j, 2], j)
+            merge_node(out, 0, val[t, j, 0], val[t, j, 1], val[t, j, 2], val[t, j, 3], j)
 
 
 @kernel
@@ -128,13 +136,39 @@ def _account(j, cnt, nan, s, mn, mx, acc, tot, mm):
 
 
 @kernel
+def _chunk_m2r(x, r0, r1, mean):
+    """``sum((x - mean)**2)`` and ``sum(x - mean)`` over ``x[r0:r1]`` (no NaN)."""
+    m0 = 0.0
+    m1 = 0.0
+    e0 = 0.0
+    e1 = 0.0
+    i = r0
+    while i + 2 <= r1:
+        d0 = np.float64(x[i]) - mean
+        d1 = np.float64(x[i + 1]) - mean
+        m0 += d0 * d0
+        m1 += d1 * d1
+        e0 += d0
+        e1 += d1
+        i += 2
+    while i < r1:
+        d0 = np.float64(x[i]) - mean
+        m0 += d0 * d0
+        e0 += d0
+        i += 1
+    return m0 + m1, e0 + e1
+
+
+@kernel
 def _leaf_1d(x, r0, r1):
-    """count, NaN count, sum, mean, M2, min, max of ``x[r0:r1]`` (NaNs left out)."""
+    """count, NaN count, sum, mean (hi, lo), M2, min, max of ``x[r0:r1]`` (NaNs left out):
+    the corrected two-pass algorithm (``lo`` is the mean of the residuals)."""
     s, mn, mx = _chunk_fast(x, r0, r1)
     if s == s:
         cnt = np.float64(r1 - r0)
         mean = s / cnt
-        return cnt, 0.0, s, mean, _chunk_m2(x, r0, r1, mean), mn, mx
+        m2, e = _chunk_m2r(x, r0, r1, mean)
+        return cnt, 0.0, s, mean, e / cnt, max(0.0, m2 - e * (e / cnt)), mn, mx
     s = 0.0
     cnt = 0.0
     nan = 0.0
@@ -151,11 +185,14 @@ def _leaf_1d(x, r0, r1):
             mx = max(mx, v)
     mean = s / cnt if cnt > 0 else 0.0
     m2 = 0.0
+    e = 0.0
     for i in range(r0, r1):
         v = np.float64(x[i])
         if v == v:
             m2 += (v - mean) * (v - mean)
-    return cnt, nan, s, mean, m2, mn, mx
+            e += v - mean
+    lo = e / cnt if cnt > 0 else 0.0
+    return cnt, nan, s, mean, lo, max(0.0, m2 - e * lo), mn, mx
 
 
 @kernel
@@ -165,11 +202,12 @@ def fold_1d(x, c0, lvl, idx, val, top, acc, tot, mm, leaf):
     adds = 0
     for r0 in range(0, n, CHUNK):
         r1 = min(n, r0 + CHUNK)
-        cnt, nan, s, mean, m2, mn, mx = _leaf_1d(x, r0, r1)
+        cnt, nan, s, mean, lo, m2, mn, mx = _leaf_1d(x, r0, r1)
         _account(0, cnt, nan, s, mn, mx, acc, tot, mm)
         leaf[0, 0, 0] = cnt
         leaf[0, 0, 1] = mean
-        leaf[0, 0, 2] = m2
+        leaf[0, 0, 2] = lo
+        leaf[0, 0, 3] = m2
         top = _push(lvl, idx, val, top, 0, c, leaf, 0)
         c += 1
         adds += 1
@@ -212,13 +250,19 @@ def fold_2d(x, c0, lvl, idx, val, top, acc, tot, mm, leaf):
             leaf[0, j, 0] = cnt[j]
             leaf[0, j, 1] = s[j] / cnt[j] if cnt[j] > 0 else 0.0
             leaf[0, j, 2] = 0.0
+            leaf[0, j, 3] = 0.0
         for i in range(r0, r1):
             for j in range(k):
                 v = np.float64(x[i, j])
                 if v == v:
                     d = v - leaf[0, j, 1]
-                    leaf[0, j, 2] += d * d
+                    leaf[0, j, 3] += d * d
+                    leaf[0, j, 2] += d
         for j in range(k):
+            if cnt[j] > 0:  # corrected two-pass: lo = mean of the residuals
+                e = leaf[0, j, 2]
+                leaf[0, j, 2] = e / cnt[j]
+                leaf[0, j, 3] = max(0.0, leaf[0, j, 3] - e * leaf[0, j, 2])
             _account(j, cnt[j], nan[j], s[j], mn[j], mx[j], acc, tot, mm)
         top = _push(lvl, idx, val, top, 0, c, leaf, 0)
         c += 1
@@ -239,7 +283,7 @@ def fold_chunks(x, c0, lvl, idx, val, top, acc, tot, mm):
     min/max ``mm`` (``(k, 2)``). Returns the new top of the stack. Dispatches to the
     compiled :func:`fold_1d` (one column: a contiguous vector) or :func:`fold_2d`."""
     kern, arg = fold_kernel(x)
-    return kern(arg, c0, lvl, idx, val, top, acc, tot, mm, np.zeros((1, x.shape[1], 3)))
+    return kern(arg, c0, lvl, idx, val, top, acc, tot, mm, np.zeros((1, x.shape[1], NODE)))
 
 
 def fold_kernel(x):

@@ -47,7 +47,7 @@ class ReproState:
         self.k, self.lo, self.hi = int(k), int(lo), int(hi)
         self.lvl = np.zeros(rn.STACK, np.int64)
         self.idx = np.zeros(rn.STACK, np.int64)
-        self.val = np.zeros((rn.STACK, self.k, 3))
+        self.val = np.zeros((rn.STACK, self.k, rn.NODE))
         self.top = 0
         self.acc = np.zeros((self.k, rn.NB), np.int64)
         self.tot = np.zeros((self.k, rn.TWIDTH))
@@ -58,6 +58,19 @@ class ReproState:
     @property
     def rows_per_chunk(self) -> int:
         return rn.rows_per_chunk(self.k)
+
+    def __getstate__(self):  # messages carry the stack's used part only
+        t = self.top
+        return (self.k, self.lo, self.hi, t, self.lvl[:t].copy(), self.idx[:t].copy(),
+                self.val[:t].copy(), self.acc, self.tot, self.mm, self.pieces)
+
+    def __setstate__(self, st):
+        k, lo, hi, t, lvl, idx, val, acc, tot, mm, pieces = st
+        self.__init__(k, lo, hi)
+        self.top = t
+        self.lvl[:t], self.idx[:t], self.val[:t] = lvl, idx, val
+        self.acc[:], self.tot[:], self.mm[:] = acc, tot, mm
+        self.pieces = list(pieces)
 
     def copy(self) -> "ReproState":
         out = ReproState(self.k, self.lo, self.hi)
@@ -89,10 +102,10 @@ def _compile(block: np.ndarray, comm) -> None:
     s = ReproState(k)
     kern, arg = rn.fold_kernel(block[:0])
     ensure_compiled(kern, signature_of(arg, 0, s.lvl, s.idx, s.val, 0, s.acc, s.tot, s.mm,
-                                       np.zeros((1, k, 3))), comm)
+                                       np.zeros((1, k, rn.NODE))), comm)
     ensure_compiled(rn.push_nodes, signature_of(s.lvl, s.idx, s.val, 0, s.lvl, s.idx, s.val,
                                                  0), comm)
-    ensure_compiled(rn.reduce_nodes, signature_of(s.val, 0, np.zeros((1, k, 3))), comm)
+    ensure_compiled(rn.reduce_nodes, signature_of(s.val, 0, np.zeros((1, k, rn.NODE))), comm)
 
 
 def block_state(block: np.ndarray, start: int, comm=None) -> ReproState:
@@ -187,7 +200,7 @@ def _root(state: ReproState) -> tuple:
         # an unaligned piece is the range's head (before the forest), an aligned one its tail
         (before if start % r else after).append(leaf.val[:1])
     val = np.ascontiguousarray(np.concatenate(before + [state.val[:state.top]] + after))
-    out = np.zeros((1, k, 3))
+    out = np.zeros((1, k, rn.NODE))
     rn.reduce_nodes(np.ascontiguousarray(val), val.shape[0], out)
     mm = np.stack([np.minimum(state.mm[:, 0], tail.mm[:, 0]),
                    np.maximum(state.mm[:, 1], tail.mm[:, 1])], axis=1)
@@ -218,7 +231,7 @@ def finalize(state: ReproState, ints=None, ddof: int = 0, skipna: bool = False) 
             s[j] = _ratio(i1, scale)
             mean[j] = _ratio(i1, n * scale) if n else np.nan
         bad = nans or pinf or ninf or n <= ddof
-        var[j] = np.nan if bad else root[j, 2] / (n - ddof)
+        var[j] = np.nan if bad else root[j, 3] / (n - ddof)
     nan = tot[:, rn.T_NAN].astype(np.int64)
     with np.errstate(invalid="ignore"):
         std = np.sqrt(var)
@@ -244,7 +257,7 @@ _VERSION = 1
 def packed_width(k: int) -> int:
     """Bytes of :func:`pack`'s row for ``k`` columns (inputs of up to 8-byte items)."""
     r = rn.rows_per_chunk(k)
-    return 8 * (_HEADER + 4 + 2 * rn.STACK + rn.STACK * k * 3 + k * rn.NB + k * rn.TWIDTH
+    return 8 * (_HEADER + 4 + 2 * rn.STACK + rn.STACK * k * rn.NODE + k * rn.NB + k * rn.TWIDTH
                 + 2 * k) + 2 * r * k * 8
 
 
