@@ -36,7 +36,7 @@ def _layouts(n, comm):
             continue
         cuts = np.concatenate(([0], np.round(np.cumsum(w) / w.sum() * n))).astype(int)
         out.append(cuts)
-    if size > 1 and n > 2050:
+    if size > 1 and n > 1025 * size + 1023:
         out.append(np.array([0] + [1023 + 1025 * r for r in range(1, size)] + [n]))
     return out
 
