@@ -7,20 +7,17 @@ same order (:func:`fold_chunks`: today's per-element loops of :mod:`._moments_nb
 then M2 around the chunk mean in cache), so its *leaf* ``(count, mean, M2)``, its NaN
 count, min, max and sum do not depend on which rank, block or thread held it.
 
-Leaves are combined order-independently:
-
-* chunk sums go into an exact fixed-point accumulator (the bins of :mod:`._exact_nb`,
-  one deposit per chunk): the total is the exact sum of the chunk sums;
-* ``(count, mean, M2)`` are merged with Chan's update along a *fixed binary tree over
-  global chunk indices*: node ``(level, index)`` covers chunks
-  ``[index * 2**level, (index + 1) * 2**level)`` and is always ``merge(left child, right
-  child)``. A contiguous range of chunks is held as its canonical forest (maximal
-  aligned nodes, left to right), kept on a stack: :func:`push_nodes` pushes nodes in
-  order and merges a node with its left sibling whenever both are present, so the
-  forest of a range is the same whatever pieces it was built from.
+Leaves ``(count, mean, M2, sum)`` are merged along a *fixed binary tree over global chunk
+indices* (Chan, Golub & LeVeque's update; means and sums kept as double-double): node
+``(level, index)`` covers chunks ``[index * 2**level, (index + 1) * 2**level)`` and is
+always ``merge(left child, right child)``. A contiguous range of chunks is held as its
+canonical forest (maximal aligned nodes, left to right) on a stack: :func:`push_nodes`
+pushes nodes in order and merges a node with its left sibling whenever both are present,
+so the forest of a range is the same whatever pieces it was built from. NaN counts,
+infinite chunk sums, min and max are order-free totals.
 
 Building blocks (reusable): :func:`fold_chunks` (fold whole chunks of a block into a
-stack, the sum bins and the order-free counts), :func:`push_nodes` (append nodes to a
+stack and the order-free totals), :func:`push_nodes` (append nodes to a
 stack), :func:`merge_node` (the one Chan merge), :func:`reduce_nodes` (fold a forest
 left to right into its root values).
 """
@@ -29,12 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._exact_nb import BASE, NB, _add, _normalize_row
-from ._moments_nb import _chunk_fast
+from ._moments_nb import _chunk_fast, _chunk_m2
 from ._numba import kernel
 
 CHUNK = 1024
-NODE = 4  # node values per column: count, mean (hi, lo), M2
+OFFSET = 16.0  # a chunk whose |mean| exceeds OFFSET * (max - min) is offset data
+NODE = 6  # node values per column: count, mean (hi, lo), M2, sum (hi, lo)
 STACK = 130  # > 2 * 64 levels: the canonical forest of any range fits, plus one push
 # order-free per-column totals (float64): finite count, NaN count, chunks whose sum is
 # +inf, -inf, NaN (inf - inf inside the chunk)
@@ -48,10 +45,11 @@ def rows_per_chunk(k: int) -> int:
 
 
 @kernel
-def merge_node(val, t, cnt, mh, ml, m2, j):
-    """``val[t, j] = merge(val[t, j], (cnt, mh + ml, m2))``: Chan et al.'s update with the
-    means kept as double-double ``(hi, lo)`` (the difference of two close means is then
-    accurate); the left operand is in ``val``."""
+def merge_node(val, t, cnt, mh, ml, m2, sh, sl, j):
+    """``val[t, j] = merge(val[t, j], (cnt, mh + ml, m2, sh + sl))``: Chan et al.'s update
+    with the means kept as double-double ``(hi, lo)`` (the difference of two close means
+    is then accurate), and the sums added as double-double; the left operand is in
+    ``val``."""
     if cnt == 0.0:
         return
     na = val[t, j, 0]
@@ -60,19 +58,32 @@ def merge_node(val, t, cnt, mh, ml, m2, j):
         val[t, j, 1] = mh
         val[t, j, 2] = ml
         val[t, j, 3] = m2
+        val[t, j, 4] = sh
+        val[t, j, 5] = sl
         return
     n = na + cnt
+    f = cnt / n
     ah = val[t, j, 1]
     delta = (mh - ah) + (ml - val[t, j, 2])
-    step = delta * (cnt / n)
+    step = delta * f
     hi = ah + step  # two-sum: hi + err == ah + step exactly
     bb = hi - ah
     err = (ah - (hi - bb)) + (step - bb)
     lo = val[t, j, 2] + err
     val[t, j, 1] = hi + lo
     val[t, j, 2] = lo - (val[t, j, 1] - hi)
-    val[t, j, 3] = (val[t, j, 3] + m2) + delta * delta * (na * cnt / n)
+    val[t, j, 3] = (val[t, j, 3] + m2) + delta * delta * (na * f)
     val[t, j, 0] = n
+    ah = val[t, j, 4]
+    hi = ah + sh
+    bb = hi - ah
+    err = (ah - (hi - bb)) + (sh - bb)
+    lo = (val[t, j, 5] + sl) + err
+    val[t, j, 4] = hi + lo
+    if val[t, j, 4] - val[t, j, 4] == 0.0:
+        val[t, j, 5] = lo - (val[t, j, 4] - hi)
+    else:  # the sum overflowed
+        val[t, j, 5] = 0.0
 
 
 @kernel
@@ -91,7 +102,8 @@ def _push(lvl, idx, val, top, level, index, nv, q):
         if lvl[a] != lvl[b] or idx[a] % 2 != 0 or idx[b] != idx[a] + 1:
             break
         for j in range(k):
-            merge_node(val, a, val[b, j, 0], val[b, j, 1], val[b, j, 2], val[b, j, 3], j)
+            merge_node(val, a, val[b, j, 0], val[b, j, 1], val[b, j, 2], val[b, j, 3],
+                       val[b, j, 4], val[b, j, 5], j)
         lvl[a] += 1
         idx[a] //= 2
         top -= 1
@@ -114,15 +126,18 @@ def reduce_nodes(val, m, out):
         for f in range(NODE):
             out[0, j, f] = 0.0
         for t in range(m):
-            merge_node(out, 0, val[t, j, 0], val[t, j, 1], val[t, j, 2], val[t, j, 3], j)
+            merge_node(out, 0, val[t, j, 0], val[t, j, 1], val[t, j, 2], val[t, j, 3],
+                       val[t, j, 4], val[t, j, 5], j)
 
 
 @kernel
-def _account(j, cnt, nan, s, mn, mx, acc, tot, mm):
+def _account(j, cnt, nan, s, mn, mx, tot, mm):
+    """Count a chunk in the totals and min/max; its sum for the tree (0 if not finite:
+    infinite and NaN sums are counted instead)."""
     tot[j, T_COUNT] += cnt
     tot[j, T_NAN] += nan
     if s - s == 0.0:
-        _add(acc, j, 0, s, 0)
+        pass
     elif s == np.inf:
         tot[j, T_PINF] += 1.0
     elif s == -np.inf:
@@ -133,40 +148,58 @@ def _account(j, cnt, nan, s, mn, mx, acc, tot, mm):
         mm[j, 0] = mn
     if mx > mm[j, 1]:
         mm[j, 1] = mx
+    return s if s - s == 0.0 else 0.0
 
 
 @kernel
 def _chunk_m2r(x, r0, r1, mean):
-    """``sum((x - mean)**2)`` and ``sum(x - mean)`` over ``x[r0:r1]`` (no NaN)."""
+    """``sum((x - mean)**2)`` and ``sum(x - mean)`` over ``x[r0:r1]`` (no NaN; 4
+    independent accumulators of each)."""
     m0 = 0.0
     m1 = 0.0
+    m2 = 0.0
+    m3 = 0.0
     e0 = 0.0
     e1 = 0.0
+    e2 = 0.0
+    e3 = 0.0
     i = r0
-    while i + 2 <= r1:
+    while i + 4 <= r1:
         d0 = np.float64(x[i]) - mean
         d1 = np.float64(x[i + 1]) - mean
+        d2 = np.float64(x[i + 2]) - mean
+        d3 = np.float64(x[i + 3]) - mean
         m0 += d0 * d0
         m1 += d1 * d1
+        m2 += d2 * d2
+        m3 += d3 * d3
         e0 += d0
         e1 += d1
-        i += 2
+        e2 += d2
+        e3 += d3
+        i += 4
     while i < r1:
         d0 = np.float64(x[i]) - mean
         m0 += d0 * d0
         e0 += d0
         i += 1
-    return m0 + m1, e0 + e1
+    return (m0 + m1) + (m2 + m3), (e0 + e1) + (e2 + e3)
 
 
 @kernel
 def _leaf_1d(x, r0, r1):
-    """count, NaN count, sum, mean (hi, lo), M2, min, max of ``x[r0:r1]`` (NaNs left out):
-    the corrected two-pass algorithm (``lo`` is the mean of the residuals)."""
+    """count, NaN count, sum, mean (hi, lo), M2, min, max of ``x[r0:r1]`` (NaNs left out).
+
+    Offset data (``|mean| > OFFSET * (max - min)``): the corrected two-pass algorithm,
+    ``lo`` the mean of the residuals, so that the merges see accurate differences of
+    means; otherwise the plain two-pass algorithm (``lo = 0``), as fast as the previous
+    kernel. The choice depends on the chunk's values only."""
     s, mn, mx = _chunk_fast(x, r0, r1)
     if s == s:
         cnt = np.float64(r1 - r0)
         mean = s / cnt
+        if abs(mean) <= OFFSET * (mx - mn):  # the mean's rounding does not matter
+            return cnt, 0.0, s, mean, 0.0, _chunk_m2(x, r0, r1, mean), mn, mx
         m2, e = _chunk_m2r(x, r0, r1, mean)
         return cnt, 0.0, s, mean, e / cnt, max(0.0, m2 - e * (e / cnt)), mn, mx
     s = 0.0
@@ -196,30 +229,24 @@ def _leaf_1d(x, r0, r1):
 
 
 @kernel
-def fold_1d(x, c0, lvl, idx, val, top, acc, tot, mm, leaf):
+def fold_1d(x, c0, lvl, idx, val, top, tot, mm, leaf):
     n = x.shape[0]
     c = c0
-    adds = 0
     for r0 in range(0, n, CHUNK):
         r1 = min(n, r0 + CHUNK)
         cnt, nan, s, mean, lo, m2, mn, mx = _leaf_1d(x, r0, r1)
-        _account(0, cnt, nan, s, mn, mx, acc, tot, mm)
+        leaf[0, 0, 4] = _account(0, cnt, nan, s, mn, mx, tot, mm)
         leaf[0, 0, 0] = cnt
         leaf[0, 0, 1] = mean
         leaf[0, 0, 2] = lo
         leaf[0, 0, 3] = m2
         top = _push(lvl, idx, val, top, 0, c, leaf, 0)
         c += 1
-        adds += 1
-        if adds >= (1 << 28):
-            _normalize_row(acc, 0, 0)
-            adds = 0
-    _normalize_row(acc, 0, 0)
     return top
 
 
 @kernel
-def fold_2d(x, c0, lvl, idx, val, top, acc, tot, mm, leaf):
+def fold_2d(x, c0, lvl, idx, val, top, tot, mm, leaf):
     n, k = x.shape
     rows = max(1, CHUNK // k)
     s = np.zeros(k)
@@ -228,7 +255,6 @@ def fold_2d(x, c0, lvl, idx, val, top, acc, tot, mm, leaf):
     mn = np.empty(k)
     mx = np.empty(k)
     c = c0
-    adds = 0
     for r0 in range(0, n, rows):
         r1 = min(n, r0 + rows)
         s[:] = 0.0
@@ -263,27 +289,19 @@ def fold_2d(x, c0, lvl, idx, val, top, acc, tot, mm, leaf):
                 e = leaf[0, j, 2]
                 leaf[0, j, 2] = e / cnt[j]
                 leaf[0, j, 3] = max(0.0, leaf[0, j, 3] - e * leaf[0, j, 2])
-            _account(j, cnt[j], nan[j], s[j], mn[j], mx[j], acc, tot, mm)
+            leaf[0, j, 4] = _account(j, cnt[j], nan[j], s[j], mn[j], mx[j], tot, mm)
         top = _push(lvl, idx, val, top, 0, c, leaf, 0)
         c += 1
-        adds += 1
-        if adds >= (1 << 28):
-            for j in range(k):
-                _normalize_row(acc, j, 0)
-            adds = 0
-    for j in range(k):
-        _normalize_row(acc, j, 0)
     return top
 
 
-def fold_chunks(x, c0, lvl, idx, val, top, acc, tot, mm):
+def fold_chunks(x, c0, lvl, idx, val, top, tot, mm):
     """Fold the chunks of ``x`` (``(rows, k)``, starting at the first row of global chunk
     ``c0``; only the last chunk may be short) into the stack ``(lvl, idx, val)[:top]``,
-    the sum bins ``acc`` (``(k, NB)`` int64), the totals ``tot`` (``(k, TWIDTH)``) and
-    min/max ``mm`` (``(k, 2)``). Returns the new top of the stack. Dispatches to the
+    the totals ``tot`` (``(k, TWIDTH)``) and min/max ``mm`` (``(k, 2)``). Returns the new top of the stack. Dispatches to the
     compiled :func:`fold_1d` (one column: a contiguous vector) or :func:`fold_2d`."""
     kern, arg = fold_kernel(x)
-    return kern(arg, c0, lvl, idx, val, top, acc, tot, mm, np.zeros((1, x.shape[1], NODE)))
+    return kern(arg, c0, lvl, idx, val, top, tot, mm, np.zeros((1, x.shape[1], NODE)))
 
 
 def fold_kernel(x):
@@ -293,6 +311,6 @@ def fold_kernel(x):
     return fold_2d, x
 
 
-__all__ = ["CHUNK", "STACK", "NB", "rows_per_chunk", "fold_chunks", "push_nodes",
+__all__ = ["CHUNK", "STACK", "NODE", "rows_per_chunk", "fold_chunks", "push_nodes",
            "reduce_nodes", "merge_node", "fold_1d", "fold_2d",
            "fold_kernel"]

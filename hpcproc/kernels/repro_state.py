@@ -3,12 +3,11 @@ any rank count, block size and thread count.
 
 A state summarises a contiguous range of global rows ``[lo, hi)`` of a ``(rows, k)``
 input (see :mod:`._repro_nb` for the kernel): whole global chunks as a canonical forest
-of a fixed merge tree (count, mean, M2 per column), the exact sum of their chunk sums
-(fixed-point bins), order-free totals (count, NaN count, infinite chunk sums) and
-min/max; the rows of a chunk only partly inside the range are kept raw (at most one
+of a fixed merge tree (count, mean, M2, sum per column), order-free totals (count, NaN
+count, infinite chunk sums) and min/max; the rows of a chunk only partly inside the range are kept raw (at most one
 chunk of rows at each end) until a :func:`merge` with the neighbouring range completes
 the chunk. So every chunk is summarised once, from all its rows, by the same code, and
-the forest and the bins do not depend on where the range was cut: ``merge`` of adjacent
+the forest does not depend on where the range was cut: ``merge`` of adjacent
 ranges (left first) gives the same state value whatever pieces they were built from.
 
 Building blocks: :func:`empty_state`, :func:`block_state` (one block at a global row),
@@ -16,9 +15,9 @@ Building blocks: :func:`empty_state`, :func:`block_state` (one block at a global
 :func:`finalize` (count, nan_count, sum, mean, var, std, min, max), :func:`pack` /
 :func:`unpack` (a fixed-width byte row, for checkpoints).
 
-Results: ``sum`` is the exact sum of the chunk sums correctly rounded (``mean`` that
-exact sum divided by the count, correctly rounded); ``var`` is the root M2 of the fixed
-tree over ``count - ddof``; ``std = sqrt(var)``; a zero min or max is ``+0.0``.
+Results: ``sum`` is the root of the tree (chunk sums added in double-double), ``mean``
+that sum over the count, ``var`` the root M2 over ``count - ddof``, ``std = sqrt(var)``;
+a zero min or max is ``+0.0``.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ import numpy as np
 from . import _repro_nb as rn
 from ._engine import ensure_compiled, map_threads, signature_of
 from ._numba import get_threads
-from .exact_state import _integer, _ratio
 
 __all__ = ["ReproState", "empty_state", "block_state", "merge", "finalize", "pack",
            "unpack", "packed_width", "is_repro"]
@@ -41,7 +39,7 @@ class ReproState:
     """The reproducible state of rows ``[lo, hi)`` of a ``k``-column input (see the
     module docstring). Treated as immutable: :func:`merge` returns a new state."""
 
-    __slots__ = ("k", "lo", "hi", "lvl", "idx", "val", "top", "acc", "tot", "mm", "pieces")
+    __slots__ = ("k", "lo", "hi", "lvl", "idx", "val", "top", "tot", "mm", "pieces")
 
     def __init__(self, k: int, lo: int = 0, hi: int = 0):
         self.k, self.lo, self.hi = int(k), int(lo), int(hi)
@@ -49,7 +47,6 @@ class ReproState:
         self.idx = np.zeros(rn.STACK, np.int64)
         self.val = np.zeros((rn.STACK, self.k, rn.NODE))
         self.top = 0
-        self.acc = np.zeros((self.k, rn.NB), np.int64)
         self.tot = np.zeros((self.k, rn.TWIDTH))
         self.mm = np.empty((self.k, 2))
         self.mm[:, 0], self.mm[:, 1] = np.inf, -np.inf
@@ -62,21 +59,21 @@ class ReproState:
     def __getstate__(self):  # messages carry the stack's used part only
         t = self.top
         return (self.k, self.lo, self.hi, t, self.lvl[:t].copy(), self.idx[:t].copy(),
-                self.val[:t].copy(), self.acc, self.tot, self.mm, self.pieces)
+                self.val[:t].copy(), self.tot, self.mm, self.pieces)
 
     def __setstate__(self, st):
-        k, lo, hi, t, lvl, idx, val, acc, tot, mm, pieces = st
+        k, lo, hi, t, lvl, idx, val, tot, mm, pieces = st
         self.__init__(k, lo, hi)
         self.top = t
         self.lvl[:t], self.idx[:t], self.val[:t] = lvl, idx, val
-        self.acc[:], self.tot[:], self.mm[:] = acc, tot, mm
+        self.tot[:], self.mm[:] = tot, mm
         self.pieces = list(pieces)
 
     def copy(self) -> "ReproState":
         out = ReproState(self.k, self.lo, self.hi)
         out.lvl[:], out.idx[:], out.val[:] = self.lvl, self.idx, self.val
         out.top = self.top
-        out.acc[:], out.tot[:], out.mm[:] = self.acc, self.tot, self.mm
+        out.tot[:], out.mm[:] = self.tot, self.mm
         out.pieces = list(self.pieces)
         return out
 
@@ -94,14 +91,14 @@ def empty_state(k: int) -> ReproState:
 def _fold(state: ReproState, rows: np.ndarray, c0: int) -> None:
     """Fold whole chunks ``rows`` (starting at global chunk ``c0``) into ``state``."""
     state.top = int(rn.fold_chunks(rows, c0, state.lvl, state.idx, state.val, state.top,
-                                   state.acc, state.tot, state.mm))
+                                   state.tot, state.mm))
 
 
 def _compile(block: np.ndarray, comm) -> None:
     k = block.shape[1]
     s = ReproState(k)
     kern, arg = rn.fold_kernel(block[:0])
-    ensure_compiled(kern, signature_of(arg, 0, s.lvl, s.idx, s.val, 0, s.acc, s.tot, s.mm,
+    ensure_compiled(kern, signature_of(arg, 0, s.lvl, s.idx, s.val, 0, s.tot, s.mm,
                                        np.zeros((1, k, rn.NODE))), comm)
     ensure_compiled(rn.push_nodes, signature_of(s.lvl, s.idx, s.val, 0, s.lvl, s.idx, s.val,
                                                  0), comm)
@@ -161,7 +158,6 @@ def merge(a: ReproState, b: ReproState) -> ReproState:
     r = a.rows_per_chunk
     out = a.copy()
     out.hi = b.hi
-    out.acc += b.acc
     out.tot += b.tot
     np.minimum(out.mm[:, 0], b.mm[:, 0], out=out.mm[:, 0])
     np.maximum(out.mm[:, 1], b.mm[:, 1], out=out.mm[:, 1])
@@ -178,14 +174,11 @@ def merge(a: ReproState, b: ReproState) -> ReproState:
         out.top = int(rn.push_nodes(out.lvl, out.idx, out.val, out.top, b.lvl, b.idx, b.val,
                                     b.top))
     out.pieces = left + middle + right
-    c = out.acc[:, :-1] >> 32  # one parallel carry step keeps the bins bounded
-    out.acc[:, :-1] -= c << 32
-    out.acc[:, 1:] += c
     return out
 
 
 def _root(state: ReproState) -> tuple:
-    """(totals, min/max, sum bins, root (count, mean, M2) per column): every partial chunk
+    """(totals, min/max, root node values per column): every partial chunk
     left at the ends (the input's first or last chunk) folded as a short chunk."""
     k, r = state.k, state.rows_per_chunk
     tail = ReproState(k)
@@ -193,7 +186,6 @@ def _root(state: ReproState) -> tuple:
     for start, rows in state.pieces:
         leaf = ReproState(k)
         _fold(leaf, rows, start // r)
-        tail.acc += leaf.acc
         tail.tot += leaf.tot
         np.minimum(tail.mm[:, 0], leaf.mm[:, 0], out=tail.mm[:, 0])
         np.maximum(tail.mm[:, 1], leaf.mm[:, 1], out=tail.mm[:, 1])
@@ -204,7 +196,7 @@ def _root(state: ReproState) -> tuple:
     rn.reduce_nodes(np.ascontiguousarray(val), val.shape[0], out)
     mm = np.stack([np.minimum(state.mm[:, 0], tail.mm[:, 0]),
                    np.maximum(state.mm[:, 1], tail.mm[:, 1])], axis=1)
-    return state.tot + tail.tot, mm, state.acc + tail.acc, out[0]
+    return state.tot + tail.tot, mm, out[0]
 
 
 def finalize(state: ReproState, ints=None, ddof: int = 0, skipna: bool = False) -> dict:
@@ -214,9 +206,8 @@ def finalize(state: ReproState, ints=None, ddof: int = 0, skipna: bool = False) 
     ``count`` includes the NaNs; with ``skipna`` NaNs are left out (``np.nan*``).
     Integer data: ``ints`` (exact integer sum, min, max) replace sum, min and max.
     """
-    tot, mm, acc, root = _root(state)
+    tot, mm, root = _root(state)
     k = state.k
-    scale = 1 << -rn.BASE
     s, mean, var = np.empty(k), np.empty(k), np.empty(k)
     cnt = tot[:, rn.T_COUNT]
     for j in range(k):
@@ -227,9 +218,8 @@ def finalize(state: ReproState, ints=None, ddof: int = 0, skipna: bool = False) 
         elif pinf or ninf:
             s[j] = mean[j] = np.inf if pinf else -np.inf
         else:
-            i1 = _integer(acc[j])
-            s[j] = _ratio(i1, scale)
-            mean[j] = _ratio(i1, n * scale) if n else np.nan
+            s[j] = root[j, 4] + root[j, 5]
+            mean[j] = s[j] / n if n else np.nan
         bad = nans or pinf or ninf or n <= ddof
         var[j] = np.nan if bad else root[j, 3] / (n - ddof)
     nan = tot[:, rn.T_NAN].astype(np.int64)
@@ -257,7 +247,7 @@ _VERSION = 1
 def packed_width(k: int) -> int:
     """Bytes of :func:`pack`'s row for ``k`` columns (inputs of up to 8-byte items)."""
     r = rn.rows_per_chunk(k)
-    return 8 * (_HEADER + 4 + 2 * rn.STACK + rn.STACK * k * rn.NODE + k * rn.NB + k * rn.TWIDTH
+    return 8 * (_HEADER + 4 + 2 * rn.STACK + rn.STACK * k * rn.NODE + k * rn.TWIDTH
                 + 2 * k) + 2 * r * k * 8
 
 
@@ -270,7 +260,7 @@ def pack(state: ReproState) -> np.ndarray:
     starts = np.zeros(4, np.int64)
     for i, (s, rows) in enumerate(state.pieces):
         starts[2 * i], starts[2 * i + 1] = s, rows.shape[0]
-    parts = [head, starts, state.lvl, state.idx, state.val, state.acc, state.tot, state.mm]
+    parts = [head, starts, state.lvl, state.idx, state.val, state.tot, state.mm]
     body = b"".join(np.ascontiguousarray(p).tobytes() for p in parts)
     body += b"".join(np.ascontiguousarray(rows).tobytes() for _, rows in state.pieces)
     out = np.zeros(packed_width(k), np.uint8)
@@ -295,7 +285,7 @@ def unpack(row: np.ndarray) -> ReproState:
         arr[...] = row[pos:pos + n].view(arr.dtype).reshape(arr.shape)
         pos += n
     starts = np.zeros(4, np.int64)
-    for arr in (starts, s.lvl, s.idx, s.val, s.acc, s.tot, s.mm):
+    for arr in (starts, s.lvl, s.idx, s.val, s.tot, s.mm):
         take(arr)
     dt = np.dtype(f"{chr(int(head[7]))}{int(head[6])}")
     for i in range(int(head[5])):
