@@ -145,18 +145,23 @@ KERNELS = textwrap.dedent("""
             for _, fn in cases:
                 fn()  # compile, warm up
             t = {c: [] for c, _ in cases}
+            cpu = {c: [] for c, _ in cases}
             for _ in range(runs):
                 for c, fn in cases:  # alternate: the same load for every kernel
                     comm.Barrier()
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     fn()
-                    t[c].append(comm.allreduce(time.perf_counter() - t0, op=MPI.MAX))
+                    t1, c1 = time.perf_counter(), time.process_time()
+                    t[c].append(comm.allreduce(t1 - t0, op=MPI.MAX))
+                    cpu[c].append(comm.allreduce(c1 - c0, op=MPI.MAX))
             if comm.rank == 0:
                 import os
                 med = {c: statistics.median(v) for c, v in t.items()}
                 mins = {c: min(v) for c, v in t.items()}
+                cmed = {c: statistics.median(v) for c, v in cpu.items()}
                 print(p, name, med["today"], med["new"], mins["new"] / mins["today"],
-                      med.get("exact", float("nan")), os.getloadavg()[0], sep="\t", flush=True)
+                      med.get("exact", float("nan")), cmed["new"] / cmed["today"],
+                      os.getloadavg()[0], sep="\t", flush=True)
             del block
 """)
 
@@ -168,9 +173,9 @@ def _kernel_part(sizes, runs):
                               str(runs), str(threads), *map(str, sizes)],
                              capture_output=True, text=True, timeout=7200, check=True).stdout
         for line in out.splitlines():
-            p, name, a, b, rmin, x, load = line.split("\t")
+            p, name, a, b, rmin, x, rcpu, load = line.split("\t")
             rows.append((ranks, threads, f"2^{p}", name, float(a), float(b), float(rmin),
-                         float(x), float(load)))
+                         float(x), float(rcpu), float(load)))
             print(rows[-1], flush=True)
     return rows
 
@@ -204,14 +209,16 @@ def main() -> None:
              "(`_moments_nb.moments_1d`, Chan/Neumaier merges in arrival order), *new* the "
              "reproducible default (`repro_state`), *exact* the correctly rounded "
              "`exact=True`. Times are medians of --runs (max over ranks), the kernels "
-             "alternate within one run; *min ratio* is the ratio of the minima.", "",
+             "alternate within one run; *(minima)* is the ratio of the minima, *(CPU)* the "
+             "ratio of the median CPU times (process time, max over ranks: less sensitive "
+             "to the other processes of a loaded machine than wall time).", "",
              "| ranks | threads | elements | data | previous (s) | new (s) | new / previous "
-             "(medians) | (minima) | exact / previous | load |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for ranks, th, size, name, a, b, rmin, x, load in krows:
+             "(medians) | (minima) | (CPU) | exact / previous | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for ranks, th, size, name, a, b, rmin, x, rcpu, load in krows:
         ex = f"{x / a:.2f}x" if x == x else "-"
         lines.append(f"| {ranks} | {th} | {size} | {name} | {a:.4f} | {b:.4f} | {b / a:.3f} | "
-                     f"{rmin:.3f} | {ex} | {load:.1f} |")
+                     f"{rmin:.3f} | {rcpu:.3f} | {ex} | {load:.1f} |")
     lines += ["", "## Per-call cost at 2 ranks (DistArray, float64; median wall time, max over "
               "ranks)", "", "| call | 256^2 elements | 2^22 elements |", "|---|---|---|"]
     names = list(dict.fromkeys(r[1] for r in prows))

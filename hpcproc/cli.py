@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--ddof", type=types.integer(0), default=0,
                     help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
-    st.add_argument("--exact", action="store_true", help="reproducible: exact sums, "
-                    "bit-identical sum/mean/std for any rank count and block size (slower)")
+    st.add_argument("--exact", action="store_true", help="correctly rounded sum/mean/var "
+                    "(exact sums; slower; the default is already bit-identical for any "
+                    "rank count and block size)")
     st.add_argument("--raw", action="store_true", help="read the stored values: no CF (netCDF) decoding of scale_factor/add_offset/_FillValue/missing_value/valid_*")
     st.add_argument("--json", action="store_true", help="print JSON")
     add_scan_checkpoint_options(st)

@@ -88,12 +88,13 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
           mask_and_scale: bool = True, exact: bool = False) -> dict:
     """count, nan_count, sum, mean, var, std, min, max of a distributed input.
 
-    Collective. Every rank gets the same dict. Computed by Numba kernels per block
-    (compiled once per node), merged across blocks and ranks with Chan's formulas and a
-    compensated sum: results agree with numpy's float64 results to about 1e-12 relative,
-    whatever the number of ranks or the block size (their last digits may change with
-    them); min, max and counts exactly (and integer sums, which are exact like numpy's).
-    ``exact=True`` makes sum, mean, var and std bit-identical for any decomposition.
+    Collective. Every rank gets the same dict. Computed by Numba kernels per chunk of
+    1024 elements aligned to the global index (compiled once per node), merged along a
+    fixed tree over chunk indices: every result is bit-identical for any number of
+    ranks, row layout, block size and thread count (docs/kernels.md, "Reproducible
+    sums"), and agrees with exact arithmetic to about 1e-15 relative; min, max and
+    counts exactly (and integer sums, which are exact like numpy's).
+    ``exact=True`` makes sum, mean and var correctly rounded as well (slower).
 
     Parameters
     ----------
@@ -116,10 +117,10 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
         When the variable declares missing values, they are left out as with
         ``skipna=True`` (``count`` counts valid values, ``nan_count`` missing ones).
     exact : bool
-        Reproducible mode: sums of values and of squares are accumulated exactly
+        Correctly rounded mode: sums of values and of squares are accumulated exactly
         (fixed-point superaccumulators), so ``sum``, ``mean`` and ``var`` are the exact
-        results correctly rounded to float64 (``std = sqrt(var)``), bit-identical for
-        any number of ranks, block size and thread count. Slower (see docs/kernels.md).
+        results correctly rounded to float64 (``std = sqrt(var)``); reproducible like
+        the default. Slower (see docs/kernels.md).
     """
     _check(axis, ddof, skipna, exact)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
