@@ -139,7 +139,8 @@ KERNELS = textwrap.dedent("""
         for name in ("float64", "float32"):
             block = base.astype(name).reshape(-1, 1)
             start = comm.rank * n
-            cases = [("today", lambda: today(block, comm)), ("new", lambda: new(block, comm, start))]
+            cases = [("today", lambda: today(block, comm)),
+                     ("new", lambda: new(block, comm, start))]
             if p == sizes[0]:
                 cases.append(("exact", lambda: new(block, comm, start, True)))
             for _, fn in cases:

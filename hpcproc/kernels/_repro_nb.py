@@ -298,7 +298,8 @@ def fold_2d(x, c0, lvl, idx, val, top, tot, mm, leaf):
 def fold_chunks(x, c0, lvl, idx, val, top, tot, mm):
     """Fold the chunks of ``x`` (``(rows, k)``, starting at the first row of global chunk
     ``c0``; only the last chunk may be short) into the stack ``(lvl, idx, val)[:top]``,
-    the totals ``tot`` (``(k, TWIDTH)``) and min/max ``mm`` (``(k, 2)``). Returns the new top of the stack. Dispatches to the
+    the totals ``tot`` (``(k, TWIDTH)``) and min/max ``mm`` (``(k, 2)``). Returns the new
+    top of the stack. Dispatches to the
     compiled :func:`fold_1d` (one column: a contiguous vector) or :func:`fold_2d`."""
     kern, arg = fold_kernel(x)
     return kern(arg, c0, lvl, idx, val, top, tot, mm, np.zeros((1, x.shape[1], NODE)))

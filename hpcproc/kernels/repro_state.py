@@ -4,8 +4,8 @@ any rank count, block size and thread count.
 A state summarises a contiguous range of global rows ``[lo, hi)`` of a ``(rows, k)``
 input (see :mod:`._repro_nb` for the kernel): whole global chunks as a canonical forest
 of a fixed merge tree (count, mean, M2, sum per column), order-free totals (count, NaN
-count, infinite chunk sums) and min/max; the rows of a chunk only partly inside the range are kept raw (at most one
-chunk of rows at each end) until a :func:`merge` with the neighbouring range completes
+count, infinite chunk sums) and min/max; the rows of a chunk only partly inside the
+range are kept raw (at most one chunk of rows at each end) until a :func:`merge` with the neighbouring range completes
 the chunk. So every chunk is summarised once, from all its rows, by the same code, and
 the forest does not depend on where the range was cut: ``merge`` of adjacent
 ranges (left first) gives the same state value whatever pieces they were built from.
@@ -275,6 +275,9 @@ def unpack(row: np.ndarray) -> ReproState:
     if head[0] != _VERSION or head[1] < 1 or row.size != packed_width(int(head[1])):
         raise ValueError("not a reproducible stats state of this version")
     k = int(head[1])
+    if not (0 <= head[4] <= rn.STACK and 0 <= head[5] <= 2 and head[2] <= head[3]
+            and head[6] in (1, 2, 4, 8) and chr(int(head[7])) in "fiub"):
+        raise ValueError("not a reproducible stats state (bad header)")
     s = ReproState(k, int(head[2]), int(head[3]))
     s.top = int(head[4])
     pos = 8 * _HEADER
@@ -289,6 +292,8 @@ def unpack(row: np.ndarray) -> ReproState:
         take(arr)
     dt = np.dtype(f"{chr(int(head[7]))}{int(head[6])}")
     for i in range(int(head[5])):
+        if not 0 < starts[2 * i + 1] < rn.rows_per_chunk(k):
+            raise ValueError("not a reproducible stats state (bad piece)")
         rows = np.empty((int(starts[2 * i + 1]), k), dt)
         take(rows)
         s.pieces.append((int(starts[2 * i]), rows))
