@@ -94,15 +94,26 @@ def _fold(state: ReproState, rows: np.ndarray, c0: int) -> None:
                                    state.tot, state.mm))
 
 
-def _compile(block: np.ndarray, comm) -> None:
+_SIGS: dict = {}  # kernel input dtype and shape kind -> the three kernels' signatures
+
+
+def _signatures(block: np.ndarray) -> list:
     k = block.shape[1]
-    s = ReproState(k)
-    kern, arg = rn.fold_kernel(block[:0])
-    ensure_compiled(kern, signature_of(arg, 0, s.lvl, s.idx, s.val, 0, s.tot, s.mm,
-                                       np.zeros((1, k, rn.NODE))), comm)
-    ensure_compiled(rn.push_nodes, signature_of(s.lvl, s.idx, s.val, 0, s.lvl, s.idx, s.val,
-                                                 0), comm)
-    ensure_compiled(rn.reduce_nodes, signature_of(s.val, 0, np.zeros((1, k, rn.NODE))), comm)
+    key = (block.dtype, k == 1)
+    if key not in _SIGS:  # signature_of is costly next to a small block: type once
+        s = ReproState(k)
+        kern, arg = rn.fold_kernel(block[:0])
+        _SIGS[key] = [
+            (kern, signature_of(arg, 0, s.lvl, s.idx, s.val, 0, s.tot, s.mm,
+                                np.zeros((1, k, rn.NODE)))),
+            (rn.push_nodes, signature_of(s.lvl, s.idx, s.val, 0, s.lvl, s.idx, s.val, 0)),
+            (rn.reduce_nodes, signature_of(s.val, 0, np.zeros((1, k, rn.NODE))))]
+    return _SIGS[key]
+
+
+def _compile(block: np.ndarray, comm) -> None:
+    for kern, sig in _signatures(block):
+        ensure_compiled(kern, sig, comm)
 
 
 def block_state(block: np.ndarray, start: int, comm=None) -> ReproState:
