@@ -17,8 +17,9 @@ def add_parsers(sub) -> None:
     st.add_argument("--ddof", type=integer(0), default=0,
                     help="delta degrees of freedom for std")
     st.add_argument("--timings", action="store_true", help="print read/compute times")
-    st.add_argument("--exact", action="store_true", help="reproducible: exact sums, "
-                    "bit-identical sum/mean/std for any rank count and block size (slower)")
+    st.add_argument("--exact", action="store_true", help="correctly rounded sum/mean/var "
+                    "(exact sums; slower; the default is already bit-identical for any "
+                    "rank count and block size)")
     st.add_argument("--hist", type=integer(1), metavar="BINS", help="also a BINS-bin "
                     "histogram (hp.describe): over --range in the same read, else over "
                     "[min, max] (a second read)")

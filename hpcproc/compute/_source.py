@@ -40,24 +40,38 @@ class Source:
     """
 
     def __init__(self, comm, dtype, trailing, make_iter, passes: bool, nbytes=None,
-                 skipna: bool = False):
+                 skipna: bool = False, located: bool = False):
         self.comm = comm
         self.skipna = skipna  # a CF-masked file input: NaNs are missing values
         self.dtype = np.dtype(dtype).newbyteorder("=") if dtype is not None else None
         self.kernel_dtype = kernel_dtype(dtype) if dtype is not None else None
         self.trailing = tuple(trailing)
-        self._make_iter = make_iter
+        self._make_iter = make_iter  # blocks, or (global row, block) pairs if located
+        self._located = located
         self.multipass = passes
         self.nbytes = nbytes
         self._used = False
 
     def blocks(self) -> Iterator[np.ndarray]:
         """This rank's blocks (numpy arrays); every rank yields the same number."""
+        it = self._iter()
+        return (b for _, b in it) if self._located else it
+
+    def located_blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(global row of the block's first row, block)`` pairs of :meth:`blocks` (the
+        row in the DistArray, or in the file for file inputs and ``hp.blocks``)."""
+        if not self._located:
+            raise TypeError("this source does not know the global rows of its blocks")
+        return self._iter()
+
+    def _iter(self):
         if self._used and not self.multipass:
             raise ValueError("this input is a one-pass iterator (hp.blocks(...)); pass the "
                              "file and dataset instead for a reduction that needs several passes")
         self._used = True
         kdt = self.kernel_dtype
+        if self._located:
+            return ((row, to_kernel(b, kdt)) for row, b in self._make_iter())
         return (to_kernel(b, kdt) for b in self._make_iter())
 
 
@@ -82,7 +96,8 @@ def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto",
     """
     if isinstance(x, DistArray):
         check_real(x.dtype, "the array")
-        return Source(x.comm, x.dtype, x.global_shape[1:], lambda: iter([x.local]), True)
+        return Source(x.comm, x.dtype, x.global_shape[1:], lambda: iter([(x.offset, x.local)]),
+                      True, located=True)
     if isinstance(x, str) or (isinstance(x, tuple) and len(x) == 2
                               and all(isinstance(p, str) for p in x)):
         path, name = split_target(x) if isinstance(x, str) else x
@@ -92,22 +107,23 @@ def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto",
         dec = decoder(info, mask_and_scale)
 
         def make():
-            return (b.local for b in blocks(path, name, block_bytes=block_bytes, comm=comm,
-                                            method=method, reuse=True,
-                                            mask_and_scale=mask_and_scale))
+            return ((b.origin, b.local) for b in blocks(
+                path, name, block_bytes=block_bytes, comm=comm, method=method, reuse=True,
+                mask_and_scale=mask_and_scale))
         return Source(comm, info.native_dtype if dec is None else dec.dtype, info.shape[1:],
                       make, True, nbytes=info.rows * info.row_bytes,
-                      skipna=dec is not None and dec.masks)
+                      skipna=dec is not None and dec.masks, located=True)
     if isinstance(x, Iterator):
         first = next(x, None)
         if first is None:  # no blocks at all (an empty dataset)
-            return Source(get_comm(comm), None, (), lambda: iter(()), False)
+            return Source(get_comm(comm), None, (), lambda: iter(()), False, located=True)
         if not isinstance(first, DistArray):
             raise TypeError(f"expected an iterator of DistArray blocks (hp.blocks), got "
                             f"{type(first).__name__}")
         check_real(first.dtype, "the blocks")
-        rest = (b.local for b in x)
+        rest = ((b.origin, b.local) for b in x)
         return Source(first.comm, first.dtype, first.global_shape[1:],
-                      lambda: itertools.chain([first.local], rest), False)
+                      lambda: itertools.chain([(first.origin, first.local)], rest), False,
+                      located=True)
     raise TypeError("expected a DistArray, 'file.h5:/dataset', (file, dataset) or an "
                     f"hp.blocks(...) iterator, got {type(x).__name__}")

@@ -65,16 +65,17 @@ def _auto_range(out, dtype, skipna):
 
 def _scan(src, state):
     """Fold every block of ``src`` into ``state``; (bytes read, seconds reading)."""
-    nbytes, t_read, it = 0, 0.0, src.blocks()
+    nbytes, t_read, it = 0, 0.0, src.located_blocks()
     while True:
         t1 = time.perf_counter()
-        block = next(it, None)
+        row, block = next(it, (None, None))
         t_read += time.perf_counter() - t1
         if block is None:
             return nbytes, t_read
         nbytes += block.size * src.dtype.itemsize
-        with phase("compute"):
-            state.add(flat_block(block), src.comm)
+        per_row = int(np.prod(block.shape[1:], dtype=np.int64))
+        with phase("compute"):  # the global index of the first element: hp.stats' chunks
+            state.add(flat_block(block), src.comm, start=row * per_row)
         block = None  # free it before the next read
 
 

@@ -3,7 +3,8 @@
 The scan is plain ``stats``' scan (:func:`hpcproc.compute.stats.stats_file`): the same blocks of
 ``hp.blocks``, the same Numba kernel per block and the same merges, with each rank's
 running state saved between blocks. The checkpoint holds every rank's state (one row per
-rank of a DistArray: the kernel's float64 state and the exact integer sum/min/max), the
+rank of two DistArrays: the reproducible moment state packed as bytes, and the exact
+integer sum/min/max), the
 number of blocks done and the scan's identity (see :mod:`._identity`). Killed and run
 again with the same arguments on the same number of ranks, it continues after the last
 committed block, and prints exactly what an uninterrupted plain ``stats`` prints (bit
@@ -26,16 +27,21 @@ from ..checkpoint._identity import check_identity, dataset_identity
 
 __all__ = ["stats_file_resumable"]
 
+#: The saved moment state's format: an older checkpoint (no such key, or another
+#: value) is refused with a message naming it.
+_STATE = "reproducible-1"
+
 
 def _saved_states(state, istate, nbytes, comm) -> dict:
     """This rank's running state as one row of two DistArrays (rank order)."""
+    from ..kernels.repro_state import pack
     size, rank = comm.Get_size(), comm.Get_rank()
     ints = np.zeros((1, 4), np.int64)
     ints[0, 0] = nbytes
     if istate is not None:
         ints[0, 1:] = istate.reshape(-1)
-    f = state.reshape(1, -1)
-    return {"moments": DistArray(np.ascontiguousarray(f), (size, f.shape[1]), rank, comm),
+    f = pack(state).reshape(1, -1)
+    return {"moments": DistArray(f, (size, f.shape[1]), rank, comm),
             "ints": DistArray(ints, (size, 4), rank, comm)}
 
 
@@ -54,6 +60,7 @@ def stats_file_resumable(path: str, dataset: str, directory, comm=None,
     from ._source import open_source
     from ..kernels._engine import compile_seconds
     from ..kernels.moment_state import empty_int_state, empty_state
+    from ..kernels.repro_state import unpack
     from .stats import finish, fold_block
 
     if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or ddof < 0:
@@ -66,7 +73,8 @@ def stats_file_resumable(path: str, dataset: str, directory, comm=None,
     ints = src.dtype is not None and src.dtype.kind in "iub"
     ident = {"command": "stats", "input": dataset_identity(info), "ranks": comm.Get_size(),
              "options": {"block_bytes": int(block_bytes), "method": method,
-                         "mask_and_scale": bool(mask_and_scale)}}
+                         "mask_and_scale": bool(mask_and_scale)},
+             "state": _STATE}
     state, istate, nbytes = empty_state(1), (empty_int_state(1) if ints else None), 0
     t_read = t_comp = 0.0
     with Checkpointer(directory, comm, keep=keep, every_seconds=every_seconds,
@@ -77,7 +85,7 @@ def stats_file_resumable(path: str, dataset: str, directory, comm=None,
             check_identity(directory, got[1].get("scan"), ident)
             try:
                 start = int(got[0])
-                state = np.array(got[1]["moments"].local, np.float64).reshape(state.shape)
+                state = unpack(np.asarray(got[1]["moments"].local))
                 row = np.asarray(got[1]["ints"].local, np.int64).reshape(-1)
             except (KeyError, AttributeError, ValueError) as exc:
                 raise agreed(ValueError(f"{directory}: checkpoint step {got[0]} is not a "
@@ -99,7 +107,8 @@ def stats_file_resumable(path: str, dataset: str, directory, comm=None,
             block = x.local
             nbytes += block.nbytes
             with phase("compute"):
-                state, istate = fold_block(state, istate, block, None, 1, ints, comm)
+                state, istate = fold_block(state, istate, block, None, 1, ints, comm,
+                                           row=x.origin)
             block = x = None  # the buffer is reused by the next read
             t_comp += time.perf_counter() - t2
             done += 1

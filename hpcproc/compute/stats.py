@@ -31,13 +31,15 @@ def _merge_all(a, b):
             *(max(u, v) for u, v in zip(a[3:], b[3:])))
 
 
-def fold_block(state, istate, block, axis, cols, ints, comm, exact=False):
-    """This rank's running states with one more local block merged in: the step of a
-    scan (used by :func:`stats` and the resumable ``stats --checkpoint``). ``exact``:
-    the reproducible state (the running state must be an exact one too)."""
+def fold_block(state, istate, block, axis, cols, ints, comm, exact=False, row=0):
+    """This rank's running states with one more local block (first row: global ``row``)
+    merged in: the step of a scan (used by :func:`stats` and the resumable ``stats
+    --checkpoint``). ``exact``: the correctly rounded state (the running state must be an
+    exact one too)."""
     from ..kernels.moment_state import block_state, merge, merge_int
+    per_row = 1 if axis == 0 else int(np.prod(block.shape[1:], dtype=np.int64))
     s, i = block_state(block.reshape(block.shape[0] if axis == 0 else -1, cols), comm,
-                       with_ints=ints, exact=exact)
+                       with_ints=ints, exact=exact, start=row * per_row)
     return merge(state, s), merge_int(istate, i)
 
 
@@ -64,17 +66,18 @@ def run_source(src, axis, ddof, skipna, t0, exact=False):
     unsigned = ints and src.dtype.kind == "u"
     state, istate = empty_state(cols, exact), (empty_int_state(cols, unsigned) if ints else None)
     nbytes, t_read, t_comp = 0, 0.0, 0.0
-    it = src.blocks()
+    it = src.located_blocks()
     while True:
         t1 = time.perf_counter()
-        block = next(it, None)
+        row, block = next(it, (0, None))
         t2 = time.perf_counter()
         t_read += t2 - t1
         if block is None:
             break
         nbytes += block.size * src.dtype.itemsize  # bytes of the input (not converted)
         with phase("compute"):
-            state, istate = fold_block(state, istate, block, axis, cols, ints, comm, exact)
+            state, istate = fold_block(state, istate, block, axis, cols, ints, comm, exact,
+                                           row)
         block = None  # free this block before the next read (its memory is reused)
         t_comp += time.perf_counter() - t2
     return finish(state, istate, (nbytes, t_read, t_comp, time.perf_counter() - t0),
@@ -87,12 +90,13 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
           mask_and_scale: bool = True, exact: bool = False) -> dict:
     """count, nan_count, sum, mean, var, std, min, max of a distributed input.
 
-    Collective. Every rank gets the same dict. Computed by Numba kernels per block
-    (compiled once per node), merged across blocks and ranks with Chan's formulas and a
-    compensated sum: results agree with numpy's float64 results to about 1e-12 relative,
-    whatever the number of ranks or the block size (their last digits may change with
-    them); min, max and counts exactly (and integer sums, which are exact like numpy's).
-    ``exact=True`` makes sum, mean, var and std bit-identical for any decomposition.
+    Collective. Every rank gets the same dict. Computed by Numba kernels per chunk of
+    1024 elements aligned to the global index (compiled once per node), merged along a
+    fixed tree over chunk indices: every result is bit-identical for any number of
+    ranks, row layout, block size and thread count (docs/kernels.md, "Reproducible
+    sums"), and agrees with exact arithmetic to about 1e-15 relative; min, max and
+    counts exactly (and integer sums, which are exact like numpy's).
+    ``exact=True`` makes sum, mean and var correctly rounded as well (slower).
 
     Parameters
     ----------
@@ -115,10 +119,10 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
         When the variable declares missing values, they are left out as with
         ``skipna=True`` (``count`` counts valid values, ``nan_count`` missing ones).
     exact : bool
-        Reproducible mode: sums of values and of squares are accumulated exactly
+        Correctly rounded mode: sums of values and of squares are accumulated exactly
         (fixed-point superaccumulators), so ``sum``, ``mean`` and ``var`` are the exact
-        results correctly rounded to float64 (``std = sqrt(var)``), bit-identical for
-        any number of ranks, block size and thread count. Slower (see docs/kernels.md).
+        results correctly rounded to float64 (``std = sqrt(var)``); reproducible like
+        the default. Slower (see docs/kernels.md).
     """
     check_args(axis, ddof, skipna, exact)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from ._numba import kernel
+from ._kernel import kernel
 from . import _hist_nb as hnb
 from . import _moments_nb as mnb
 from . import _select_nb as snb

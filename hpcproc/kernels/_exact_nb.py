@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from ._aot import REALS, signatures
-from ._numba import kernel
+from ._kernel import kernel
 
 COUNT, NAN, PINF, NINF, MIN, MAX = range(6)
 NB = 144

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._aot import REALS, signatures
-from ._numba import kernel
+from ._kernel import kernel
 
 # float64 edges (integer edges, given by the user for integer data, are compiled by Numba)
 _1D = "{x}[::1], f8[::1], b1, f8"

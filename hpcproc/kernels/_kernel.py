@@ -1,6 +1,6 @@
 """A built-in kernel: one Python function, run ahead-of-time compiled or by Numba.
 
-``@kernel`` (:mod:`._numba`) turns a function into a :class:`Kernel`. Calling it runs
+``@kernel`` turns a function into a :class:`Kernel`. Calling it runs
 the ahead-of-time build of the function for these argument types when the install has
 one (:mod:`._aot`; no Numba import), else the Numba dispatcher, created on first need.
 Either way the same source runs: the build is made from this function by Numba at
@@ -15,7 +15,7 @@ import threading
 
 from . import _aot
 
-__all__ = ["Kernel"]
+__all__ = ["Kernel", "kernel"]
 
 _LOCK = threading.Lock()
 
@@ -73,3 +73,15 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<hpcproc kernel {self.__module__}.{self.__qualname__}>"
+
+
+def kernel(fn=None, *, aot=(), **options):
+    """Declare a built-in kernel: ``numba.njit(cache=CACHE, nogil=True, **options)``, lazy.
+
+    ``aot``: argument signatures (Numba type strings, e.g. from :func:`._aot.signatures`)
+    to build ahead of time at install; calls with exactly these argument types then run
+    without Numba (see docs/kernels.md, *Start-up*).
+    """
+    if fn is None:
+        return lambda f: Kernel(f, options, aot)
+    return Kernel(fn, options, aot)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._aot import INTS, REALS, signatures
-from ._numba import kernel
+from ._kernel import kernel
 
 COUNT, NAN, SUM, COMP, MEAN, M2, MIN, MAX = range(8)
 WIDTH = 8
@@ -55,7 +55,7 @@ def _merge_row(out, j, cnt, nan, s, mean, m2, mn, mx):
 
 
 @kernel
-def _chunk_fast(x, r0, r1):
+def chunk_fast(x, r0, r1):
     """Sum, min, max of ``x[r0:r1]`` assuming no NaN (4 independent accumulators)."""
     s0 = 0.0
     s1 = 0.0
@@ -104,7 +104,7 @@ def _chunk_fast(x, r0, r1):
 
 
 @kernel
-def _chunk_m2(x, r0, r1, mean):
+def chunk_m2(x, r0, r1, mean):
     m0 = 0.0
     m1 = 0.0
     i = r0
@@ -131,11 +131,11 @@ def moments_1d(x, out):
     n = x.shape[0]
     for r0 in range(0, n, CHUNK):
         r1 = min(n, r0 + CHUNK)
-        s, mn, mx = _chunk_fast(x, r0, r1)
+        s, mn, mx = chunk_fast(x, r0, r1)
         if s == s:
             cnt = np.float64(r1 - r0)
             mean = s / cnt
-            _merge_row(out, 0, cnt, 0.0, s, mean, _chunk_m2(x, r0, r1, mean), mn, mx)
+            _merge_row(out, 0, cnt, 0.0, s, mean, chunk_m2(x, r0, r1, mean), mn, mx)
             continue
         s = 0.0
         cnt = 0.0

@@ -17,11 +17,10 @@ import os
 import sys
 import threading
 
-from ._kernel import Kernel
 from ._threads import CONFIG_ERROR, get_threads, set_threads
 
 # also the lazy attributes ``numba`` and ``CACHE`` (module ``__getattr__``)
-__all__ = ["kernel", "CONFIG_ERROR", "set_threads", "get_threads", "load", "loaded"]
+__all__ = ["CONFIG_ERROR", "set_threads", "get_threads", "load", "loaded"]
 
 _LOCK = threading.Lock()
 _STATE: dict = {}
@@ -68,13 +67,3 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def kernel(fn=None, *, aot=(), **options):
-    """Declare a built-in kernel: ``numba.njit(cache=CACHE, nogil=True, **options)``, lazy.
-
-    ``aot``: argument signatures (Numba type strings, e.g. from :func:`._aot.signatures`)
-    to build ahead of time at install; calls with exactly these argument types then run
-    without Numba (see docs/kernels.md, *Start-up*).
-    """
-    if fn is None:
-        return lambda f: Kernel(f, options, aot)
-    return Kernel(fn, options, aot)

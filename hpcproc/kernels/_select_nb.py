@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ._aot import INTS, REALS, signatures
-from ._numba import kernel
+from ._kernel import kernel
 
 _U = INTS[4:]  # keys are read through an unsigned view of the data
 

@@ -1,11 +1,11 @@
 """The running state of a one-pass describe: moments, histogram counts, sketch counts.
 
-:class:`DescribeState` folds blocks in, one call per block. The moment state is built
-exactly as :func:`.moment_state.block_state` builds it for ``hp.stats`` (the same thread
-ranges, each a fresh state merged in order, the block's state merged into the running
-one), so the statistics are bit-identical to ``hp.stats``'s. Histogram and sketch counts
-are integers: each thread adds into its own arrays, summed at the end (any order gives
-the same counts).
+:class:`DescribeState` folds blocks in, one call per block. The moment state is
+:func:`.moment_state.block_state`'s, from the block and its global position, exactly as
+``hp.stats`` builds it (the reproducible state: bit-identical statistics); histogram and
+sketch counts come from the fused kernel, in the same read (a second pass over the block
+in memory). Counts are integers: each thread adds into its own arrays, summed at the end
+(any order gives the same counts).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class DescribeState:
         Integer (or bool) data: also the exact integer sum, min and max (``unsigned``:
         as uint64).
     exact : bool
-        The reproducible moment state (:mod:`.exact_state`): the moments are then
-        computed by ``block_state`` and the histogram and sketch by the fused kernel.
+        The correctly rounded moment state (:mod:`.exact_state`) instead of the default
+        reproducible one.
     moments : bool
         False: histogram and sketch only (the second pass of ``range=None``).
     """
@@ -72,13 +72,14 @@ class DescribeState:
         return (flat, state, moments, self.edges, self.uniform, self.norm, subs,
                 s.log_gamma, math.log(_TINY), np.int64(s.nbuck), _TINY, sk)
 
-    def add(self, flat: np.ndarray, comm) -> None:
-        """Fold one block (1-D, contiguous, kernel dtype, bool as uint8) into the state.
+    def add(self, flat: np.ndarray, comm, start: int = 0) -> None:
+        """Fold one block (1-D, contiguous, kernel dtype, bool as uint8) whose first
+        element is element ``start`` of the whole input into the state.
 
         Collective the first time a dtype is seen (kernels are compiled once per node).
         """
-        if self.moments and self.exact:
-            s, _ = block_state(flat.reshape(-1, 1), comm, exact=True)
+        if self.moments:
+            s, _ = block_state(flat.reshape(-1, 1), comm, exact=self.exact, start=start)
             self.state = merge(self.state, s)
         first = flat.dtype not in self._ready  # then compile (collective), else skip the
         self._ready.add(flat.dtype)            # signature check: it costs more than merges
@@ -88,28 +89,22 @@ class DescribeState:
                 ensure_compiled(mnb.int_extras, signature_of(col, ints), comm)
             mnb.int_extras(col, ints)
             self.istate = merge_int(self.istate, ints)
-        fused = self.moments and not self.exact  # the kernel computes the moments too
-        if not fused and self.bins == 0 and self.sketch is None:
+        if self.bins == 0 and self.sketch is None:
             return
         if first:
-            ensure_compiled(nb.describe_1d, signature_of(*self._args(flat, empty_state(1),
-                                                                     fused, 0)), comm)
+            ensure_compiled(nb.describe_1d, signature_of(*self._args(flat, mnb.empty_state(1),
+                                                                     False, 0)), comm)
         ranges = split_rows(flat.shape[0])
         index = {lo: i for i, (lo, _) in enumerate(ranges)}
         self._acc(len(ranges) - 1)  # every thread's accumulators, before the threads run
 
         def run(lo, hi):
-            state = empty_state(1)
-            nan = nb.describe_1d(*self._args(flat[lo:hi], state, fused, index[lo]))
-            return state, nan
+            return nb.describe_1d(*self._args(flat[lo:hi], mnb.empty_state(1), False,
+                                              index[lo]))
 
-        s = empty_state(1)
-        for state, nan in map_threads(run, ranges):  # in order: the states of hp.stats
-            s = merge(s, state)
+        for nan in map_threads(run, ranges):
             if self.sketch is not None:
                 self.sketch.nan += int(nan)
-        if fused:
-            self.state = merge(self.state, s)
 
     def counts(self) -> np.ndarray:
         """This rank's histogram counts (int64, ``bins`` entries)."""

@@ -1,33 +1,39 @@
-"""Mergeable moment states computed by the Numba kernels, merged in numpy.
+"""Mergeable moment states computed by the Numba kernels.
 
-``block_state(block2d)`` runs the compiled kernel on one ``(rows, k)`` block (split over
-this rank's threads when large); ``merge`` combines two states with the same formulas the
-kernel uses between chunks; ``finalize`` turns a state into count, sum, mean, var, std,
-min, max with numpy's NaN rules. Integer data also carries an exact integer sum, min and
+``block_state(block2d, start=row)`` runs the compiled kernel on one ``(rows, k)`` block
+whose first row is global row ``start`` (split over this rank's threads when large);
+``merge`` combines the states of adjacent row ranges (lower first); ``finalize`` turns a
+state into count, sum, mean, var, std, min, max with numpy's NaN rules. The default state
+is the reproducible one of :mod:`.repro_state` (global chunks, a fixed merge tree and an
+exact sum of chunk sums: bit-identical results for any rank count, block size and thread
+count). Integer data also carries an exact integer sum, min and
 max (``int_state``: int64, or uint64 for unsigned data, like numpy's sums), so integer
 results equal numpy's exactly.
 
-``exact=True`` selects the reproducible state of :mod:`.exact_state` (exact sums in
-fixed-point superaccumulators: bit-identical results for any rank count, block size
-and thread count); ``merge`` and ``finalize`` recognise it by its dtype (int64).
+``exact=True`` selects the correctly rounded state of :mod:`.exact_state` (exact sums of
+the values and of their squares in fixed-point superaccumulators: reproducible too, and
+sum, mean and var correctly rounded; slower); ``merge`` and ``finalize`` recognise it by
+its dtype (int64).
+
+The chunk-sequential float64 state of :mod:`._moments_nb` (``nb.moments_1d/2d``, Chan
+merges in arrival order) is no longer used by ``stats``; its kernels remain the building
+blocks of the others.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._engine import ensure_compiled, map_threads, signature_of, split_rows
+from ._engine import ensure_compiled, signature_of
 from . import _moments_nb as nb
 from . import exact_state as xs
+from . import repro_state as rs
 
 __all__ = ["empty_state", "empty_int_state", "block_state", "merge", "merge_int", "finalize"]
 
-COUNT, NAN, SUM, COMP, MEAN, M2, MIN, MAX = range(8)
-
-
 def empty_state(k: int, exact: bool = False) -> np.ndarray:
     """The state of zero elements for ``k`` columns (the exact one if ``exact``)."""
-    return xs.empty_state(k) if exact else nb.empty_state(k)
+    return xs.empty_state(k) if exact else rs.empty_state(k)
 
 
 def empty_int_state(k: int, unsigned: bool = False) -> np.ndarray:
@@ -46,72 +52,33 @@ def _as_kernel_input(block: np.ndarray) -> np.ndarray:
     return block if block.flags.writeable else block.copy()
 
 
-def block_state(block: np.ndarray, comm=None, with_ints: bool = False, exact: bool = False):
-    """The state of a ``(rows, k)`` block; ``(state, int_state or None)``.
+def block_state(block: np.ndarray, comm=None, with_ints: bool = False, exact: bool = False,
+                start: int = 0):
+    """The state of a ``(rows, k)`` block whose first row is global row ``start``;
+    ``(state, int_state or None)``.
 
     Collective the first time a dtype is seen (the kernel is compiled once per node).
-    ``exact``: the reproducible state (:mod:`.exact_state`).
+    ``exact``: the correctly rounded state (:mod:`.exact_state`).
     """
     unsigned = block.dtype.kind == "u"
     block = _as_kernel_input(block)
-    n, k = block.shape
-    if exact:
-        ints = None
-        if with_ints:
-            ints = empty_int_state(k, unsigned)
-            ensure_compiled(nb.int_extras, signature_of(block, ints), comm)
-            nb.int_extras(block, ints)
-        return xs.block_state(block, comm), ints
-    if k == 1:
-        flat = block.reshape(-1)
-        kern, arg = nb.moments_1d, flat
-    else:
-        kern, arg = nb.moments_2d, block
-    out0 = empty_state(k)
-    ensure_compiled(kern, signature_of(arg, out0), comm)
+    k = block.shape[1]
     ints = None
     if with_ints:
-        ensure_compiled(nb.int_extras, signature_of(block, empty_int_state(k, unsigned)), comm)
-
-    def run(lo, hi):
-        out = empty_state(k)
-        kern(arg[lo:hi], out)
-        return out
-
-    parts = map_threads(run, split_rows(n))
-    state = out0
-    for p in parts:
-        state = merge(state, p)
-    if with_ints:
         ints = empty_int_state(k, unsigned)
+        ensure_compiled(nb.int_extras, signature_of(block, ints), comm)
         nb.int_extras(block, ints)
-    return state, ints
+    if exact:
+        return xs.block_state(block, comm), ints
+    return rs.block_state(block, start, comm), ints
 
 
-def merge(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Combine two states (Chan et al. for mean/M2, Neumaier for the sum; integer
-    additions for exact states)."""
+def merge(a, b):
+    """Combine the states of two adjacent row ranges (lower first): the reproducible
+    merge, or integer additions for exact states."""
     if xs.is_exact(a):
         return xs.merge(a, b)
-    out = np.empty_like(a)
-    na, nb_ = a[:, COUNT], b[:, COUNT]
-    n = na + nb_
-    with np.errstate(all="ignore"):
-        delta = b[:, MEAN] - a[:, MEAN]
-        mean = a[:, MEAN] + delta * (nb_ / n)
-        m2 = a[:, M2] + b[:, M2] + delta * delta * (na * nb_ / n)
-        s = a[:, SUM] + b[:, SUM]
-        big = np.abs(a[:, SUM]) >= np.abs(b[:, SUM])
-        comp = np.where(big, (a[:, SUM] - s) + b[:, SUM], (b[:, SUM] - s) + a[:, SUM])
-    out[:, COUNT] = n
-    out[:, NAN] = a[:, NAN] + b[:, NAN]
-    out[:, MEAN] = np.where(na == 0, b[:, MEAN], np.where(nb_ == 0, a[:, MEAN], mean))
-    out[:, M2] = np.where(na == 0, b[:, M2], np.where(nb_ == 0, a[:, M2], m2))
-    out[:, SUM] = s
-    out[:, COMP] = a[:, COMP] + b[:, COMP] + comp
-    out[:, MIN] = np.minimum(a[:, MIN], b[:, MIN])
-    out[:, MAX] = np.maximum(a[:, MAX], b[:, MAX])
-    return out
+    return rs.merge(a, b)
 
 
 def merge_int(a, b):
@@ -131,25 +98,4 @@ def finalize(state: np.ndarray, ints=None, ddof: int = 0, skipna: bool = False) 
     """
     if xs.is_exact(state):
         return xs.finalize(state, ints, ddof, skipna)
-    cnt, nan = state[:, COUNT], state[:, NAN]
-    with np.errstate(all="ignore"):
-        s = np.where(np.isfinite(state[:, SUM]), state[:, SUM] + state[:, COMP], state[:, SUM])
-        mean = np.where(cnt > 0, s / cnt, np.nan)
-        var = np.where(cnt > ddof, state[:, M2] / (cnt - ddof), np.nan)
-        var = np.where(np.isinf(mean), np.nan, var)
-    std = np.sqrt(var)
-    mn = np.where(cnt > 0, state[:, MIN], np.nan)
-    mx = np.where(cnt > 0, state[:, MAX], np.nan)
-    out = {"count": (cnt if skipna else cnt + nan).astype(np.int64),
-           "nan_count": nan.astype(np.int64), "sum": s, "mean": mean, "var": var,
-           "std": std, "min": mn, "max": mx}
-    if ints is not None:
-        out["sum"] = ints[:, 0].copy()
-        if (cnt > 0).all():
-            out["min"], out["max"] = ints[:, 1].copy(), ints[:, 2].copy()
-    if not skipna:
-        bad = nan > 0
-        for key in ("sum", "mean", "var", "std", "min", "max"):
-            if bad.any():
-                out[key] = np.where(bad, np.nan, out[key])
-    return out
+    return rs.finalize(state, ints, ddof, skipna)

@@ -9,7 +9,7 @@ Numba is imported when a kernel first runs without an ahead-of-time build.
 
 from __future__ import annotations
 
-from ..kernels._numba import kernel
+from ..kernels._kernel import kernel
 
 __all__ = ["jit"]
 
