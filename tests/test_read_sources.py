@@ -124,6 +124,44 @@ def test_vds_sources_resolved_as_hdf5_resolves_them(comm, files, monkeypatch):
     assert info.sources == (str(files / "a" / "raw.bin"),)
 
 
+def _make_prefixed(d):
+    """p/vds2.h5:/x maps only.h5:/x, a file that exists only in q/ (found through
+    HDF5_VDS_PREFIX), and a decoy only.h5 in the current directory."""
+    os.makedirs(d / "p")
+    os.makedirs(d / "q")
+    with h5py.File(d / "q" / "only.h5", "w") as f:
+        f["x"] = np.arange(N, dtype="f8") * 3
+    with h5py.File(d / "only.h5", "w") as f:
+        f["x"] = -np.arange(N, dtype="f8")
+    layout = h5py.VirtualLayout(shape=(N,), dtype="f8")
+    layout[:] = h5py.VirtualSource("only.h5", "x", shape=(N,))
+    with h5py.File(d / "p" / "vds2.h5", "w") as f:
+        f.create_virtual_dataset("x", layout)
+
+
+@SERIAL_ONLY
+@pytest.mark.parametrize("ranks", [1, 3])
+@pytest.mark.parametrize("prefix", ["abs", "${ORIGIN}/../q"])
+def test_vds_prefix_environment_is_honoured(tmp_path, prefix, ranks):
+    """HDF5 reads HDF5_VDS_PREFIX when it starts: set for the whole job, as users do."""
+    _make_prefixed(tmp_path)
+    env = {"HDF5_VDS_PREFIX": str(tmp_path / "q") if prefix == "abs" else prefix}
+    with h5py.File(tmp_path / "q" / "only.h5", "r") as f:
+        want = f["x"][()]
+    before = _snapshot(tmp_path)
+    proc = run(hpcproc_cmd("sort", "p/vds2.h5:/x", "--out", "q/only.h5"), ranks=ranks,
+               timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "hpcproc: error: --out q/only.h5 is an input of this job" in proc.stderr
+    assert _snapshot(tmp_path) == before
+    # the decoy in the current directory is not what HDF5 reads: writing it is allowed
+    proc = run(hpcproc_cmd("sort", "p/vds2.h5:/x", "--descending", "--out", "only.h5"),
+               ranks=ranks, timeout=120, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with h5py.File(tmp_path / "only.h5", "r") as f:
+        np.testing.assert_array_equal(f["x"][()], np.sort(want)[::-1])
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("target, victim", [
     (("a/vds.h5", "/x"), "a/src.h5"), (("vlink.h5", "/v"), "a/src.h5"),
@@ -186,6 +224,7 @@ SIDE_CASES = [
     (["stats", "top.h5:/see"], "--plot", "b/mid.h5"),
     (["stats", "a/vds.h5:/x"], "--trace", "a/src.h5"),
     (["hist", "vlink.h5:/v"], "--trace", "a/src.h5"),
+    (["hist", "top.h5:/s"], "--plot", "a/data.h5"),  # hist's own --plot (the histogram)
     (["stats", "a/vds.h5:/ext"], "--trace", "a/raw.bin"),
     (["groupby", "top.h5", "--key", "/s", "--out", "o.h5"], "--trace", "a/data.h5"),
     (["join", "top.h5", "a/vds.h5", "--on", "/x", "--out", "o.h5"], "--plot", "a/src.h5"),

@@ -55,21 +55,23 @@ def input_files(pairs, comm, named=()) -> list:
 
 
 def check_side_outputs(args, comm) -> None:
-    """Refuse ``--trace``/``--plot`` files that are files named by any other argument
-    (an input, ``--out``) or read behind one (``FILE:/dset`` targets, and a file named
-    with dataset arguments such as ``--key``: the file links lead to, VDS sources,
-    external raw files), before the command runs. Collective."""
+    """Refuse ``--trace``/``--plot`` files (and ``hist --plot``) that are files named by
+    any other argument (an input, ``--out``) or read behind one (``FILE:/dset`` targets,
+    and a file named with dataset arguments such as ``--key``: the file links lead to,
+    VDS sources, external raw files), before the command runs. Collective."""
     import os
 
     from ..io.write import check_output
 
+    hist = getattr(args, "command", None) == "hist"  # its --plot is the histogram's
     sides = {"--trace": getattr(args, "trace", None),
-             "--plot": getattr(args, "phase_plot", None)}
+             "--phase-plot" if hist else "--plot": getattr(args, "phase_plot", None),
+             **({"--plot": getattr(args, "plot", None)} if hist else {})}
     if not any(sides.values()):
         return
     named, pairs, names = [], [], []
     for key, value in vars(args).items():
-        if key in ("trace", "phase_plot"):
+        if key in ("trace", "phase_plot") or (hist and key == "plot"):
             continue
         for v in value if isinstance(value, list) else [value]:
             if isinstance(v, (str, os.PathLike)):
