@@ -174,12 +174,10 @@ def _storage(f: h5py.File, dset: h5py.Dataset, name: str, path: str) -> tuple[st
         same = os.path.samefile(real, dset.file.filename)
     except OSError:
         same = False
-    ok = same
-    if same:
-        with h5py.File(real, "r") as g:  # the name leads to the same object there
-            other = g.get(real_name)
-            ok = isinstance(other, h5py.Dataset) and \
-                h5py.h5o.get_info(other.id).addr == h5py.h5o.get_info(dset.id).addr
+    # the file HDF5 opened is open already: the name must lead to the same object there
+    other = dset.file.get(real_name) if same else None
+    ok = isinstance(other, h5py.Dataset) and \
+        h5py.h5o.get_info(other.id).addr == h5py.h5o.get_info(dset.id).addr
     if not ok:
         raise OSError(f"cannot resolve where {name!r} (reached from {path}) is stored: "
                       f"HDF5 reads it from {dset.file.filename}, its links lead to "
