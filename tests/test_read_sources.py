@@ -162,6 +162,41 @@ def test_vds_prefix_environment_is_honoured(tmp_path, prefix, ranks):
         np.testing.assert_array_equal(f["x"][()], np.sort(want)[::-1])
 
 
+def _make_pattern(d):
+    """pat.h5:/v, an unlimited VDS over f-0.h5, f-1.h5, f-2.h5 (file name ``f-%b.h5``)."""
+    os.makedirs(d / "pat")
+    for i in range(3):
+        with h5py.File(d / "pat" / f"f-{i}.h5", "w") as f:
+            f["x"] = np.arange(10.0) + 100 * i
+    unlimited = h5py.h5s.UNLIMITED
+    vspace = h5py.h5s.create_simple((30,), (unlimited,))
+    vspace.select_hyperslab((0,), (unlimited,), stride=(10,), block=(10,))
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_virtual(vspace, b"f-%b.h5", b"/x", h5py.h5s.create_simple((10,), (10,)))
+    with h5py.File(d / "pat" / "pat.h5", "w") as f:
+        h5py.h5d.create(f.id, b"v", h5py.h5t.IEEE_F64LE, vspace, dcpl=dcpl)
+
+
+@pytest.mark.mpi
+def test_vds_file_name_pattern_names_every_source(comm, shared_tmp):
+    on_root(comm, _make_pattern, shared_tmp)
+    d = shared_tmp / "pat"
+    with h5py.File(d / "pat.h5", "r") as f:
+        want = f["v"][()]
+    info = hp.dataset_info(str(d / "pat.h5"), "/v", comm=comm)
+    assert info.sources == tuple(str(d / f"f-{i}.h5") for i in range(3))
+    x = hp.read(str(d / "pat.h5"), "/v", comm=comm)
+    np.testing.assert_array_equal(x.gather(root=None), want)
+    before = _digest(d / "f-1.h5") if comm.rank == 0 else None
+    with pytest.raises(hp.OutputIsInputError):
+        hp.write(str(d / "f-1.h5"), "/y", x, comm=comm)
+    comm.Barrier()
+    if comm.rank == 0:
+        assert _digest(d / "f-1.h5") == before
+    comm.Barrier()
+    lineage.reset()
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("target, victim", [
     (("a/vds.h5", "/x"), "a/src.h5"), (("vlink.h5", "/v"), "a/src.h5"),
