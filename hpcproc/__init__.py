@@ -21,6 +21,7 @@ _EXPORTS = {
     "stats_file": ".compute.stats",
     "histogram": ".compute.histogram",
     "histogram2d": ".compute.histogram",
+    "describe": ".compute.describe",
     "quantile": ".compute.quantile",
     "QuantileSketch": ".compute.sketch",
     "map": ".compute.user",

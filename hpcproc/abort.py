@@ -11,6 +11,7 @@ import traceback
 
 from mpi4py import MPI
 
+from . import _interrupt
 from .comm import cached_comm, error_message, get_comm
 from .errors import UsageError
 
@@ -96,11 +97,16 @@ def abort_on_error(comm: MPI.Comm | None = None, *, prog: str = "hpcproc",
     comm = get_comm(comm)
     agree = _agreement_comm(comm)
     try:
+        _interrupt.enter()
+        if _interrupt.take():  # SIGINT while MPI was starting: now the job can end
+            raise KeyboardInterrupt
         yield
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - everything must end the job
         _end_job(exc, comm, agree, prog, bool(os.environ.get(traceback_env)), grace)
+    finally:
+        _interrupt.leave()
 
 
 def _end_job(exc, comm, agree, prog: str, show_traceback: bool, grace: float):

@@ -240,6 +240,10 @@ def agree(comm: MPI.Comm | None, fn: str, args: Mapping, local=(), found=None) -
             digests = {k: _digest(c) for k, c in canon}
             raise agreed(_mismatch(lc, fn, digests, args))
         stale = bool(buf[2])
+    for path, d in dists:  # the same on every rank now: the keys (local shapes) agreed
+        problem = d._local_problem() if hasattr(d, "_local_problem") else None
+        if problem:
+            raise agreed(ShapeMismatchError(f"{fn}: `{path}`: {problem}"))
     if stale:
         _verify_tiling(lc, fn, dists)
     return comm

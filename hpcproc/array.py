@@ -116,14 +116,24 @@ class DistArray:
     def _layout(self):
         """(agreement key, comm, (offset, local rows, global rows)): see
         :func:`~hpcproc.agreement.agree`."""
-        return (("DistArray", self.global_shape, self.dtype.str), self.comm,
-                (self.offset, self.local.shape[0] if self.local.ndim else -1,
-                 self.global_shape[0]))
+        key = ("DistArray", self.global_shape, self.dtype.str, self.local.shape[1:])
+        rows = self.local.shape[0] if self.local.ndim else -1
+        return key, self.comm, (self.offset, rows, self.global_shape[0])
+
+    def _local_problem(self) -> str | None:
+        """Why this rank's block cannot be a block of the array (``local`` replaced by an
+        array of another trailing shape), or None. Local."""
+        if self.local.ndim and self.local.shape[1:] != tuple(self.global_shape[1:]):
+            return (f"its blocks have trailing shape {self.local.shape[1:]} but the array's "
+                    f"shape is {tuple(self.global_shape)}")
+        return None
 
     def __repr__(self) -> str:
         comm = self.comm
-        return (f"DistArray(shape={self.global_shape}, dtype={self.dtype}, rows={self.rows}, "
-                f"rank={comm.Get_rank()}/{comm.Get_size()})")
+        odd = self.local.ndim and self.local.shape[1:] != tuple(self.global_shape[1:])
+        block = f", block={self.local.shape}" if odd else ""
+        return (f"DistArray(shape={self.global_shape}, dtype={self.dtype}, rows={self.rows}"
+                f"{block}, rank={comm.Get_rank()}/{comm.Get_size()})")
 
     # communication --------------------------------------------------------------------
     def counts(self) -> np.ndarray:

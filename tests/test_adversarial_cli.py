@@ -399,6 +399,7 @@ def test_cli_case(outcomes, case):
 
 
 # --- the kernel cache directory (issue 13 #17, issue 14) --------------------------------------
+# (HPCPROC_AOT=0: the Numba-compiled kernels, which use the cache; see tests/test_startup.py)
 @pytest.mark.timeout(120)
 def test_world_writable_cache_dir_is_refused_with_one_warning(tmp_path):
     inputs(tmp_path)
@@ -407,7 +408,7 @@ def test_world_writable_cache_dir_is_refused_with_one_warning(tmp_path):
     cache.chmod(0o777)
     before = set(os.listdir(cache))
     res = launch(mpiexec(hpcproc("stats", f"{tmp_path}/in.h5:/x", "--json"), 2), timeout=90,
-                 env={"HPCPROC_CACHE_DIR": cache})
+                 env={"HPCPROC_CACHE_DIR": cache, "HPCPROC_AOT": "0"})
     assert res.returncode == 0, res.describe()
     assert not same(first_json(res.stdout), numpy_stats(X))
     warned = [ln for ln in res.stderr.splitlines() if str(cache) in ln or "HPCPROC_CACHE_DIR" in ln]
@@ -421,7 +422,7 @@ def test_new_cache_dir_is_private(tmp_path):
     inputs(tmp_path)
     cache = tmp_path / "fresh" / "cache"
     res = launch(mpiexec(hpcproc("stats", f"{tmp_path}/in.h5:/x", "--json"), 2), timeout=90,
-                 env={"HPCPROC_CACHE_DIR": cache})
+                 env={"HPCPROC_CACHE_DIR": cache, "HPCPROC_AOT": "0"})
     assert res.returncode == 0, res.describe()
     assert cache.is_dir(), "cache directory not created"
     mode = stat.S_IMODE(cache.stat().st_mode)
@@ -433,7 +434,8 @@ def test_cache_dir_that_is_a_file_is_named(tmp_path):
     inputs(tmp_path)
     (tmp_path / "cachefile").write_text("x")
     res = launch(mpiexec(hpcproc("stats", f"{tmp_path}/in.h5:/x", "--json"), 2), timeout=90,
-                 env={"HPCPROC_CACHE_DIR": tmp_path / "cachefile"})
+                 env={"HPCPROC_CACHE_DIR": tmp_path / "cachefile",
+                      "HPCPROC_AOT": "0"})
     if res.returncode == 0:  # fell back to a private directory: says so once
         assert not same(first_json(res.stdout), numpy_stats(X))
         assert sum("HPCPROC_CACHE_DIR" in ln for ln in res.stderr.splitlines()) == 1, \

@@ -103,3 +103,25 @@ def test_dist_table_mismatched_lengths_one_rank(comm):
     cols = {"a": np.zeros(4), "b": np.zeros(3 if comm.rank == bad else 4)}
     with pytest.raises(ShapeMismatchError, match="different lengths"):
         hp.DistTable.from_local(cols, comm)
+
+
+def test_replacing_local_with_another_trailing_shape_is_caught(comm):
+    """``x.local`` replaced by a block of another trailing shape (same rows) after the
+    array was verified: a reduction must refuse it, not count 1.5x the elements."""
+    from hpcproc.errors import ArgumentMismatchError
+
+    x = hp.DistArray.from_global(np.arange(30.0), comm)
+    assert hp.stats(x)["count"] == 30
+    wide = np.stack([x.local, x.local], axis=1)
+    if comm.rank == 0:
+        x.local = wide  # on one rank only: the ranks' arguments differ
+        expect = ArgumentMismatchError if comm.size > 1 else ShapeMismatchError
+    else:
+        expect = ArgumentMismatchError
+    with pytest.raises(expect):
+        hp.stats(x)
+    x.local = wide  # on every rank: the blocks are not blocks of a (30,) array
+    with pytest.raises(ShapeMismatchError, match=r"trailing shape \(2,\) but the array's"):
+        hp.histogram(x, 5, range=(0, 30))
+    x.local = wide[:, 0].copy()
+    assert hp.stats(x)["sum"] == np.arange(30.0).sum()

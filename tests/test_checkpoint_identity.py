@@ -169,6 +169,52 @@ def test_every_checkpoint_command_refuses_a_changed_input(tmp_path, command):
     _one_error_line(again, "changed since it was saved", str(path))
 
 
+@pytest.mark.parametrize("command", ["sort", "groupby"])
+def test_swapped_key_and_value_is_another_run(tmp_path, command):
+    """The same columns in other roles (key <-> value) are another computation: the saved
+    result of the first must not be written for the second."""
+    path = tmp_path / "kv.h5"
+    with h5py.File(path, "w") as f:
+        f["a"] = np.array([3, 1, 2, 0] * 50)
+        f["b"] = np.arange(200)[::-1] * 10
+    ck = tmp_path / "ck"
+
+    def argv(key, value, out):
+        if command == "sort":
+            return ["sort", f"{path}:/{key}", "--with", f"/{value}", "--out", out,
+                    "--checkpoint", ck]
+        return ["groupby", path, "--key", f"/{key}", "--value", f"/{value}", "--out", out,
+                "--checkpoint", ck]
+
+    first = run(hpcproc_cmd(*argv("a", "b", tmp_path / "1.h5")), ranks=2, timeout=120)
+    assert first.returncode == 0, first.stderr
+    second = run(hpcproc_cmd(*argv("b", "a", tmp_path / "2.h5")), ranks=2, timeout=120)
+    _one_error_line(second, "another")
+    assert not (tmp_path / "2.h5").exists()
+
+
+@pytest.mark.parametrize("option", ["--out", "--trace"])
+def test_an_output_inside_the_checkpoint_directory_is_refused(tmp_path, option):
+    """--out (or --trace) naming a file of the checkpoint a resume reads would corrupt it."""
+    path = tmp_path / "k.h5"
+    _keys(path)
+    ck = tmp_path / "ck"
+    argv = ["sort", f"{path}:/key", "--with", "/value", "--checkpoint", ck]
+    first = run(hpcproc_cmd(*argv, "--out", tmp_path / "out.h5"), ranks=2, timeout=120)
+    assert first.returncode == 0, first.stderr
+    inside = ck / "step-000000000001" / "rank-00000.h5"
+    before = inside.read_bytes()
+    extra = ["--out", inside] if option == "--out" else ["--out", tmp_path / "o2.h5",
+                                                         "--trace", inside]
+    again = run(hpcproc_cmd(*argv, *extra), ranks=2, timeout=120)
+    lines = [ln for ln in again.stderr.splitlines() if ln.strip()]
+    assert again.returncode == 2 and len(lines) == 1, again.stderr
+    assert f"{option} {inside} is inside the --checkpoint directory" in lines[0]
+    assert inside.read_bytes() == before
+    verify = run(hpcproc_cmd("ckpt", "verify", ck), timeout=120)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
 def _lineage_inputs(path):
     with h5py.File(path) as f:
         rec = json.loads(f["key"].attrs["hpcproc_lineage"])

@@ -65,3 +65,33 @@ def test_shape_and_dtype_mismatch(comm, shared_tmp):
     assert r["differing"] == 0 and not r["same_dtype"] and not r["equal"]
     with pytest.raises(ValueError, match="rtol"):
         hp.diff(pa, "/x", pb, "/x", comm=comm, rtol=-1)
+
+
+@pytest.mark.parametrize("dtype_a,dtype_b", [("i8", "i8"), ("u8", "u8"), ("u8", "i8")])
+def test_integers_beyond_2_53_compare_exactly(comm, shared_tmp, dtype_a, dtype_b):
+    """IDs and nanosecond times differ by one where float64 cannot tell them apart."""
+    base = np.array([2**62, 7, 1_800_000_000_000_000_000, 3], dtype=np.int64)
+    a = np.resize(base, 3001).astype(dtype_a)
+    b = a.astype(dtype_b)
+    b[[0, 2002]] += 1  # +1 beyond 2**53 (float64 spacing there is 512 and 256)
+    pa, pb = _files(comm, shared_tmp, a, b)
+    r = hp.diff(pa, "/x", pb, "/x", comm=comm, block_bytes=4096)
+    want = np.flatnonzero(a.astype(object) != b.astype(object))
+    assert r["differing"] == len(want) == 2 and r["first"] == [[i] for i in want]
+    assert r["max_abs_diff"] == 1.0 and not r["equal"]
+    assert hp.diff(pa, "/x", pb, "/x", comm=comm, atol=1)["differing"] == 0
+    assert hp.diff(pa, "/x", pb, "/x", comm=comm, atol=0.5)["differing"] == 2
+
+
+def test_nan_against_a_number_has_no_abs_difference(comm, shared_tmp):
+    a = np.array([np.nan, 1.0, np.inf, 4.0])
+    b = np.array([2.0, 1.0, -np.inf, 4.0])
+    pa, pb = _files(comm, shared_tmp, a, b)
+    r = hp.diff(pa, "/x", pb, "/x", comm=comm)
+    assert r["differing"] == 2 and r["max_abs_diff"] == np.inf  # inf against -inf
+    r = hp.diff(pa, "/x", pa, "/x", comm=comm)
+    assert r["differing"] == 0 and r["max_abs_diff"] is None
+    c = np.array([2.0, 1.0, np.inf, 4.0])  # only NaN against 2.0 differs: no |a - b|
+    _, pc = _files(comm, shared_tmp, a, c)
+    r = hp.diff(pa, "/x", pc, "/x", comm=comm)
+    assert r["differing"] == 1 and r["max_abs_diff"] is None

@@ -48,7 +48,8 @@ def data_file(tmp_path_factory):
 
 def _stats(data_file, cache, ranks=2, **env):
     out = run(hpcproc_cmd("stats", f"{data_file}:/x", "--json", "--no-progress"),
-              ranks=ranks, timeout=180, env={"HPCPROC_CACHE_DIR": str(cache), **env})
+              ranks=ranks, timeout=180,
+              env={"HPCPROC_CACHE_DIR": str(cache), "HPCPROC_AOT": "0", **env})  # Numba's cache
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     ref = h5py.File(data_file)["x"][...]
@@ -181,6 +182,7 @@ def test_default_dir_created_private(data_file, tmp_path):
     directories made for it are 0700 even with a permissive umask."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HPCPROC_CACHE"))}
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    env["HPCPROC_AOT"] = "0"  # Numba-compiled kernels, which use the cache
     code = ("import os, numpy as np, hpcproc as hp; os.umask(0o002); "
             "print(hp.stats(hp.DistArray.from_global(np.arange(5.0)))['sum'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

@@ -35,7 +35,8 @@ def _launch(tmp_path, ranks, cache_dir, cache="1"):
     script = tmp_path / "compile_once.py"
     script.write_text(COMPILE_SCRIPT)
     out = run([sys.executable, str(script)], ranks=ranks, timeout=180, check=True,
-              env={"HPCPROC_CACHE_DIR": str(cache_dir), "HPCPROC_CACHE": cache})
+              env={"HPCPROC_CACHE_DIR": str(cache_dir), "HPCPROC_CACHE": cache,
+                   "HPCPROC_AOT": "0"})  # the Numba (JIT) path: no ahead-of-time kernels
     return json.loads(out.stdout)
 
 

@@ -109,6 +109,48 @@ def test_external_link_records_the_real_file(comm, linked):
     np.testing.assert_array_equal(_gather(comm, x), DATA)
 
 
+def _odd_types(path):
+    """HDF5 number types numpy has no layout for: HDF5 converts them on read."""
+    from h5py import h5d, h5s, h5t
+
+    values = np.arange(-50, 50, dtype=np.int32) * 1000
+    with h5py.File(path, "w") as f:
+        for name, base, set_up, data in (
+                ("i20", h5t.STD_I32LE, lambda t: t.set_precision(20), values),
+                ("i16_at_8", h5t.STD_I32LE,
+                 lambda t: (t.set_precision(16), t.set_offset(8)), values // 1000),
+                ("f32_bias", h5t.IEEE_F32LE, lambda t: t.set_ebias(100),
+                 np.arange(100, dtype=np.float32) - 20.5)):
+            t = base.copy()
+            set_up(t)
+            for chunks in (None, (7,)):
+                dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+                if chunks:
+                    dcpl.set_chunk(chunks)
+                d = h5d.create(f.id, f"{name}_{'chunked' if chunks else 'contiguous'}".encode(),
+                               t, h5s.create_simple((100,)), dcpl=dcpl)
+                d.write(h5s.ALL, h5s.ALL, data)
+
+
+@pytest.mark.mpi
+def test_converted_number_types_read_as_h5py(comm, shared_tmp):
+    """Reduced precision, a bit offset, another exponent bias: the raw bytes are not the
+    values, so the direct path must not read them (it read 1047576 for -1000)."""
+    path = str(shared_tmp / "types.h5")
+    on_root(comm, _odd_types, path)
+    with h5py.File(path, "r") as f:
+        names = sorted(f)
+        want = {n: f[n][()] for n in names}
+    for name in names:
+        x = hp.read(path, name, comm=comm)
+        np.testing.assert_array_equal(_gather(comm, x), want[name], err_msg=name)
+        s = hp.stats((path, name), comm=comm)
+        assert (s["min"], s["max"]) == (want[name].min(), want[name].max()), name
+        assert s["sum"] == want[name].astype(np.float64).sum(), name
+    with pytest.raises(ValueError, match="converted HDF5 number type"):
+        hp.read(path, "i20_contiguous", comm=comm, method="direct")
+
+
 @pytest.mark.mpi
 def test_userblock_direct_read(comm, linked):
     path = linked / "userblock.h5"

@@ -279,3 +279,33 @@ def test_a_lone_failure_inside_steps_always_prints_its_message(tmp_path, ranks):
         where = f"rank {rank}: " if rank else ""
         assert f"hpcproc: error: {where}lone failure on rank {rank} at step 2" \
             in proc.stderr, (rank, proc.returncode, proc.stdout, proc.stderr)
+
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_sigint_while_mpi_starts_ends_the_job_at_once(tmp_path, ranks):
+    """SIGINT to one rank as soon as hpcproc's handlers exist (before MPI_Init and the abort
+    guard): that rank ends with one line and the launcher ends the others (the job hung
+    until the launcher's timeout when the KeyboardInterrupt was raised inside MPI's
+    start-up). With --checkpoint, a caught SIGUSR1 shows the handlers are installed."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["x"] = np.arange(1000.0)
+    log = tmp_path / "out.log"
+    proc = _start([MPIEXEC, "-n", str(ranks), *hpcproc_cmd(
+        "stats", f"{tmp_path}/d.h5:/x", "--checkpoint", tmp_path / "ck")], log)
+    try:
+        pids = _ranks(proc.pid, ranks, "hpcproc")
+        _wait_caught(pids[-1:])
+        t0 = time.monotonic()
+        os.kill(pids[-1], signal.SIGINT)
+        code = _finish(proc, timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        _finish(proc, timeout=5)
+    text = log.read_text()
+    assert code != 0 and took < 30, (code, took, text)
+    assert "hpcproc: error:" in text and "interrupted" in text, text
+    assert "Traceback" not in text, text

@@ -22,6 +22,8 @@ import subprocess
 import threading
 import time
 
+from .. import _interrupt
+
 __all__ = ["SignalFlag", "install_signal_handlers", "install_interrupt_guard",
            "parse_duration", "job_end_time"]
 
@@ -58,7 +60,9 @@ def install_signal_handlers(signals=DEFAULT_SIGNALS) -> None:
 
 
 def install_interrupt_guard(grace: float = 10.0) -> None:
-    """SIGINT raises ``KeyboardInterrupt`` as usual, and if the process still runs
+    """SIGINT raises ``KeyboardInterrupt`` inside :func:`hpcproc.abort_on_error` (which
+    ends the whole job); before it (MPI starting) the interrupt is remembered and raised
+    when the guard is entered. If the process still runs
     ``grace`` seconds later (Python swallows an exception raised while it runs a
     ``__del__`` or a weakref callback: "Exception ignored in ..."), a watchdog thread
     prints one line and ends the process with SIGINT's default action, so the launcher
@@ -70,6 +74,12 @@ def install_interrupt_guard(grace: float = 10.0) -> None:
         timer = threading.Timer(grace, _die, args=(signum,))
         timer.daemon = True
         timer.start()
+        if not _interrupt.guarded():
+            # MPI is starting (or the imports before it): a KeyboardInterrupt raised here
+            # could not reach the other ranks, which would wait in MPI_Init for this one
+            # forever. The abort guard raises it as soon as it is entered.
+            _interrupt.request()
+            return
         raise KeyboardInterrupt
 
     interrupted.raises_interrupt = True  # like Python's default: temp-file guards take over

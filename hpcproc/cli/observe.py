@@ -17,6 +17,7 @@ import json
 import os
 import sys
 
+from ..errors import UsageError
 from .common import dumps, echo
 
 __all__ = ["add_global_options", "run_observed", "check_outputs"]
@@ -97,6 +98,20 @@ def check_outputs(comm, *options) -> None:
     root_call(check, comm)
 
 
+def check_outside_checkpoint(args) -> None:
+    """Refuse an output file (``--out``, ``--trace``, ``--plot``) inside the ``--checkpoint``
+    directory: it could replace a step's file that a resume reads. Same on every rank."""
+    directory = getattr(args, "checkpoint", None)
+    if not directory:
+        return
+    top = os.path.realpath(directory)
+    for opt, value in (("--out", getattr(args, "out", None)), ("--trace", args.trace),
+                       ("--plot", args.phase_plot)):
+        if value and os.path.commonpath([top, os.path.realpath(value)]) == top:
+            raise UsageError(f"{opt} {value} is inside the --checkpoint directory "
+                             f"{directory}: write it elsewhere")
+
+
 def run_observed(command, args, comm) -> int:
     """Run ``command(args, comm)`` with logging, phase timing, report and progress."""
     from ..observe import log as _log
@@ -107,6 +122,7 @@ def run_observed(command, args, comm) -> int:
     check_outputs(comm, ("--trace", args.trace),  # hist's own --plot is the histogram
                   ("--phase-plot" if args.command == "hist" else "--plot", args.phase_plot))
     check_side_outputs(args, comm)  # a --trace/--plot file never replaces an input
+    check_outside_checkpoint(args)
     verbosity = -1 if args.quiet else args.verbose
     _log.configure(verbosity)
     rank = comm.Get_rank()

@@ -197,7 +197,7 @@ def cmd_sort(args, comm) -> int:
         args, comm, [(path, columns)],
         lambda t: sort(t, by, ascending=not args.descending,
                        memory_budget=args.memory_budget), "sort",
-        {"descending": bool(args.descending)},
+        {"descending": bool(args.descending), "by": by},
         like={name: (path, d) for name, d in columns.items()})  # units, netCDF dims
 
 
@@ -220,7 +220,8 @@ def cmd_groupby(args, comm) -> int:
         return g.agg({v: aggs for v in values}) if values else g.size()
 
     return run_table_command(args, comm, [(args.input, columns)], op, "groupby",
-                             {"agg": aggs, "strategy": args.strategy})
+                             {"agg": aggs, "strategy": args.strategy, "key": key,
+                              "values": values})
 
 
 COMMANDS = {"sort": cmd_sort, "groupby": cmd_groupby}

@@ -19,6 +19,11 @@ def add_parsers(sub) -> None:
     st.add_argument("--timings", action="store_true", help="print read/compute times")
     st.add_argument("--exact", action="store_true", help="reproducible: exact sums, "
                     "bit-identical sum/mean/std for any rank count and block size (slower)")
+    st.add_argument("--hist", type=integer(1), metavar="BINS", help="also a BINS-bin "
+                    "histogram (hp.describe): over --range in the same read, else over "
+                    "[min, max] (a second read)")
+    st.add_argument("--range", type=real(), nargs=2, metavar=("MIN", "MAX"),
+                    help="with --hist: the histogram range (one read of the data)")
     add_read_options(st, parse_size)
     add_scan_checkpoint_options(st)
 
@@ -55,6 +60,8 @@ def cmd_stats(args, comm) -> int:
     targets = [split(t) for t in args.targets]
     if args.exact and args.checkpoint:
         raise UsageError("--exact cannot be combined with --checkpoint")
+    if args.hist or args.range:
+        return cmd_describe(args, comm, targets)
     results = []
     for i, (path, name) in enumerate(targets):
         if args.checkpoint:
@@ -120,13 +127,52 @@ def cmd_hist(args, comm) -> int:
         return 0
     lines = []
     for r in results:
-        c, e = r["counts"], r["edges"]
-        top = max(c) or 1
-        lines.append(f"{r['target']}  ({sum(c)} values in range)")
-        for i, n in enumerate(c):
-            close = "]" if i == len(c) - 1 else ")"
-            lines.append(f"  [{e[i]:>12.6g}, {e[i + 1]:>12.6g}{close} {n:>12d} "
-                         f"{'#' * round(40 * n / top)}")
+        lines.append(f"{r['target']}  ({sum(r['counts'])} values in range)")
+        lines += _bars(r["counts"], r["edges"])
+    echo("\n".join(lines), comm)
+    return 0
+
+
+def _bars(c, e) -> list:
+    top = max(c, default=0) or 1
+    return [f"  [{e[i]:>12.6g}, {e[i + 1]:>12.6g}{']' if i == len(c) - 1 else ')'} {n:>12d} "
+            f"{'#' * round(40 * n / top)}" for i, n in enumerate(c)]
+
+
+def cmd_describe(args, comm, targets) -> int:
+    """``hpcproc stats --hist BINS``: statistics and histogram from one read
+    (:func:`hpcproc.describe`)."""
+    import time
+
+    from ..compute.describe import describe
+
+    if not args.hist:
+        raise UsageError("--range needs --hist BINS")
+    if args.range is not None and not args.range[0] <= args.range[1]:
+        raise UsageError(f"--range MIN MAX needs MIN <= MAX, got {args.range}")
+    if args.checkpoint:
+        raise UsageError("--hist cannot be combined with --checkpoint")
+    results = []
+    for path, name in targets:
+        t0 = time.perf_counter()
+        with about(f"{path}:{name}"):
+            r = describe((path, name), args.hist, args.range, ddof=args.ddof, comm=comm,
+                         block_bytes=args.block_bytes, method=args.method,
+                         mask_and_scale=not args.raw, exact=args.exact)
+        results.append({"target": f"{path}:{name}", **r,
+                        "seconds": comm.allreduce(time.perf_counter() - t0, op=max)})
+    if args.json:
+        echo(dumps(results if len(results) > 1 else results[0]), comm)
+        return 0
+    lines = []
+    for r in results:
+        lines.append(r["target"])
+        lines += [f"  {k:8s} {_fmt(r[k])}" for k in ("count", "sum", "mean", "std", "min", "max")]
+        if args.timings:
+            lines.append(f"  time     {r['seconds']:.3f} s ({r['passes']} read"
+                         f"{'s' if r['passes'] > 1 else ''} of the data)")
+        lines.append(f"  histogram ({sum(r['counts'])} values in range)")
+        lines += _bars(r["counts"], r["edges"])
     echo("\n".join(lines), comm)
     return 0
 

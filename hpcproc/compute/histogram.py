@@ -17,7 +17,7 @@ from ..observe.phases import phase
 __all__ = ["histogram", "histogram2d"]
 
 
-def _check_bins(bins, name="bins"):
+def check_bins(bins, name="bins"):
     if isinstance(bins, str):
         raise ValueError(f"{name}: only an integer or an array of edges is supported, "
                          f"not {bins!r}")
@@ -37,7 +37,7 @@ def _check_bins(bins, name="bins"):
     return edges
 
 
-def _nbins(b) -> int:
+def nbins_of(b) -> int:
     return b if isinstance(b, int) else len(b) - 1
 
 
@@ -89,7 +89,7 @@ def auto_range(src, dtype):
     return (np.array(s["min"], dtype)[()], np.array(s["max"], dtype)[()])
 
 
-def _edge_args(edges):
+def edge_args(edges):
     """Edges as the kernels compare them, whether they are uniform, and 1 / bin width.
 
     Integer edges stay integers (numpy compares integer data with them exactly, also
@@ -110,12 +110,12 @@ def _edge_args(edges):
     return e, uniform, (norm if uniform else 0.0)
 
 
-def _edge_dtype(dtype):
+def edge_dtype(dtype):
     """The dtype numpy computes edges for (it histograms bool data as uint8)."""
     return np.dtype(np.uint8) if dtype == np.bool_ else dtype
 
 
-def _flat(a):
+def flat_block(a):
     """A kernel block: contiguous, 1-D, native (:func:`to_kernel`), bool as uint8."""
     from ..kernels._dtypes import to_kernel
     a = to_kernel(np.ascontiguousarray(a).reshape(-1))
@@ -136,10 +136,10 @@ def _local_weights(x, weights, comm):
             raise ValueError(f"weights block shape {weights.local.shape} differs from x's "
                              f"{x.local.shape}")
     check_all(check, comm)
-    return _flat(weights.local).astype(np.float64, copy=False)
+    return flat_block(weights.local).astype(np.float64, copy=False)
 
 
-def _allreduce(arr, comm):
+def allreduce_counts(arr, comm):
     with phase("wait", sent=arr.nbytes):
         lib_comm(comm).Allreduce(MPI.IN_PLACE, arr, op=MPI.SUM)
     return arr
@@ -165,24 +165,24 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
     from ..kernels import _hist_nb as nb
     from ..kernels._engine import ensure_compiled, map_threads, signature_of, split_rows
 
-    bins = _check_bins(bins)
+    bins = check_bins(bins)
     range = check_range(range)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
     comm = src.comm
-    check_memory(_nbins(bins), comm)
+    check_memory(nbins_of(bins), comm)
     w = _local_weights(x, weights, comm)
-    dtype = _edge_dtype(src.dtype if src.dtype is not None else np.dtype(np.float64))
+    dtype = edge_dtype(src.dtype if src.dtype is not None else np.dtype(np.float64))
     if isinstance(bins, int) and range is None:
         if not src.multipass:
             raise ValueError("range=None needs a pass for the min and max: give range= or "
                              "edges, or pass the file and dataset instead of hp.blocks(...)")
         range = auto_range(src, dtype)
     edges = np.histogram_bin_edges(np.empty(0, dtype), bins, range=range)
-    e, uniform, norm = _edge_args(edges)
+    e, uniform, norm = edge_args(edges)
     nbins = e.size - 1
     out = np.zeros(nbins, dtype=np.int64 if w is None else np.float64)
     for block in src.blocks():
-        flat = _flat(block)
+        flat = flat_block(block)
         if w is None:
             ensure_compiled(nb.hist1d, signature_of(flat, e, uniform, norm, out), comm)
         else:
@@ -200,7 +200,7 @@ def histogram(x, bins=10, range=None, weights=None, comm=None,
         with phase("compute"):
             for part in map_threads(run, split_rows(flat.shape[0])):  # in order: deterministic
                 out += part
-    return _allreduce(out, comm), edges
+    return allreduce_counts(out, comm), edges
 
 
 @collective("hp.histogram2d")
@@ -222,10 +222,10 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
         pair = tuple(bins) if len(bins) == 2 else (bins, bins)  # numpy's rule
     except TypeError:
         pair = (bins, bins)
-    pair = tuple(_check_bins(b, f"bins[{i}]") for i, b in enumerate(pair))
+    pair = tuple(check_bins(b, f"bins[{i}]") for i, b in enumerate(pair))
     ranges = [None, None] if range is None else [check_range(r) for r in range]
     comm = x.comm
-    nx, ny = _nbins(pair[0]), _nbins(pair[1])
+    nx, ny = nbins_of(pair[0]), nbins_of(pair[1])
     check_memory(nx * ny, comm, f"bins=({nx:,}, {ny:,})")
 
     def check():
@@ -234,7 +234,7 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
                              f"{y.local.shape}")
     check_all(check, comm)
     w = _local_weights(x, weights, comm)
-    sample = np.empty((0, 2), _edge_dtype(np.result_type(x.dtype, y.dtype)))
+    sample = np.empty((0, 2), edge_dtype(np.result_type(x.dtype, y.dtype)))
     for i, (b, a) in enumerate(zip(pair, (x, y))):
         if isinstance(b, int) and ranges[i] is None:
             ranges[i] = auto_range(open_source(a), sample.dtype)
@@ -243,8 +243,8 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
         if isinstance(b, int) and not np.all(np.isfinite(e)):  # float16 max - min overflows
             raise ValueError(f"Too many bins for data range. Cannot create {b} finite-sized "
                              f"bins (coordinate {i}, {e.dtype} edges overflow).")
-    (ax, ux, nx), (ay, uy, ny) = _edge_args(ex), _edge_args(ey)
-    fx, fy = _flat(x.local), _flat(y.local)
+    (ax, ux, nx), (ay, uy, ny) = edge_args(ex), edge_args(ey)
+    fx, fy = flat_block(x.local), flat_block(y.local)
     out = np.zeros((ax.size - 1, ay.size - 1), dtype=np.int64 if w is None else np.float64)
     with phase("compute"):
         if w is None:
@@ -254,4 +254,4 @@ def histogram2d(x, y, bins=10, range=None, weights=None, comm=None):
             ensure_compiled(nb.hist2d_weighted,
                             signature_of(fx, fy, w, ax, ux, nx, ay, uy, ny, out), comm)
             nb.hist2d_weighted(fx, fy, w, ax, ux, nx, ay, uy, ny, out)
-    return _allreduce(out, comm).astype(np.float64), ex, ey
+    return allreduce_counts(out, comm).astype(np.float64), ex, ey

@@ -1,6 +1,6 @@
 """Resumable ``stats`` of a dataset: ``hpcproc stats FILE:DSET --checkpoint DIR``.
 
-The scan is plain ``stats``' scan (:func:`hpcproc.stats.stats_file`): the same blocks of
+The scan is plain ``stats``' scan (:func:`hpcproc.compute.stats.stats_file`): the same blocks of
 ``hp.blocks``, the same Numba kernel per block and the same merges, with each rank's
 running state saved between blocks. The checkpoint holds every rank's state (one row per
 rank of a DistArray: the kernel's float64 state and the exact integer sum/min/max), the

@@ -14,7 +14,7 @@ from ..observe.phases import phase
 __all__ = ["stats", "stats_file"]
 
 
-def _check(axis, ddof, skipna, exact=False) -> None:
+def check_args(axis, ddof, skipna, exact=False) -> None:
     if axis not in (None, 0):
         raise ValueError(f"axis must be None or 0, got {axis!r}")
     if not isinstance(ddof, (int, np.integer)) or ddof < 0:
@@ -120,7 +120,7 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
         results correctly rounded to float64 (``std = sqrt(var)``), bit-identical for
         any number of ranks, block size and thread count. Slower (see docs/kernels.md).
     """
-    _check(axis, ddof, skipna, exact)
+    check_args(axis, ddof, skipna, exact)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
     return run_source(src, axis, ddof, skipna, time.perf_counter(), bool(exact))[0]
 
@@ -135,7 +135,7 @@ def stats_file(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
     (kernel compilation or cache load, this rank) and total, max over
     ranks) and ``bytes`` (bytes processed).
     """
-    _check(axis, ddof, skipna, exact)
+    check_args(axis, ddof, skipna, exact)
     from ..kernels._engine import compile_seconds
 
     t0, c0 = time.perf_counter(), compile_seconds()

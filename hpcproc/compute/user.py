@@ -209,7 +209,7 @@ def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20, *,
     (``"f.h5:/x"``) or an ``hp.blocks`` iterator (streamed, bounded memory). A file
     dataset is CF-decoded unless ``mask_and_scale=False`` (missing values are NaN).
     """
-    from ..kernels._engine import KernelCompileError, ensure_compiled, signature_of
+    from ..kernels._engine import KernelCompileError, ensure_compiled, numba_signature
 
     src = open_source(x, comm, block_bytes, mask_and_scale=mask_and_scale)
     comm = src.comm
@@ -218,7 +218,7 @@ def reduce(block_fn, merge_fn, x, comm=None, block_bytes: int = 64 << 20, *,
     state = None
     for block in src.blocks():
         block = _local(block)
-        sig = signature_of(block)
+        sig = numba_signature((block,), typeof=True)
         ensure_compiled(bdisp, sig, comm, what=_name(block_fn))
         rtype = bdisp.overloads[sig].signature.return_type
         ensure_compiled(mdisp, (rtype, rtype), comm, what=_name(merge_fn))

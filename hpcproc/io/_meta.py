@@ -53,6 +53,10 @@ class DatasetInfo:
     #: the other files the data is read from: a virtual dataset's source files, external
     #: raw storage files (absolute paths, :func:`hpcproc.io._links.data_files`)
     sources: tuple = ()
+    #: the stored numbers have numpy's layout (full-precision integers, IEEE floats), so
+    #: their raw bytes are the values; False for HDF5 types with a reduced precision, a
+    #: bit offset or another exponent bias, which HDF5 must convert (never read raw)
+    plain_type: bool = True
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -73,7 +77,8 @@ class DatasetInfo:
     @property
     def direct_readable(self) -> bool:
         """True when raw bytes can be read straight from the file (no HDF5 in the loop)."""
-        return self.layout == "contiguous" and self.offset is not None and not self.filters
+        return (self.layout == "contiguous" and self.offset is not None and not self.filters
+                and self.plain_type)
 
     @property
     def files(self) -> tuple:
@@ -212,7 +217,25 @@ def inspect_dataset(path: str, name: str) -> DatasetInfo:
             dtype=dset.dtype.str, layout=layout, chunks=dset.chunks,
             filters=tuple(str(code) for code in pipeline), offset=offset,
             attrs=cf.read_attrs(dset), file_size=st.st_size, mtime_ns=st.st_mtime_ns,
-            lineage=_lineage_attr(dset), sources=sources)
+            lineage=_lineage_attr(dset), sources=sources,
+            plain_type=_plain_type(dset.id.get_type()))
+
+
+def _plain_type(tid) -> bool:
+    """True when values of the HDF5 type ``tid`` are stored as numpy stores them."""
+    if isinstance(tid, h5py.h5t.TypeEnumID):
+        return _plain_type(tid.get_super())
+    if isinstance(tid, h5py.h5t.TypeCompoundID):
+        return all(_plain_type(tid.get_member_type(i)) for i in range(tid.get_nmembers()))
+    if isinstance(tid, h5py.h5t.TypeIntegerID):
+        return tid.get_precision() == 8 * tid.get_size() and tid.get_offset() == 0
+    if isinstance(tid, h5py.h5t.TypeFloatID):
+        ieee = {2: h5py.h5t.IEEE_F16LE, 4: h5py.h5t.IEEE_F32LE, 8: h5py.h5t.IEEE_F64LE}
+        std = ieee.get(tid.get_size())
+        layout = (lambda t: (t.get_fields(), t.get_ebias(), t.get_norm(), t.get_precision(),
+                             t.get_offset(), t.get_inpad(), t.get_pad()))
+        return std is not None and layout(tid) == layout(std)
+    return True
 
 
 def _lineage_attr(dset):

@@ -39,8 +39,10 @@ def strategy(info: DatasetInfo, method: str = "auto") -> str:
             return "direct"
         return "chunked" if info.layout == "chunked" else "h5py"
     if method == "direct" and not info.direct_readable:
-        raise ValueError(f"method='direct' needs a contiguous, unfiltered, allocated dataset; "
-                         f"{info.name!r} is {info.layout} with filters {list(info.filters)}")
+        raise ValueError(f"method='direct' needs a contiguous, unfiltered, allocated dataset "
+                         f"of a plain number type; {info.name!r} is {info.layout} with "
+                         f"filters {list(info.filters)}"
+                         + ("" if info.plain_type else " and a converted HDF5 number type"))
     if method == "chunked" and info.layout != "chunked":
         raise ValueError(f"method='chunked' needs a chunked dataset; {info.name!r} is "
                          f"{info.layout}")

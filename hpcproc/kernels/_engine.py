@@ -6,7 +6,9 @@ rank: the first rank of every node (``MPI_Comm_split_type(COMM_TYPE_SHARED)``) c
 and writes the cache while the others wait at a barrier on the node communicator, then
 load it. Numba writes cache files to a temporary name and renames them, so leaders of
 different nodes sharing a file system never expose a partial file. A compile error is
-raised on every rank of the communicator (never a hang).
+raised on every rank of the communicator (never a hang). A built-in kernel with an
+ahead-of-time build for the signature (:mod:`._aot`) needs neither Numba nor the node
+protocol. No Numba import here until a kernel needs compiling.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from mpi4py import MPI
 from ..comm import check_all, lib_comm, node_comm
 from ..errors import HpcprocError
 from ..observe.phases import phase
-from ._numba import CACHE, CONFIG_ERROR, get_threads, numba
+from . import _aot
+from ._kernel import Kernel
+from ._threads import CONFIG_ERROR, get_threads
 
 __all__ = ["KernelCompileError", "ensure_compiled", "compile_stats",
            "split_rows", "signature_of"]
@@ -54,14 +58,36 @@ class KernelCompileError(HpcprocError, TypeError):
     """A function could not be compiled by Numba for the given argument types."""
 
 
+class ArgKeys(tuple):
+    """A signature as argument keys (``"f8a1"``, ``"i8"``...: :func:`._aot.arg_key`),
+    made without importing Numba; :func:`numba_signature` turns it into Numba types."""
+
+
 def signature_of(*args) -> tuple:
-    """Numba argument types of ``args`` (arrays are typed as writable C arrays)."""
-    sig = []
-    for a in args:
-        if isinstance(a, np.ndarray):
-            sig.append(numba.types.Array(numba.from_dtype(a.dtype), a.ndim, "C"))
-        else:
-            sig.append(numba.typeof(a))
+    """The argument types of ``args`` for :func:`ensure_compiled` (arrays are typed as
+    writable C arrays): an :class:`ArgKeys` for numbers and numeric arrays (no Numba
+    import), else a tuple of Numba types."""
+    keys = [_aot.arg_key(a) for a in args]
+    if None not in keys:
+        return ArgKeys(keys)
+    return numba_signature(args, typeof=True)
+
+
+def _key_type(numba, key: str):
+    dtype, _, ndim = key.partition("a")
+    t = numba.from_dtype(np.dtype(dtype))
+    return numba.types.Array(t, int(ndim), "C") if ndim else t
+
+
+def numba_signature(sig, typeof: bool = False) -> tuple:
+    """``sig`` as a tuple of Numba types (``typeof``: ``sig`` holds argument values)."""
+    from ._numba import load
+    numba = load()
+    if typeof:
+        return tuple(numba.types.Array(numba.from_dtype(a.dtype), a.ndim, "C")
+                     if isinstance(a, np.ndarray) else numba.typeof(a) for a in sig)
+    if isinstance(sig, ArgKeys):
+        return tuple(_key_type(numba, k) for k in sig)
     return tuple(sig)
 
 
@@ -69,8 +95,13 @@ def _name(disp) -> str:
     return getattr(disp, "__qualname__", None) or getattr(disp.py_func, "__qualname__", "kernel")
 
 
-def _compile(disp, sig, what: str):
+def _label(disp, sig) -> str:
+    return f"{_name(disp)}{tuple(str(t) for t in sig)}"
+
+
+def _compile(disp, sig, what: str, label: str):
     """Compile (or load from cache) one signature; a KernelCompileError if impossible."""
+    from ._numba import CACHE
     hits = sum(disp.stats.cache_hits.values()) if CACHE and disp._can_compile else 0
     try:
         disp.compile(sig)
@@ -83,7 +114,7 @@ def _compile(disp, sig, what: str):
             f"use only numpy/math operations Numba supports (nopython mode).\n"
             f"Numba said: {type(exc).__name__}: {detail}") from None
     loaded = CACHE and sum(disp.stats.cache_hits.values()) > hits
-    _HOW[f"{_name(disp)}{tuple(str(t) for t in sig)}"] = "cache" if loaded else "compiled"
+    _HOW[label] = "cache" if loaded else "compiled"
 
 
 def _idle_barrier(comm, poll: float = 0.002) -> None:
@@ -100,22 +131,33 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
     Collective (the first time for a given kernel and signature; a local check after).
     Every rank must pass the same kernel and signature. With caching on, the first rank
     of each node compiles and writes the cache, the others wait and then load it.
-    Raises :class:`KernelCompileError` on every rank when compilation fails.
+    Raises :class:`KernelCompileError` on every rank when compilation fails. A built-in
+    :class:`~._kernel.Kernel` with an ahead-of-time build for ``sig`` needs no
+    compilation: only the configuration is agreed (a bad ``HPCPROC_THREADS`` raises).
     """
     key, ready = (id(disp), sig), _ready(comm)
     if key in ready:
         return
+    label = _label(disp, sig)
+    if isinstance(disp, Kernel):
+        if isinstance(sig, ArgKeys) and disp.aot and _aot.find(disp, tuple(sig)) is not None:
+            _HOW[label] = "aot"
+            check_all(_check_config, comm)  # the agreed error of a bad HPCPROC_THREADS
+            ready.add(key)
+            return
+        disp = disp.dispatcher
+    sig = numba_signature(sig)
+    from ._numba import CACHE
     cached = CACHE and type(getattr(disp, "_cache", None)).__name__ != "NullCache"
 
     def local():
-        if CONFIG_ERROR is not None:  # e.g. HPCPROC_THREADS=0, the same on every rank
-            raise CONFIG_ERROR
+        _check_config()
         node = node_comm(comm)
         leader = node.Get_rank() == 0
         error = None
         if leader or not cached:
             try:
-                _compile(disp, sig, what)
+                _compile(disp, sig, what, label)
             except KernelCompileError as exc:
                 error = exc
         if cached and node.Get_size() > 1:
@@ -124,7 +166,7 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
             if not leader:
                 if message is not None:
                     raise KernelCompileError(message)
-                _compile(disp, sig, what)
+                _compile(disp, sig, what, label)
         if error is not None:
             raise error
 
@@ -137,13 +179,19 @@ def ensure_compiled(disp, sig: tuple, comm=None, what: str = "") -> None:
     ready.add(key)
 
 
+def _check_config() -> None:
+    if CONFIG_ERROR is not None:  # e.g. HPCPROC_THREADS=0, the same on every rank
+        raise CONFIG_ERROR
+
+
 def compile_seconds() -> float:
     """Seconds this rank has spent obtaining compiled kernels so far (not collective)."""
     return _COMPILE_SECONDS[0]
 
 
 def compile_stats() -> dict:
-    """How this rank obtained each kernel: ``"compiled"`` or loaded from ``"cache"``."""
+    """How this rank obtained each kernel: ``"compiled"``, loaded from ``"cache"``, or
+    ahead-of-time compiled at install (``"aot"``)."""
     return dict(_HOW)
 
 

@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from ._aot import REALS, signatures
 from ._numba import kernel
 
 COUNT, NAN, PINF, NINF, MIN, MAX = range(6)
@@ -213,7 +214,7 @@ def _chunk(xb, m, mn, mx, sq_exact, hb, lb, acc, mm, j):
     return adds
 
 
-@kernel
+@kernel(aot=signatures("{x}[:, ::1], i8[:, ::1], f8[:, ::1], b1", x=REALS))
 def exact_2d(x, out, mm, sq_exact):
     """Accumulate every column of the 2-D array ``x`` into the rows of ``out`` (min and
     max into the float64 rows of ``mm``)."""

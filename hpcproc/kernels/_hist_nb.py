@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._aot import REALS, signatures
 from ._numba import kernel
+
+# float64 edges (integer edges, given by the user for integer data, are compiled by Numba)
+_1D = "{x}[::1], f8[::1], b1, f8"
+_2D = "{x}[::1], {x}[::1], f8[::1], b1, f8, f8[::1], b1, f8"
 
 
 @kernel
@@ -43,7 +48,7 @@ def find_bin(v, edges, uniform, norm):
     return lo
 
 
-@kernel
+@kernel(aot=signatures(_1D + ", i8[::1]", x=REALS))
 def hist1d(x, edges, uniform, norm, counts):
     for i in range(x.shape[0]):
         b = find_bin(x[i], edges, uniform, norm)
@@ -51,7 +56,7 @@ def hist1d(x, edges, uniform, norm, counts):
             counts[b] += 1
 
 
-@kernel
+@kernel(aot=signatures("{x}[::1], f8[::1], f8[::1], b1, f8, f8[::1]", x=REALS))
 def hist1d_weighted(x, w, edges, uniform, norm, out):
     for i in range(x.shape[0]):
         b = find_bin(x[i], edges, uniform, norm)
@@ -59,7 +64,7 @@ def hist1d_weighted(x, w, edges, uniform, norm, out):
             out[b] += w[i]
 
 
-@kernel
+@kernel(aot=signatures(_2D + ", i8[:, ::1]", x=REALS))
 def hist2d(x, y, ex, ux, nx, ey, uy, ny, counts):
     for i in range(x.shape[0]):
         a = find_bin(x[i], ex, ux, nx)
@@ -69,7 +74,8 @@ def hist2d(x, y, ex, ux, nx, ey, uy, ny, counts):
                 counts[a, b] += 1
 
 
-@kernel
+@kernel(aot=signatures("{x}[::1], {x}[::1], f8[::1], f8[::1], b1, f8, f8[::1], b1, f8, "
+                       "f8[:, ::1]", x=REALS))
 def hist2d_weighted(x, y, w, ex, ux, nx, ey, uy, ny, out):
     for i in range(x.shape[0]):
         a = find_bin(x[i], ex, ux, nx)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._aot import INTS, REALS, signatures
 from ._numba import kernel
 
 COUNT, NAN, SUM, COMP, MEAN, M2, MIN, MAX = range(8)
@@ -120,7 +121,7 @@ def _chunk_m2(x, r0, r1, mean):
     return m0 + m1
 
 
-@kernel
+@kernel(aot=signatures("{x}[::1], f8[:, ::1]", x=REALS))
 def moments_1d(x, out):
     """Accumulate all elements of the 1-D array ``x`` into ``out[0]``.
 
@@ -159,7 +160,7 @@ def moments_1d(x, out):
         _merge_row(out, 0, cnt, nan, s, mean, m2, mn, mx)
 
 
-@kernel
+@kernel(aot=signatures("{x}[:, ::1], f8[:, ::1]", x=REALS))
 def moments_2d(x, out):
     """Accumulate every column of the 2-D array ``x`` into the rows of ``out``."""
     n, k = x.shape
@@ -200,7 +201,8 @@ def moments_2d(x, out):
             _merge_row(out, j, cnt[j], nan[j], s[j], mean[j], m2[j], mn[j], mx[j])
 
 
-@kernel
+@kernel(aot=signatures("{x}[:, ::1], i8[:, ::1]", x=INTS[:4] + ("u1",))  # bool as u1
+        + signatures("{x}[:, ::1], u8[:, ::1]", x=INTS[4:]))
 def int_extras(x, out):
     """Exact integer sum (in ``out``'s type, int64 or uint64, wrapping like numpy), min
     and max of each column."""

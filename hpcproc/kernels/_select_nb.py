@@ -12,7 +12,10 @@ import math
 
 import numpy as np
 
+from ._aot import INTS, REALS, signatures
 from ._numba import kernel
+
+_U = INTS[4:]  # keys are read through an unsigned view of the data
 
 DIGIT = 16
 BUCKETS = 1 << DIGIT
@@ -48,7 +51,7 @@ def find_prefix(prefixes, h):
     return lo if prefixes[lo] == h else -1
 
 
-@kernel
+@kernel(aot=signatures("{u}[::1], i8, u8, u8, u8, u8, u8, u8[::1], i8[:, ::1]", u=_U))
 def radix_counts(u, mode, sign, maskw, top, infbits, shift, prefixes, counts):
     """Add to ``counts[p, digit]`` the keys whose bits above ``shift + 16`` equal
     ``prefixes[p]`` (all keys when ``shift == 48``); returns the NaN count."""
@@ -69,7 +72,7 @@ def radix_counts(u, mode, sign, maskw, top, infbits, shift, prefixes, counts):
     return nan
 
 
-@kernel
+@kernel(aot=signatures("{x}[::1], f8, f8, i8, f8, i8[::1]", x=REALS))
 def sketch_add(x, log_gamma, log_min, nbuck, min_pos, counts):
     """Add the elements of ``x`` to a log-bucket sketch; returns the NaN count.
 
@@ -101,7 +104,7 @@ def sketch_add(x, log_gamma, log_min, nbuck, min_pos, counts):
     return nan
 
 
-@kernel
+@kernel(aot=signatures("{u}[::1], i8, u8, u8, u8, u8, u8[::1], u8[::1], i8", u=_U))
 def radix_collect(u, mode, sign, maskw, top, infbits, prefixes, out, pos):
     """Copy to ``out[pos:]`` the keys whose top 16 bits are in ``prefixes`` (sorted);
     returns the new ``pos``. NaNs are skipped."""

@@ -26,19 +26,30 @@ def _method(info) -> str:
 
 
 def _compare(a: np.ndarray, b: np.ndarray, rtol: float, atol: float):
-    """Boolean mask of differing elements, and the abs/rel differences where they differ."""
+    """Boolean mask of differing elements, and the abs/rel differences where they differ.
+
+    Integers are compared exactly (int64 IDs and nanosecond times beyond 2**53 differ by
+    one as well): the differences of unequal elements are computed with Python integers,
+    and compared exactly with the tolerance; they are reported rounded to float64."""
     if a.dtype.kind in "fc" or b.dtype.kind in "fc":
         af, bf = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
         with np.errstate(invalid="ignore", over="ignore"):
             delta = np.abs(af - bf)
             same = (delta <= atol + rtol * np.abs(bf)) | (np.isnan(af) & np.isnan(bf)) \
                 | (af == bf)
-        rel_base = np.abs(bf)
-    else:  # integers: exact arithmetic in int64/uint64 wherever possible
-        delta = np.abs(a.astype(np.float64) - b.astype(np.float64))
-        same = (a == b) | (delta <= atol + rtol * np.abs(b.astype(np.float64)))
-        rel_base = np.abs(b.astype(np.float64))
-    return ~same, delta, rel_base
+        return ~same, delta, np.abs(bf)
+    differs = a != b
+    delta = np.zeros(a.shape, np.float64)
+    if differs.any():
+        exact = np.abs(a[differs].astype(object) - b[differs].astype(object))
+        base = np.abs(b[differs].astype(object))
+        if atol or rtol:  # Python compares an int with a float exactly
+            within = np.array([d <= atol + rtol * float(v) for d, v in zip(exact, base)],
+                              dtype=bool)
+            differs[differs] = ~within
+            exact = exact[~within]
+        delta[differs] = exact.astype(np.float64)
+    return differs, delta, np.abs(b.astype(np.float64))
 
 
 def _accumulate(xa, xb, rtol, atol, limit, first, count, max_abs, max_rel):
@@ -50,7 +61,9 @@ def _accumulate(xa, xb, rtol, atol, limit, first, count, max_abs, max_rel):
     if n:
         count += n
         d = delta[differs]
-        max_abs = max(max_abs, float(np.nanmax(d)) if not np.all(np.isnan(d)) else math.nan)
+        d = d[~np.isnan(d)]  # NaN against a number differs, with no |a - b| to report
+        if d.size:
+            max_abs = max(max_abs, float(d.max()))
         with np.errstate(divide="ignore", invalid="ignore"):
             r = d / base[differs]
         r = r[~np.isnan(r)]
@@ -86,7 +99,8 @@ def diff(a_path: str, a_dset: str, b_path: str, b_dset: str, rtol: float = 0.0,
     dict
         ``equal`` (bool), ``shape``/``dtype`` of both, ``same_shape``, ``same_dtype``,
         ``compared`` (elements), ``differing``, ``max_abs_diff``, ``max_rel_diff``
-        (over differing elements, relative to ``|b|``; ``None`` when nothing differs),
+        (over differing elements, relative to ``|b|``; ``None`` when nothing differs or
+        only NaN against a number does; integers are compared exactly),
         ``first`` (index tuples of the first differing elements). Identical on every rank.
         Datasets of different shapes are not compared element-wise (``equal`` False).
     """
@@ -135,7 +149,8 @@ def diff(a_path: str, a_dset: str, b_path: str, b_dset: str, rtol: float = 0.0,
     total = sum(e[0] for e in every)
     result.update(
         compared=int(np.prod(ia.shape, dtype=np.int64)), differing=total,
-        max_abs_diff=max((e[1] for e in every), default=-1.0) if total else None,
+        max_abs_diff=(max(e[1] for e in every) if total and max(e[1] for e in every) >= 0
+                      else None),
         max_rel_diff=(max(e[2] for e in every) if total and max(e[2] for e in every) >= 0
                       else None),
         first=[list(i) for e in every for i in e[3]][:limit])
@@ -155,7 +170,8 @@ def format_diff(r: dict) -> str:
     lines.append(f"compared   {r['compared']} elements (rtol {r['rtol']}, atol {r['atol']})")
     lines.append(f"differing  {r['differing']}")
     if r["differing"]:
-        lines.append(f"max |a-b|  {r['max_abs_diff']:.6g}")
+        if r["max_abs_diff"] is not None:
+            lines.append(f"max |a-b|  {r['max_abs_diff']:.6g}")
         if r["max_rel_diff"] is not None:
             lines.append(f"max rel    {r['max_rel_diff']:.6g}")
         lines.append("first      " + ", ".join(str(tuple(i)) for i in r["first"]))

@@ -4,13 +4,14 @@ The shuffle kernels use the same configuration as every other hpcproc kernel
 (:mod:`hpcproc.kernels._numba`): cached on disk in ``HPCPROC_CACHE_DIR`` unless
 ``HPCPROC_CACHE=0``, ``nogil=True``. Numba writes cache files under temporary names and
 renames them into place, so ranks that compile concurrently do not corrupt the cache.
+Numba is imported when a kernel first runs without an ahead-of-time build.
 """
 
 from __future__ import annotations
 
-from ..kernels._numba import CACHE, kernel
+from ..kernels._numba import kernel
 
-__all__ = ["jit", "CACHE"]
+__all__ = ["jit"]
 
 
 def jit(fn):

@@ -141,7 +141,7 @@ def runs(hosts, tmp_path_factory):
         d = base / layout
         d.mkdir()
         # A fresh kernel cache per layout, so compile-once-per-node is observable.
-        env = {"HPCPROC_CACHE_DIR": str(base / f"cache-{layout}")}
+        env = {"HPCPROC_CACHE_DIR": str(base / f"cache-{layout}"), "HPCPROC_AOT": "0"}
         before = hosts.counters()
         if layout == "one":
             proc = run([PY, str(PROG), "run", str(ind), str(d)], ranks=4,

@@ -1,0 +1,90 @@
+"""Numba kernels of the one-pass describe: moments, histogram and sketch fused per slice.
+
+A block is processed in slices of ``SLICE`` elements (a multiple of the moment kernel's
+chunk; 256 KiB of float64: the slice stays in the L2 cache while it is visited several
+times). Each slice goes through the existing kernels, called, not copied:
+
+* :func:`._moments_nb.moments_1d` accumulates the moment state. The slices start at
+  multiples of the moment chunk, so the state is bit-identical to the one
+  ``moments_1d(block, state)`` computes (``hp.stats`` calls exactly that);
+* the histogram counts the slice with :func:`._hist_nb.find_bin` (numpy's rules), into
+  ``SUBS`` interleaved sub-histograms (consecutive increments of one bin never wait for
+  each other); :func:`fold_subs` adds them up;
+* :func:`._select_nb.sketch_add` adds the slice to the quantile sketch when one is given.
+
+``moments=False``, an empty ``subs`` (0 bins) or ``sketch`` (0 entries) skips that part.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ._numba import kernel
+from . import _hist_nb as hnb
+from . import _moments_nb as mnb
+from . import _select_nb as snb
+
+__all__ = ["SLICE", "SUBS", "describe_1d", "fold_subs"]
+
+SLICE = mnb.CHUNK * 32
+SUBS = 2
+
+
+@kernel
+def _hist_slice(x, r0, r1, edges, uniform, norm, subs):
+    for i in range(r0, r1):
+        b = hnb.find_bin(x[i], edges, uniform, norm)
+        if b >= 0:
+            subs[i & 1, b] += 1
+
+
+@kernel
+def describe_1d(x, state, moments, edges, uniform, norm, subs, log_gamma, log_min, nbuck,
+                min_pos, sketch):
+    """Moments of ``x`` into ``state`` (``(1, 8)``; skipped unless ``moments``), its
+    histogram into ``subs`` (``(SUBS, bins)``, int64) and its sketch into ``sketch``
+    (the arguments of ``sketch_add``); returns the sketch's NaN count (0 without one)."""
+    n = x.shape[0]
+    hist = subs.shape[1] > 0
+    sk = sketch.shape[0] > 0
+    nan = 0
+    for r0 in range(0, n, SLICE):
+        r1 = min(n, r0 + SLICE)
+        part = x[r0:r1]
+        if moments:
+            mnb.moments_1d(part, state)
+        if hist:
+            _hist_slice(x, r0, r1, edges, uniform, norm, subs)
+        if sk:
+            nan += snb.sketch_add(part, log_gamma, log_min, nbuck, min_pos, sketch)
+    return nan
+
+
+def _stamp_callees(kern, modules) -> None:
+    """Make ``disp``'s on-disk cache stale when a module it calls into changes.
+
+    Numba keys a cached kernel on the modification time and size of its own file only,
+    but these kernels compile the kernels of other modules into themselves: without
+    this, editing ``_moments_nb.py`` would leave a cached ``describe_1d`` running the old
+    moment code. The callees' stamps are added to the cache's source stamp (a Numba
+    internal, checked here: if it ever moves, caching still works as before).
+    """
+    def stamp(disp):
+        f = getattr(getattr(disp, "_cache", None), "_cache_file", None)
+        if f is None or not hasattr(f, "_source_stamp"):  # caching off
+            return
+        stamps = tuple((os.stat(m.__file__).st_mtime, os.stat(m.__file__).st_size)
+                       for m in modules)
+        f._source_stamp = (f._source_stamp, stamps)
+    kern.on_dispatcher(stamp)  # when Numba is first needed for it (kernels are lazy)
+
+
+_stamp_callees(_hist_slice, (hnb,))
+_stamp_callees(describe_1d, (hnb, mnb, snb))
+
+
+def fold_subs(subs: np.ndarray) -> np.ndarray:
+    """The histogram counts: the sum of the sub-histograms."""
+    return subs.sum(axis=0)
