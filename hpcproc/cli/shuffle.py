@@ -13,7 +13,8 @@ from ..errors import UsageError
 from .common import dumps, echo, split
 from .types import parse_size
 
-__all__ = ["add_parsers", "COMMANDS", "check_side_outputs", "column_names", "run_table_command"]
+__all__ = ["add_parsers", "COMMANDS", "check_side_outputs", "column_names", "input_files",
+           "run_table_command"]
 
 
 def add_parsers(sub) -> None:
@@ -42,28 +43,50 @@ def add_parsers(sub) -> None:
                        "table in DIR; run again, skip straight to writing --out")
 
 
+def input_files(pairs, comm, named=()) -> list:
+    """The files named in ``named`` and every file a read of each ``(FILE, dataset)`` of
+    ``pairs`` depends on (the file behind links, VDS sources, external raw files: see
+    :func:`hpcproc.io.read_files`). Collective: rank 0 looks, one broadcast."""
+    from ..comm import root_call
+    from ..io import read_files
+
+    return root_call(lambda: list(dict.fromkeys(
+        [*named, *(f for path, name in pairs for f in read_files(path, name))])), comm)
+
+
 def check_side_outputs(args, comm) -> None:
-    """Refuse ``--trace``/``--plot`` files that are files named by any other argument
-    (an input, ``--out``), before the command runs. Collective."""
+    """Refuse ``--trace``/``--plot`` files (and ``hist --plot``) that are files named by
+    any other argument (an input, ``--out``) or read behind one (``FILE:/dset`` targets,
+    and a file named with dataset arguments such as ``--key``: the file links lead to,
+    VDS sources, external raw files), before the command runs. Collective."""
     import os
 
     from ..io.write import check_output
 
+    hist = getattr(args, "command", None) == "hist"  # its --plot is the histogram's
     sides = {"--trace": getattr(args, "trace", None),
-             "--plot": getattr(args, "phase_plot", None)}
+             "--phase-plot" if hist else "--plot": getattr(args, "phase_plot", None),
+             **({"--plot": getattr(args, "plot", None)} if hist else {})}
     if not any(sides.values()):
         return
-    named = []
+    named, pairs, names = [], [], []
     for key, value in vars(args).items():
-        if key in ("trace", "phase_plot"):
+        if key in ("trace", "phase_plot") or (hist and key == "plot"):
             continue
         for v in value if isinstance(value, list) else [value]:
             if isinstance(v, (str, os.PathLike)):
                 v = os.fspath(v)
-                named += [p for p in {v, v.rsplit(":", 1)[0]} if p and os.path.isfile(p)]
+                path, _, dset = v.rpartition(":")
+                named += [p for p in {v, path} if p and os.path.isfile(p)]
+                if path and dset and os.path.isfile(path):
+                    pairs.append((path, dset))
+                elif v and not os.path.exists(v):
+                    names.append(v)  # perhaps a dataset of a named file (--key /k)
+    pairs += [(path, name) for path in dict.fromkeys(named) for name in names]
+    files = input_files(pairs, comm, named)
     for option, path in sides.items():
         if path:
-            check_output(path, named, comm, option)
+            check_output(path, files, comm, option)
 
 
 def column_names(datasets) -> dict:
@@ -107,6 +130,8 @@ def run_table_command(args, comm, inputs, op, command, options=None, like=None):
     seconds = [0.0, 0.0]
     paths = [path for path, _ in inputs]
     check_output(args.out, paths, comm)  # before anything is read or computed
+    check_output(args.out, input_files([(p, d) for p, columns in inputs
+                                        for d in columns.values()], comm), comm)
     nbytes = _input_bytes(inputs, comm)
     bar = progress.scan(f"{command} {' '.join(paths)}", 3 * nbytes[0], 3 * nbytes[1])
 

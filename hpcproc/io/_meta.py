@@ -17,7 +17,7 @@ import numpy as np
 from ..agreement import collective
 from ..comm import root_call
 from ..errors import DatasetNotFoundError, DtypeError, NotADatasetError
-from . import cf, filters
+from . import _links, cf, filters
 
 __all__ = ["DatasetInfo", "dataset_info", "inspect_dataset", "split_target", "check_numeric"]
 
@@ -50,6 +50,9 @@ class DatasetInfo:
     #: the dataset's ``hpcproc_lineage`` attribute (raw), read with the metadata so that
     #: the lineage of a read needs no second open of the file (:mod:`hpcproc.io.lineage`)
     lineage: object = None
+    #: the other files the data is read from: a virtual dataset's source files, external
+    #: raw storage files (absolute paths, :func:`hpcproc.io._links.data_files`)
+    sources: tuple = ()
     #: the stored numbers have numpy's layout (full-precision integers, IEEE floats), so
     #: their raw bytes are the values; False for HDF5 types with a reduced precision, a
     #: bit offset or another exponent bias, which HDF5 must convert (never read raw)
@@ -76,6 +79,12 @@ class DatasetInfo:
         """True when raw bytes can be read straight from the file (no HDF5 in the loop)."""
         return (self.layout == "contiguous" and self.offset is not None and not self.filters
                 and self.plain_type)
+
+    @property
+    def files(self) -> tuple:
+        """Every file the data of this dataset is read from: :attr:`path` and
+        :attr:`sources` (an output must be none of them)."""
+        return (self.path, *self.sources)
 
 
 def split_target(target: str) -> tuple[str, str]:
@@ -156,25 +165,31 @@ def _describe_link(f: h5py.File, name: str) -> str:
     return ""
 
 
-def _storage(dset: h5py.Dataset, path: str) -> tuple[str, str]:
-    """``(file, name)`` where the dataset really lives: an external link leads to another
-    file, and every rank (and the direct byte-range path) must read that one."""
-    real = dset.file.filename
+def _storage(f: h5py.File, dset: h5py.Dataset, name: str, path: str) -> tuple[str, str]:
+    """``(file, name)`` where the dataset really lives: links (soft, external, chains of
+    both) can lead to another file, and every rank (and the direct byte-range path) must
+    read that one. The file found by following the links one by one must be the one
+    HDF5 opened, and the name must lead to the same object there."""
     try:
-        same = os.path.samefile(real, path)
+        real, real_name = _links.walk(f, name)
+    except (KeyError, OSError, ValueError) as exc:
+        raise OSError(f"cannot resolve where {name!r} (reached from {path}) is stored: "
+                      f"{exc}") from None
+    try:
+        same = os.path.samefile(real, dset.file.filename)
     except OSError:
         same = False
-    if same:
-        return os.path.abspath(path), dset.name
-    real = os.path.abspath(real)
-    with h5py.File(real, "r") as g:  # check that the name leads to the same object there
-        other = g.get(dset.name)
-        ok = isinstance(other, h5py.Dataset) and \
-            h5py.h5o.get_info(other.id).addr == h5py.h5o.get_info(dset.id).addr
+    # the file HDF5 opened is open already: the name must lead to the same object there
+    other = dset.file.get(real_name) if same else None
+    ok = isinstance(other, h5py.Dataset) and \
+        h5py.h5o.get_info(other.id).addr == h5py.h5o.get_info(dset.id).addr
     if not ok:
-        raise OSError(f"cannot resolve where {dset.name!r} (reached from {path}) is stored: "
-                      f"{real} has no such dataset")
-    return real, dset.name
+        raise OSError(f"cannot resolve where {name!r} (reached from {path}) is stored: "
+                      f"HDF5 reads it from {dset.file.filename}, its links lead to "
+                      f"{real}:{real_name}")
+    if os.path.samefile(real, path):
+        return os.path.abspath(path), dset.name  # no other file: the name as h5py gives it
+    return real, real_name
 
 
 def inspect_dataset(path: str, name: str) -> DatasetInfo:
@@ -193,14 +208,17 @@ def inspect_dataset(path: str, name: str) -> DatasetInfo:
             layout = _LAYOUTS.get(dcpl.get_layout(), "other")
         pipeline = filters.check_available(dcpl, f"dataset {name!r} in {path}")
         offset = dset.id.get_offset() if layout == "contiguous" else None
-        real, real_name = _storage(dset, path)
+        real, real_name = _storage(f, dset, name, path)
+        sources = _links.data_files(real, real_name) if layout in ("virtual", "external") \
+            else ()
         st = os.stat(real)
         return DatasetInfo(
             path=real, name=real_name, shape=tuple(dset.shape),
             dtype=dset.dtype.str, layout=layout, chunks=dset.chunks,
             filters=tuple(str(code) for code in pipeline), offset=offset,
             attrs=cf.read_attrs(dset), file_size=st.st_size, mtime_ns=st.st_mtime_ns,
-            lineage=_lineage_attr(dset), plain_type=_plain_type(dset.id.get_type()))
+            lineage=_lineage_attr(dset), sources=sources,
+            plain_type=_plain_type(dset.id.get_type()))
 
 
 def _plain_type(tid) -> bool:
@@ -234,7 +252,9 @@ def dataset_info(path: str, name: str, comm=None) -> DatasetInfo:
     """Metadata of ``path:name`` read on rank 0 and broadcast. Collective.
 
     Links are followed as h5py follows them: ``path`` and ``name`` of the result are
-    the file and name that hold the dataset's storage (another file for an external link).
+    the file and name that hold the dataset's storage (another file for an external link,
+    or a chain of soft and external links); ``sources`` are the other files its data is
+    read from (a virtual dataset's source files, external raw storage files).
 
     Raises on every rank: ``FileNotFoundError`` / ``OSError`` for a missing or non-HDF5
     file, ``DatasetNotFoundError`` (a ``KeyError``) for a missing dataset, ``OSError``

@@ -83,7 +83,7 @@ def finish(info, start, stop, gathered, local, offset, comm, rules, target, erro
         crc, nbytes = None, sum(g[1] for g in gathered)
     lineage.record_input(info.path, info.name, start, stop,
                             (stop - start,) + tuple(info.shape[1:]), info.native_dtype,
-                            crc, nbytes, facts)
+                            crc, nbytes, facts, info.sources)
     if rules is None:
         return None
     from ..quality.rules import key_values, merge

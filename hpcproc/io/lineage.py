@@ -170,8 +170,11 @@ def _trim(record: dict, depth: int) -> dict:
 
 
 def record_input(path: str, name: str, start: int, stop: int, shape, dtype,
-                 crc: int | None, nbytes: int, facts: dict) -> dict:
-    """Add one input to this process's lineage (same call, same values, on every rank)."""
+                 crc: int | None, nbytes: int, facts: dict, sources=()) -> dict:
+    """Add one input to this process's lineage (same call, same values, on every rank).
+
+    ``sources``: the other files the data was read from (a virtual dataset's source
+    files, external raw files), recorded as ``"sources"`` when there are any."""
     if not _STARTED:
         _STARTED.append(time.time())
     rec = {"file": os.path.abspath(path), "dataset": name, "rows": [int(start), int(stop)],
@@ -180,6 +183,8 @@ def record_input(path: str, name: str, start: int, stop: int, shape, dtype,
            "checksum": None if crc is None else f"crc32:{crc:08x}", "read": _iso(time.time())}
     if "parent" in facts:
         rec["parent"] = facts["parent"]
+    if sources:
+        rec["sources"] = [os.path.abspath(p) for p in sources]
     _INPUTS[(rec["file"], name, int(start), int(stop))] = rec
     return rec
 

@@ -111,8 +111,10 @@ def _skip_identical(path, names, values, comm):
 
 
 def _input_files() -> list[str]:
-    """The files this process has read (its lineage inputs)."""
-    return list(dict.fromkeys(rec["file"] for rec in lineage.inputs()))
+    """The files this process has read (its lineage inputs, with the source files of
+    virtual datasets and external raw files)."""
+    return list(dict.fromkeys(p for rec in lineage.inputs()
+                              for p in (rec["file"], *rec.get("sources", ()))))
 
 
 def _space_needed(arrays, compression, mode) -> int:
