@@ -34,11 +34,12 @@ from mpi4py import MPI
 from ..comm import agree, check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
-from ._exchange import MAX_MESSAGE, exchange
+from ._exchange import MAX_MESSAGE, exchange_runs
 from ._reduce import agg_states, seg_agg_states, seg_merge_states, seg_sum
-from ._localsort import sorted_groups
+from ._localsort import group_starts, sorted_groups
+from ._merge import merge_runs, run_counts
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
-from .range import range_partition, splitters
+from .range import splitters
 
 __all__ = ["groupby", "GroupBy", "AGGREGATES", "DENSE_LIMIT"]
 
@@ -214,13 +215,16 @@ class GroupBy:
             for s, arr in zip(("cnt", "sum", "min", "max"), st[:4 if mm else 2]):
                 part[f"{s}:{col}"] = arr
         del perm, starts, payload
-        pk = [part[f"k{j}"] for j in range(len(names))]
-        dest = range_partition(pk, splitters(pk, comm, tiebreak=False))
-        got, info = exchange(part, dest, comm, memory_budget=self.memory_budget,
-                             max_message=self.max_message, validate=False)
-        del part, dest
+        # the partial states are sorted by key: the rows bound for each rank are one slice
+        S = splitters([part[f"k{j}"] for j in range(len(names))], comm, tiebreak=False)
+        got, info = exchange_runs(part, run_counts(keys, S, lib_comm(comm).Get_size()), comm,
+                                  memory_budget=self.memory_budget,
+                                  max_message=self.max_message)
+        del part, keys
         K2 = np.ascontiguousarray(np.stack([got[f"k{j}"] for j in range(len(names))], axis=1))
-        perm, starts, keys = sorted_groups(K2)
+        perm = merge_runs(K2, info["received"])  # one sorted run from every rank
+        starts = group_starts(K2, perm)
+        keys = K2[perm[starts[:-1]]]
         ng = keys.shape[0]
         size = np.zeros(ng, np.int64)
         seg_sum(perm, starts, got["size"], size)
