@@ -3,7 +3,7 @@
 Groups come from :func:`._localsort.sorted_groups` (a radix sort of the key rows): group
 ``g`` is the rows ``perm[starts[g]:starts[g + 1]]``. ``seg_agg_states`` /
 ``seg_merge_states`` / ``seg_sum`` reduce values per group into mergeable states (count of
-non-NaN values, sum, min, max; ``agg_states`` does the same from per-row group ids, for
+non-NaN values, sum, min, max; ``dense_states`` does the same from the key itself, for
 the dense group-by). ``match_groups`` merges two sorted key sets and ``expand_pairs``
 lists the (left, right) row pairs of a join.
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["match_groups", "spread", "agg_states", "seg_agg_states", "seg_merge_states",
+__all__ = ["match_groups", "spread", "dense_count", "dense_states", "seg_agg_states", "seg_merge_states",
            "seg_sum", "expand_pairs"]
 
 
@@ -57,20 +57,34 @@ def spread(perm, starts, values):
 
 
 @jit
-def agg_states(gid, vals, cnt, sm, mn, mx, minmax):
-    """Accumulate ``vals`` per group: non-NaN count, sum, and (if ``minmax``) min, max.
-    NaN values are skipped."""
-    for i in range(gid.shape[0]):
+def dense_count(key, lo, size):
+    """``size[key - lo] += 1`` per row (``key - lo`` wraps: ``lo`` of a uint64 key is
+    given as the int64 of the same bits, the key viewed as int64)."""
+    for i in range(key.shape[0]):
+        size[np.uint64(np.int64(key[i]) - lo)] += 1
+
+
+@jit
+def dense_states(key, lo, vals, size, count_rows, nan, sm, mn, mx, minmax):
+    """One pass of the dense group-by over group ``key - lo`` (see :func:`dense_count`):
+    rows per group into ``size`` (when ``count_rows``), NaN values per group into
+    ``nan`` (the non-NaN count is ``size - nan``: one increment per row fewer), the
+    sum of the other values, and min/max when ``minmax``. Values are widened to the
+    accumulators' type on the fly (no converted copy of the column)."""
+    for i in range(key.shape[0]):
+        g = np.uint64(np.int64(key[i]) - lo)  # unsigned: no negative-index wraparound
+        if count_rows:
+            size[g] += 1
         v = vals[i]
-        if v == v:
-            g = gid[i]
-            cnt[g] += 1
-            sm[g] += v
-            if minmax:
-                if v < mn[g]:
-                    mn[g] = v
-                if v > mx[g]:
-                    mx[g] = v
+        if v != v:
+            nan[g] += 1
+            continue
+        sm[g] += v
+        if minmax:
+            if v < mn[g]:
+                mn[g] = v
+            if v > mx[g]:
+                mx[g] = v
 
 
 @jit

@@ -35,7 +35,7 @@ from ..comm import agree, check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange_runs
-from ._reduce import agg_states, seg_agg_states, seg_merge_states, seg_sum
+from ._reduce import dense_count, dense_states, seg_agg_states, seg_merge_states, seg_sum
 from ._localsort import group_starts, sorted_groups
 from ._merge import merge_runs, run_counts
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
@@ -165,22 +165,26 @@ class GroupBy:
     def _dense(key, values, spec, bounds, lc):
         lo, hi = bounds
         span = max(0, hi - lo + 1)
-        gid = key.astype(np.int64) - lo
-        # one int64 Allreduce for the row counts and every column's non-NaN count, one per
+        # the key is used as it is (no group-id copy): a uint64 key and its low bound
+        # as int64 bits, so that key - lo wraps to the right group
+        kw = key.view(np.int64) if key.dtype == np.uint64 else key
+        lw = lo - (1 << 64) if lo >= 1 << 63 else lo
+        # one int64 Allreduce for the row counts and every column's NaN count, one per
         # column for the sums, min/max only when asked for
         counts = np.zeros((1 + len(values), span), dtype=np.int64)
-        counts[0] = np.bincount(gid, minlength=span)[:span] if span else 0
+        if not values and key.size:
+            dense_count(kw, lw, counts[0])
         sums, mins = {}, {}
         for j, (col, v) in enumerate(values.items()):
             acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
             st = _init_states(span, acc, mm)
-            st = (counts[1 + j],) + st[1:]
-            agg_states(gid, v.astype(acc, copy=False), *st, mm)
+            if key.size:
+                dense_states(kw, lw, v, counts[0], j == 0, counts[1 + j], *st[1:], mm)
             sums[col] = st[1]
             mins[col] = st[2:]
-        del gid
         lc.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
         size = counts[0]
+        counts[1:] = size - counts[1:]  # NaN counts -> non-NaN counts
         present = np.flatnonzero(size)
         a, b = block_range(present.shape[0], lc.Get_size(), lc.Get_rank())
         mine = present[a:b]
