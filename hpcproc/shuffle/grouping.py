@@ -197,7 +197,8 @@ class GroupBy:
                 lc.Allreduce(MPI.IN_PLACE, mx, op=MPI.MAX)
             states[col] = (counts[1 + j][mine], sums[col][mine],
                            mn[mine] if mn.size else mn, mx[mine] if mx.size else mx)
-        keys = [(mine + lo).astype(key.dtype)]
+        keys = [(mine + lw).view(np.uint64) if key.dtype == np.uint64  # wraps like kw - lw
+                else (mine + lo).astype(key.dtype)]
         return keys, size[mine], states
 
     def _hash(self, columns, names, values, spec, comm):
