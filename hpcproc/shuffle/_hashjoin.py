@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
-from ._kernels import hash_row
+from ._kernels import _mix, hash_row
 
 __all__ = ["hash_join", "PART_ROWS"]
 
@@ -28,30 +28,47 @@ _SLOT_SHIFT = np.uint64(16)    # table slot: hash bits 16..39
 
 
 @jit
+def _hash(K, i, m):
+    """:func:`hash_row` with the one-word case (the common one) unrolled."""
+    if m == 1:
+        return _mix(np.uint64(0x9E3779B97F4A7C15) ^ K[i, 0])
+    return hash_row(K, i, m)
+
+
+@jit
 def _partition(K, bits, order, keys):
     """Stable scatter of the rows of ``K`` into ``2**bits`` partitions by hash: their
-    numbers to ``order``, their key words to ``keys``. Returns the partition offsets."""
+    numbers to ``order``, their key words to ``keys``. Returns the partition offsets.
+    The hash is computed once (the partition of every row kept, 2 bytes a row)."""
     n, m = K.shape
     parts = 1 << bits
     mask = np.uint64(parts - 1)
+    pid = np.empty(n, np.uint16)  # bits <= 16 (see _bits)
     starts = np.zeros(parts + 1, np.int64)
     for i in range(n):
-        starts[np.int64((hash_row(K, i, m) >> _PART_SHIFT) & mask) + 1] += 1
+        p = (_hash(K, i, m) >> _PART_SHIFT) & mask
+        pid[i] = p
+        starts[np.int64(p) + 1] += 1
     for p in range(parts):
         starts[p + 1] += starts[p]
     pos = starts[:-1].copy()
     for i in range(n):
-        p = np.int64((hash_row(K, i, m) >> _PART_SHIFT) & mask)
+        p = np.int64(pid[i])
         q = pos[p]
         pos[p] = q + 1
         order[q] = i
-        for w in range(m):
-            keys[q, w] = K[i, w]
+        if m == 1:
+            keys[q, 0] = K[i, 0]
+        else:
+            for w in range(m):
+                keys[q, w] = K[i, w]
     return starts
 
 
 @jit
 def _same(A, i, B, j):
+    if A.shape[1] == 1:
+        return A[i, 0] == B[j, 0]
     for w in range(A.shape[1]):
         if A[i, w] != B[j, w]:
             return False
@@ -88,7 +105,7 @@ def _probe_all(lkeys, lorder, lstarts, rkeys, rstarts, head, nxt, ordered):
         for s in range(ts):
             table[s] = -1
         for j in range(r1 - 1, r0 - 1, -1):  # backwards: chains come out in right order
-            s = (hash_row(rkeys, j, m) >> _SLOT_SHIFT) & tmask
+            s = (_hash(rkeys, j, m) >> _SLOT_SHIFT) & tmask
             while True:
                 t = table[s]
                 if t < 0:
@@ -101,7 +118,7 @@ def _probe_all(lkeys, lorder, lstarts, rkeys, rstarts, head, nxt, ordered):
                     break
                 s = (s + np.uint64(1)) & tmask
         for k in range(l0, l1):
-            s = (hash_row(lkeys, k, m) >> _SLOT_SHIFT) & tmask
+            s = (_hash(lkeys, k, m) >> _SLOT_SHIFT) & tmask
             found = -1
             while True:
                 t = table[s]
@@ -151,7 +168,7 @@ def _expand(head, lorder, nxt, rorder, total, keep_unmatched):
 
 def _bits(rows: int) -> int:
     b = 0
-    while (PART_ROWS << b) < rows and b < 20:
+    while (PART_ROWS << b) < rows and b < 16:
         b += 1
     return b
 
