@@ -9,12 +9,13 @@ Two strategies, chosen from the data (``strategy="auto"``):
     ``Allreduce`` per state combines them. No shuffle at all.
 ``hash``
     Otherwise: every rank pre-aggregates its rows into one partial state per distinct
-    key (so a heavy key costs one row per rank, not millions); the partial states are
-    range-partitioned by key (sampled splitters; equal keys meet on one rank) with the
-    bounded-memory exchange and merged. Both aggregations find the groups by a compiled
-    radix sort of the keys (:func:`._localsort.sorted_groups`), not a hash table: with
-    many groups every hash-table access is a cache and TLB miss, while the sort's passes
-    run in cache, and the groups come out sorted.
+    key (so a heavy key costs one row per rank, not millions), finding the groups by a
+    compiled radix sort of the keys (:func:`._localsort.sorted_groups`), not a hash
+    table: with many groups every hash-table access is a cache and TLB miss, while the
+    sort's passes run in cache, and the groups come out sorted. Sorted, the states bound
+    for each rank (sampled splitters; equal keys meet on one rank) are one slice, sent
+    as it is (:func:`._exchange.exchange_runs`); every rank then merges the sorted runs
+    it received (:func:`._merge.merge_runs`) and combines equal keys.
 
 Output order (both strategies): one row per distinct key, globally sorted by key in rank
 order (NaN keys last, all NaNs one group), keys in their input dtype. Aggregates skip
