@@ -1,11 +1,10 @@
-"""Compiled group reductions over rows sorted by group, and the join's pair expansion.
+"""Compiled group reductions: over rows sorted by group, and the dense group-by's.
 
 Groups come from :func:`._localsort.sorted_groups` (a radix sort of the key rows): group
 ``g`` is the rows ``perm[starts[g]:starts[g + 1]]``. ``seg_agg_states`` /
 ``seg_merge_states`` / ``seg_sum`` reduce values per group into mergeable states (count of
 non-NaN values, sum, min, max; ``dense_states`` does the same from the key itself, for
-the dense group-by). ``match_groups`` merges two sorted key sets and ``expand_pairs``
-lists the (left, right) row pairs of a join.
+the dense group-by).
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["match_groups", "spread", "dense_count", "dense_states", "seg_agg_states", "seg_merge_states",
-           "seg_sum", "expand_pairs"]
+__all__ = ["dense_count", "dense_states", "seg_agg_states", "seg_merge_states",
+           "seg_sum"]
 
 
 @jit
@@ -25,35 +24,6 @@ def _compare(A, i, B, j):
         if A[i, w] != B[j, w]:
             return -1 if A[i, w] < B[j, w] else 1
     return 0
-
-
-@jit
-def match_groups(A, B):
-    """For every row of ``A``, the index of the equal row of ``B``, or -1. Both are
-    sorted, distinct key rows (``sorted_groups``' keys): one merge pass."""
-    out = np.full(A.shape[0], -1, np.int64)
-    i = j = 0
-    while i < A.shape[0] and j < B.shape[0]:
-        c = _compare(A, i, B, j)
-        if c == 0:
-            out[i] = j
-            i += 1
-            j += 1
-        elif c < 0:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-@jit
-def spread(perm, starts, values):
-    """Per row: ``values`` of its group (group ``g`` is rows ``perm[starts[g]:starts[g+1]]``)."""
-    out = np.empty(perm.shape[0], values.dtype)
-    for g in range(starts.shape[0] - 1):
-        for i in range(starts[g], starts[g + 1]):
-            out[perm[i]] = values[g]
-    return out
 
 
 @jit
@@ -128,31 +98,3 @@ def seg_sum(perm, starts, x, out):
             out[g] += x[perm[i]]
 
 
-@jit
-def expand_pairs(gl, starts, order, keep_unmatched):
-    """Join pairs: for left row i in group ``gl[i]``, one pair per right row of that group
-    (``order[starts[g]:starts[g+1]]``); an unmatched left row gives ``(i, -1)`` when
-    ``keep_unmatched``. Returns ``(left_index, right_index)``."""
-    n = gl.shape[0]
-    total = 0
-    for i in range(n):
-        g = gl[i]
-        if g >= 0:
-            total += starts[g + 1] - starts[g]
-        elif keep_unmatched:
-            total += 1
-    li = np.empty(total, dtype=np.int64)
-    ri = np.empty(total, dtype=np.int64)
-    p = 0
-    for i in range(n):
-        g = gl[i]
-        if g >= 0:
-            for q in range(starts[g], starts[g + 1]):
-                li[p] = i
-                ri[p] = order[q]
-                p += 1
-        elif keep_unmatched:
-            li[p] = i
-            ri[p] = -1
-            p += 1
-    return li, ri
