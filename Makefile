@@ -105,3 +105,10 @@ bench-scaling: $(STAMP)
 	$(SCALING_MH) bash -c 'trap "tests/multihost/cluster.sh down" EXIT; \
 		tests/multihost/cluster.sh up 2 --rate 1gbit && \
 		$(TIMEOUT) 5400 $(PY) benchmarks/scaling.py $(SCALING_ARGS)'
+
+# General-key shuffles (full-range sort, group-by, join; dense group-by) against Polars
+# (streaming, eager), DuckDB and hand-written mpi4py: benchmarks/results/shuffle_general.md
+.PHONY: bench-shuffle-general
+bench-shuffle-general: $(STAMP)
+	$(PY) -m pip install --quiet -r benchmarks/requirements-shuffle.txt
+	$(TIMEOUT) 5400 $(PY) benchmarks/shuffle_general.py

@@ -30,7 +30,7 @@ from ..errors import ShapeMismatchError
 from ..observe.phases import phase
 from . import _kernels as K
 
-__all__ = ["exchange", "default_memory_budget", "dest_dtype", "MAX_MESSAGE"]
+__all__ = ["exchange", "exchange_runs", "default_memory_budget", "dest_dtype", "MAX_MESSAGE"]
 
 #: Largest message (and byte displacement) of one Alltoallv, in bytes: below 2**31.
 MAX_MESSAGE = (1 << 31) - (1 << 20)
@@ -204,6 +204,47 @@ def exchange(columns, dest, comm=None, *, memory_budget: int | None = None,
                     a = rdisp_out[s] + rlo[s]
                     dst[a:a + rcount[s]] = flat[rdispl[s]:rdispl[s] + rcount[s]]
     return out, {"rounds": int(rounds), "sent": send, "received": recv}
+
+
+def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = None,
+                  max_message: int = MAX_MESSAGE):
+    """:func:`exchange` of rows already grouped by destination. Collective.
+
+    The first ``counts[0]`` rows of every column go to rank 0, the next ``counts[1]`` to
+    rank 1, and so on (sorted rows cut by splitters). No destination array, no scatter
+    pass, no staging buffers: when every column's send and receive side fits one
+    message, one ``Alltoallv`` per column moves it straight from the column into the
+    output (memory speed). Otherwise (more than ``max_message`` bytes) this is
+    :func:`exchange` with the destination array spelled out (bounded rounds). Not
+    validated: internal callers pass agreed, equal-length columns. Returns what
+    :func:`exchange` returns.
+    """
+    lc = lib_comm(comm)
+    size = lc.Get_size()
+    columns = {str(k): np.ascontiguousarray(v) for k, v in columns.items()}
+    send = np.ascontiguousarray(counts, dtype=np.int64)
+    recv = np.empty(size, dtype=np.int64)
+    lc.Alltoall([send, MPI.INT64_T], [recv, MPI.INT64_T])
+    rowbytes = [v.dtype.itemsize * int(np.prod(v.shape[1:], dtype=np.int64))
+                for v in columns.values()]
+    widest = max(rowbytes, default=1)
+    fits = max(int(send.sum()), int(recv.sum())) * widest <= int(max_message)
+    if not lc.allreduce(fits, op=MPI.LAND):
+        dest = np.repeat(np.arange(size, dtype=dest_dtype(size)), send)
+        return exchange(columns, dest, comm, memory_budget=memory_budget,
+                        max_message=max_message, validate=False)
+    sdispl, rdispl = _offsets(send), _offsets(recv)
+    out = {}
+    for (name, col), rb in zip(columns.items(), rowbytes):
+        out[name] = dst = np.empty((int(recv.sum()),) + col.shape[1:], col.dtype)
+        if rb == 0:
+            continue
+        sb = col.reshape(-1).view(np.uint8) if col.size else np.empty(0, np.uint8)
+        rbv = dst.reshape(-1).view(np.uint8) if dst.size else np.empty(0, np.uint8)
+        with phase("exchange", sent=int(send.sum()) * rb):
+            lc.Alltoallv([sb, (send * rb, sdispl * rb), MPI.BYTE],
+                         [rbv, (recv * rb, rdispl * rb), MPI.BYTE])
+    return out, {"rounds": 1, "sent": send, "received": recv}
 
 
 def _check_signatures(sigs) -> None:

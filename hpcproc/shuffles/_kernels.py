@@ -41,7 +41,7 @@ def scatter_round(dest, src, lo, hi, displ, out):
 
 
 @jit
-def _mix(z):
+def mix(z):
     # splitmix64 finaliser: a fast, well-distributed 64-bit mix
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -53,7 +53,7 @@ def hash_row(K, i, m):
     """64-bit hash of the first ``m`` words of row ``i`` of ``K``."""
     h = np.uint64(0x9E3779B97F4A7C15)
     for w in range(m):
-        h = _mix(h ^ K[i, w]) + np.uint64(w)
+        h = mix(h ^ K[i, w]) + np.uint64(w)
     return h
 
 
@@ -72,7 +72,7 @@ def hash_dest(K, size, out):
 
 
 @jit
-def _less_equal(S, j, K, i, gidx, use_gidx):
+def less_equal(S, j, K, i, gidx, use_gidx):
     """Splitter ``S[j]`` <= row ``i`` (lexicographic; the last splitter word is a global
     row index when ``use_gidx``)."""
     m = K.shape[1]
@@ -97,7 +97,7 @@ def range_dest(K, S, gidx, use_gidx, out):
         a, b = 0, nsplit
         while a < b:
             mid = (a + b) >> 1
-            if _less_equal(S, mid, K, i, gidx, use_gidx):
+            if less_equal(S, mid, K, i, gidx, use_gidx):
                 a = mid + 1
             else:
                 b = mid

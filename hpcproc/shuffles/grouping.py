@@ -9,12 +9,13 @@ Two strategies, chosen from the data (``strategy="auto"``):
     ``Allreduce`` per state combines them. No shuffle at all.
 ``hash``
     Otherwise: every rank pre-aggregates its rows into one partial state per distinct
-    key (so a heavy key costs one row per rank, not millions); the partial states are
-    range-partitioned by key (sampled splitters; equal keys meet on one rank) with the
-    bounded-memory exchange and merged. Both aggregations find the groups by a compiled
-    radix sort of the keys (:func:`._localsort.sorted_groups`), not a hash table: with
-    many groups every hash-table access is a cache and TLB miss, while the sort's passes
-    run in cache, and the groups come out sorted.
+    key (so a heavy key costs one row per rank, not millions), finding the groups by a
+    compiled radix sort of the keys (:func:`._localsort.sorted_groups`), not a hash
+    table: with many groups every hash-table access is a cache and TLB miss, while the
+    sort's passes run in cache, and the groups come out sorted. Sorted, the states bound
+    for each rank (sampled splitters; equal keys meet on one rank) are one slice, sent
+    as it is (:func:`._exchange.exchange_runs`); every rank then merges the sorted runs
+    it received (:func:`._merge.merge_runs`) and combines equal keys.
 
 Output order (both strategies): one row per distinct key, globally sorted by key in rank
 order (NaN keys last, all NaNs one group), keys in their input dtype. Aggregates skip
@@ -35,11 +36,12 @@ from ..agreement import agree
 from ..comm import check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
-from ._exchange import MAX_MESSAGE, exchange
-from ._reduce import agg_states, seg_agg_states, seg_merge_states, seg_sum
-from ._localsort import sorted_groups
+from ._exchange import MAX_MESSAGE, exchange_runs
+from ._reduce import dense_count, dense_states, seg_agg_states, seg_merge_states, seg_sum
+from ._localsort import group_starts, sorted_groups
+from ._merge import merge_runs, run_counts
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
-from .range import range_partition, splitters
+from .range import splitters
 
 __all__ = ["groupby", "GroupBy", "AGGREGATES", "DENSE_LIMIT"]
 
@@ -165,22 +167,26 @@ class GroupBy:
     def _dense(key, values, spec, bounds, lc):
         lo, hi = bounds
         span = max(0, hi - lo + 1)
-        gid = key.astype(np.int64) - lo
-        # one int64 Allreduce for the row counts and every column's non-NaN count, one per
+        # the key is used as it is (no group-id copy): a uint64 key and its low bound
+        # as int64 bits, so that key - lo wraps to the right group
+        kw = key.view(np.int64) if key.dtype == np.uint64 else key
+        lw = lo - (1 << 64) if lo >= 1 << 63 else lo
+        # one int64 Allreduce for the row counts and every column's NaN count, one per
         # column for the sums, min/max only when asked for
         counts = np.zeros((1 + len(values), span), dtype=np.int64)
-        counts[0] = np.bincount(gid, minlength=span)[:span] if span else 0
+        if not values and key.size:
+            dense_count(kw, lw, counts[0])
         sums, mins = {}, {}
         for j, (col, v) in enumerate(values.items()):
             acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
             st = _init_states(span, acc, mm)
-            st = (counts[1 + j],) + st[1:]
-            agg_states(gid, v.astype(acc, copy=False), *st, mm)
+            if key.size:
+                dense_states(kw, lw, v, counts[0], j == 0, counts[1 + j], *st[1:], mm)
             sums[col] = st[1]
             mins[col] = st[2:]
-        del gid
         lc.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
         size = counts[0]
+        counts[1:] = size - counts[1:]  # NaN counts -> non-NaN counts
         present = np.flatnonzero(size)
         a, b = block_range(present.shape[0], lc.Get_size(), lc.Get_rank())
         mine = present[a:b]
@@ -193,7 +199,8 @@ class GroupBy:
                 lc.Allreduce(MPI.IN_PLACE, mx, op=MPI.MAX)
             states[col] = (counts[1 + j][mine], sums[col][mine],
                            mn[mine] if mn.size else mn, mx[mine] if mx.size else mx)
-        keys = [(mine + lo).astype(key.dtype)]
+        keys = [(mine + lw).view(np.uint64) if key.dtype == np.uint64  # wraps like kw - lw
+                else (mine + lo).astype(key.dtype)]
         return keys, size[mine], states
 
     def _hash(self, columns, names, values, spec, comm):
@@ -215,13 +222,16 @@ class GroupBy:
             for s, arr in zip(("cnt", "sum", "min", "max"), st[:4 if mm else 2]):
                 part[f"{s}:{col}"] = arr
         del perm, starts, payload
-        pk = [part[f"k{j}"] for j in range(len(names))]
-        dest = range_partition(pk, splitters(pk, comm, tiebreak=False))
-        got, info = exchange(part, dest, comm, memory_budget=self.memory_budget,
-                             max_message=self.max_message, validate=False)
-        del part, dest
+        # the partial states are sorted by key: the rows bound for each rank are one slice
+        S = splitters([part[f"k{j}"] for j in range(len(names))], comm, tiebreak=False)
+        got, info = exchange_runs(part, run_counts(keys, S, lib_comm(comm).Get_size()), comm,
+                                  memory_budget=self.memory_budget,
+                                  max_message=self.max_message)
+        del part, keys
         K2 = np.ascontiguousarray(np.stack([got[f"k{j}"] for j in range(len(names))], axis=1))
-        perm, starts, keys = sorted_groups(K2)
+        perm = merge_runs(K2, info["received"])  # one sorted run from every rank
+        starts = group_starts(K2, perm)
+        keys = K2[perm[starts[:-1]]]
         ng = keys.shape[0]
         size = np.zeros(ng, np.int64)
         seg_sum(perm, starts, got["size"], size)

@@ -9,8 +9,8 @@ Strategies (``strategy="auto"`` picks the first that applies):
     other one: the big side never moves.
 ``hash``
     Both tables are hash-partitioned on the keys (:mod:`.hash`) with the bounded-memory
-    exchange, so equal keys meet on one rank, then joined locally: both sides' keys are
-    radix-sorted into groups and the sorted group keys merged (:func:`_local_join`).
+    exchange, so equal keys meet on one rank, then joined locally (both strategies) by a
+    radix-partitioned hash join whose tables fit the cache (:mod:`._hashjoin`).
 
 Output: the key columns (from the left table), the other left columns, then the other
 right columns (a name already taken gets ``suffix``, default ``"_right"``). Every
@@ -35,8 +35,7 @@ from ..agreement import collective
 from ..comm import check_all, get_comm, lib_comm
 from ._encode import check_key_dtype, encode_keys
 from ._exchange import MAX_MESSAGE, exchange
-from ._localsort import sorted_groups
-from ._reduce import expand_pairs, match_groups, spread
+from ._hashjoin import hash_join
 from ._result import as_columns, key_list, make_result
 from .hash import hash_partition
 
@@ -87,17 +86,6 @@ def _key_cols(lcols, rcols, names):
         lk.append(a)
         rk.append(b)
     return lk, rk
-
-
-def _local_join(Kl, Kr, keep_unmatched):
-    """Pairs of equal keys: both sides radix-sorted into groups, the sorted group keys
-    merged, every left row given its right group (no hash table: 12 bytes per row and
-    the groups' keys, where a table took 50-100 bytes per right row while growing)."""
-    rperm, rstarts, rkeys = sorted_groups(Kr)
-    lperm, lstarts, lkeys = sorted_groups(Kl)
-    gl = spread(lperm, lstarts, match_groups(lkeys, rkeys))
-    del lperm, lstarts, lkeys
-    return expand_pairs(gl, rstarts, rperm, keep_unmatched)
 
 
 def _output(lcols, rcols, names, li, ri, keep_unmatched, suffix):
@@ -175,7 +163,7 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     lk, rk = _key_cols(lcols, rcols, names)
     Kl, Kr = encode_keys(lk), encode_keys(rk)
     del lk, rk
-    li, ri = _local_join(Kl, Kr, keep)
+    li, ri = hash_join(Kl, Kr, keep, ordered=side is not None)
     del Kl, Kr
     out = _output(lcols, rcols, names, li, ri, keep, suffix)
     return make_result(out, comm, "table", {
