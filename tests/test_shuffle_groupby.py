@@ -152,3 +152,23 @@ def test_groupby_uint64_and_big_endian_keys(comm):
     g = r.allgather()
     np.testing.assert_array_equal(g["k"], np.unique(b))
     np.testing.assert_array_equal(g["v_count"], np.unique(b, return_counts=True)[1])
+
+
+@pytest.mark.parametrize("strategy", ["auto", "hash", "dense"])
+@pytest.mark.parametrize("dtype", ["i8", "u8", "i4"])
+def test_mean_of_large_integers_does_not_wrap(comm, strategy, dtype):
+    """The mean of integers is numpy's (a float64 sum), although their sum wraps like
+    numpy's int64/uint64 sum: 4 x 2**62 has sum 0 in int64 but mean 2**62."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    k = rng.integers(0, 5, 600)
+    top = np.full(600, info.max, dtype) - rng.integers(0, 1000, 600).astype(dtype)
+    v = np.where(rng.random(600) < 0.5, top, np.array(info.max // 3, dtype))
+    r = hp.groupby(split({"k": k, "v": v}, comm, "uneven"), "k",
+                   strategy=strategy).agg(v=["mean", "sum", "count"]).gather()
+    r = comm.bcast(r, root=0)
+    assert sorted(r) == ["k", "v_count", "v_mean", "v_sum"]  # no helper column leaks
+    for i, key in enumerate(r["k"]):
+        sel = v[k == key]
+        np.testing.assert_allclose(r["v_mean"][i], np.mean(sel), rtol=1e-13)  # sum order
+        assert r["v_sum"][i] == np.sum(sel)  # the integer sum wraps as numpy's does

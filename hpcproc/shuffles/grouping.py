@@ -129,23 +129,33 @@ class GroupBy:
         lc = lib_comm(comm)
         t0 = time.perf_counter()
         values = {c: columns[c] for c in spec}
+        # the mean of integers is taken from a float64 sum, as numpy's mean is (their
+        # integer sum wraps, like numpy's sum): a float64 copy travels as one more value
+        floats = {c: f"\0float64 {c}" for c, aggs in spec.items()
+                  if "mean" in aggs and columns[c].dtype.kind in "biu"}
+        values.update({f: columns[c].astype(np.float64) for c, f in floats.items()})
+        spec_all = {**spec, **{f: ["sum"] for f in floats.values()}}
         dense = None
         if len(names) == 1 and columns[names[0]].dtype.kind in "biu" and self.strategy != "hash":
             dense = self._dense_range(columns[names[0]], lc)
         if self.strategy == "dense" and dense is None:
             dense = (0, -1)  # no rows anywhere: an empty result
         if dense is not None:
-            keys, size, states = self._dense(columns[names[0]], values, spec, dense, lc)
+            keys, size, states = self._dense(columns[names[0]], values, spec_all, dense, lc)
             how, rounds = "dense", 0
         else:
-            keys, size, states, rounds = self._hash(columns, names, values, spec, comm)
+            keys, size, states, rounds = self._hash(columns, names, values, spec_all, comm)
             how = "hash"
         out = dict(zip(names, keys))
         for col, aggs in spec.items():
             cnt, sm, mn, mx = states[col]
             dtype = columns[col].dtype
             for a in aggs:
-                out[f"{col}_{a}"] = _finish(a, cnt, sm, mn, mx, size, dtype)
+                if a == "mean" and col in floats:  # the float64 sum of the values
+                    fcnt, fsum = states[floats[col]][:2]
+                    out[f"{col}_{a}"] = _finish(a, fcnt, fsum, None, None, size, dtype)
+                else:
+                    out[f"{col}_{a}"] = _finish(a, cnt, sm, mn, mx, size, dtype)
         if not spec:
             out["size"] = size
         return make_result(out, comm, "table", {
