@@ -464,7 +464,7 @@ def write_markdown(path: str, res: dict) -> None:
         "| comparison | ratio (of medians) | ratio (median of paired repeats) | target | |",
         "|---|---|---|---|---|",
     ]
-    for name, r in s["ratios"].items():
+    for _name, r in s["ratios"].items():
         tgt = r["target"]
         verdict = "" if tgt is None else ("met" if r["ratio"] >= tgt else "**missed**")
         lines.append(f"| {r['hpcproc']} / {r['baseline']} | {r['ratio']:.2f} | "

@@ -261,7 +261,7 @@ def main(argv=None):
     names = {"w1": "stats + histogram", "w2": "sort", "w3": "group-by (hash)"}
     cfg = {"2": "one host, 2", "4": "one host, 4", "2x1": "2 hosts x 1", "2x2": "2 hosts x 2"}
     order = {"2x1": 0, "2x2": 1, "2": 2, "4": 3}
-    for w, config, p, xp, xm, xb, wp, wm, wb in sorted(
+    for w, config, _, xp, xm, xb, wp, wm, wb in sorted(
             check(result, net, table), key=lambda r: (order[r[1]], r[0])):
         if w == "w1":  # communication of a few hundred bytes: below the noise
             x = f"{xp * 1e3:.2f} ms | {xm * 1e3:.0f} ms (wait + rest) | {xb * 1e3:.0f} ms (wait)"

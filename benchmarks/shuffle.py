@@ -103,7 +103,8 @@ def main(argv=None):
             hp.generate(str(path), kind, n, keys=keys, seed=1, comm=comm)
     # warm up: compile / load every kernel once
     small = hp.DistTable.from_local({"key": np.arange(1000) % 7, "value": np.ones(1000)}, comm)
-    hp.sort(small, "key"); hp.groupby(small, "key").agg(value=["sum", "count"])
+    hp.sort(small, "key")
+    hp.groupby(small, "key").agg(value=["sum", "count"])
     hp.groupby(small, "key", strategy="hash").agg(value=["sum", "count"])
 
     rows = []

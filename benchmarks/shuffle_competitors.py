@@ -64,6 +64,7 @@ def _load():
 # --- hpcproc, inside an MPI job ----------------------------------------------------
 def hp_worker(args):
     from mpi4py import MPI
+
     import hpcproc as hp
     comm = MPI.COMM_WORLD
     paths = _paths(Path(args.data), args.rows)
@@ -71,7 +72,8 @@ def hp_worker(args):
         if not paths[k].exists():
             hp.generate(str(paths[k]), kind, args.rows, keys=keys, seed=1, comm=comm)
     small = hp.DistTable.from_local({"key": np.arange(1000) % 7, "value": np.ones(1000)}, comm)
-    hp.sort(small, "key"); hp.groupby(small, "key").agg(value=["sum", "count"])
+    hp.sort(small, "key")
+    hp.groupby(small, "key").agg(value=["sum", "count"])
 
     def timed(fn):
         comm.Barrier()
@@ -86,13 +88,13 @@ def hp_worker(args):
     runs += [(label + HASH, f, op, "hash") for label, f, op in WORK if op == "groupby"]
     for label, f, op, strategy in runs:
         reads, comps = [], []
-        for i in range(args.repeat + 1):  # the first run (compilation, warm-up) is dropped
+        for _ in range(args.repeat + 1):  # the first run (compilation, warm-up) is dropped
             t, r = timed(lambda: hp.read_table(str(paths[f]), cols, comm=comm))
             reads.append(r)
             if op == "sort":
-                _, c = timed(lambda: hp.sort(t, "key"))
+                _, c = timed(lambda t=t: hp.sort(t, "key"))
             else:
-                _, c = timed(lambda: hp.groupby(t, "key", strategy=strategy).agg(
+                _, c = timed(lambda t=t: hp.groupby(t, "key", strategy=strategy).agg(
                     value=["sum", "count"]))
             comps.append(c)
             del t

@@ -118,7 +118,7 @@ def _mpi_worker(args) -> None:
         run, read = _hand_case(comm, args.workload, path)
     reads, comps, checks = [], [], []
     first = None
-    for i in range(args.repeat + 1):
+    for _ in range(args.repeat + 1):
         comm.Barrier()
         t0 = time.perf_counter()
         state = read()
@@ -234,6 +234,7 @@ def _exchange_rates(comm, rows) -> dict:
     """Bytes per second of MPI_Alltoallv (warm buffers), hp.exchange (random
     destinations) and the contiguous exchange, 16-byte rows, rows / ranks per rank."""
     from mpi4py import MPI
+
     import hpcproc as hp
     from hpcproc.comm import lib_comm
     from hpcproc.shuffles._exchange import exchange_runs
@@ -285,7 +286,7 @@ def _py_worker(args) -> None:
         con.execute(f"SET threads={threads}")
         read, run = _duckdb_case(con, args.workload, path)
     reads, comps, first, check = [], [], None, None
-    for i in range(args.repeat + 1):
+    for _ in range(args.repeat + 1):
         t0 = time.perf_counter()
         state = read()
         t1 = time.perf_counter()

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-
 from support import hpcproc_cmd, on_root, run
 
 STATS = ("count", "nan_count", "sum", "mean", "var", "std", "min", "max")
@@ -260,7 +259,8 @@ def test_fused_kernel_cache_follows_its_callees():
     part of its cache key (else an edited _moments_nb.py leaves a stale cached kernel)."""
     import os
 
-    from hpcproc.kernels import _describe_nb as nb, _hist_nb, _moments_nb, _select_nb
+    from hpcproc.kernels import _describe_nb as nb
+    from hpcproc.kernels import _hist_nb, _moments_nb, _select_nb
     from hpcproc.kernels._numba import CACHE
     if not CACHE:
         pytest.skip("kernel cache switched off")

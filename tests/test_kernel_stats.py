@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-
 from support import on_root
 
 pytestmark = pytest.mark.mpi

@@ -17,7 +17,6 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.kernels import moment_state as ms
-
 from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
 
 pytestmark = pytest.mark.mpi

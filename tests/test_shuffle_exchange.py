@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from _shuffle_data import LAYOUTS, keys, split
 
 import hpcproc as hp
 from hpcproc.errors import ShapeMismatchError
 from hpcproc.shuffles import exchange
 from hpcproc.shuffles._exchange import MAX_MESSAGE
-
-from _shuffle_data import LAYOUTS, keys, split
 
 pytestmark = pytest.mark.mpi
 

@@ -9,13 +9,12 @@ kernels (:func:`run_counts`, :func:`merge_runs`, :func:`hash_join`) alone.
 
 import numpy as np
 import pytest
+from _shuffle_data import LAYOUTS, split
 
 import hpcproc as hp
 from hpcproc.shuffles._exchange import MAX_MESSAGE, exchange_runs
 from hpcproc.shuffles._hashjoin import PART_ROWS, hash_join
 from hpcproc.shuffles._merge import merge_runs, run_counts
-
-from _shuffle_data import LAYOUTS, split
 
 pytestmark = pytest.mark.mpi
 

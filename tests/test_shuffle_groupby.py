@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from _shuffle_data import LAYOUTS, group_reference, keys, split
 
 import hpcproc as hp
-
-from _shuffle_data import LAYOUTS, group_reference, keys, split
 
 pytestmark = pytest.mark.mpi
 

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from _shuffle_data import split
 
 import hpcproc as hp
-
-from _shuffle_data import split
 
 pytestmark = pytest.mark.mpi
 

@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
+from _shuffle_data import LAYOUTS, keys, split
 
 import hpcproc as hp
-
-from _shuffle_data import LAYOUTS, keys, split
 
 pytestmark = pytest.mark.mpi
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..errors import UsageError
-from .common import (add_read_options, add_scan_checkpoint_options, dumps, echo, split)
+from .common import add_read_options, add_scan_checkpoint_options, dumps, echo, split
 from .types import about, integer, parse_size, real
 
 __all__ = ["add_parsers", "COMMANDS"]

@@ -32,8 +32,16 @@ from ..agreement import collective
 from ..comm import agreed
 from ..observe.phases import phase
 from ._source import open_source
-from .histogram import (allreduce_counts, check_bins, check_memory, check_range, edge_args,
-                        edge_dtype, flat_block, nbins_of)
+from .histogram import (
+    allreduce_counts,
+    check_bins,
+    check_memory,
+    check_range,
+    edge_args,
+    edge_dtype,
+    flat_block,
+    nbins_of,
+)
 from .stats import check_args, finish
 
 __all__ = ["describe"]

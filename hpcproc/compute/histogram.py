@@ -8,11 +8,11 @@ import os
 import numpy as np
 from mpi4py import MPI
 
-from ._source import check_real, open_source
-from ..array import DistArray
 from ..agreement import collective
+from ..array import DistArray
 from ..comm import check_all, lib_comm
 from ..observe.phases import phase
+from ._source import check_real, open_source
 
 __all__ = ["histogram", "histogram2d"]
 

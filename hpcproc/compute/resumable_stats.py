@@ -19,11 +19,11 @@ import time
 import numpy as np
 
 from ..array import DistArray
+from ..checkpoint._core import Checkpointer
+from ..checkpoint._identity import check_identity, dataset_identity
 from ..comm import agreed, get_comm, lib_comm
 from ..io import blocks, dataset_info
 from ..observe.phases import phase
-from ..checkpoint._core import Checkpointer
-from ..checkpoint._identity import check_identity, dataset_identity
 
 __all__ = ["stats_file_resumable"]
 
@@ -57,10 +57,10 @@ def stats_file_resumable(path: str, dataset: str, directory, comm=None,
     every rank) naming what differs. The result also has ``resumed_from`` (rows counted
     before this run started) and ``rounds`` (blocks per rank: the steps of the scan).
     """
-    from ._source import open_source
     from ..kernels._engine import compile_seconds
     from ..kernels.moment_state import empty_int_state, empty_state
     from ..kernels.repro_state import unpack
+    from ._source import open_source
     from .stats import finish, fold_block
 
     if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or ddof < 0:

@@ -6,10 +6,10 @@ import time
 
 import numpy as np
 
-from ._source import open_source
-from ..collectives import allreduce_state
 from ..agreement import collective
+from ..collectives import allreduce_state
 from ..observe.phases import phase
+from ._source import open_source
 
 __all__ = ["stats", "stats_file"]
 

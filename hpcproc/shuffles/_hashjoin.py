@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import jit
-from ._kernels import mix, hash_row
+from ._kernels import hash_row, mix
 
 __all__ = ["hash_join", "PART_ROWS"]
 

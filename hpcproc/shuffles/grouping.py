@@ -37,9 +37,9 @@ from ..comm import check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange_runs
-from ._reduce import dense_count, dense_states, seg_agg_states, seg_merge_states, seg_sum
 from ._localsort import group_starts, sorted_groups
 from ._merge import merge_runs, run_counts
+from ._reduce import dense_count, dense_states, seg_agg_states, seg_merge_states, seg_sum
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import splitters
 

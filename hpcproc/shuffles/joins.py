@@ -30,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from ..array import gather_rows
 from ..agreement import collective
+from ..array import gather_rows
 from ..comm import check_all, get_comm, lib_comm
 from ._encode import check_key_dtype, encode_keys
 from ._exchange import MAX_MESSAGE, exchange

@@ -22,7 +22,7 @@ from ..agreement import collective
 from ..comm import check_all, lib_comm
 from . import _kernels
 from ._encode import check_key_dtype, encode_keys
-from ._exchange import MAX_MESSAGE, words, exchange
+from ._exchange import MAX_MESSAGE, exchange, words
 from ._localsort import argsort_keys, sort_word
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import range_partition, splitters
