@@ -1,6 +1,8 @@
-"""Run every ahead-of-time built kernel through the public API on all its dtypes
-(launched by tests/test_startup.py, once with HPCPROC_AOT=0 and once without; with
-HPCPROC_THREADS=2 the large blocks are split over two threads).
+"""Run every ahead-of-time built kernel through the public API on all its dtypes:
+stats (reproducible and exact; 1-D, 2-D and axis=0), describe (with and without sketch
+quantiles), histograms, quantiles, sketches (launched by tests/test_startup.py, once
+with HPCPROC_AOT=0 and once without; with HPCPROC_THREADS=2 the large blocks are split
+over two threads).
 
 ``python _startup_driver.py OUT.npz``: rank 0 saves every result (its raw bytes) and
 how each kernel was obtained (``compile_stats``); whether Numba got imported is saved too.
@@ -56,6 +58,9 @@ for dt in DTYPES:
         tag = f"{dt}.{seed}"
         put(f"stats.{tag}", hp.stats(x1))
         put(f"stats0.{tag}", hp.stats(x2, axis=0, skipna=True))
+        put(f"stats2.{tag}", hp.stats(x2))
+        put(f"desc.{tag}", hp.describe(x1, 23, skipna=True))  # range=None: two passes
+        put(f"desc2.{tag}", hp.describe(x2, 7, range=(-3, 3)))
         put(f"exact.{tag}", hp.stats(x1, exact=True, skipna=True))
         put(f"exact0.{tag}", hp.stats(x2, axis=0, exact=True))
         if np.dtype(dt).kind != "f" or seed == 0:  # no NaN: range=None works
@@ -69,6 +74,8 @@ for dt in DTYPES:
         x3 = hp.DistArray.from_global(data(dt, 140_001, seed=seed), comm)  # radix path
         put(f"quant.{tag}", hp.quantile(x3, [0.0, 0.1, 0.5, 0.99, 1.0]))
         put(f"stats3.{tag}", hp.stats(x3))  # > 2**16 rows a rank: split over threads
+        put(f"descq.{tag}", hp.describe(x3, 31, range=(-100, 100), skipna=True,
+                                        quantiles=[0.1, 0.5, 0.9]))  # with a sketch
         if np.dtype(dt) != np.dtype("f2"):
             sk = hp.QuantileSketch(rel_err=0.01).add(x1.local).merged(comm)
             put(f"sketch.{tag}", sk.counts)

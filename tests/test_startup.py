@@ -60,9 +60,9 @@ def test_aot_and_numba_kernels_bit_identical(tmp_path, ranks, aot_built, jit_cac
     assert rep_j["numba"] == [True] * ranks  # ... and the other one used it only
     assert all("aot" not in h.values() for h in rep_j["how"])
     kernels = {k.split("(")[0] for k in rep_a["how"][0]}
-    assert kernels == {"moments_1d", "moments_2d", "int_extras", "exact_2d", "hist1d",
-                       "hist1d_weighted", "hist2d", "hist2d_weighted", "radix_counts",
-                       "radix_collect", "sketch_add"}
+    assert kernels == {"fold_1d", "fold_2d", "push_nodes", "reduce_nodes", "int_extras",
+                       "exact_2d", "hist1d", "hist1d_weighted", "hist2d", "hist2d_weighted",
+                       "radix_counts", "radix_collect", "sketch_add", "describe_1d"}
     assert rep_a["how"][0].keys() == rep_j["how"][0].keys()  # same signatures on both
     assert aot.keys() == jit.keys() and len(aot) > 1000
     differ = [k for k in aot if aot[k].tobytes() != jit[k].tobytes()]
@@ -212,13 +212,14 @@ def test_aot_kernels_release_the_gil(aot_built):
     code = textwrap.dedent("""
         import threading, time, sys
         import numpy as np
-        from hpcproc.kernels import _moments_nb as nb, _aot
+        from hpcproc.kernels import _hist_nb as nb, _aot
         x = np.ones(3_000_000)
-        fn = _aot.find(nb.moments_1d, _aot.call_key((x, nb.empty_state(1))))
+        args = (x, np.linspace(0.0, 2.0, 11), True, 5.0, np.zeros(10, np.int64))
+        fn = _aot.find(nb.hist1d, _aot.call_key(args))
         assert fn is not None
         inside = [0, 0]
         def work():
-            nb.moments_1d(x, nb.empty_state(1))
+            nb.hist1d(*args)
         def ticker():  # counts how often Python code runs while the kernels run
             while t.is_alive():
                 inside[0] += 1

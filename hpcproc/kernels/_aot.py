@@ -33,6 +33,8 @@ BUILTIN = (
     "hpcproc.kernels._exact_nb",
     "hpcproc.kernels._hist_nb",
     "hpcproc.kernels._select_nb",
+    "hpcproc.kernels._repro_nb",
+    "hpcproc.kernels._describe_nb",
 )
 MODULE = "hpcproc.kernels._aot_kernels"
 

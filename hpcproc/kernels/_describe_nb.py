@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from ._aot import REALS, signatures
 from ._kernel import kernel
 from . import _hist_nb as hnb
 from . import _moments_nb as mnb
@@ -40,7 +41,8 @@ def _hist_slice(x, r0, r1, edges, uniform, norm, subs):
             subs[i & 1, b] += 1
 
 
-@kernel
+@kernel(aot=signatures("{x}[::1], f8[:, ::1], b1, f8[::1], b1, f8, i8[:, ::1], f8, f8, i8, f8, "
+                       "i8[::1]", x=REALS))
 def describe_1d(x, state, moments, edges, uniform, norm, subs, log_gamma, log_min, nbuck,
                 min_pos, sketch):
     """Moments of ``x`` into ``state`` (``(1, 8)``; skipped unless ``moments``), its

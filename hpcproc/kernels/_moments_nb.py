@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._aot import INTS, REALS, signatures
+from ._aot import INTS, signatures
 from ._kernel import kernel
 
 COUNT, NAN, SUM, COMP, MEAN, M2, MIN, MAX = range(8)
@@ -121,7 +121,7 @@ def chunk_m2(x, r0, r1, mean):
     return m0 + m1
 
 
-@kernel(aot=signatures("{x}[::1], f8[:, ::1]", x=REALS))
+@kernel  # no AOT build: hp.stats uses _repro_nb; describe_1d compiles it in
 def moments_1d(x, out):
     """Accumulate all elements of the 1-D array ``x`` into ``out[0]``.
 
@@ -160,7 +160,7 @@ def moments_1d(x, out):
         _merge_row(out, 0, cnt, nan, s, mean, m2, mn, mx)
 
 
-@kernel(aot=signatures("{x}[:, ::1], f8[:, ::1]", x=REALS))
+@kernel  # no AOT build (not called by hpcproc any more)
 def moments_2d(x, out):
     """Accumulate every column of the 2-D array ``x`` into the rows of ``out``."""
     n, k = x.shape

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._aot import REALS, signatures
 from ._moments_nb import chunk_fast, chunk_m2
 from ._kernel import kernel
 
@@ -37,6 +38,9 @@ STACK = 130  # > 2 * 64 levels: the canonical forest of any range fits, plus one
 # +inf, -inf, NaN (inf - inf inside the chunk)
 T_COUNT, T_NAN, T_PINF, T_NINF, T_NANSUM = range(5)
 TWIDTH = 5
+# ahead-of-time signatures (the calls of repro_state): the stack (lvl, idx, val)
+_STACK = "i8[::1], i8[::1], f8[:, :, ::1]"
+_FOLD = ", i8, " + _STACK + ", i8, f8[:, ::1], f8[:, ::1], f8[:, :, ::1]"
 
 
 def rows_per_chunk(k: int) -> int:
@@ -110,7 +114,7 @@ def _push(lvl, idx, val, top, level, index, nv, q):
     return top
 
 
-@kernel
+@kernel(aot=[_STACK + ", i8, " + _STACK + ", i8"])
 def push_nodes(lvl, idx, val, top, nl, ni, nv, m):
     """Push the ``m`` nodes ``(nl, ni, nv)`` (left to right) on the stack; the new top."""
     for q in range(m):
@@ -118,7 +122,7 @@ def push_nodes(lvl, idx, val, top, nl, ni, nv, m):
     return top
 
 
-@kernel
+@kernel(aot=["f8[:, :, ::1], i8, f8[:, :, ::1]"])
 def reduce_nodes(val, m, out):
     """``out[0, j]`` = the node values of the forest ``val[:m]`` merged left to right."""
     k = val.shape[1]
@@ -228,7 +232,7 @@ def _leaf_1d(x, r0, r1):
     return cnt, nan, s, mean, lo, max(0.0, m2 - e * lo), mn, mx
 
 
-@kernel
+@kernel(aot=signatures("{x}[::1]" + _FOLD, x=REALS))
 def fold_1d(x, c0, lvl, idx, val, top, tot, mm, leaf):
     n = x.shape[0]
     c = c0
@@ -245,7 +249,7 @@ def fold_1d(x, c0, lvl, idx, val, top, tot, mm, leaf):
     return top
 
 
-@kernel
+@kernel(aot=signatures("{x}[:, ::1]" + _FOLD, x=REALS))
 def fold_2d(x, c0, lvl, idx, val, top, tot, mm, leaf):
     n, k = x.shape
     rows = max(1, CHUNK // k)
