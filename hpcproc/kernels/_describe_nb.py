@@ -4,9 +4,9 @@ A block is processed in slices of ``SLICE`` elements (a multiple of the moment k
 chunk; 256 KiB of float64: the slice stays in the L2 cache while it is visited several
 times). Each slice goes through the existing kernels, called, not copied:
 
-* :func:`._moments_nb.moments_1d` accumulates the moment state. The slices start at
-  multiples of the moment chunk, so the state is bit-identical to the one
-  ``moments_1d(block, state)`` computes (``hp.stats`` calls exactly that);
+* :func:`._moments_nb.moments_1d` can accumulate a moment state (``moments=True``).
+  ``hp.describe`` does not use it: its statistics come from ``hp.stats``' reproducible
+  state (:mod:`.describe_state`), so they are bit-identical to ``hp.stats``;
 * the histogram counts the slice with :func:`._hist_nb.find_bin` (numpy's rules), into
   ``SUBS`` interleaved sub-histograms (consecutive increments of one bin never wait for
   each other); :func:`fold_subs` adds them up;
@@ -21,11 +21,11 @@ import os
 
 import numpy as np
 
-from ._aot import REALS, signatures
-from ._kernel import kernel
 from . import _hist_nb as hnb
 from . import _moments_nb as mnb
 from . import _select_nb as snb
+from ._aot import REALS, signatures
+from ._kernel import kernel
 
 __all__ = ["SLICE", "SUBS", "describe_1d", "fold_subs"]
 

@@ -18,7 +18,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-
 from mpi4py import MPI
 
 from ..comm import check_all, lib_comm, node_comm

@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._aot import REALS, signatures
-from ._moments_nb import chunk_fast, chunk_m2
 from ._kernel import kernel
+from ._moments_nb import chunk_fast, chunk_m2
 
 CHUNK = 1024
 OFFSET = 16.0  # a chunk whose |mean| exceeds OFFSET * (max - min) is offset data

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._engine import ensure_compiled, signature_of
 from . import _moments_nb as nb
 from . import exact_state as xs
 from . import repro_state as rs
+from ._engine import ensure_compiled, signature_of
 
 __all__ = ["empty_state", "empty_int_state", "block_state", "merge", "merge_int", "finalize"]
 

@@ -1,14 +1,15 @@
 """The reproducible moment state (the default of ``hp.stats``): bit-identical results for
 any rank count, block size and thread count.
 
-A state summarises a contiguous range of global rows ``[lo, hi)`` of a ``(rows, k)``
-input (see :mod:`._repro_nb` for the kernel): whole global chunks as a canonical forest
-of a fixed merge tree (count, mean, M2, sum per column), order-free totals (count, NaN
-count, infinite chunk sums) and min/max; the rows of a chunk only partly inside the
-range are kept raw (at most one chunk of rows at each end) until a :func:`merge` with the neighbouring range completes
-the chunk. So every chunk is summarised once, from all its rows, by the same code, and
-the forest does not depend on where the range was cut: ``merge`` of adjacent
-ranges (left first) gives the same state value whatever pieces they were built from.
+A state summarises a contiguous range of global rows ``[lo, hi)`` of a ``(rows, k)`` input
+(see :mod:`._repro_nb` for the kernel): whole global chunks as a canonical forest of a
+fixed merge tree (count, mean, M2, sum per column), order-free totals (count, NaN count,
+infinite chunk sums) and min/max; the rows of a chunk only partly inside the range are
+kept raw (at most one chunk of rows at each end) until a :func:`merge` with the
+neighbouring range completes the chunk. So every chunk is summarised once, from all its
+rows, by the same code, and the forest does not depend on where the range was cut:
+``merge`` of adjacent ranges (left first) gives the same state value whatever pieces they
+were built from.
 
 Building blocks: :func:`empty_state`, :func:`block_state` (one block at a global row),
 :func:`merge` (two adjacent ranges, lower first; an empty state is neutral),
