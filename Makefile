@@ -11,7 +11,7 @@ PYTEST   := -m pytest -p no:cacheprovider -q
 DEMO_DIR := .demo
 DEMO_ROWS ?= 20000000
 
-.PHONY: venv test test-serial test-mpi test-slurm test-multihost demo native bench-io test-parallel-hdf5 clean
+.PHONY: venv lint test test-serial test-mpi test-slurm test-multihost demo native bench-io test-parallel-hdf5 clean
 
 venv: $(STAMP)
 
@@ -27,7 +27,12 @@ $(STAMP): requirements.txt setup.py $(AOT_SRC)
 	@$(PY) -c "from hpcproc.kernels import _aot; print('ahead-of-time kernels:', _aot.status())"
 	touch $@
 
-test: test-serial test-mpi
+test: lint test-serial test-mpi
+
+# ruff (ruff.toml) over the package, tests, examples and benchmarks; tests/test_layers.py
+# (part of the suite) checks the package's layers, cycles and private names.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --no-cache .
 
 test-serial: $(STAMP)
 	$(TIMEOUT) 1200 $(PY) $(PYTEST) --with-mpi tests
