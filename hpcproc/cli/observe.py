@@ -119,8 +119,10 @@ def run_observed(command, args, comm) -> int:
     from ..observe.report import format_report, report
     from .shuffle import check_side_outputs
 
-    check_outputs(comm, ("--trace", args.trace),  # hist's own --plot is the histogram
-                  ("--phase-plot" if args.command == "hist" else "--plot", args.phase_plot))
+    hist = args.command == "hist"  # hist's own --plot is the histogram
+    check_outputs(comm, ("--trace", args.trace),
+                  ("--phase-plot" if hist else "--plot", args.phase_plot),
+                  *([("--plot", args.plot)] if hist else []))
     check_side_outputs(args, comm)  # a --trace/--plot file never replaces an input
     check_outside_checkpoint(args)
     verbosity = -1 if args.quiet else args.verbose
