@@ -104,6 +104,27 @@ def chunk_fast(x, r0, r1):
 
 
 @kernel
+def chunk_nan(x, r0, r1):
+    """Sum, count and NaN count, min and max of ``x[r0:r1]`` with NaNs left out (the
+    slow path of a chunk whose fast sum came out NaN)."""
+    s = 0.0
+    cnt = 0.0
+    nan = 0.0
+    mn = np.inf
+    mx = -np.inf
+    for i in range(r0, r1):
+        v = np.float64(x[i])
+        if v != v:
+            nan += 1.0
+        else:
+            s += v
+            cnt += 1.0
+            mn = min(mn, v)
+            mx = max(mx, v)
+    return s, cnt, nan, mn, mx
+
+
+@kernel
 def chunk_m2(x, r0, r1, mean):
     m0 = 0.0
     m1 = 0.0
@@ -137,20 +158,7 @@ def moments_1d(x, out):
             mean = s / cnt
             _merge_row(out, 0, cnt, 0.0, s, mean, chunk_m2(x, r0, r1, mean), mn, mx)
             continue
-        s = 0.0
-        cnt = 0.0
-        nan = 0.0
-        mn = np.inf
-        mx = -np.inf
-        for i in range(r0, r1):
-            v = np.float64(x[i])
-            if v != v:
-                nan += 1.0
-            else:
-                s += v
-                cnt += 1.0
-                mn = min(mn, v)
-                mx = max(mx, v)
+        s, cnt, nan, mn, mx = chunk_nan(x, r0, r1)
         mean = s / cnt if cnt > 0 else 0.0
         m2 = 0.0
         for i in range(r0, r1):

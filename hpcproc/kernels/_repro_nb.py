@@ -28,7 +28,7 @@ import numpy as np
 
 from ._aot import REALS, signatures
 from ._kernel import kernel
-from ._moments_nb import chunk_fast, chunk_m2
+from ._moments_nb import chunk_fast, chunk_m2, chunk_nan
 
 CHUNK = 1024
 OFFSET = 16.0  # a chunk whose |mean| exceeds OFFSET * (max - min) is offset data
@@ -206,20 +206,7 @@ def _leaf_1d(x, r0, r1):
             return cnt, 0.0, s, mean, 0.0, chunk_m2(x, r0, r1, mean), mn, mx
         m2, e = _chunk_m2r(x, r0, r1, mean)
         return cnt, 0.0, s, mean, e / cnt, max(0.0, m2 - e * (e / cnt)), mn, mx
-    s = 0.0
-    cnt = 0.0
-    nan = 0.0
-    mn = np.inf
-    mx = -np.inf
-    for i in range(r0, r1):
-        v = np.float64(x[i])
-        if v != v:
-            nan += 1.0
-        else:
-            s += v
-            cnt += 1.0
-            mn = min(mn, v)
-            mx = max(mx, v)
+    s, cnt, nan, mn, mx = chunk_nan(x, r0, r1)
     mean = s / cnt if cnt > 0 else 0.0
     m2 = 0.0
     e = 0.0
