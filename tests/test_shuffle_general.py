@@ -222,3 +222,49 @@ def test_join_full_range(comm, layout, how):
     assert np.isnan(wgot[~matched]).all()
     want_sum = sum(val[i] * w[pos[int(x)]] for i, x in enumerate(fact) if int(x) in pos)
     np.testing.assert_allclose(np.nansum(g["val"] * wgot), want_sum, rtol=1e-12)
+
+
+@pytest.mark.parametrize("layout", ["even", "all_on_last", "first_empty"])
+@pytest.mark.parametrize("kind", ["uniform", "zipf", "equal", "negative", "nan_last"])
+def test_dense_groupby_several_columns(comm, kind, layout):
+    # the dense path's states: rows and the first column's sum interleaved, the second
+    # column's sum alone, NaN counts reduced only where a rank saw a NaN, min/max asked
+    # for one column only; groups split over the ranks by the present keys
+    n = 4000
+    rng = np.random.default_rng(9)
+    if kind == "uniform":
+        k = rng.integers(0, 1 << 12, n)
+    elif kind == "zipf":
+        k = ((rng.zipf(1.2, n) - 1) % 3000).astype(np.int64)
+    elif kind == "equal":
+        k = np.full(n, 42, np.int64)
+    else:  # negative keys; for nan_last, NaN values only in the last rows
+        k = rng.integers(-2000, -1000, n).astype(np.int32)
+    v = rng.normal(size=n)
+    if kind == "nan_last":
+        v[-n // 10:][rng.random(n // 10) < 0.5] = np.nan
+    w = rng.integers(-100, 100, n).astype(np.int16)
+    res = hp.groupby(split({"k": k, "v": v, "w": w}, comm, layout), "k",
+                     strategy="dense").agg(v=["sum", "count", "mean"], w=["min", "max", "sum"])
+    assert res.meta["strategy"] == "dense"
+    rows = np.array(res.meta["rank_rows"])
+    assert rows.max() - rows.min() <= 1  # present groups split evenly
+    g = res.allgather()
+    u, ref = _group_reference(k, v)
+    np.testing.assert_array_equal(g["k"], u)
+    assert g["k"].dtype == k.dtype
+    np.testing.assert_array_equal(g["v_count"], ref["count"])
+    np.testing.assert_allclose(g["v_sum"], ref["sum"], rtol=1e-9, atol=1e-9)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.testing.assert_allclose(g["v_mean"], ref["sum"] / ref["count"], rtol=1e-9)
+    inv = np.unique(k, return_inverse=True)[1].reshape(-1)
+    wmin = np.full(u.size, 1000)
+    np.minimum.at(wmin, inv, w)
+    wmax = np.full(u.size, -1000)
+    np.maximum.at(wmax, inv, w)
+    np.testing.assert_array_equal(g["w_min"], wmin)
+    np.testing.assert_array_equal(g["w_max"], wmax)
+    assert g["w_min"].dtype == np.int16
+    np.testing.assert_array_equal(g["w_sum"], np.bincount(inv, weights=w, minlength=u.size))
+    sz = hp.groupby(split({"k": k}, comm, layout), "k", strategy="dense").size().allgather()
+    np.testing.assert_array_equal(sz["count"], ref["size"])

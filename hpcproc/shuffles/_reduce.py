@@ -35,26 +35,32 @@ def dense_count(key, lo, size):
 
 
 @jit
-def dense_states(key, lo, vals, size, count_rows, nan, sm, mn, mx, minmax):
-    """One pass of the dense group-by over group ``key - lo`` (see :func:`dense_count`):
-    rows per group into ``size`` (when ``count_rows``), NaN values per group into
-    ``nan`` (the non-NaN count is ``size - nan``: one increment per row fewer), the
-    sum of the other values, and min/max when ``minmax``. Values are widened to the
-    accumulators' type on the fly (no converted copy of the column)."""
+def dense_states(key, lo, vals, st, nan, mn, mx, count_rows, minmax):
+    """One pass of the dense group-by over group ``g = key - lo`` (see
+    :func:`dense_count`). ``st`` is ``(groups, w)``: when ``count_rows`` the rows per
+    group go to ``st[g, 0]``; the sum of the non-NaN values to ``st[g, w - 1]``: count and
+    sum of a group share a cache line, one miss per row for both. NaN values are counted
+    in ``nan[g]`` (touched only when a NaN is seen: the non-NaN count is ``rows - nan``)
+    and their total returned. Min/max into ``mn``/``mx`` when ``minmax``. Values are
+    widened to the accumulators' type on the fly (no converted copy of the column)."""
+    last = st.shape[1] - 1
+    nans = 0
     for i in range(key.shape[0]):
         g = np.uint64(np.int64(key[i]) - lo)  # unsigned: no negative-index wraparound
         if count_rows:
-            size[g] += 1
+            st[g, 0] += 1
         v = vals[i]
         if v != v:
             nan[g] += 1
+            nans += 1
             continue
-        sm[g] += v
+        st[g, last] += v
         if minmax:
             if v < mn[g]:
                 mn[g] = v
             if v > mx[g]:
                 mx[g] = v
+    return nans
 
 
 @jit

@@ -5,8 +5,12 @@ Two strategies, chosen from the data (``strategy="auto"``):
 ``dense``
     One integer (or bool) key whose global range ``max - min + 1`` is at most
     ``dense_limit`` (default ``DENSE_LIMIT``, and never more than the number of rows
-    plus 2**16): every rank aggregates into arrays indexed by ``key - min`` and one
-    ``Allreduce`` per state combines them. No shuffle at all.
+    plus 2**16): every rank aggregates into arrays indexed by ``key - min`` in one
+    compiled pass per value column (the row count and the first column's sum share a
+    cache line; min/max only when asked for; NaN counts only where NaNs are). One small
+    ``Allreduce`` of a bitmap of the groups seen splits the non-empty groups evenly over
+    the ranks; one ``Reduce_scatter`` per state then sums each rank's share onto it
+    (counts travel in the sum's type: exact below 2**53 rows per group). No shuffle.
 ``hash``
     Otherwise: every rank pre-aggregates its rows into one partial state per distinct
     key (so a heavy key costs one row per rank, not millions), finding the groups by a
@@ -181,37 +185,43 @@ class GroupBy:
         # as int64 bits, so that key - lo wraps to the right group
         kw = key.view(np.int64) if key.dtype == np.uint64 else key
         lw = lo - (1 << 64) if lo >= 1 << 63 else lo
-        # one int64 Allreduce for the row counts and every column's NaN count, one per
-        # column for the sums, min/max only when asked for
-        counts = np.zeros((1 + len(values), span), dtype=np.int64)
-        if not values and key.size:
-            dense_count(kw, lw, counts[0])
-        sums, mins = {}, {}
-        for j, (col, v) in enumerate(values.items()):
+        # one pass per value column; the row count and the first column's sum share a
+        # (span, 2) array (one cache line per row); NaN counts only where a NaN was seen
+        cols = list(values.items())
+        arrays, nans = [], np.zeros(len(cols), np.int64)
+        for j, (col, v) in enumerate(cols):
             acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
-            st = _init_states(span, acc, mm)
+            st = np.zeros((span, 2 if j == 0 else 1), acc)
+            nan = np.zeros(span, np.int64)  # pages touched only where NaNs are
+            mn, mx = _init_states(span if mm else 0, acc, mm)[2:]
             if key.size:
-                dense_states(kw, lw, v, counts[0], j == 0, counts[1 + j], *st[1:], mm)
-            sums[col] = st[1]
-            mins[col] = st[2:]
-        lc.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
-        size = counts[0]
-        counts[1:] = size - counts[1:]  # NaN counts -> non-NaN counts
+                nans[j] = dense_states(kw, lw, v, st, nan, mn, mx, j == 0, mm)
+            arrays.append([st, nan, mn, mx] if mm else [st, nan, None, None])
+        if not cols:
+            arrays.append([np.zeros((span, 1), np.int64), None, None, None])
+            if key.size:
+                dense_count(kw, lw, arrays[0][0].reshape(-1))
+        cuts, nans = _dense_split(arrays[0][0][:, 0], nans, lc)
+        lo_k = int(cuts[lc.Get_rank()])
+        # every state is reduced onto the rank that outputs its groups (Reduce_scatter),
+        # NaN counts only for the columns where some rank saw a NaN
+        mine = []
+        for j, arrs in enumerate(arrays):
+            if arrs[1] is not None and not nans[j]:
+                arrs[1] = None
+            mine.append([None if a is None else _reduce_scatter(a, cuts, op, lc)
+                         for a, op in zip(arrs, (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX))])
+        size = mine[0][0][:, 0].astype(np.int64)
         present = np.flatnonzero(size)
-        a, b = block_range(present.shape[0], lc.Get_size(), lc.Get_rank())
-        mine = present[a:b]
+        size = size[present]
         states = {}
-        for j, col in enumerate(values):
-            lc.Allreduce(MPI.IN_PLACE, sums[col], op=MPI.SUM)
-            mn, mx = mins[col]
-            if mn.size:
-                lc.Allreduce(MPI.IN_PLACE, mn, op=MPI.MIN)
-                lc.Allreduce(MPI.IN_PLACE, mx, op=MPI.MAX)
-            states[col] = (counts[1 + j][mine], sums[col][mine],
-                           mn[mine] if mn.size else mn, mx[mine] if mx.size else mx)
-        keys = [(mine + lw).view(np.uint64) if key.dtype == np.uint64  # wraps like kw - lw
-                else (mine + lo).astype(key.dtype)]
-        return keys, size[mine], states
+        for (col, _), (st, nan, mn, mx) in zip(cols, mine):
+            cnt = size.copy() if nan is None else size - nan[present]
+            states[col] = (cnt, st[present, -1], *(np.empty(0) if m is None else m[present]
+                                                   for m in (mn, mx)))
+        keys = [(present + lo_k + lw).view(np.uint64) if key.dtype == np.uint64  # wraps
+                else (present + lo_k + lo).astype(key.dtype)]
+        return keys, size, states
 
     def _hash(self, columns, names, values, spec, comm):
         K, flip = _key_words([columns[k] for k in names])
@@ -256,6 +266,30 @@ class GroupBy:
         out = [decode_key(keys[:, j], columns[k].dtype) for j, k in enumerate(names)]
         return out, size, states, info["rounds"]
 
+
+def _dense_split(rows, nans, lc):
+    """``(cuts, nans)``: rank r outputs the groups ``[cuts[r], cuts[r + 1])`` (the
+    non-empty groups split evenly over the ranks, in key order); ``nans[j]``: whether
+    some rank saw a NaN in value column j. One ``Allreduce`` (bitwise or) of a bitmap
+    of the groups seen (1 bit per group) and of the NaN counts."""
+    bits = np.packbits(rows != 0)
+    buf = np.concatenate([bits, nans.view(np.uint8)])
+    lc.Allreduce(MPI.IN_PLACE, buf, op=MPI.BOR)
+    present = np.flatnonzero(np.unpackbits(buf[:bits.size], count=rows.shape[0]))
+    size, span = lc.Get_size(), rows.shape[0]
+    firsts = [block_range(present.shape[0], size, r)[0] for r in range(1, size)]
+    cuts = [0] + [int(present[f]) if f < present.shape[0] else span for f in firsts] + [span]
+    return np.array(cuts, np.int64), buf[bits.size:].view(np.int64) != 0
+
+
+def _reduce_scatter(a, cuts, op, lc):
+    """Rows ``[cuts[r], cuts[r + 1])`` of the elementwise ``op`` of every rank's ``a``
+    on rank r (one ``Reduce_scatter``)."""
+    per_row = int(np.prod(a.shape[1:], dtype=np.int64))
+    r = lc.Get_rank()
+    out = np.empty((int(cuts[r + 1] - cuts[r]),) + a.shape[1:], a.dtype)
+    lc.Reduce_scatter(a, out, [int(c) * per_row for c in np.diff(cuts)], op=op)
+    return out
 
 def _key_words(cols):
     """``(K, flip)``: the key columns as a uint64 matrix whose rows ``^ flip`` are the
