@@ -116,3 +116,13 @@ def test_rebalance_keeps_order(comm, layout):
     rb = hp.rebalance(arr)
     assert isinstance(rb, hp.DistArray)
     np.testing.assert_array_equal(rb.allgather(), np.arange(n) * 0.5)
+
+
+@pytest.mark.parametrize("bad", ["float", "bool", "2d"])
+def test_exchange_rejects_non_integer_dest(comm, bad):
+    # a float dest used to be truncated silently; now one clear TypeError on every rank
+    n = 6
+    dest = {"float": np.zeros(n, np.float64), "bool": np.zeros(n, bool),
+            "2d": np.zeros((n, 1), np.int64)}[bad]
+    with pytest.raises(TypeError, match="dest must be a 1-D integer array"):
+        exchange({"a": np.arange(n)}, dest, comm)

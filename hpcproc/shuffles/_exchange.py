@@ -91,6 +91,9 @@ def _signature(columns) -> list:
 
 
 def _validate(columns, dest, size) -> None:
+    if dest.dtype.kind not in "iu" or dest.ndim != 1:
+        raise TypeError(f"exchange: dest must be a 1-D integer array of ranks, got "
+                        f"{dest.ndim}-D {dest.dtype}")
     lengths = {k: (v.shape[0] if v.ndim else None) for k, v in columns.items()}
     if any(n is None for n in lengths.values()):
         raise ShapeMismatchError("exchange: columns must have at least one dimension")
