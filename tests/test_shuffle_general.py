@@ -4,7 +4,7 @@ The hash group-by (sort, cut into one slice per rank, merge of the received runs
 contiguous exchange, the radix-partitioned hash join and the fused dense group-by, at
 1, 2 and 3 ranks: full-range int64 keys including int64 min/max, negative keys, uint64
 keys above 2**63, Zipf and all-equal keys, NaN values, empty ranks and one row. Plus the
-kernels (:func:`run_counts`, :func:`merge_runs`, :func:`hash_join`) alone.
+kernels (:func:`run_counts`, :func:`merge_groups`, :func:`hash_join`) alone.
 """
 
 import numpy as np
@@ -14,7 +14,7 @@ from _shuffle_data import LAYOUTS, split
 import hpcproc as hp
 from hpcproc.shuffles._exchange import MAX_MESSAGE, exchange_runs
 from hpcproc.shuffles._hashjoin import PART_ROWS, hash_join
-from hpcproc.shuffles._merge import merge_runs, run_counts
+from hpcproc.shuffles._merge import merge_groups, run_counts
 
 pytestmark = pytest.mark.mpi
 
@@ -150,27 +150,32 @@ def test_exchange_runs(comm):
         assert list(info["received"]) == [e[rank] for e in every]
 
 
-def test_run_counts_and_merge_runs():
+def test_run_counts_and_merge_groups():
     rng = np.random.default_rng(7)
-    for n, runs, words in [(0, 1, 1), (1, 3, 1), (500, 1, 1), (2000, 5, 2), (777, 8, 1)]:
-        K = rng.integers(0, 20, (n, words)).astype(np.uint64)
+    for n, runs, words in [(0, 1, 1), (0, 4, 1), (1, 3, 1), (500, 1, 1), (2000, 5, 2),
+                           (777, 8, 1), (3000, 3, 1)]:
+        K = rng.integers(0, 20 if words > 1 else 200, (n, words)).astype(np.uint64)
         K[::7, 0] = np.uint64(2**64 - 1)
         cuts = np.sort(rng.integers(0, n + 1, runs - 1))
-        counts = np.diff(np.concatenate(([0], cuts, [n])))
+        parts = np.split(K, cuts)
+        # every run sorted with distinct keys (one rank's pre-aggregated groups)
+        parts = [np.unique(p, axis=0) if p.shape[0] else p for p in parts]
+        K = np.ascontiguousarray(np.concatenate(parts)) if n else K
+        counts = np.array([p.shape[0] for p in parts], np.int64)
+        keys, gid = merge_groups(K, counts)
+        want = np.unique(K, axis=0) if K.shape[0] else K
+        np.testing.assert_array_equal(keys, want)
+        np.testing.assert_array_equal(keys[gid], K)  # every row maps to its own key
         for a, b in zip(np.r_[0, np.cumsum(counts)[:-1]], np.cumsum(counts)):
-            seg = K[a:b]
-            K[a:b] = seg[np.lexsort(seg.T[::-1])]
-        perm = merge_runs(K, counts)
-        want = np.lexsort(K.T[::-1])  # numpy's lexsort is stable
-        np.testing.assert_array_equal(perm, want)
-        Ks = np.ascontiguousarray(K[want])
+            assert np.all(np.diff(gid[a:b]) > 0)  # increasing within a run
+        Ks = keys
         S = np.sort(rng.integers(0, 21, (runs - 1, words)).astype(np.uint64), axis=0)
         S = S[np.lexsort(S.T[::-1])]
         got = run_counts(Ks, S, runs)
         dest = np.array([sum(tuple(s) <= tuple(r) for s in S) for r in Ks], np.int64)
         np.testing.assert_array_equal(got, np.bincount(dest, minlength=runs))
     with pytest.raises(ValueError):
-        merge_runs(np.zeros((3, 1), np.uint64), np.array([1, 1]))
+        merge_groups(np.zeros((3, 1), np.uint64), np.array([1, 1]))
 
 
 @pytest.mark.parametrize("ordered", [True, False])

@@ -1,11 +1,12 @@
-"""Sorted runs: where splitters cut sorted keys, and the stable merge of sorted runs.
+"""Sorted runs: where splitters cut sorted keys, and the merge of sorted runs of groups.
 
 The group-by sorts before it shuffles: every rank sorts (and pre-aggregates) its rows,
 so the rows bound for each rank are one contiguous slice (:func:`run_counts`, ``ranks -
 1`` binary searches instead of a pass over the rows) that the exchange sends as it is
-(:func:`._exchange.exchange_runs`). A rank then receives one sorted run per source rank;
-:func:`merge_runs` merges them in ``ceil(log2(runs))`` linear passes instead of sorting
-the received rows again.
+(:func:`._exchange.exchange_runs`). A rank then receives one sorted run of distinct keys
+per source rank; :func:`merge_groups` merges them in ``ceil(log2(runs))`` linear passes,
+equal keys once, instead of sorting the received rows again, and maps every received row
+to its group (states are then folded in received order: sequential, no gathers).
 
 Keys are encoded ``uint64`` key rows (:mod:`._encode`), compared lexicographically.
 """
@@ -18,7 +19,7 @@ from ._jit import jit
 from ._kernels import less_equal
 from ._reduce import compare_rows
 
-__all__ = ["run_counts", "merge_runs"]
+__all__ = ["run_counts", "merge_groups"]
 
 
 @jit
@@ -54,53 +55,74 @@ def run_counts(K: np.ndarray, S: np.ndarray, size: int) -> np.ndarray:
 
 
 @jit
-def _merge_pass(K, src, dst, starts, width):
-    """Merge runs ``2q`` and ``2q + 1`` of ``src`` (run ``r`` is
-    ``src[starts[r*width]:starts[min((r+1)*width, runs)]]``) into ``dst``; ties keep the
-    left run first (stable)."""
+def _merge_distinct_pass(K, starts, width, out, gid):
+    """Merge runs ``2q`` and ``2q + 1`` of the key rows ``K`` (run ``r`` is
+    ``K[starts[r*width]:starts[min((r+1)*width, runs)]]``, sorted, keys distinct within
+    a run) into ``out``, equal keys once: ``gid[i]`` is the output row of input row ``i``.
+    Returns the output rows; ``starts`` is rewritten to the merged runs' offsets in
+    ``out`` (at indices ``0, 2*width, 4*width, ...``)."""
     runs = starts.shape[0] - 1
+    m = K.shape[1]
+    p = 0
     for r in range(0, runs, 2 * width):
         lo = starts[r]
         mid = starts[min(r + width, runs)]
         hi = starts[min(r + 2 * width, runs)]
-        i, j, p = lo, mid, lo
-        while i < mid and j < hi:
-            if compare_rows(K, src[j], K, src[i]) < 0:
-                dst[p] = src[j]
-                j += 1
+        starts[r] = p
+        i, j = lo, mid
+        while i < mid or j < hi:
+            if j >= hi:
+                c = -1
+            elif i >= mid:
+                c = 1
             else:
-                dst[p] = src[i]
+                c = compare_rows(K, i, K, j)
+            src = i if c <= 0 else j
+            for w in range(m):
+                out[p, w] = K[src, w]
+            if c <= 0:
+                gid[i] = p
                 i += 1
+            if c >= 0:
+                gid[j] = p
+                j += 1
             p += 1
-        while i < mid:
-            dst[p] = src[i]
-            i += 1
-            p += 1
-        while j < hi:
-            dst[p] = src[j]
-            j += 1
-            p += 1
+    starts[runs] = p
+    return p
 
 
-def merge_runs(K: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The stable sorting permutation of the ``(n, m)`` key rows ``K``, made of
-    consecutive sorted runs of ``counts[r]`` rows each. Not collective.
+@jit
+def _compose(gid, step):
+    for i in range(gid.shape[0]):
+        gid[i] = step[gid[i]]
 
-    Equal keys keep their order (runs in order, then rows in order): the result is what a
-    stable sort of ``K`` gives, in ``ceil(log2(len(counts)))`` linear merge passes.
+
+def merge_groups(K: np.ndarray, counts: np.ndarray):
+    """The distinct key rows of consecutive sorted runs of distinct keys, merged.
+
+    ``K`` is ``(n, m)`` uint64 key rows made of runs of ``counts[r]`` rows each, every run
+    sorted with its keys distinct (one rank's pre-aggregated groups). Returns
+    ``(keys, gid)``: the distinct keys of all runs in sorted order, and the output row
+    of every input row (``gid`` is increasing within each run, so folding states by it
+    reads and writes memory in a few sequential streams, not at random). Merges runs
+    pairwise, ``ceil(log2(runs))`` passes over ever fewer rows. Not collective.
     """
-    n = K.shape[0]
-    idx = np.int32 if n < 2**31 else np.int64
+    n, m = K.shape
     starts = np.zeros(len(counts) + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
     if starts[-1] != n:
-        raise ValueError("merge_runs: the run lengths do not add up to the rows")
-    src = np.arange(n, dtype=idx)
+        raise ValueError("merge_groups: the run lengths do not add up to the rows")
+    gid = None  # the identity until a pass merges something
+    keys = np.ascontiguousarray(K, dtype=np.uint64)
     width = 1
-    if len(counts) > 1 and n:
-        dst = np.empty_like(src)
-        while width < len(counts):
-            _merge_pass(K, src, dst, starts, width)
-            src, dst = dst, src
-            width *= 2
-    return src
+    while width < len(counts) and keys.shape[0]:
+        out = np.empty_like(keys)
+        step = np.empty(keys.shape[0], np.int64)
+        ng = _merge_distinct_pass(keys, starts, width, out, step)
+        if width == 1:
+            gid = step
+        else:
+            _compose(gid, step)
+        keys = out[:ng]
+        width *= 2
+    return keys, np.arange(n, dtype=np.int64) if gid is None else gid

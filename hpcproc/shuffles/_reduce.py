@@ -1,10 +1,11 @@
 """Compiled group reductions: over rows sorted by group, and the dense group-by's.
 
 Groups come from :func:`._localsort.sorted_groups` (a radix sort of the key rows): group
-``g`` is the rows ``perm[starts[g]:starts[g + 1]]``. ``seg_agg_states`` /
-``seg_merge_states`` / ``seg_sum`` reduce values per group into mergeable states (count of
-non-NaN values, sum, min, max; ``dense_states`` does the same from the key itself, for
-the dense group-by).
+``g`` is the rows ``perm[starts[g]:starts[g + 1]]``. ``seg_agg_states`` reduces values
+per group into mergeable states (count of non-NaN values, sum, min, max);
+``gid_merge_states`` / ``gid_sum`` fold received states into the groups that
+:func:`._merge.merge_groups` maps them to; ``dense_states`` aggregates by the key itself,
+for the dense group-by.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["dense_count", "dense_states", "seg_agg_states", "seg_merge_states",
-           "seg_sum"]
+__all__ = ["dense_count", "dense_states", "seg_agg_states", "gid_merge_states",
+           "gid_sum"]
 
 
 @jit
@@ -81,26 +82,23 @@ def seg_agg_states(perm, starts, vals, cnt, sm, mn, mx, minmax):
 
 
 @jit
-def seg_merge_states(perm, starts, cnt_in, sm_in, mn_in, mx_in, cnt, sm, mn, mx, minmax):
-    """Merge partial states into the states of their groups (rows sorted by group, as
-    for :func:`seg_agg_states`)."""
-    for g in range(starts.shape[0] - 1):
-        for i in range(starts[g], starts[g + 1]):
-            r = perm[i]
-            cnt[g] += cnt_in[r]
-            sm[g] += sm_in[r]
-            if minmax:
-                if mn_in[r] < mn[g]:
-                    mn[g] = mn_in[r]
-                if mx_in[r] > mx[g]:
-                    mx[g] = mx_in[r]
+def gid_merge_states(gid, cnt_in, sm_in, mn_in, mx_in, cnt, sm, mn, mx, minmax):
+    """Merge partial state ``i`` into the states of group ``gid[i]`` (in input order:
+    with ``gid`` from :func:`._merge.merge_groups` the accesses are a few sequential
+    streams)."""
+    for i in range(gid.shape[0]):
+        g = gid[i]
+        cnt[g] += cnt_in[i]
+        sm[g] += sm_in[i]
+        if minmax:
+            if mn_in[i] < mn[g]:
+                mn[g] = mn_in[i]
+            if mx_in[i] > mx[g]:
+                mx[g] = mx_in[i]
 
 
 @jit
-def seg_sum(perm, starts, x, out):
-    """``out[g] += sum of x over group g`` (rows sorted by group)."""
-    for g in range(starts.shape[0] - 1):
-        for i in range(starts[g], starts[g + 1]):
-            out[g] += x[perm[i]]
-
-
+def gid_sum(gid, x, out):
+    """``out[gid[i]] += x[i]``."""
+    for i in range(gid.shape[0]):
+        out[gid[i]] += x[i]

@@ -19,7 +19,8 @@ Two strategies, chosen from the data (``strategy="auto"``):
     sort's passes run in cache, and the groups come out sorted. Sorted, the states bound
     for each rank (sampled splitters; equal keys meet on one rank) are one slice, sent
     as it is (:func:`._exchange.exchange_runs`); every rank then merges the sorted runs
-    it received (:func:`._merge.merge_runs`) and combines equal keys.
+    it received, equal keys once (:func:`._merge.merge_groups`), and folds the received
+    states into their groups in received order.
 
 Output order (both strategies): one row per distinct key, globally sorted by key in rank
 order (NaN keys last, all NaNs one group), keys in their input dtype. Aggregates skip
@@ -41,9 +42,9 @@ from ..comm import check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange_runs
-from ._localsort import group_starts, sorted_groups
-from ._merge import merge_runs, run_counts
-from ._reduce import dense_count, dense_states, seg_agg_states, seg_merge_states, seg_sum
+from ._localsort import sorted_groups
+from ._merge import merge_groups, run_counts
+from ._reduce import dense_count, dense_states, gid_merge_states, gid_sum, seg_agg_states
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import splitters
 
@@ -248,20 +249,21 @@ class GroupBy:
                                   memory_budget=self.memory_budget,
                                   max_message=self.max_message)
         del part, keys
-        K2 = np.ascontiguousarray(np.stack([got[f"k{j}"] for j in range(len(names))], axis=1))
-        perm = merge_runs(K2, info["received"])  # one sorted run from every rank
-        starts = group_starts(K2, perm)
-        keys = K2[perm[starts[:-1]]]
+        K2 = got["k0"].reshape(-1, 1) if len(names) == 1 else \
+            np.ascontiguousarray(np.stack([got[f"k{j}"] for j in range(len(names))], axis=1))
+        # one sorted run of distinct keys from every rank: merged, equal keys combined,
+        # states folded in input order (no sorting permutation, no random gathers)
+        keys, gid = merge_groups(K2, info["received"])
         ng = keys.shape[0]
         size = np.zeros(ng, np.int64)
-        seg_sum(perm, starts, got["size"], size)
+        gid_sum(gid, got["size"], size)
         states = {}
         for col, v in values.items():
             mm = _minmax(spec[col])
             st = _init_states(ng, _acc_dtype(v.dtype), mm)
             parts = [got[f"{s}:{col}"] for s in ("cnt", "sum")]
             parts += [got[f"{s}:{col}"] for s in ("min", "max")] if mm else list(st[2:])
-            seg_merge_states(perm, starts, *parts, *st, mm)
+            gid_merge_states(gid, *parts, *st, mm)
             states[col] = st
         out = [decode_key(keys[:, j], columns[k].dtype) for j, k in enumerate(names)]
         return out, size, states, info["rounds"]
