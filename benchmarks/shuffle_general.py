@@ -22,7 +22,8 @@ times; the first run (compilation, warm-up) is dropped. Reported per engine: ``c
 (median, slowest rank), ``run`` (median of read + compute: what one pass over the file
 costs) and ``process`` (wall time of the whole process from launch to its first result:
 interpreter and imports, MPI start-up, read, first compute — one sample). The hpcproc
-process also measures ``MPI_Alltoallv`` between its ranks (warm buffers) and the bytes
+process also measures ``MPI_Alltoallv`` between its ranks (warm buffers, and into a newly
+allocated receive buffer: the page faults that any exchange returning new arrays pays) and the bytes
 per second of ``hp.exchange`` (random destinations: partition + scatter + Alltoallv) and
 of the group-by's contiguous exchange, in the same run. Results (with the load average)
 are appended to ``benchmarks/results/shuffle_general.md``.
@@ -262,12 +263,17 @@ def _exchange_rates(comm, rows) -> dict:
     moved = comm.allreduce(int((counts.sum() - counts[comm.rank]) * 16), op=MPI.MAX)
     raw = med(lambda: lc.Alltoallv([sb, (counts * 16, sd), MPI.BYTE],
                                    [rb, (recv * 16, rd), MPI.BYTE]))
+    def fresh():  # what any exchange that returns new arrays pays: a new receive buffer
+        out = np.empty_like(rb)
+        lc.Alltoallv([sb, (counts * 16, sd), MPI.BYTE], [out, (recv * 16, rd), MPI.BYTE])
+    raw_fresh = med(fresh)
     ex = med(lambda: hp.exchange(cols, dest, comm))
     order = np.argsort(dest, kind="stable")
     runs = {k: v[order] for k, v in cols.items()}
     del order
     ctg = med(lambda: exchange_runs(runs, counts, comm))
-    return {"alltoallv_GBps": moved / raw / 1e9, "exchange_GBps": moved / ex / 1e9,
+    return {"alltoallv_GBps": moved / raw / 1e9, "alltoallv_fresh_GBps": moved / raw_fresh / 1e9,
+            "exchange_GBps": moved / ex / 1e9,
             "contiguous_GBps": moved / ctg / 1e9, "moved_bytes": moved}
 
 
@@ -435,6 +441,13 @@ def _report(res, args, loads) -> str:
                   f"Alltoallv) {hp['exchange_GBps']:.2f} GB/s ({hp['exchange_GBps'] / a:.2f}"
                   f" of Alltoallv); contiguous exchange of the group-by "
                   f"{hp['contiguous_GBps']:.2f} GB/s ({hp['contiguous_GBps'] / a:.2f})."]
+        if "alltoallv_fresh_GBps" in hp:  # the same Alltoallv into a new receive buffer
+            f = hp["alltoallv_fresh_GBps"]
+            lines[-1] += (f" `MPI_Alltoallv` into a newly allocated receive buffer (what "
+                          f"any exchange that returns new arrays pays): {f:.2f} GB/s "
+                          f"({f / a:.2f}); against it `hp.exchange` "
+                          f"{hp['exchange_GBps'] / f:.2f}, contiguous "
+                          f"{hp['contiguous_GBps'] / f:.2f}.")
     lines.append("\nChecks (same on every engine: rows out / join sum): " + "; ".join(
         f"{w}: " + ", ".join(f"{e}={res[w, e]['check']}" for e in args.engines.split(","))
         for w in args.only.split(",")))
