@@ -17,7 +17,7 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.kernels import moment_state as ms
-from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, bits, hpcproc_cmd, on_root, run, same_bits
 
 pytestmark = pytest.mark.mpi
 
@@ -60,16 +60,6 @@ def _one_block(data, comm, axis=None, ddof=0, skipna=False):
     return {k: v[0] for k, v in out.items()} if axis is None else out
 
 
-def _bits(value):
-    a = np.asarray(value)
-    return a.dtype.str, a.tobytes()
-
-
-def _same(got, ref, what=""):
-    for k in KEYS:
-        assert _bits(got[k]) == _bits(ref[k]), (what, k, got[k], ref[k])
-
-
 def _exact(data, ddof=0):
     """Exact sum, mean, var of finite data (Fractions)."""
     vals = [Fraction(float(v)) for v in data.astype(np.float64).ravel()]
@@ -104,9 +94,9 @@ def test_bit_identical_any_layout(comm, name):
     data = _cases()[name]
     ref = _one_block(data, comm)
     for cuts in _layouts(len(data), comm):
-        _same(hp.stats(_dist(data, cuts, comm)), ref, cuts)
-        _same(hp.stats(_dist(data, cuts, comm), ddof=1), _one_block(data, comm, ddof=1))
-    _same(hp.stats(hp.DistArray.from_global(data, comm)), ref)
+        same_bits(KEYS, hp.stats(_dist(data, cuts, comm)), ref, cuts)
+        same_bits(KEYS, hp.stats(_dist(data, cuts, comm), ddof=1), _one_block(data, comm, ddof=1))
+    same_bits(KEYS, hp.stats(hp.DistArray.from_global(data, comm)), ref)
 
 
 @pytest.mark.parametrize("name", ["uniform", "offset", "huge_range", "cancel", "subnormal",
@@ -153,9 +143,9 @@ def test_any_thread_count(comm, threads):
     old = hp.set_threads(threads)
     try:
         for cuts in _layouts(len(data), comm):
-            _same(hp.stats(_dist(data, cuts, comm)), ref, (threads, cuts))
+            same_bits(KEYS, hp.stats(_dist(data, cuts, comm)), ref, (threads, cuts))
         cols = data[:600_000].reshape(-1, 3)
-        _same(hp.stats(hp.DistArray.from_global(cols, comm), axis=0),
+        same_bits(KEYS, hp.stats(hp.DistArray.from_global(cols, comm), axis=0),
               _one_block(cols, comm, axis=0))
     finally:
         hp.set_threads(old)
@@ -178,7 +168,7 @@ def test_nan_inf(comm):
             ref = _one_block(data, comm, skipna=skipna)
             for cuts in _layouts(len(data), comm):
                 got = hp.stats(_dist(data, cuts, comm), skipna=skipna)
-                _same(got, ref, (name, skipna, cuts))
+                same_bits(KEYS, got, ref, (name, skipna, cuts))
             npf = (np.nansum, np.nanmean, np.nanvar) if skipna else (np.sum, np.mean, np.var)
             with np.errstate(invalid="ignore"):
                 want = [f(data) for f in npf]
@@ -186,7 +176,7 @@ def test_nan_inf(comm):
                 if np.isfinite(w):
                     assert got[key] == pytest.approx(w, rel=1e-12), (name, skipna, key)
                 else:
-                    assert _bits(got[key]) == _bits(w) or (np.isnan(got[key]) and np.isnan(w)), \
+                    assert bits(got[key]) == bits(w) or (np.isnan(got[key]) and np.isnan(w)), \
                         (name, skipna, key, got[key], w)
             assert got["nan_count"] == int(np.isnan(data).sum())
             assert got["count"] == (data.size - got["nan_count"] if skipna else data.size)
@@ -202,7 +192,7 @@ def test_axis0_columns(comm, cols):
             ref = _one_block(data, comm, axis=0, ddof=ddof, skipna=skipna)
             for cuts in _layouts(len(data), comm):
                 got = hp.stats(_dist(data, cuts, comm), axis=0, ddof=ddof, skipna=skipna)
-                _same(got, ref, (ddof, skipna, cuts))
+                same_bits(KEYS, got, ref, (ddof, skipna, cuts))
     got = hp.stats(hp.DistArray.from_global(data, comm), axis=0, skipna=True)
     for j in sorted({0, 1, cols // 2, cols - 1}):  # np.nanvar is off by 1e-10 here
         col = data[:, j][~np.isnan(data[:, j])]
@@ -230,10 +220,10 @@ def test_file_any_block_size(comm, shared_tmp, chunks):
     for block_bytes in (160, 1000, 4096 * 3 + 8, 1 << 20):
         for src in (f"{path}:/x", hp.blocks(str(path), "/x", block_bytes=block_bytes,
                                              comm=comm)):
-            _same(hp.stats(src, comm=comm, block_bytes=block_bytes, skipna=True), ref,
+            same_bits(KEYS, hp.stats(src, comm=comm, block_bytes=block_bytes, skipna=True), ref,
                   block_bytes)
         got = hp.stats_file(str(path), "/x", comm=comm, block_bytes=block_bytes, axis=0)
-        _same(got, ref0, block_bytes)
+        same_bits(KEYS, got, ref0, block_bytes)
 
 
 @SERIAL_ONLY
