@@ -111,3 +111,22 @@ def same_bits(keys, got, ref, what=""):
 def first_empty(data, comm):
     """:func:`uneven` blocks with rank 0 holding none (when there are several ranks)."""
     return uneven(data, comm, empty_rank=0)
+
+
+def one_block(data, comm, axis=None, ddof=0, skipna=False, exact=False):
+    """``hp.stats``' algorithm (``exact``: the correctly rounded one) on the whole data as
+    one block, one thread: the reference that every layout must reproduce bit for bit."""
+    import hpcproc as hp
+    from hpcproc.kernels import moment_state as ms
+
+    old = hp.set_threads(1)
+    try:
+        kd = np.float32 if data.dtype == np.float16 else data.dtype
+        flat = np.ascontiguousarray(data.astype(kd))
+        block = flat.reshape(len(data), -1) if axis == 0 else flat.reshape(-1, 1)
+        state, ints = ms.block_state(block, comm, with_ints=data.dtype.kind in "iub",
+                                     exact=exact)
+        out = ms.finalize(state, ints, ddof, skipna)
+    finally:
+        hp.set_threads(old)
+    return {k: v[0] for k, v in out.items()} if axis is None else out
