@@ -1,5 +1,5 @@
 """Run the shuffle kernels through the public API (sort, group-by, join, exchange,
-distinct) on many key and value dtypes (launched by tests/test_startup_shuffles.py, once
+shuffle, distinct) on many key and value dtypes (launched by tests/test_startup_shuffles.py, once
 with HPCPROC_AOT=0 and once without).
 
 ``python _startup_shuffles_driver.py OUT.npz [common]``: rank 0 saves every result (its
@@ -80,6 +80,8 @@ for kd in KEYS:
                    "s": data("i2", n, 5), "c": data("f8", 2 * n, 6).reshape(n, 2),
                    "b": np.arange(3 * n, dtype=np.uint8).reshape(n, 3)})
         put(f"sortd.{tag}", hp.sort(t, "k", ascending=False))
+        for part in ("hash", "range"):
+            put(f"shuf.{part}.{tag}", hp.shuffle(t, "k", part))
         put(f"sort2.{tag}", hp.sort(t, ["w", "k"]))
         put(f"gb2.{tag}", hp.groupby(t, ["w", "k"]).agg(v=["sum", "count"], s="max"))
         put(f"size.{tag}", hp.value_counts(t, "k"))

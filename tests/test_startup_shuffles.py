@@ -100,7 +100,7 @@ def _drive(tmp_path, ranks, env, *extra):
 
 @pytest.mark.parametrize("ranks", [1, 2])
 def test_common_shuffles_import_no_numba(tmp_path, ranks, aot_built):
-    """sort, groupby (dense and hash), join, exchange, unique, value_counts on
+    """sort, groupby (dense and hash), join, exchange, shuffle, unique, value_counts on
     int64/float64 keys and values: no rank imports Numba."""
     _, reps = _drive(tmp_path, ranks, {}, "common")
     assert len(reps) == ranks
