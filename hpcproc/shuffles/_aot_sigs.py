@@ -24,8 +24,9 @@ modules must also be in :data:`hpcproc.kernels._aot.BUILTIN`. The test then chec
 sort, group-by, join, exchange and distinct on int64/float64 data import no Numba, and
 that every built kernel gives the Numba kernel's bytes.
 
-Cost: these signatures add about as much to the install build as the statistics kernels
-(docs/kernels.md, *Start-up*).
+Cost: these 102 signatures add about 0.6x the statistics kernels' build time to the
+install and 0.6 MB to the extension (docs/kernels.md, *Start-up*); prefer
+type-generic kernels (unsigned words, encoded key rows) to more signatures.
 """
 
 from __future__ import annotations
