@@ -33,11 +33,10 @@ from mpi4py import MPI
 from ..agreement import collective
 from ..array import gather_rows
 from ..comm import check_all, get_comm, lib_comm
-from ._encode import check_key_dtype, encode_keys
-from ._exchange import MAX_MESSAGE, exchange
-from ._hashjoin import hash_join
+from ._encode import check_key_dtype
+from ._exchange import MAX_MESSAGE, dest_dtype, exchange
+from ._hashjoin import hash_join, key_words, rank_dests
 from ._result import as_columns, key_list, make_result
-from .hash import hash_partition
 
 __all__ = ["join", "BROADCAST_BYTES"]
 
@@ -88,18 +87,28 @@ def _key_cols(lcols, rcols, names):
     return lk, rk
 
 
-def _output(lcols, rcols, names, li, ri, keep_unmatched, suffix):
-    out = {k: np.take(lcols[k], li, axis=0) for k in names}
-    out.update({k: np.take(v, li, axis=0) for k, v in lcols.items() if k not in names})
-    missing = ri < 0
+def _output(lcols, rcols, names, li, ri, keep_unmatched, suffix, owned):
+    """The output columns: left rows ``li`` (``None``: all, in order; ``owned`` columns
+    are then returned as they are), right rows ``ri`` (-1: NaN)."""
+    def left(v):
+        if li is None:
+            return v if owned else v.copy()
+        return np.take(v, li, axis=0)
+
+    out = {k: left(lcols[k]) for k in names}
+    out.update({k: left(v) for k, v in lcols.items() if k not in names})
+    missing = ri < 0 if keep_unmatched else None
+    some = keep_unmatched and bool(missing.any())
     for k, v in rcols.items():
         if k in names:
             continue
-        col = np.take(v, np.where(missing, 0, ri) if keep_unmatched else ri, axis=0) \
-            if v.shape[0] else np.empty((ri.shape[0],) + v.shape[1:], v.dtype)
+        if not v.shape[0]:
+            col = np.empty((ri.shape[0],) + v.shape[1:], v.dtype)
+        else:
+            col = np.take(v, np.where(missing, 0, ri) if some else ri, axis=0)
         if keep_unmatched:
             col = col.astype(np.result_type(col.dtype, np.float32) if col.dtype.kind == "f"
-                             else np.float64)
+                             else np.float64, copy=False)
             col[missing] = np.nan
         name = k
         while name in out:
@@ -147,6 +156,7 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
         side = "right"
     elif strategy == "auto" and not keep and sizes[0] <= broadcast_bytes:
         side = "left"
+    given = lcols
     if side == "right":
         rcols = {k: gather_rows(v, comm, None) for k, v in rcols.items()}
     elif side == "left":
@@ -154,18 +164,20 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     rounds = 0
     if side is None:
         size = get_comm(comm).Get_size()
-        lk, rk = _key_cols(lcols, rcols, names)
+        dl, dr = rank_dests(*_key_cols(lcols, rcols, names), size, dest_dtype(size))
         opts = dict(memory_budget=memory_budget, max_message=max_message, validate=False)
-        lcols, info = exchange(lcols, hash_partition(lk, size), comm, **opts)
-        rcols, info2 = exchange(rcols, hash_partition(rk, size), comm, **opts)
+        lcols, info = exchange(lcols, dl, comm, **opts)
+        del dl
+        rcols, info2 = exchange(rcols, dr, comm, **opts)
+        del dr
         rounds = max(info["rounds"], info2["rounds"])
-        del lk, rk
-    lk, rk = _key_cols(lcols, rcols, names)
-    Kl, Kr = encode_keys(lk), encode_keys(rk)
-    del lk, rk
-    li, ri = hash_join(Kl, Kr, keep, ordered=side is not None)
+    Kl, Kr = key_words(*_key_cols(lcols, rcols, names))
+    build = "right" if side == "right" or keep else "left" if side == "left" else "smaller"
+    li, ri = hash_join(Kl, Kr, keep, build)
     del Kl, Kr
-    out = _output(lcols, rcols, names, li, ri, keep, suffix)
+    owned = not any(np.may_share_memory(v, given[k]) or not v.flags.c_contiguous
+                    for k, v in lcols.items())
+    out = _output(lcols, rcols, names, li, ri, keep, suffix, owned)
     return make_result(out, comm, "table", {
         "strategy": "hash" if side is None else f"broadcast-{side}", "rounds": rounds,
         "bytes": {"left": int(sizes[0]), "right": int(sizes[1])}})
