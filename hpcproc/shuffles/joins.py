@@ -8,8 +8,8 @@ Strategies (``strategy="auto"`` picks the first that applies):
     small table is all-gathered to every rank and joined with the local rows of the
     other one: the big side never moves.
 ``hash``
-    Both tables are hash-partitioned on the keys (:mod:`.hash`) with the bounded-memory
-    exchange, so equal keys meet on one rank, then joined locally (both strategies) by a
+    Both tables are hash-partitioned on the keys with the bounded-memory exchange, so
+    equal keys meet on one rank, then joined locally (both strategies) by a
     radix-partitioned hash join whose tables fit the cache (:mod:`._hashjoin`).
 
 Output: the key columns (from the left table), the other left columns, then the other
@@ -17,8 +17,12 @@ right columns (a name already taken gets ``suffix``, default ``"_right"``). Ever
 matching (left, right) pair gives one row (many-to-many joins multiply). ``how="left"``
 keeps left rows without a match once, with NaN in the right columns; right columns of
 integer or bool type are therefore float64 in a left join (as in pandas).
-Row order: broadcast join of a small right table keeps the left table's order (matches
-in right order); otherwise rows are grouped by hash of the key, unspecified within.
+Row order on each rank: that of the side that probes the local table, a probe row's
+matches in the other side's order. A broadcast of the right table keeps the left table's
+order (matches in right order); a broadcast of the left table keeps the right table's;
+the hash join is grouped by hash of the key: a left join (and an inner join where the
+right side has at most as many rows on the rank) keeps the order in which left rows
+arrive (by source rank, then source order), otherwise the right rows' order.
 Keys compare by value after conversion to a common type (``int32`` 5 equals ``int64``
 5, and ``uint64`` keys compare exactly with signed ones; an integer key joined with a
 float key compares as float64, which rounds integers beyond 2**53); NaN keys match NaN
