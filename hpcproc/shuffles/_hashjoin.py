@@ -4,12 +4,13 @@ Keys arrive as ``(rows, words)`` uint64 matrices whose rows are equal exactly wh
 keys are (:func:`key_words`). Both sides are scattered into ``2**B`` partitions by high
 bits of a 64-bit hash of the key, ``B`` chosen so that a partition of the build side holds
 about ``PART_ROWS`` rows. Each build partition then gets an open-addressing table that
-fits the cache (equal keys chained in build order), and the probe rows of the same
-partition look it up: every table access is a cache hit, where one table for the whole
-build side costs a cache and TLB miss per row. The match of each probe row is written in
-partitioned order (sequentially) and put back into probe order by a pass that reads the
-partitions as ``2**B`` sequential streams: the output follows the probe side's order, the
-matches of a probe row in build order, with no random access over the whole data.
+fits the cache (a slot holds the key words and the build row; equal keys are chained in
+build order), and the probe rows of the same partition look it up: every table access
+is a cache hit, where one table for the whole build side costs a cache and TLB miss per
+row. The match of each probe row is written in partitioned order (sequentially) and put
+back into probe order by a pass that reads the partitions as ``2**B`` sequential
+streams: the output follows the probe side's order, the matches of a probe row in build
+order, with no random access over the whole data.
 
 When no build key repeats (a dimension table: the usual case) every probe row has at
 most one match and :func:`hash_join` returns the build row of every probe row directly,
@@ -95,6 +96,7 @@ def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
     """Build every build partition's table and probe it with the probe partition:
     ``res[k]`` (probe rows in partitioned order) is the first matching build row (-1:
     none); ``nxt[row]`` the next build row with the same key (``nxt`` starts at -1).
+    A slot holds the key words and the build row + 1 (0: empty): a probe reads one slot.
     Returns (number of matching pairs, whether a build key repeats)."""
     m = bkeys.shape[1]
     parts = bstarts.shape[0] - 1
@@ -104,7 +106,7 @@ def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
     size = 16
     while size < big:
         size *= 2
-    table = np.empty(size, np.int64)
+    table = np.empty((size, m + 1), np.uint64)
     total = 0
     dup = False
     for p in range(parts):
@@ -119,18 +121,20 @@ def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
             ts *= 2
         tmask = np.uint64(ts - 1)
         for s in range(ts):
-            table[s] = -1
+            table[s, m] = 0
         pdup = False
         for j in range(b1 - 1, b0 - 1, -1):  # backwards: chains come out in build order
             s = (_hash(bkeys, j, m) >> _SLOT_SHIFT) & tmask
             while True:
-                t = table[s]
-                if t < 0:
-                    table[s] = j
+                t = table[s, m]
+                if t == 0:
+                    for w in range(m):
+                        table[s, w] = bkeys[j, w]
+                    table[s, m] = np.uint64(border[j] + 1)
                     break
-                if _same(bkeys, t, bkeys, j, m):
-                    nxt[border[j]] = border[t]
-                    table[s] = j
+                if _same(table, s, bkeys, j, m):
+                    nxt[border[j]] = np.int64(t) - 1
+                    table[s, m] = np.uint64(border[j] + 1)
                     pdup = True
                     break
                 s = (s + _ONE) & tmask
@@ -139,11 +143,11 @@ def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
             s = (_hash(pkeys, k, m) >> _SLOT_SHIFT) & tmask
             found = -1
             while True:
-                t = table[s]
-                if t < 0:
+                t = table[s, m]
+                if t == 0:
                     break
-                if _same(bkeys, t, pkeys, k, m):
-                    found = border[t]
+                if _same(table, s, pkeys, k, m):
+                    found = np.int64(t) - 1
                     break
                 s = (s + _ONE) & tmask
             res[k] = found
