@@ -92,6 +92,28 @@ def _same(A, i, B, j, m):
 
 
 @jit
+def _probe_one(pkeys, p0, p1, table, tmask, res):
+    """The probe of one partition for one-word keys and no repeated build key (the
+    common case, specialised): ``res[k]`` for ``p0 <= k < p1``; returns the matches."""
+    hits = 0
+    for k in range(p0, p1):
+        key = pkeys[k, 0]
+        s = (_hash(pkeys, k, 1) >> _SLOT_SHIFT) & tmask
+        found = -1
+        while True:
+            t = table[s, 1]
+            if t == 0:
+                break
+            if table[s, 0] == key:
+                found = np.int64(t) - 1
+                break
+            s = (s + _ONE) & tmask
+        res[k] = found
+        hits += found >= 0
+    return hits
+
+
+@jit
 def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
     """Build every build partition's table and probe it with the probe partition:
     ``res[k]`` (probe rows in partitioned order) is the first matching build row (-1:
@@ -139,6 +161,9 @@ def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
                     break
                 s = (s + _ONE) & tmask
         dup = dup or pdup
+        if m == 1 and not pdup:
+            total += _probe_one(pkeys, p0, p1, table, tmask, res)
+            continue
         for k in range(p0, p1):
             s = (_hash(pkeys, k, m) >> _SLOT_SHIFT) & tmask
             found = -1
