@@ -166,3 +166,50 @@ def test_hash_join_kernel_two_words(build):
         hash_join(Kl, Kr, False, "middle")
     with pytest.raises(ValueError, match="keep_unmatched"):
         hash_join(Kl, Kr, True, "left")
+
+
+@pytest.mark.parametrize("how", ["inner", "left"])
+def test_join_payload_dtypes(comm, how):
+    """Columns of every width move whole with their rows (compiled and numpy gathers);
+    a left join fills NaN (NaT), keeping float, complex and datetime types."""
+    rng = np.random.default_rng(11)
+    nl, nr = 400, 150
+    lk, rk = rng.integers(0, 60, nl), rng.integers(0, 80, nr)  # repeated keys both sides
+
+    def cols(n):
+        return {"b": rng.random(n) < 0.5, "h": rng.integers(-300, 300, n).astype(np.int16),
+                "f": rng.random(n).astype(np.float32),
+                "c": (rng.random(n) + 1j).astype(np.complex64),
+                "t": rng.integers(0, 10**6, n).astype("datetime64[s]"),
+                "s": rng.integers(0, 99, n).astype("S3"), "m": rng.random((n, 3))}
+    lc, rc = cols(nl), cols(nr)
+    if how == "left":
+        del rc["s"]
+    L = split({"k": lk, "lid": np.arange(nl), **lc}, comm, "uneven")
+    R = split({"k": rk, "rid": np.arange(nr), **rc}, comm, "all_on_last")
+    res = hp.join(L, R, "k", how=how, strategy="hash")
+    g = res.allgather()
+    rid = np.nan_to_num(g["rid"], nan=-1).astype(np.int64)
+    assert sorted(zip(g["lid"].tolist(), rid.tolist())) == _reference([lk], [rk], how)
+    hit = rid >= 0
+    for name in lc:
+        np.testing.assert_array_equal(g[name], lc[name][g["lid"]])
+    for name, col in rc.items():
+        got = g[name + "_right"]
+        want = {"b": np.float64, "h": np.float64}.get(name, col.dtype) if how == "left" \
+            else col.dtype
+        assert got.dtype == want, name
+        np.testing.assert_array_equal(got[hit], col[rid[hit]].astype(want))
+        if name in "tm" or how == "inner":
+            continue
+        assert np.isnan(got[~hit]).all() if name != "t" else np.isnat(got[~hit]).all()
+    assert how == "inner" or not hit.all()
+
+
+def test_left_join_needs_fillable_right_columns(comm):
+    L = split({"k": np.arange(10)}, comm)
+    R = split({"k": np.arange(5), "s": np.array(list("abcde"))}, comm)
+    with pytest.raises(TypeError, match="'s'"):
+        hp.join(L, R, "k", how="left")
+    res = hp.join(L, R, "k", how="inner")
+    assert sorted(res.allgather()["s"].tolist()) == list("abcde")
