@@ -108,13 +108,14 @@ SIGNATURES: dict[str, list[str] | str] = {
     "hpcproc.shuffles._reduce.seg_sum": signatures("{i}[::1], i8[::1], i8[::1], i8[::1]",
                                                    i=IDX),
     "hpcproc.shuffles._reduce.compare_rows": INNER,
-    # _hashjoin: the local join
-    "hpcproc.shuffles._hashjoin._partition": signatures(f"{K2}, i8, {{i}}[::1], {K2}",
-                                                        i=IDX),
-    "hpcproc.shuffles._hashjoin._probe_all": signatures(
-        f"{K2}, {{i}}[::1], i8[::1], {K2}, i8[::1], {{i}}[::1], {{i}}[::1], b1", i=IDX),
-    "hpcproc.shuffles._hashjoin._expand": signatures(
-        "{i}[::1], {i}[::1], {i}[::1], {i}[::1], i8, b1", i=IDX),
+    # _hashjoin: the local join (row numbers always int64 here)
+    "hpcproc.shuffles._hashjoin.hash_dest": signatures(f"{K2}, i8, {{d}}[::1]", d=DEST),
+    "hpcproc.shuffles._hashjoin._partition": [f"{K2}, i8, {K2}, i8[::1]"],
+    "hpcproc.shuffles._hashjoin._probe_parts": [
+        f"{K2}, i8[::1], {K2}, i8[::1], i8[::1], i8[::1], i8[::1]"],
+    "hpcproc.shuffles._hashjoin._unscatter": ["u2[::1], i8[::1], i8[::1], i8[::1]"],
+    "hpcproc.shuffles._hashjoin._expand": ["i8[::1], i8[::1], i8, b1"],
+    "hpcproc.shuffles._hashjoin._probe_one": INNER,
     "hpcproc.shuffles._hashjoin._hash": INNER,
     "hpcproc.shuffles._hashjoin._same": INNER,
 }
