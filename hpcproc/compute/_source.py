@@ -3,7 +3,9 @@
 Reductions accept any of
 * a :class:`DistArray` (this rank's block, in memory),
 * ``"file.h5:/dset"`` or ``("file.h5", "/dset")``: streamed with :func:`hpcproc.blocks`
-  (memory bounded by ``block_bytes`` per rank; several passes possible),
+  (memory bounded by ``block_bytes`` per rank; several passes possible), or, for a
+  reduction that folds pieces into a local state, in cache-sized pieces
+  (:meth:`Source.located_pieces`, :func:`hpcproc.io.scan.scan_pieces`),
 * an iterator returned by :func:`hpcproc.blocks` (one pass, bounded memory).
 
 A file input is CF-decoded (``mask_and_scale``, :mod:`hpcproc.io.cf`); when its variable

@@ -129,7 +129,8 @@ def describe(x, bins=64, range=None, ddof: int = 0, skipna: bool = False, comm=N
     rel_err : float
         Accuracy of the sketch, in (0, 1).
 
-    Memory: one block (``block_bytes``) per rank plus the states (a few hundred bytes,
+    Memory: one piece (``min(block_bytes, 8 MiB)`` for a contiguous file, else one
+    block of ``block_bytes``) per rank plus the states (a few hundred bytes,
     ``8 * bins`` bytes per thread, and the sketch: ``2 * ceil(1418 / ln(gamma)) + 5``
     int64 per thread, 1.1 MiB for ``rel_err=0.01``).
     """

@@ -106,7 +106,9 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
     ----------
     x : DistArray, str, (str, str) or iterator
         A DistArray; a dataset ``"file.h5:/x"`` or ``("file.h5", "/x")`` streamed in blocks
-        of ``block_bytes`` per rank; or an ``hp.blocks(...)`` iterator.
+        of ``block_bytes`` per rank (a contiguous one in pieces of at most
+        ``min(block_bytes, 8 MiB)``, folded while in the cache); or an ``hp.blocks(...)``
+        iterator.
     axis : None or 0
         ``None``: over all elements (scalars). ``0``: per column (arrays of the trailing
         shape).

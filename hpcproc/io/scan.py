@@ -11,18 +11,19 @@ decoding; ``method`` "auto" or "direct") in pieces of at most :data:`PIECE` byte
 one reused buffer (:class:`~hpcproc.io.direct.RowScan`) and hands on each piece while it
 is in the cache; its crc32 for the lineage record is computed meanwhile on a helper
 thread. It communicates only before the first piece (the read plan) and after the last
-(read errors, the lineage record). Any other dataset is read with
-:func:`hpcproc.blocks` (``reuse=True``) as before.
+(a barrier that sleeps while it waits, read errors, the lineage record). Any other
+dataset is read with :func:`hpcproc.blocks` (``reuse=True``) as before.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
 
 from .. import _faults
-from ..comm import check_all, get_comm
+from ..comm import check_all, get_comm, lib_comm
 from ..observe import progress
 from . import cf, direct, ingest
 from .plan import ReadPlan
@@ -76,10 +77,22 @@ def scan_pieces(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
     except Exception as exc:  # noqa: BLE001 - a read error: raised on every rank below
         error = exc
     bar.close()
+    _idle_wait(comm)
     check_all(lambda: _raise(error), comm)
     if inline is not None:
         crc.crc, crc.nbytes = scan.crc, (hi - lo) * info.row_bytes
     crc.finish(info, plan.start, plan.stop, comm)
+
+
+def _idle_wait(comm, spin: float = 1e-3, poll: float = 2e-4) -> None:
+    """Wait until every rank has read its last piece, sleeping between polls after the
+    first millisecond: a rank that finishes early must not spin (MPI's blocking
+    collectives busy-wait) on a CPU that the ranks still reading may need."""
+    req = lib_comm(comm).Ibarrier()
+    t0 = time.perf_counter()
+    while not req.Test():
+        if time.perf_counter() - t0 > spin:
+            time.sleep(poll)
 
 
 def _raise(error) -> None:
