@@ -9,11 +9,15 @@ load drifts hit them alike):
 * ``cli cold``: the same with an empty ``HPCPROC_CACHE_DIR`` each time
 * ``cli warm, numba`` / ``cli cold, numba``: both with ``HPCPROC_AOT=0`` (no
   ahead-of-time kernels: what every call cost before they existed)
+* ``cli sort``: ``mpiexec -n 2 hpcproc sort tiny.h5:/k --with /v --out ...`` (shuffle
+  kernels), and ``cli sort, numba`` with ``HPCPROC_AOT=0`` and a warm cache
 * ``import hpcproc``: ``python -c "import hpcproc"`` against ``python -c "pass"``
 
 and, in one process that has already imported hpcproc, mpi4py and h5py, the time of the
-first ``hp.stats`` / ``hp.histogram`` / ``hp.sort`` call on a small DistArray (1 rank; a
-fresh process per call and case), with and without the ahead-of-time kernels.
+first ``hp.stats`` / ``hp.histogram`` call on a small DistArray and of the first
+``hp.sort`` / ``hp.groupby`` / ``hp.join`` on a small table of full-range int64 keys and
+float64 values (1 rank; a fresh process per call and case), with and without the
+ahead-of-time kernels. The first call minus the second is the kernel loading.
 
     python benchmarks/startup.py [--repeat 7]
 
@@ -47,9 +51,15 @@ FIRST_CALL = textwrap.dedent("""
     import numpy as np, h5py
     from mpi4py import MPI
     import hpcproc as hp
-    x = hp.DistArray.from_global(np.random.default_rng(0).standard_normal(10_000))
+    rng = np.random.default_rng(0)
+    x = hp.DistArray.from_global(rng.standard_normal(10_000))
+    k = rng.integers(-2**62, 2**62, 10_000)
+    t = hp.DistTable.from_local({"k": k, "v": rng.standard_normal(10_000)})
+    d = hp.DistTable.from_local({"k": k[::7].copy(), "w": rng.standard_normal(1429)})
     f = {"stats": lambda: hp.stats(x), "histogram": lambda: hp.histogram(x, bins=16),
-         "sort": lambda: hp.sort(x)}[sys.argv[1]]
+         "sort": lambda: hp.sort(t, "k"),
+         "groupby": lambda: hp.groupby(t, "k").agg(v=["sum", "count"]),
+         "join": lambda: hp.join(t, d, on="k")}[sys.argv[1]]
     t0 = time.perf_counter()
     f()
     t1 = time.perf_counter()
@@ -93,12 +103,20 @@ def _run(args, tmp: Path) -> int:
     tiny = tmp / "tiny.h5"
     with h5py.File(tiny, "w") as f:
         f["x"] = np.arange(100, dtype=np.float64)
+        f["k"] = np.random.default_rng(1).integers(-2**62, 2**62, 100)
+        f["v"] = np.arange(100, dtype=np.float64)
     warm = str(tmp / "warm-cache")
     py, hpc = str(BIN / "python"), str(BIN / "hpcproc")
     mpi2 = [MPIEXEC, "-n", "2"]
     stats = mpi2 + [hpc, "stats", f"{tiny}:/x"]
     _wall(stats, {"HPCPROC_CACHE_DIR": warm, "HPCPROC_AOT": "0"})  # fill the warm cache
     _wall(stats, {"HPCPROC_CACHE_DIR": warm})
+    outs = iter(range(10**6))
+
+    def sort():
+        return mpi2 + [hpc, "sort", f"{tiny}:/k", "--with", "/v", "--out",
+                       str(tmp / f"sorted{next(outs)}.h5")]
+    _wall(sort(), {"HPCPROC_CACHE_DIR": warm, "HPCPROC_AOT": "0"})  # warm shuffle kernels
     cold = iter(range(10**6))
     cases = {
         "baseline: mpiexec -n 2 python -c 'import mpi4py.MPI, h5py'":
@@ -112,6 +130,10 @@ def _run(args, tmp: Path) -> int:
         "cli cold, HPCPROC_AOT=0 (Numba compiles)":
             lambda: _wall(stats, {"HPCPROC_CACHE_DIR": str(tmp / f"c{next(cold)}"),
                                   "HPCPROC_AOT": "0"}),
+        "cli sort (mpiexec -n 2 hpcproc sort tiny.h5:/k --with /v --out ...)":
+            lambda: _wall(sort(), {"HPCPROC_CACHE_DIR": warm}),
+        "cli sort, HPCPROC_AOT=0 (Numba, warm cache)":
+            lambda: _wall(sort(), {"HPCPROC_CACHE_DIR": warm, "HPCPROC_AOT": "0"}),
         "python -c 'pass'": lambda: _wall([py, "-c", "pass"]),
         "python -c 'import hpcproc'": lambda: _wall([py, "-c", "import hpcproc"]),
     }
@@ -122,7 +144,10 @@ def _run(args, tmp: Path) -> int:
             times[name].append(fn())
     med = {k: statistics.median(v) for k, v in times.items()}
     first = {}
-    for fn in ("stats", "histogram", "sort"):
+    for fn in ("stats", "histogram", "sort", "groupby", "join"):
+        subprocess.run([py, "-c", FIRST_CALL, fn], env=_env(  # warm the Numba cache
+            {"HPCPROC_CACHE_DIR": warm, "HPCPROC_AOT": "0"}), capture_output=True, check=True,
+            timeout=600)
         for mode, env in (("aot", {}), ("numba", {"HPCPROC_AOT": "0"})):
             runs = []
             for _ in range(args.repeat):
@@ -148,7 +173,8 @@ def _run(args, tmp: Path) -> int:
         "|---|---:|---:|",
     ]
     for name, t in med.items():
-        rel = f"+{t - base:.2f} s" if "mpiexec" in name or "cli" in name else ""
+        rel = f"+{t - base:.2f} s ({t / base:.2f}x)" if "mpiexec" in name or "cli" in name \
+            else ""
         lines.append(f"| {name} | {t:.3f} | {rel} |")
     lines += [
         "",
@@ -156,13 +182,16 @@ def _run(args, tmp: Path) -> int:
         "an empty interpreter.",
         "",
         "First call in a process that has imported hpcproc, mpi4py and h5py (1 rank, "
-        "10,000 float64; warm Numba cache for the Numba rows):",
+        "10,000 float64 for stats/histogram; sort/groupby/join: 10,000 rows of full-range "
+        "int64 keys and float64 values, joined with 1,429 rows; warm Numba cache for the "
+        "Numba rows). First minus second call: the kernel loading.",
         "",
-        "| call | kernels | first call s | second call s | Numba imported |",
-        "|---|---|---:|---:|---|",
+        "| call | kernels | first call s | second call s | first - second s | "
+        "Numba imported |",
+        "|---|---|---:|---:|---:|---|",
     ]
     for (fn, mode), (t1, t2, numba) in first.items():
-        lines.append(f"| hp.{fn} | {mode} | {t1:.3f} | {t2:.4f} | {numba} |")
+        lines.append(f"| hp.{fn} | {mode} | {t1:.3f} | {t2:.4f} | {t1 - t2:.3f} | {numba} |")
     lines.append("")
     OUT.write_text("\n".join(lines))
     print("\n".join(lines))

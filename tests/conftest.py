@@ -80,3 +80,16 @@ def shared_tmp(comm):
     comm.Barrier()
     if comm.rank == 0:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def tracing(comm):
+    """Tracing on for the test (all ranks start together), off and reset after it."""
+    import hpcproc as hp
+    from hpcproc.observe import phases
+
+    comm.Barrier()
+    hp.start_tracing()
+    yield
+    hp.stop_tracing()
+    phases.reset_tracing()

@@ -19,15 +19,6 @@ pytestmark = pytest.mark.mpi
 LIBRARY_PHASES = set(trace.PHASES)
 
 
-@pytest.fixture
-def tracing(comm):
-    comm.Barrier()
-    hp.start_tracing()
-    yield
-    hp.stop_tracing()
-    trace.reset_tracing()
-
-
 def _data(comm):
     """Unequal blocks per rank (rank r holds 500 * (r + 1) + 7 values)."""
     rng = np.random.default_rng(100 + comm.rank)

@@ -228,6 +228,62 @@ def test_attribute_that_does_not_fit_is_ignored_like_netcdf4(comm, shared_tmp):
     _same(got, ref)
 
 
+BAD_PACKING = {"two_scales": dict(scale_factor=np.array([2.0, 3.0])),
+               "text_scale": dict(scale_factor="abc"),
+               "two_offsets": dict(scale_factor=np.float32(2), add_offset=np.array([1.0, 5.0])),
+               "text_offset": dict(add_offset="1")}
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("name", sorted(BAD_PACKING))
+def test_packing_attribute_that_is_not_one_number_is_not_applied_like_netcdf4(
+        comm, shared_tmp, name):
+    path = shared_tmp / f"{name}.nc"
+
+    def make():
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("r", 7)
+            v = ds.createVariable("x", "i2", ("r",))
+            v[:] = np.arange(-3, 4)
+            v.setncatts(BAD_PACKING[name])
+    on_root(comm, make)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # netCDF4-python warns: no unpacking done
+        try:
+            ref = reference(path, "x")
+        except TypeError:  # a text add_offset alone: netCDF4-python fails to add it
+            assert name == "text_offset"
+            ref = np.arange(-3, 4, dtype=np.int16)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        got = _gather(comm, hp.read(str(path), "x", comm=comm))
+        s = hp.stats(f"{path}:/x", comm=comm)
+    _same(got, ref)
+    assert s["sum"] == int(ref.sum()) and s["max"] == ref.max()
+    ours = [str(w.message) for w in seen if "no unpacking done" in str(w.message)]
+    if comm.rank == 0:  # once per process, on rank 0 only, naming the attribute
+        assert len(ours) == 1 and "'/x'" in ours[0], ours
+        assert next(iter(BAD_PACKING[name])) in ours[0] or "add_offset" in ours[0]
+    else:
+        assert ours == []
+
+
+@SERIAL_ONLY
+def test_cli_warning_is_one_line_without_a_source_line(tmp_path):
+    path = tmp_path / "bad.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("r", 5)
+        _var(ds, "x", "f4", [1, 2, 3, 4, 5], missing_value=np.float64(3.1))
+    proc = run(hpcproc_cmd("stats", "--json", f"{path}:/x"), ranks=2, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["count"] == 5
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("hpcproc[rank 0] WARNING: dataset '/x': CF attribute "
+                               "missing_value"), proc.stderr
+    assert ".py" not in lines[0]
+
+
 @pytest.mark.mpi
 def test_era5_t2m_like_xarray_and_netcdf4(comm, shared_tmp):
     path = shared_tmp / "era5.nc"

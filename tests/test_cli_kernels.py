@@ -21,6 +21,25 @@ def data_file(tmp_path_factory):
     return path
 
 
+def test_hist_text_of_many_bins_lists_the_non_empty_ones(data_file):
+    """Ten million bins over 20,001 values: the text view lists the first and last 100
+    non-empty bins (not 10**7 lines), and says how many it left out."""
+    bins = 10**7
+    out = run(hpcproc_cmd("hist", f"{data_file}:/x", "--bins", str(bins)), ranks=2,
+              check=True)
+    with h5py.File(data_file) as f:
+        counts = np.histogram(f["x"][...], bins)[0]
+    nonempty = counts[counts > 0]
+    lines = out.stdout.splitlines()
+    bars = [ln for ln in lines if ln.startswith("  [")]
+    assert len(bars) == 200
+    assert [int(b.split()[-2] if b.endswith("#") else b.split()[-1]) for b in bars] == \
+        nonempty[:100].tolist() + nonempty[-100:].tolist()
+    assert f"... {nonempty.size - 200} more non-empty bins" in out.stdout
+    assert f"({bins} bins; {bins - nonempty.size} empty ones not listed" in out.stdout
+    assert len(out.stdout) < 40_000
+
+
 @pytest.mark.parametrize("ranks", [1, 3])
 def test_hist_json_equals_numpy(data_file, ranks):
     out = run(hpcproc_cmd("hist", f"{data_file}:/x", f"{data_file}:/g/k", "--bins", "64",

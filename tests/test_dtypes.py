@@ -17,20 +17,12 @@ import pytest
 
 import hpcproc as hp
 from hpcproc.errors import DtypeError
-from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, first_empty, hpcproc_cmd, on_root, run
 
 mpi = pytest.mark.mpi
 WIDTHS = ["f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8"]
 DTYPES = [order + w for w in WIDTHS for order in "<>"] + ["?"]
 QS = [0.0, 0.25, 0.5, 1 / 3, 0.999, 1.0]
-
-
-def _dist(data, comm):
-    """Uneven blocks, rank 0 empty when there are several ranks."""
-    n, size = len(data), comm.size
-    w = np.arange(size, dtype=float) + (1.0 if size == 1 else 0.0)
-    cuts = np.concatenate(([0], np.round(np.cumsum(w) / w.sum() * n))).astype(int)
-    return hp.DistArray.from_local(data[cuts[comm.rank]:cuts[comm.rank + 1]], comm)
 
 
 def _data(dtype, n=1001, seed=3):
@@ -101,8 +93,8 @@ def _check_stats(s, data):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_stats_every_byte_order(comm, dtype):
     data = _data(dtype)
-    _check_stats(hp.stats(_dist(data, comm)), data)
-    cols = hp.stats(_dist(data.reshape(-1, 7), comm), axis=0)
+    _check_stats(hp.stats(first_empty(data, comm)), data)
+    cols = hp.stats(first_empty(data.reshape(-1, 7), comm), axis=0)
     ref = data.reshape(-1, 7)
     np.testing.assert_array_equal(cols["min"], ref.min(axis=0))
     if data.dtype.kind in "iub":
@@ -113,7 +105,7 @@ def test_stats_every_byte_order(comm, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_histogram_every_byte_order(comm, dtype):
     data = _data(dtype)
-    x = _dist(data, comm)
+    x = first_empty(data, comm)
     for bins, rng in [(10, None), (7, (-5, 5)), (np.array([-3.0, -1, 0, 0, 1, 2e3]), None)]:
         _check_hist(x, data, bins, rng)
 
@@ -122,7 +114,7 @@ def test_histogram_every_byte_order(comm, dtype):
 @pytest.mark.parametrize("dtype", [d for d in DTYPES if d != "?"])
 def test_exact_quantile_every_byte_order(comm, dtype):
     data = _data(dtype)
-    x = _dist(data, comm)
+    x = first_empty(data, comm)
     for q in QS + [QS]:
         _same_values(hp.quantile(x, q), np.quantile(data, q))
 
@@ -132,7 +124,7 @@ def test_exact_quantile_every_byte_order(comm, dtype):
 def test_nan_in_any_byte_order(comm, dtype):
     data = _data(dtype)
     data[7] = np.nan
-    x = _dist(data, comm)
+    x = first_empty(data, comm)
     s = hp.stats(x, skipna=True)
     assert s["nan_count"] == 1 and s["count"] == data.size - 1
     assert s["max"] == float(np.nanmax(data))
@@ -146,7 +138,7 @@ def test_nan_in_any_byte_order(comm, dtype):
 @pytest.mark.parametrize("dtype", [">f8", "<f2", ">u8", ">i8", ">i1", "?"])
 def test_sketch_every_byte_order(comm, dtype):
     data = _data(dtype).astype(np.int8) if dtype == "?" else _data(dtype)
-    x = _dist(data, comm)
+    x = first_empty(data, comm)
     got = hp.quantile(x, QS, method="sketch", rel_err=0.01)
     srt = np.sort(data.astype(np.float64))
     for q, v in zip(QS, got):
@@ -178,7 +170,7 @@ def _copy(block):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_user_kernels_every_byte_order(comm, dtype):
     data = _data(dtype)
-    x = _dist(data, comm)
+    x = first_empty(data, comm)
     lo, hi = x.rows
     mine = data[lo:hi]
     got = hp.map(_identity, x)
@@ -198,9 +190,9 @@ def test_histogram2d_byte_orders(comm, dx, dy):
             rh, rx, ry = _numpy(np.histogram2d, a, b, bins, range=rng)
         except ValueError:  # float16 max - min overflows (see _check_hist)
             with pytest.raises(ValueError, match="Too many bins"):
-                _numpy(hp.histogram2d, _dist(a, comm), _dist(b, comm), bins, range=rng)
+                _numpy(hp.histogram2d, first_empty(a, comm), first_empty(b, comm), bins, range=rng)
             continue
-        h, ex, ey = hp.histogram2d(_dist(a, comm), _dist(b, comm), bins, range=rng)
+        h, ex, ey = hp.histogram2d(first_empty(a, comm), first_empty(b, comm), bins, range=rng)
         np.testing.assert_array_equal(h, rh)
         np.testing.assert_array_equal(ex, rx)
         np.testing.assert_array_equal(ey, ry)
@@ -222,7 +214,7 @@ def _reductions(x):
 @pytest.mark.skipif(not WIDE, reason="long double is float64 here (converted exactly)")
 def test_long_double_is_refused_everywhere(comm):
     data = (1 + np.arange(101, dtype=np.longdouble) / 100) + np.longdouble(2) ** -60
-    x = _dist(data, comm)
+    x = first_empty(data, comm)
     calls = dict(_reductions(x), map=lambda: hp.map(_identity, x),
                  map_blocks=lambda: hp.map_blocks(_copy, x),
                  histogram2d=lambda: hp.histogram2d(x, x),
@@ -243,23 +235,23 @@ def test_long_double_is_refused_everywhere(comm):
 @pytest.mark.parametrize("dtype", ["c8", ">c16", "U3", [("a", "f8"), ("b", "i4")]])
 def test_complex_and_non_numeric_reductions_refused(comm, dtype):
     data = np.zeros(10, dtype=dtype)
-    x = _dist(data, comm)
+    x = first_empty(data, comm)
     for call in _reductions(x).values():
         with pytest.raises(DtypeError, match="complex|non-numeric"):
             call()
     with pytest.raises(DtypeError, match="complex|non-numeric"):
         hp.QuantileSketch().add(data)
     with pytest.raises(DtypeError):
-        hp.histogram(_dist(np.arange(10.0), comm), 3, weights=_dist(data, comm))
+        hp.histogram(first_empty(np.arange(10.0), comm), 3, weights=first_empty(data, comm))
 
 
 @mpi
 def test_user_kernels_complex_ok_object_refused(comm):
     data = (np.arange(9) + 1j * np.arange(9)).astype(">c16")
-    x = _dist(data, comm)
+    x = first_empty(data, comm)
     lo, hi = x.rows
     np.testing.assert_array_equal(hp.map(_identity, x).local, data[lo:hi])
-    obj = _dist(np.array([1, "a", None] * 3, dtype=object), comm)
+    obj = first_empty(np.array([1, "a", None] * 3, dtype=object), comm)
     with pytest.raises(DtypeError, match="hp.map: the array has dtype object"):
         hp.map(_identity, obj)
 
@@ -270,7 +262,7 @@ def test_bool_quantile_refused_like_numpy(comm):
     with pytest.raises(TypeError):
         np.quantile(data, 0.5)
     with pytest.raises(DtypeError, match="boolean"):
-        hp.quantile(_dist(data, comm), 0.5)
+        hp.quantile(first_empty(data, comm), 0.5)
 
 
 # files written big-endian ----------------------------------------------------------------
@@ -382,7 +374,7 @@ MIXED_EDGES = {  # data and explicit edges of different integer/float types (num
 @pytest.mark.parametrize("case", list(MIXED_EDGES))
 def test_integer_edges_compared_exactly(comm, case):
     data, edges = MIXED_EDGES[case]
-    counts, got_edges = hp.histogram(_dist(data, comm), edges)
+    counts, got_edges = hp.histogram(first_empty(data, comm), edges)
     ref_counts, ref_edges = _numpy(np.histogram, data, edges)
     np.testing.assert_array_equal(counts, ref_counts)
     np.testing.assert_array_equal(got_edges, ref_edges)

@@ -5,17 +5,9 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from support import on_root
+from support import first_empty, on_root
 
 pytestmark = pytest.mark.mpi
-
-
-def _dist(data, comm):
-    """Uneven blocks, rank 0 empty when there are several ranks."""
-    n, size = len(data), comm.size
-    w = np.arange(size, dtype=float) + (1.0 if size == 1 else 0.0)
-    cuts = np.concatenate(([0], np.round(np.cumsum(w) / w.sum() * n))).astype(int)
-    return hp.DistArray.from_local(data[cuts[comm.rank]:cuts[comm.rank + 1]], comm)
 
 
 def _data(dtype, n=20011, seed=4):
@@ -32,7 +24,7 @@ def _data(dtype, n=20011, seed=4):
                                       (3, (0, 0))])
 def test_histogram_equals_numpy(comm, dtype, bins, rng):
     data = _data(dtype)
-    counts, edges = hp.histogram(_dist(data, comm), bins, range=rng)
+    counts, edges = hp.histogram(first_empty(data, comm), bins, range=rng)
     ref_counts, ref_edges = np.histogram(data, bins, range=rng)
     np.testing.assert_array_equal(edges, ref_edges)
     assert edges.dtype == ref_edges.dtype
@@ -41,23 +33,23 @@ def test_histogram_equals_numpy(comm, dtype, bins, rng):
 
 def test_histogram_edges_last_bin_closed_and_outside(comm):
     data = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 1.0, -0.1, 1.1, np.nan, 0.9999999999999999])
-    counts, _ = hp.histogram(_dist(data, comm), 4, range=(0, 1))
+    counts, _ = hp.histogram(first_empty(data, comm), 4, range=(0, 1))
     np.testing.assert_array_equal(counts, np.histogram(data, 4, range=(0, 1))[0])
     assert counts.sum() == 7
     edges = np.array([-1.0, 0.0, 0.1, 0.5, 0.5, 3.0])  # non-uniform, one empty bin
-    counts, e = hp.histogram(_dist(data, comm), edges)
+    counts, e = hp.histogram(first_empty(data, comm), edges)
     np.testing.assert_array_equal(counts, np.histogram(data, edges)[0])
     # tricky float edges: 0.1 * k is not exact
     d = np.arange(0, 1001) / 1000.0
     for b in (10, 3, 7):
-        np.testing.assert_array_equal(hp.histogram(_dist(d, comm), b, range=(0, 1))[0],
+        np.testing.assert_array_equal(hp.histogram(first_empty(d, comm), b, range=(0, 1))[0],
                                       np.histogram(d, b, range=(0, 1))[0])
 
 
 def test_histogram_weights(comm):
     data = _data("f8")
     wts = np.random.default_rng(5).random(data.size)
-    got, _ = hp.histogram(_dist(data, comm), 16, weights=_dist(wts, comm))
+    got, _ = hp.histogram(first_empty(data, comm), 16, weights=first_empty(wts, comm))
     ref, _ = np.histogram(data, 16, weights=wts)
     np.testing.assert_allclose(got, ref, rtol=1e-12)
 
@@ -65,10 +57,10 @@ def test_histogram_weights(comm):
 def test_histogram_errors_everywhere(comm):
     nan = np.array([1.0, np.nan, 2.0])
     with pytest.raises(ValueError, match="autodetected range"):
-        hp.histogram(_dist(nan, comm), 4)
-    np.testing.assert_array_equal(hp.histogram(_dist(nan, comm), 4, range=(0, 4))[0],
+        hp.histogram(first_empty(nan, comm), 4)
+    np.testing.assert_array_equal(hp.histogram(first_empty(nan, comm), 4, range=(0, 4))[0],
                                   np.histogram(nan, 4, range=(0, 4))[0])
-    x = _dist(np.arange(10.0), comm)
+    x = first_empty(np.arange(10.0), comm)
     with pytest.raises(ValueError, match="monotonically"):
         hp.histogram(x, [0, 2, 1])
     with pytest.raises(ValueError, match="larger than min"):
@@ -83,7 +75,7 @@ def test_too_many_bins_is_refused_before_allocating(comm):
     import os
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     too_many = total // 8 + 1  # the counts alone would fill the node
-    x = _dist(np.arange(10.0), comm)
+    x = first_empty(np.arange(10.0), comm)
     with pytest.raises(ValueError, match=f"bins={too_many:,} needs about .* use fewer bins"):
         hp.histogram(x, too_many, range=(0, 10))
     side = int(too_many ** 0.5) + 1
@@ -114,13 +106,13 @@ def test_histogram_streaming(comm, shared_tmp):
 def test_histogram2d_equals_numpy(comm, bins, rng):
     x = _data("f8", seed=6)
     y = _data("f4", seed=7)
-    H, ex, ey = hp.histogram2d(_dist(x, comm), _dist(y, comm), bins, range=rng)
+    H, ex, ey = hp.histogram2d(first_empty(x, comm), first_empty(y, comm), bins, range=rng)
     rH, rex, rey = np.histogram2d(x, y, bins, range=rng)
     np.testing.assert_array_equal(ex, rex)
     np.testing.assert_array_equal(ey, rey)
     np.testing.assert_array_equal(H, rH)
     w = np.linspace(0, 1, x.size)
-    H, _, _ = hp.histogram2d(_dist(x, comm), _dist(y, comm), bins, range=rng,
-                             weights=_dist(w, comm))
+    H, _, _ = hp.histogram2d(first_empty(x, comm), first_empty(y, comm), bins, range=rng,
+                             weights=first_empty(w, comm))
     np.testing.assert_allclose(H, np.histogram2d(x, y, bins, range=rng, weights=w)[0],
                                rtol=1e-12)

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
 import pytest
 
-from support import MPIEXEC, REPO, SERIAL_ONLY
+from support import MPIEXEC, REPO, SERIAL_ONLY, child_env, signal_after
 
 pytestmark = SERIAL_ONLY  # launches its own processes
 
@@ -48,36 +47,19 @@ def sim_args(run_dir, steps, **opts):
     return args
 
 
-def env():
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_LOCAL"))}
-
-
 def launch(ranks, args, timeout=120, cwd=None):
     proc = subprocess.run([MPIEXEC, "-n", str(ranks), *args], capture_output=True, text=True,
-                          timeout=timeout, env=env(), cwd=cwd)
+                          timeout=timeout, env=child_env(), cwd=cwd)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 
 
 def interrupt(ranks, args, after_lines, timeout=120):
     """Start the simulation, send SIGUSR1 to mpiexec (it forwards the signal to the ranks)
-    once ``after_lines`` analysis lines are out; returns (exit status, stdout)."""
-    proc = subprocess.Popen([MPIEXEC, "-n", str(ranks), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env())
-    lines, deadline = [], time.monotonic() + timeout
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if sum(ln.startswith("step") for ln in lines) >= after_lines:
-                proc.send_signal(signal.SIGUSR1)
-                break
-            assert time.monotonic() < deadline, "no progress before the timeout"
-        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return proc.returncode, "".join(lines) + out + err
+    once ``after_lines`` analysis lines are out; returns (exit status, stdout + stderr)."""
+    status, out, err = signal_after(args, ranks=ranks, lines=after_lines, prefix="step",
+                                    sig=signal.SIGUSR1, timeout=timeout)
+    return status, out + err
 
 
 def results(run_dir):

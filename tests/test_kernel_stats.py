@@ -7,19 +7,9 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from support import on_root
+from support import on_root, uneven
 
 pytestmark = pytest.mark.mpi
-
-
-def _uneven(data, comm, empty_rank=None):
-    """DistArray with uneven blocks; ``empty_rank`` holds no rows."""
-    n, size = len(data), comm.size
-    weights = np.arange(1, size + 1, dtype=float)
-    if empty_rank is not None and size > 1:
-        weights[empty_rank % size] = 0
-    cuts = np.concatenate(([0], np.round(np.cumsum(weights) / weights.sum() * n))).astype(int)
-    return hp.DistArray.from_local(data[cuts[comm.rank]:cuts[comm.rank + 1]], comm)
 
 
 def _ref(data, axis=None, ddof=0, skipna=False):
@@ -59,7 +49,7 @@ def test_stats_all_elements(comm, dtype, empty_rank):
         data = rng.integers(-10**9, 10**9, 30001)
     else:
         data = (rng.standard_normal(30001) * 3 + 1e3).astype(dtype)
-    got = hp.stats(_uneven(data, comm, empty_rank), ddof=1)
+    got = hp.stats(uneven(data, comm, empty_rank), ddof=1)
     _agree(got, _ref(data, ddof=1), data, exact_sum=dtype == "i8")
     assert got["nan_count"] == 0
     if dtype == "i8":
@@ -69,14 +59,14 @@ def test_stats_all_elements(comm, dtype, empty_rank):
 def test_stats_axis0_columns(comm):
     rng = np.random.default_rng(2)
     data = rng.standard_normal((5003, 2, 3)) * np.arange(1, 7).reshape(2, 3) + 10
-    got = hp.stats(_uneven(data, comm), axis=0)
+    got = hp.stats(uneven(data, comm), axis=0)
     assert got["mean"].shape == (2, 3)
     _agree(got, _ref(data, axis=0), data)
 
 
 def test_stats_nan_inf(comm):
     data = np.array([1.0, 2.0, np.nan, 4.0, 5.0, np.nan, 7.0, 8.0, 9.5])
-    x = _uneven(data, comm)
+    x = uneven(data, comm)
     with np.errstate(all="ignore"):
         got = hp.stats(x)
         assert got["count"] == 9 and got["nan_count"] == 2
@@ -85,13 +75,13 @@ def test_stats_nan_inf(comm):
         assert got["nan_count"] == 2
         _agree(got, _ref(data, skipna=True), data)
         inf = np.array([1.0, np.inf, 3.0, 2.0])
-        got = hp.stats(_uneven(inf, comm))
+        got = hp.stats(uneven(inf, comm))
         assert got["sum"] == np.inf and got["mean"] == np.inf and math.isnan(got["var"])
         assert got["max"] == np.inf and got["min"] == 1.0
         both = np.array([-np.inf, 1.0, np.inf])
-        assert math.isnan(hp.stats(_uneven(both, comm))["sum"])
+        assert math.isnan(hp.stats(uneven(both, comm))["sum"])
         cols = np.array([[1.0, np.nan], [2.0, 3.0], [4.0, 5.0]])
-        got = hp.stats(_uneven(cols, comm), axis=0)
+        got = hp.stats(uneven(cols, comm), axis=0)
         assert got["mean"][0] == cols[:, 0].mean() and np.isnan(got["mean"][1])
         np.testing.assert_array_equal(got["nan_count"], [0, 1])
 

@@ -5,18 +5,11 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from support import on_root
+from support import first_empty, on_root
 
 pytestmark = pytest.mark.mpi
 
 QS = [0.5, 0.0, 1.0, [0.001, 0.1, 0.25, 0.75, 0.9, 0.999], 1 / 3, np.float64(0.7), 1]
-
-
-def _dist(data, comm):
-    n, size = len(data), comm.size
-    w = np.arange(size, dtype=float) + (1.0 if size == 1 else 0.0)  # rank 0 empty
-    cuts = np.concatenate(([0], np.round(np.cumsum(w) / w.sum() * n))).astype(int)
-    return hp.DistArray.from_local(data[cuts[comm.rank]:cuts[comm.rank + 1]], comm)
 
 
 def _cases():
@@ -35,7 +28,7 @@ def _cases():
 @pytest.mark.parametrize("case", list(_cases()))
 def test_exact_equals_numpy(comm, case):
     data = _cases()[case]
-    x = _dist(data, comm)
+    x = first_empty(data, comm)
     for q in QS:
         got = hp.quantile(x, q)
         with np.errstate(invalid="ignore"):
@@ -47,9 +40,9 @@ def test_exact_equals_numpy(comm, case):
 
 def test_exact_nan_and_errors(comm):
     data = np.array([1.0, np.nan, 3.0, 4.0])
-    assert np.isnan(hp.quantile(_dist(data, comm), 0.5))
-    assert np.isnan(hp.quantile(_dist(data, comm), [0.1, 0.9])).all()
-    x = _dist(np.arange(10.0), comm)
+    assert np.isnan(hp.quantile(first_empty(data, comm), 0.5))
+    assert np.isnan(hp.quantile(first_empty(data, comm), [0.1, 0.9])).all()
+    x = first_empty(np.arange(10.0), comm)
     with pytest.raises(ValueError, match="range"):
         hp.quantile(x, 1.5)
     with pytest.raises(ValueError, match="method"):
@@ -91,10 +84,10 @@ def test_sketch_bound_and_rank_invariance(comm, rel):
                            np.zeros(100), rng.integers(-10, 10, 500)])
     rng.shuffle(data)
     q = np.linspace(0, 1, 41)
-    est = hp.quantile(_dist(data, comm), q, method="sketch", rel_err=rel)
+    est = hp.quantile(first_empty(data, comm), q, method="sketch", rel_err=rel)
     _within_bound(est, np.sort(data), q, rel)
     # merging is exact: the rank-merged sketch equals one sketch of all the data
-    local = hp.QuantileSketch(rel).add(_dist(data, comm).local, comm=comm)
+    local = hp.QuantileSketch(rel).add(first_empty(data, comm).local, comm=comm)
     whole = hp.QuantileSketch(rel).add(data, comm=comm)
     np.testing.assert_array_equal(local.merged(comm).counts, whole.counts)
     np.testing.assert_array_equal(local.merged(comm).quantile(q), est)
@@ -109,4 +102,4 @@ def test_exact_without_collecting_candidates(comm, monkeypatch):
         q = [0.0, 0.2, 0.5, 0.97, 1.0]
         with np.errstate(invalid="ignore"):
             ref = np.quantile(data, q)
-        np.testing.assert_array_equal(hp.quantile(_dist(data, comm), q), ref)
+        np.testing.assert_array_equal(hp.quantile(first_empty(data, comm), q), ref)

@@ -8,22 +8,13 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from support import on_root
+from support import on_root, uneven
 
 hq = importlib.import_module("hpcproc.compute.quantile")  # the module (hp.quantile is the function)
 
 pytestmark = pytest.mark.mpi
 
 QS = [0.5, 0.0, 1.0, [0.001, 0.1, 0.25, 0.75, 0.9, 0.999], 1 / 3, 1]
-
-
-def _dist(data, comm, empty_rank=None):
-    n, size = len(data), comm.size
-    w = np.arange(1, size + 1, dtype=float)
-    if empty_rank is not None and size > 1:
-        w[empty_rank % size] = 0
-    cuts = np.concatenate(([0], np.round(np.cumsum(w) / w.sum() * n))).astype(int)
-    return hp.DistArray.from_local(data[cuts[comm.rank]:cuts[comm.rank + 1]], comm)
 
 
 def _cases():
@@ -64,12 +55,12 @@ def threshold():
 def test_around_threshold(comm, threshold, case, shift, empty_rank):
     data = _cases()[case]
     hq.SMALL_ELEMENTS = data.size + shift  # -1: radix path, 0: small path
-    _check(_dist(data, comm, empty_rank), data)
+    _check(uneven(data, comm, empty_rank), data)
 
 
 def test_paths_agree_on_signed_zeros(comm, threshold):
     data = np.array([0.0, -0.0] * 50 + [1.0, -1.0])
-    x = _dist(data, comm)
+    x = uneven(data, comm)
     q = np.linspace(0, 1, 23)
     hq.SMALL_ELEMENTS = 0
     big = hp.quantile(x, q)
@@ -82,8 +73,8 @@ def test_nan_and_empty(comm, threshold):
     for limit in (0, 10**6):
         hq.SMALL_ELEMENTS = limit
         data = np.array([1.0, np.nan, 3.0, 4.0, 2.0])
-        assert np.isnan(hp.quantile(_dist(data, comm), 0.5))
-        assert np.isnan(hp.quantile(_dist(data, comm, empty_rank=0), [0.1, 0.9])).all()
+        assert np.isnan(hp.quantile(uneven(data, comm), 0.5))
+        assert np.isnan(hp.quantile(uneven(data, comm, empty_rank=0), [0.1, 0.9])).all()
         with pytest.raises(ValueError, match="empty"):
             hp.quantile(hp.DistArray.from_global(np.zeros(0), comm), 0.5)
 
@@ -92,12 +83,12 @@ def test_real_threshold(comm):
     rng = np.random.default_rng(12)
     for n in (hq.SMALL_ELEMENTS, hq.SMALL_ELEMENTS + 1):  # small path, then radix path
         data = rng.standard_normal(n)
-        _check(_dist(data, comm), data)
+        _check(uneven(data, comm), data)
 
 
 def test_2d_distarray(comm):
     data = np.random.default_rng(13).random((300, 7))
-    got = hp.quantile(_dist(data, comm), [0.2, 0.5])
+    got = hp.quantile(uneven(data, comm), [0.2, 0.5])
     np.testing.assert_array_equal(got, np.quantile(data, [0.2, 0.5]))
 
 

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc.kernels import moment_state as ms
-from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, bits, hpcproc_cmd, on_root, one_block, run, same_bits
 
 pytestmark = pytest.mark.mpi
 
@@ -44,30 +43,6 @@ def _dist(data, cuts, comm):
     """A hand-built DistArray (``local_rows``-style layout given by ``cuts``)."""
     r = comm.rank
     return hp.DistArray(data[cuts[r]:cuts[r + 1]], data.shape, int(cuts[r]), comm)
-
-
-def _one_block(data, comm, axis=None, ddof=0, skipna=False):
-    """The default algorithm on the whole data, one block, one thread."""
-    old = hp.set_threads(1)
-    try:
-        kd = np.float32 if data.dtype == np.float16 else data.dtype
-        flat = np.ascontiguousarray(data.astype(kd))
-        block = flat.reshape(len(data), -1) if axis == 0 else flat.reshape(-1, 1)
-        state, ints = ms.block_state(block, comm, with_ints=data.dtype.kind in "iub")
-        out = ms.finalize(state, ints, ddof, skipna)
-    finally:
-        hp.set_threads(old)
-    return {k: v[0] for k, v in out.items()} if axis is None else out
-
-
-def _bits(value):
-    a = np.asarray(value)
-    return a.dtype.str, a.tobytes()
-
-
-def _same(got, ref, what=""):
-    for k in KEYS:
-        assert _bits(got[k]) == _bits(ref[k]), (what, k, got[k], ref[k])
 
 
 def _exact(data, ddof=0):
@@ -102,11 +77,11 @@ def _cases():
 @pytest.mark.parametrize("name", list(_cases()))
 def test_bit_identical_any_layout(comm, name):
     data = _cases()[name]
-    ref = _one_block(data, comm)
+    ref = one_block(data, comm)
     for cuts in _layouts(len(data), comm):
-        _same(hp.stats(_dist(data, cuts, comm)), ref, cuts)
-        _same(hp.stats(_dist(data, cuts, comm), ddof=1), _one_block(data, comm, ddof=1))
-    _same(hp.stats(hp.DistArray.from_global(data, comm)), ref)
+        same_bits(KEYS, hp.stats(_dist(data, cuts, comm)), ref, cuts)
+        same_bits(KEYS, hp.stats(_dist(data, cuts, comm), ddof=1), one_block(data, comm, ddof=1))
+    same_bits(KEYS, hp.stats(hp.DistArray.from_global(data, comm)), ref)
 
 
 @pytest.mark.parametrize("name", ["uniform", "offset", "huge_range", "cancel", "subnormal",
@@ -149,14 +124,14 @@ def test_sum_of_chunk_sums_is_exact(comm):
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_any_thread_count(comm, threads):
     data = np.random.default_rng(7).standard_normal(600_011) * 1e-3 + 1e5
-    ref = _one_block(data, comm)
+    ref = one_block(data, comm)
     old = hp.set_threads(threads)
     try:
         for cuts in _layouts(len(data), comm):
-            _same(hp.stats(_dist(data, cuts, comm)), ref, (threads, cuts))
+            same_bits(KEYS, hp.stats(_dist(data, cuts, comm)), ref, (threads, cuts))
         cols = data[:600_000].reshape(-1, 3)
-        _same(hp.stats(hp.DistArray.from_global(cols, comm), axis=0),
-              _one_block(cols, comm, axis=0))
+        same_bits(KEYS, hp.stats(hp.DistArray.from_global(cols, comm), axis=0),
+              one_block(cols, comm, axis=0))
     finally:
         hp.set_threads(old)
 
@@ -175,10 +150,10 @@ def test_nan_inf(comm):
         else:
             data[where] = val
         for skipna in (False, True):
-            ref = _one_block(data, comm, skipna=skipna)
+            ref = one_block(data, comm, skipna=skipna)
             for cuts in _layouts(len(data), comm):
                 got = hp.stats(_dist(data, cuts, comm), skipna=skipna)
-                _same(got, ref, (name, skipna, cuts))
+                same_bits(KEYS, got, ref, (name, skipna, cuts))
             npf = (np.nansum, np.nanmean, np.nanvar) if skipna else (np.sum, np.mean, np.var)
             with np.errstate(invalid="ignore"):
                 want = [f(data) for f in npf]
@@ -186,7 +161,7 @@ def test_nan_inf(comm):
                 if np.isfinite(w):
                     assert got[key] == pytest.approx(w, rel=1e-12), (name, skipna, key)
                 else:
-                    assert _bits(got[key]) == _bits(w) or (np.isnan(got[key]) and np.isnan(w)), \
+                    assert bits(got[key]) == bits(w) or (np.isnan(got[key]) and np.isnan(w)), \
                         (name, skipna, key, got[key], w)
             assert got["nan_count"] == int(np.isnan(data).sum())
             assert got["count"] == (data.size - got["nan_count"] if skipna else data.size)
@@ -199,10 +174,10 @@ def test_axis0_columns(comm, cols):
     data[3, 0] = np.nan
     for ddof in (0, 1):
         for skipna in (False, True):
-            ref = _one_block(data, comm, axis=0, ddof=ddof, skipna=skipna)
+            ref = one_block(data, comm, axis=0, ddof=ddof, skipna=skipna)
             for cuts in _layouts(len(data), comm):
                 got = hp.stats(_dist(data, cuts, comm), axis=0, ddof=ddof, skipna=skipna)
-                _same(got, ref, (ddof, skipna, cuts))
+                same_bits(KEYS, got, ref, (ddof, skipna, cuts))
     got = hp.stats(hp.DistArray.from_global(data, comm), axis=0, skipna=True)
     for j in sorted({0, 1, cols // 2, cols - 1}):  # np.nanvar is off by 1e-10 here
         col = data[:, j][~np.isnan(data[:, j])]
@@ -226,14 +201,14 @@ def test_file_any_block_size(comm, shared_tmp, chunks):
     path = shared_tmp / "r.h5"
     on_root(comm, lambda: h5py.File(path, "w").create_dataset(
         "x", data=data, chunks=None if chunks is None else chunks + (2,)).file.close())
-    ref, ref0 = _one_block(data, comm, skipna=True), _one_block(data, comm, axis=0)
+    ref, ref0 = one_block(data, comm, skipna=True), one_block(data, comm, axis=0)
     for block_bytes in (160, 1000, 4096 * 3 + 8, 1 << 20):
         for src in (f"{path}:/x", hp.blocks(str(path), "/x", block_bytes=block_bytes,
                                              comm=comm)):
-            _same(hp.stats(src, comm=comm, block_bytes=block_bytes, skipna=True), ref,
+            same_bits(KEYS, hp.stats(src, comm=comm, block_bytes=block_bytes, skipna=True), ref,
                   block_bytes)
         got = hp.stats_file(str(path), "/x", comm=comm, block_bytes=block_bytes, axis=0)
-        _same(got, ref0, block_bytes)
+        same_bits(KEYS, got, ref0, block_bytes)
 
 
 @SERIAL_ONLY

@@ -14,45 +14,11 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from hpcproc.kernels import moment_state as ms
-from support import SERIAL_ONLY, hpcproc_cmd, on_root, run
+from support import SERIAL_ONLY, bits, hpcproc_cmd, on_root, one_block, run, same_bits, uneven
 
 pytestmark = pytest.mark.mpi
 
 KEYS = ("count", "nan_count", "sum", "mean", "var", "std", "min", "max")
-
-
-def _uneven(data, comm, empty_rank=None):
-    n, size = len(data), comm.size
-    weights = np.arange(1, size + 1, dtype=float)
-    if empty_rank is not None and size > 1:
-        weights[empty_rank % size] = 0
-    cuts = np.concatenate(([0], np.round(np.cumsum(weights) / weights.sum() * n))).astype(int)
-    return hp.DistArray.from_local(data[cuts[comm.rank]:cuts[comm.rank + 1]], comm)
-
-
-def _one_block(data, comm, axis=None, ddof=0, skipna=False):
-    """The exact algorithm on the whole data, one block, one thread."""
-    old = hp.set_threads(1)
-    try:
-        kd = np.float32 if data.dtype == np.float16 else data.dtype
-        flat = np.ascontiguousarray(data.astype(kd))
-        block = flat.reshape(len(data), -1) if axis == 0 else flat.reshape(-1, 1)
-        state, ints = ms.block_state(block, comm, with_ints=data.dtype.kind in "iub", exact=True)
-        out = ms.finalize(state, ints, ddof, skipna)
-    finally:
-        hp.set_threads(old)
-    return {k: v[0] for k, v in out.items()} if axis is None else out
-
-
-def _bits(value):
-    a = np.asarray(value)
-    return a.dtype.str, a.tobytes()
-
-
-def _same(got, ref):
-    for k in KEYS:
-        assert _bits(got[k]) == _bits(ref[k]), (k, got[k], ref[k])
 
 
 def _fraction_ref(data, ddof=0):
@@ -92,12 +58,12 @@ def _cases():
 @pytest.mark.parametrize("empty_rank", [None, 1])
 def test_bit_identical_and_correctly_rounded(comm, name, empty_rank):
     data = _cases()[name]
-    ref = _one_block(data, comm)
-    got = hp.stats(_uneven(data, comm, empty_rank), exact=True)
-    _same(got, ref)
+    ref = one_block(data, comm, exact=True)
+    got = hp.stats(uneven(data, comm, empty_rank), exact=True)
+    same_bits(KEYS, got, ref)
     s, mean, var = _fraction_ref(data)
     if data.dtype.kind == "f":
-        assert _bits(got["sum"]) == _bits(np.float64(s)) or (s == 0 and got["sum"] == 0)
+        assert bits(got["sum"]) == bits(np.float64(s)) or (s == 0 and got["sum"] == 0)
     else:
         assert got["sum"] == data.sum()  # integer sums stay exact integers
     assert got["mean"] == mean and got["var"] == var
@@ -106,7 +72,7 @@ def test_bit_identical_and_correctly_rounded(comm, name, empty_rank):
 
 def test_offset_variance_is_accurate(comm):
     data = 1e9 + np.random.default_rng(8).random(20000)
-    got = hp.stats(_uneven(data, comm), exact=True)
+    got = hp.stats(uneven(data, comm), exact=True)
     assert got["var"] == _fraction_ref(data)[2]
     np.testing.assert_allclose(got["var"], np.var(data), rtol=1e-12)
 
@@ -114,13 +80,13 @@ def test_offset_variance_is_accurate(comm):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_any_thread_count(comm, threads):
     data = np.random.default_rng(2).standard_normal(300_000) * 1e5 + 3.0
-    ref = _one_block(data, comm)
+    ref = one_block(data, comm, exact=True)
     old = hp.set_threads(threads)
     try:
-        got = hp.stats(_uneven(data, comm), exact=True)
+        got = hp.stats(uneven(data, comm), exact=True)
     finally:
         hp.set_threads(old)
-    _same(got, ref)
+    same_bits(KEYS, got, ref)
 
 
 def test_nan_inf(comm):
@@ -130,8 +96,8 @@ def test_nan_inf(comm):
         data = base.copy()
         data[rng.choice(2000, len(extra), replace=False)] = extra
         for skipna in (False, True):
-            got = hp.stats(_uneven(data, comm), exact=True, skipna=skipna)
-            _same(got, _one_block(data, comm, skipna=skipna))
+            got = hp.stats(uneven(data, comm), exact=True, skipna=skipna)
+            same_bits(KEYS, got, one_block(data, comm, skipna=skipna, exact=True))
             with np.errstate(all="ignore"):
                 f = data[~np.isnan(data)] if skipna else data
                 for key, fn in (("sum", np.sum), ("mean", np.mean), ("var", np.var)):
@@ -144,16 +110,16 @@ def test_nan_inf(comm):
 def test_axis0_and_ddof(comm):
     data = np.random.default_rng(6).standard_normal((1501, 3)) * [1.0, 1e8, 1e-8] + [0, 1e9, 5]
     for ddof in (0, 1):
-        got = hp.stats(_uneven(data, comm), axis=0, ddof=ddof, exact=True)
-        _same(got, _one_block(data, comm, axis=0, ddof=ddof))
+        got = hp.stats(uneven(data, comm), axis=0, ddof=ddof, exact=True)
+        same_bits(KEYS, got, one_block(data, comm, axis=0, ddof=ddof, exact=True))
         for j in range(3):
             assert got["var"][j] == _fraction_ref(data[:, j], ddof)[2]
 
 
 def test_many_columns(comm):
     data = np.random.default_rng(7).standard_normal((301, 200)) + np.arange(200) * 1e6
-    got = hp.stats(_uneven(data, comm, empty_rank=0), axis=0, exact=True)
-    _same(got, _one_block(data, comm, axis=0))
+    got = hp.stats(uneven(data, comm, empty_rank=0), axis=0, exact=True)
+    same_bits(KEYS, got, one_block(data, comm, axis=0, exact=True))
     for j in (0, 77, 199):
         assert got["var"][j] == _fraction_ref(data[:, j])[2]
 
@@ -169,12 +135,12 @@ def test_file_any_block_size(comm, shared_tmp, block_bytes):
     data = np.random.default_rng(3).standard_normal((4000, 2)) * 1e-3 + 7.0
     path = shared_tmp / "r.h5"
     on_root(comm, lambda: h5py.File(path, "w").create_dataset("x", data=data).file.close())
-    ref = _one_block(data, comm)
+    ref = one_block(data, comm, exact=True)
     for src in (f"{path}:/x", hp.blocks(str(path), "/x", block_bytes=block_bytes, comm=comm)):
-        _same(hp.stats(src, comm=comm, block_bytes=block_bytes, exact=True), ref)
+        same_bits(KEYS, hp.stats(src, comm=comm, block_bytes=block_bytes, exact=True), ref)
     got = hp.stats_file(str(path), "/x", comm=comm, block_bytes=block_bytes, axis=0,
                         exact=True)
-    _same(got, _one_block(data, comm, axis=0))
+    same_bits(KEYS, got, one_block(data, comm, axis=0, exact=True))
 
 
 def test_exact_must_be_bool(comm):

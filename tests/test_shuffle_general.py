@@ -13,7 +13,7 @@ from _shuffle_data import LAYOUTS, split
 
 import hpcproc as hp
 from hpcproc.shuffles._exchange import MAX_MESSAGE, exchange_runs
-from hpcproc.shuffles._hashjoin import PART_ROWS, hash_join
+from hpcproc.shuffles._hashjoin import hash_join
 from hpcproc.shuffles._merge import merge_groups, run_counts
 
 pytestmark = pytest.mark.mpi
@@ -183,12 +183,13 @@ def test_run_counts_and_merge_groups():
 def test_hash_join_kernel(ordered, keep):
     rng = np.random.default_rng(8)
     for nl, nr, span in [(0, 5, 10), (5, 0, 10), (1, 1, 1), (3000, 200, 300),
-                         (20000, 3 * PART_ROWS, 2**64 - 1), (500, 5000, 5)]:
+                         (20000, 6000, 2**64 - 1), (500, 5000, 5)]:
         Kr = rng.integers(0, span, (nr, 1), dtype=np.uint64, endpoint=True)
         Kl = rng.integers(0, span, (nl, 1), dtype=np.uint64, endpoint=True)
         if nr and nl:
             Kl[::3] = Kr[rng.integers(0, nr, Kl[::3].shape[0])]
-        li, ri = hash_join(Kl, Kr, keep, ordered)
+        li, ri = hash_join(Kl, Kr, keep, "right" if ordered or keep else "smaller")
+        li = np.arange(nl) if li is None else li
         got = list(zip(li.tolist(), ri.tolist()))
         want = []
         for i in range(nl):

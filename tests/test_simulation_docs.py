@@ -3,28 +3,22 @@
 adaptive time-step loop (fresh, restarted on other rank counts, stopped by SIGUSR1)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
 import pytest
 
 from hpcproc import block_range
-from support import MPIEXEC, REPO, SERIAL_ONLY
+from support import MPIEXEC, REPO, SERIAL_ONLY, child_env, signal_after
 
 pytestmark = SERIAL_ONLY  # launches its own processes
 
 DOC = (REPO / "docs" / "simulation.md").read_text()
 PRELUDE = "import numpy as np\nfrom mpi4py import MPI\nimport hpcproc as hp\n"
 NY, NX, T_END = 50, 7, 40.0
-
-
-def env():
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "MPI_LOCAL"))}
 
 
 def blocks(heading):
@@ -37,7 +31,7 @@ def launch(ranks, code, cwd, timeout=180, check=True):
     prog = cwd / f"prog-{abs(hash(code)) % 10**8}.py"
     prog.write_text(PRELUDE + code)
     proc = subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, str(prog)], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, env=env())
+                          capture_output=True, text=True, timeout=timeout, env=child_env())
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
@@ -145,24 +139,9 @@ def test_adaptive_loop_stops_on_sigusr1_and_resumes(tmp_path):
     data = init_file(tmp_path / "init.h5")
     prog = tmp_path / "slow.py"
     prog.write_text(PRELUDE + loop_program(T_END, slow=True))
-    proc = subprocess.Popen([MPIEXEC, "-n", "3", sys.executable, str(prog)], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env())
-    deadline = time.monotonic() + 120
-    try:
-        ticks = 0
-        for line in proc.stdout:
-            ticks += line.startswith("tick")
-            if ticks >= 3 * 50:  # 50 steps on 3 ranks
-                proc.send_signal(signal.SIGUSR1)
-                break
-            assert time.monotonic() < deadline, "no progress before the timeout"
-        out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 85, err
+    status, _, err = signal_after([sys.executable, prog], ranks=3, lines=3 * 50,
+                                  prefix="tick", sig=signal.SIGUSR1, cwd=tmp_path)
+    assert status == 85, err  # signalled after 50 steps on 3 ranks
     assert "SIGUSR1: saving step" in err and "Traceback" not in err, err
     assert not (tmp_path / "run" / "final.h5").exists()
     ckpts = [p.name for p in (tmp_path / "run" / "ckpt").iterdir()

@@ -15,15 +15,6 @@ from support import on_root
 pytestmark = pytest.mark.mpi
 
 
-@pytest.fixture
-def tracing(comm):
-    comm.Barrier()
-    hp.start_tracing()
-    yield
-    hp.stop_tracing()
-    trace.reset_tracing()
-
-
 def test_off_is_a_shared_noop():
     hp.stop_tracing()
     assert hp.phase("read") is hp.phase("anything")  # one flag check, no allocation

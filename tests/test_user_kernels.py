@@ -7,16 +7,9 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from support import on_root
+from support import first_empty, on_root
 
 pytestmark = pytest.mark.mpi
-
-
-def _dist(data, comm):
-    n, size = len(data), comm.size
-    w = np.arange(size, dtype=float) + (1.0 if size == 1 else 0.0)  # rank 0 empty
-    cuts = np.concatenate(([0], np.round(np.cumsum(w) / w.sum() * n))).astype(int)
-    return hp.DistArray.from_local(data[cuts[comm.rank]:cuts[comm.rank + 1]], comm)
 
 
 def softplus(v):
@@ -31,7 +24,7 @@ def test_map_elementwise(comm):
     rng = np.random.default_rng(11)
     a = rng.standard_normal(1001)
     b = rng.integers(-5, 5, 1001)
-    x, y = _dist(a, comm), _dist(b, comm)
+    x, y = first_empty(a, comm), first_empty(b, comm)
     got = hp.map(softplus, x)
     ref = np.logaddexp(0, a)
     np.testing.assert_allclose(got.allgather(), ref, rtol=1e-14)
@@ -47,7 +40,7 @@ def test_map_elementwise(comm):
 def test_map_blocks_and_reduce(comm):
     rng = np.random.default_rng(12)
     a = rng.standard_normal((2001, 3))
-    x = _dist(a, comm)
+    x = first_empty(a, comm)
 
     def positive_norms(block):
         out = np.sqrt((block * block).sum(axis=1))
@@ -92,7 +85,7 @@ def not_compilable(v):
 
 
 def test_compile_error_on_every_rank(comm):
-    x = _dist(np.arange(10.0), comm)
+    x = first_empty(np.arange(10.0), comm)
     with pytest.raises(hp.KernelCompileError, match="(?s)not_compilable.*Numba said"):
         hp.map(not_compilable, x)
     with pytest.raises(hp.KernelCompileError, match="not_compilable"):

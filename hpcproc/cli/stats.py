@@ -134,10 +134,29 @@ def cmd_hist(args, comm) -> int:
     return 0
 
 
+#: Most bins the text view lists (``--json`` has them all).
+MAX_BARS = 200
+
+
 def _bars(c, e) -> list:
+    """The text view of a histogram: one bar per bin; with more than :data:`MAX_BARS`
+    bins, the non-empty ones only, and of those the first and last ``MAX_BARS // 2``."""
     top = max(c, default=0) or 1
-    return [f"  [{e[i]:>12.6g}, {e[i + 1]:>12.6g}{']' if i == len(c) - 1 else ')'} {n:>12d} "
-            f"{'#' * round(40 * n / top)}" for i, n in enumerate(c)]
+    shown = range(len(c))
+    if len(c) > MAX_BARS:
+        shown = [i for i, n in enumerate(c) if n]
+    half = MAX_BARS // 2
+    cut = len(shown) - 2 * half if len(shown) > MAX_BARS else 0
+    if cut:
+        shown = list(shown[:half]) + list(shown[-half:])
+    lines = [f"  [{e[i]:>12.6g}, {e[i + 1]:>12.6g}{']' if i == len(c) - 1 else ')'} {c[i]:>12d} "
+             f"{'#' * round(40 * c[i] / top)}" for i in shown]
+    if cut:
+        lines.insert(half, f"  ... {cut} more non-empty bins (--json lists every bin)")
+    if len(c) > MAX_BARS:
+        lines.append(f"  ({len(c)} bins; {len(c) - sum(1 for n in c if n)} empty ones not "
+                     "listed: --json lists every bin)")
+    return lines
 
 
 def cmd_describe(args, comm, targets) -> int:

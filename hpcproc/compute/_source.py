@@ -3,7 +3,9 @@
 Reductions accept any of
 * a :class:`DistArray` (this rank's block, in memory),
 * ``"file.h5:/dset"`` or ``("file.h5", "/dset")``: streamed with :func:`hpcproc.blocks`
-  (memory bounded by ``block_bytes`` per rank; several passes possible),
+  (memory bounded by ``block_bytes`` per rank; several passes possible), or, for a
+  reduction that folds pieces into a local state, in cache-sized pieces
+  (:meth:`Source.located_pieces`, :func:`hpcproc.io.scan.scan_pieces`),
 * an iterator returned by :func:`hpcproc.blocks` (one pass, bounded memory).
 
 A file input is CF-decoded (``mask_and_scale``, :mod:`hpcproc.io.cf`); when its variable
@@ -27,6 +29,7 @@ from ..comm import agreed, get_comm
 from ..errors import DtypeError
 from ..io import blocks, dataset_info, split_target
 from ..io.cf import decoder
+from ..io.scan import scan_pieces
 from ..kernels._dtypes import kernel_dtype, real_kernel_dtype, to_kernel
 
 __all__ = ["Source", "open_source", "check_real"]
@@ -40,7 +43,7 @@ class Source:
     """
 
     def __init__(self, comm, dtype, trailing, make_iter, passes: bool, nbytes=None,
-                 skipna: bool = False, located: bool = False):
+                 skipna: bool = False, located: bool = False, make_pieces=None):
         self.comm = comm
         self.skipna = skipna  # a CF-masked file input: NaNs are missing values
         self.dtype = np.dtype(dtype).newbyteorder("=") if dtype is not None else None
@@ -48,6 +51,7 @@ class Source:
         self.trailing = tuple(trailing)
         self._make_iter = make_iter  # blocks, or (global row, block) pairs if located
         self._located = located
+        self._make_pieces = make_pieces  # (row, piece) pairs of a file input, or None
         self.multipass = passes
         self.nbytes = nbytes
         self._used = False
@@ -64,11 +68,29 @@ class Source:
             raise TypeError("this source does not know the global rows of its blocks")
         return self._iter()
 
-    def _iter(self):
+    def located_pieces(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(global row, piece)`` pairs, like :meth:`located_blocks`, but a file input
+        comes in cache-sized pieces (:func:`hpcproc.io.scan.scan_pieces`).
+
+        For a reduction that folds each piece into a local state: the number of pieces
+        may differ between ranks (none on an empty rank), so the loop body must not
+        communicate, and every rank must run the loop to its end (a read error is raised
+        on every rank after the last piece). Other inputs: :meth:`located_blocks`.
+        """
+        if self._make_pieces is None:
+            return self.located_blocks()
+        self._check_pass()
+        kdt = self.kernel_dtype
+        return ((row, to_kernel(b, kdt)) for row, b in self._make_pieces())
+
+    def _check_pass(self):
         if self._used and not self.multipass:
             raise ValueError("this input is a one-pass iterator (hp.blocks(...)); pass the "
                              "file and dataset instead for a reduction that needs several passes")
         self._used = True
+
+    def _iter(self):
+        self._check_pass()
         kdt = self.kernel_dtype
         if self._located:
             return ((row, to_kernel(b, kdt)) for row, b in self._make_iter())
@@ -110,9 +132,11 @@ def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto",
             return ((b.origin, b.local) for b in blocks(
                 path, name, block_bytes=block_bytes, comm=comm, method=method, reuse=True,
                 mask_and_scale=mask_and_scale))
+        def pieces():
+            return scan_pieces(path, name, comm, block_bytes, method, mask_and_scale)
         return Source(comm, info.native_dtype if dec is None else dec.dtype, info.shape[1:],
                       make, True, nbytes=info.rows * info.row_bytes,
-                      skipna=dec is not None and dec.masks, located=True)
+                      skipna=dec is not None and dec.masks, located=True, make_pieces=pieces)
     if isinstance(x, Iterator):
         first = next(x, None)
         if first is None:  # no blocks at all (an empty dataset)

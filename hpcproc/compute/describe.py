@@ -72,8 +72,15 @@ def _auto_range(out, dtype, skipna):
 
 
 def _scan(src, state):
-    """Fold every block of ``src`` into ``state``; (bytes read, seconds reading)."""
-    nbytes, t_read, it = 0, 0.0, src.located_blocks()
+    """Fold every piece of ``src`` into ``state``; (bytes read, seconds reading).
+
+    A file is read in cache-sized pieces (:meth:`._source.Source.located_pieces`) whose
+    number differs between ranks: an empty block folded on every rank first makes the
+    only collective step of ``state.add`` (compiling the kernels) happen together.
+    """
+    if src.kernel_dtype is not None:
+        state.add(flat_block(np.empty((0,) + src.trailing, src.kernel_dtype)), src.comm)
+    nbytes, t_read, it = 0, 0.0, src.located_pieces()
     while True:
         t1 = time.perf_counter()
         row, block = next(it, (None, None))
@@ -84,7 +91,7 @@ def _scan(src, state):
         per_row = int(np.prod(block.shape[1:], dtype=np.int64))
         with phase("compute"):  # the global index of the first element: hp.stats' chunks
             state.add(flat_block(block), src.comm, start=row * per_row)
-        block = None  # free it before the next read
+        block = None  # the buffer is reused by the next read
 
 
 @collective("hp.describe")
@@ -122,7 +129,8 @@ def describe(x, bins=64, range=None, ddof: int = 0, skipna: bool = False, comm=N
     rel_err : float
         Accuracy of the sketch, in (0, 1).
 
-    Memory: one block (``block_bytes``) per rank plus the states (a few hundred bytes,
+    Memory: one piece (``min(block_bytes, 8 MiB)`` for a contiguous file, else one
+    block of ``block_bytes``) per rank plus the states (a few hundred bytes,
     ``8 * bins`` bytes per thread, and the sketch: ``2 * ceil(1418 / ln(gamma)) + 5``
     int64 per thread, 1.1 MiB for ``rel_err=0.01``).
     """

@@ -65,8 +65,12 @@ def run_source(src, axis, ddof, skipna, t0, exact=False):
     ints = src.dtype is not None and src.dtype.kind in "iub"
     unsigned = ints and src.dtype.kind == "u"
     state, istate = empty_state(cols, exact), (empty_int_state(cols, unsigned) if ints else None)
+    if src.kernel_dtype is not None:  # compile together: the pieces differ between ranks
+        state, istate = fold_block(state, istate, np.empty((0,) + src.trailing,
+                                                           src.kernel_dtype),
+                                   axis, cols, ints, comm, exact)
     nbytes, t_read, t_comp = 0, 0.0, 0.0
-    it = src.located_blocks()
+    it = src.located_pieces()  # a file: cache-sized pieces, no collective per piece
     while True:
         t1 = time.perf_counter()
         row, block = next(it, (0, None))
@@ -78,7 +82,7 @@ def run_source(src, axis, ddof, skipna, t0, exact=False):
         with phase("compute"):
             state, istate = fold_block(state, istate, block, axis, cols, ints, comm, exact,
                                            row)
-        block = None  # free this block before the next read (its memory is reused)
+        block = None  # the buffer is reused by the next read
         t_comp += time.perf_counter() - t2
     return finish(state, istate, (nbytes, t_read, t_comp, time.perf_counter() - t0),
                   src.trailing, axis, ddof, skipna or src.skipna, comm)
@@ -102,7 +106,9 @@ def stats(x, axis=None, ddof: int = 0, skipna: bool = False, comm=None,
     ----------
     x : DistArray, str, (str, str) or iterator
         A DistArray; a dataset ``"file.h5:/x"`` or ``("file.h5", "/x")`` streamed in blocks
-        of ``block_bytes`` per rank; or an ``hp.blocks(...)`` iterator.
+        of ``block_bytes`` per rank (a contiguous one in pieces of at most
+        ``min(block_bytes, 8 MiB)``, folded while in the cache); or an ``hp.blocks(...)``
+        iterator.
     axis : None or 0
         ``None``: over all elements (scalars). ``0``: per column (arrays of the trailing
         shape).

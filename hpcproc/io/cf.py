@@ -30,8 +30,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ATTRS", "read_attrs", "Decoder", "decoder"]
+from ..observe.log import rank
 
+__all__ = ["PACKING", "ATTRS", "read_attrs", "Decoder", "decoder"]
+
+_WARNED: set = set()
+
+#: The packing attributes (the others mask).
+PACKING = ("scale_factor", "add_offset")
 #: The attributes decoding looks at (nothing else is read).
 ATTRS = ("scale_factor", "add_offset", "_FillValue", "missing_value", "valid_min",
          "valid_max", "valid_range", "_Unsigned")
@@ -54,17 +60,29 @@ def read_attrs(dset) -> dict:
             out[name] = value.decode() if isinstance(value, bytes) else str(value)
             continue
         arr = np.asarray(value)
+        if name in PACKING and (arr.dtype.kind not in "biuf" or arr.size != 1):
+            out[name] = arr  # kept as it is: decoding refuses or skips it (_packing)
+            continue
         if arr.dtype.kind not in "biuf" or not arr.size:
             continue
         arr = arr.reshape(-1)
         if name not in ("scale_factor", "add_offset") and stored.kind in "iuf" \
                 and _safe(arr, stored) is None:
-            warnings.warn(f"dataset {dset.name!r}: CF attribute {name}={arr.tolist()} cannot "
-                          f"be cast to the variable's type {stored} without change; it is "
-                          "not used (as in netCDF4-python)", stacklevel=2)
+            _warn(f"dataset {dset.name!r}: CF attribute {name}={arr.tolist()} cannot be "
+                  f"cast to the variable's type {stored} without change; it is not used "
+                  "(as in netCDF4-python)")
             continue
         out[name] = arr
     return out
+
+
+def _warn(message: str) -> None:
+    """A warning about a variable's attributes: every rank decodes alike and a read looks
+    at the attributes several times, so it is given once per process, by rank 0."""
+    if message in _WARNED or rank() != 0:
+        return
+    _WARNED.add(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def _safe(att: np.ndarray, dtype: np.dtype):
@@ -139,6 +157,30 @@ class Decoder:
         return out
 
 
+def _packing(attrs: dict, name: str):
+    """``(scale_factor, add_offset)`` as numpy scalars (None: absent).
+
+    A packing attribute that is not one number (a string, several numbers) is not
+    applied, and neither is its partner, with a warning: the stored values are returned,
+    as netCDF4-python returns them ("invalid scale_factor or add_offset attribute, no
+    unpacking done").
+    """
+    present = {n: attrs[n] for n in PACKING if n in attrs}
+    wrong = [n for n, att in present.items() if att.dtype.kind not in "biuf" or att.size != 1]
+    if wrong:
+        _warn(f"dataset {name!r}: CF attribute {wrong[0]}={_shown(present[wrong[0]])} is "
+              "not a single number; no unpacking done (as in netCDF4-python): the stored "
+              "values are returned")
+        return None, None
+    return tuple(None if att is None else att.reshape(-1)[0]
+                 for att in (present.get(n) for n in PACKING))
+
+
+def _shown(att: np.ndarray) -> str:
+    text = repr(att.tolist() if att.ndim else att.item())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def decoder(info, decode: bool = True) -> Decoder | None:
     """The :class:`Decoder` of a dataset (``DatasetInfo``), or None when there is nothing
     to decode (no CF attributes, ``decode=False``, or non-numeric data)."""
@@ -175,9 +217,7 @@ def decoder(info, decode: bool = True) -> Decoder | None:
         vmax = None if value("valid_max") is None else value("valid_max")[0]
     masks = bool(equal or nan or vmin is not None or vmax is not None)
 
-    scale, offset = (attrs.get(n) for n in ("scale_factor", "add_offset"))
-    scale = None if scale is None else scale[0]
-    offset = None if offset is None else offset[0]
+    scale, offset = _packing(attrs, info.name)
     cast = False
     if scale is not None and offset is not None:
         if scale == 1 and offset == 0:  # netCDF4-python: only the type changes

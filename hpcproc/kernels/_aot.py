@@ -35,6 +35,12 @@ BUILTIN = (
     "hpcproc.kernels._select_nb",
     "hpcproc.kernels._repro_nb",
     "hpcproc.kernels._describe_nb",
+    # the shuffle kernels: their signatures are in hpcproc/shuffles/_aot_sigs.py
+    "hpcproc.shuffles._kernels",
+    "hpcproc.shuffles._localsort",
+    "hpcproc.shuffles._merge",
+    "hpcproc.shuffles._reduce",
+    "hpcproc.shuffles._hashjoin",
 )
 MODULE = "hpcproc.kernels._aot_kernels"
 

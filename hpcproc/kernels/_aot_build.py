@@ -26,10 +26,11 @@ from ._kernel import Kernel
 __all__ = ["kernels", "build"]
 
 
-def kernels():
-    """The kernels with ahead-of-time signatures, in a stable order."""
+def kernels(modules=None):
+    """The kernels with ahead-of-time signatures (of ``modules``, default
+    :data:`._aot.BUILTIN`), in a stable order."""
     out = []
-    for name in _aot.BUILTIN:
+    for name in _aot.BUILTIN if modules is None else modules:
         mod = importlib.import_module(name)
         for attr in sorted(vars(mod)):
             k = getattr(mod, attr)
@@ -81,8 +82,25 @@ def _release_gil():
 
 def build(path: str, verbose: bool = False) -> int:
     """Compile the extension module to the file ``path``; returns the number of
-    exported kernel signatures."""
+    exported kernel signatures.
+
+    If the build of every module fails (say, a signature in the shuffles' table that a
+    rewritten kernel no longer accepts), the error is printed and the kernels of
+    ``hpcproc.kernels`` alone are built: the others then run on Numba.
+    """
     os.environ["HPCPROC_CACHE"] = "0"  # kernels called by kernels: no cache writes here
+    try:
+        return _build(path, _aot.BUILTIN, verbose)
+    except Exception as exc:  # noqa: BLE001 - any failure: retry with the core kernels
+        core = tuple(m for m in _aot.BUILTIN if m.startswith("hpcproc.kernels."))
+        if core == _aot.BUILTIN:
+            raise
+        print(f"hpcproc: building every ahead-of-time kernel failed ({type(exc).__name__}: "
+              f"{exc}); building those of hpcproc.kernels only", file=sys.stderr)
+        return _build(path, core, verbose)
+
+
+def _build(path: str, modules, verbose: bool) -> int:
     from numba.pycc import CC
 
     cc = CC(_aot.MODULE.rsplit(".", 1)[1], source_module=__name__)
@@ -91,7 +109,7 @@ def build(path: str, verbose: bool = False) -> int:
     cc.target_cpu = os.environ.get("HPCPROC_AOT_CPU", "")
     cc.verbose = verbose
     n = 0
-    for k in kernels():
+    for k in kernels(modules):
         for text in k.aot:
             args = _arg_types(text)
             cc.export(_aot.export_name(k, tuple(_type_key(t) for t in args)), args)(k.py_func)

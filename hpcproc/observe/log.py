@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
-__all__ = ["get_logger", "warn_once", "configure", "RankFilter", "rank"]
+__all__ = ["get_logger", "warn_once", "configure", "format_warning", "RankFilter", "rank"]
 
 _ENV_RANK = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID")
 _rank = None
@@ -102,4 +103,18 @@ def configure(verbosity: int = 0, stream=None) -> logging.Handler:
         log.propagate = False
     handler._hpcproc = True
     logging.captureWarnings(True)
+    warnings.formatwarning = format_warning
     return handler
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """A Python warning as the command line shows it: the message, and the category when
+    it is not a plain ``UserWarning``. The place is given only when it is outside
+    hpcproc: a line of hpcproc's source means nothing to the user of the command."""
+    text = str(message) if category is UserWarning else f"{category.__name__}: {message}"
+    if os.path.abspath(filename).startswith(_PACKAGE):
+        return text
+    return f"{text} ({filename}:{lineno})"
