@@ -108,14 +108,12 @@ SIGNATURES: dict[str, list[str] | str] = {
     "hpcproc.shuffles._reduce.gid_sum": ["i8[::1], i8[::1], i8[::1]"],
     "hpcproc.shuffles._reduce.compare_rows": INNER,
     # _hashjoin: the local join (row numbers always int64 here)
-    "hpcproc.shuffles._hashjoin.hash_dest": signatures(f"{K2}, i8, {{d}}[::1]", d=DEST),
     "hpcproc.shuffles._hashjoin._partition": [f"{K2}, i8, {K2}, i8[::1]"],
     "hpcproc.shuffles._hashjoin._probe_parts": [
         f"{K2}, i8[::1], {K2}, i8[::1], i8[::1], i8[::1], i8[::1]"],
     "hpcproc.shuffles._hashjoin._unscatter": ["u2[::1], i8[::1], i8[::1], i8[::1]"],
     "hpcproc.shuffles._hashjoin._expand": ["i8[::1], i8[::1], i8, b1"],
     "hpcproc.shuffles._hashjoin._probe_one": INNER,
-    "hpcproc.shuffles._hashjoin._hash": INNER,
     "hpcproc.shuffles._hashjoin._same": INNER,
 }
 

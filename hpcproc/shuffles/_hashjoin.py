@@ -25,9 +25,9 @@ import numpy as np
 
 from ._encode import encode_keys, encoded_chunks
 from ._jit import jit
-from ._kernels import hash_row, mix
+from ._kernels import hash_dest, hash_row
 
-__all__ = ["hash_join", "hash_dest", "key_words", "rank_dests", "BUILDS", "PART_ROWS"]
+__all__ = ["hash_join", "key_words", "rank_dests", "BUILDS", "PART_ROWS"]
 
 BUILDS = ("right", "left", "smaller")
 #: Target rows of one build partition (its table: 2-4x as many 8-byte slots, in L2).
@@ -35,23 +35,6 @@ PART_ROWS = 2048
 _PART_SHIFT = np.uint64(40)    # partition: hash bits 40..63 (the rank uses hash % ranks)
 _SLOT_SHIFT = np.uint64(16)    # table slot: hash bits 16..39
 _ONE = np.uint64(1)
-
-
-@jit
-def _hash(K, i, m):
-    """:func:`hash_row` with the one-word case (the common one) unrolled."""
-    if m == 1:
-        return mix(np.uint64(0x9E3779B97F4A7C15) ^ K[i, 0])
-    return hash_row(K, i, m)
-
-
-@jit
-def hash_dest(K, size, out):
-    """``out[i]``: the rank of row ``i`` of ``K``, ``hash % size``."""
-    s = np.uint64(size)
-    m = K.shape[1]
-    for i in range(K.shape[0]):
-        out[i] = _hash(K, i, m) % s
 
 
 @jit
@@ -65,7 +48,7 @@ def _partition(K, bits, keys, order):
     pid = np.empty(n, np.uint16)  # bits <= 16 (see _bits)
     starts = np.zeros(parts + 1, np.int64)
     for i in range(n):
-        p = (_hash(K, i, m) >> _PART_SHIFT) & mask
+        p = (hash_row(K, i, m) >> _PART_SHIFT) & mask
         pid[i] = p
         starts[np.int64(p) + 1] += 1
     for p in range(parts):
@@ -98,7 +81,7 @@ def _probe_one(pkeys, p0, p1, table, tmask, res):
     hits = 0
     for k in range(p0, p1):
         key = pkeys[k, 0]
-        s = (_hash(pkeys, k, 1) >> _SLOT_SHIFT) & tmask
+        s = (hash_row(pkeys, k, 1) >> _SLOT_SHIFT) & tmask
         found = -1
         while True:
             t = table[s, 1]
@@ -146,7 +129,7 @@ def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
             table[s, m] = 0
         pdup = False
         for j in range(b1 - 1, b0 - 1, -1):  # backwards: chains come out in build order
-            s = (_hash(bkeys, j, m) >> _SLOT_SHIFT) & tmask
+            s = (hash_row(bkeys, j, m) >> _SLOT_SHIFT) & tmask
             while True:
                 t = table[s, m]
                 if t == 0:
@@ -165,7 +148,7 @@ def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
             total += _probe_one(pkeys, p0, p1, table, tmask, res)
             continue
         for k in range(p0, p1):
-            s = (_hash(pkeys, k, m) >> _SLOT_SHIFT) & tmask
+            s = (hash_row(pkeys, k, m) >> _SLOT_SHIFT) & tmask
             found = -1
             while True:
                 t = table[s, m]

@@ -50,8 +50,11 @@ def mix(z):
 
 @jit
 def hash_row(K, i, m):
-    """64-bit hash of the first ``m`` words of row ``i`` of ``K``."""
+    """64-bit hash of the first ``m`` words of row ``i`` of ``K`` (the one-word case, the
+    common one, unrolled)."""
     h = np.uint64(0x9E3779B97F4A7C15)
+    if m == 1:
+        return mix(h ^ K[i, 0])
     for w in range(m):
         h = mix(h ^ K[i, w]) + np.uint64(w)
     return h

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["argsort_keys", "sort_word", "sorted_groups", "group_starts"]
+__all__ = ["argsort_keys", "sort_word", "sorted_groups"]
 
 _BITS = 11                      # widest digit
 _CUT = 48                       # buckets up to this size: insertion sort
@@ -232,12 +232,6 @@ def _starts(K, perm, in_order):
     out[0], out[-1] = 0, n
     _runs(K, perm, in_order, out)
     return out
-
-
-def group_starts(K: np.ndarray, perm: np.ndarray) -> np.ndarray:
-    """The ``groups + 1`` offsets of the runs of equal rows of ``K`` taken in ``perm``
-    order (a sorting permutation)."""
-    return _starts(K, perm, False)
 
 
 def sorted_groups(K: np.ndarray, flip: int = 0, payload: np.ndarray | None = None):
