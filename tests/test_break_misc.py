@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import hpcproc as hp
-from support import SERIAL_ONLY, REPO, run
+from support import REPO, SERIAL_ONLY, run
 
 _SCRIPT = textwrap.dedent("""
     import sys
