@@ -38,6 +38,16 @@ def test_bad_suffix_is_an_error_not_a_hang(comm, suffix):
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("bb", ["64M", None, 1.5, True])
+def test_bad_broadcast_bytes_is_named(comm, bb):
+    # a string or None failed in numpy's comparison ("ufunc 'less_equal' did not contain
+    # a loop ..."), naming no argument
+    k = np.arange(4, dtype=np.int64) + 4 * comm.rank
+    with pytest.raises(TypeError, match="broadcast_bytes must be an integer"):
+        hp.join({"k": k}, {"k": k}, "k", comm=comm, broadcast_bytes=bb)
+
+
+@pytest.mark.mpi
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_object_column_is_refused_clearly(comm, side):
     # object columns reached the exchange/gather: "Cannot change data-type for array of

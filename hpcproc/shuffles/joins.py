@@ -51,13 +51,15 @@ HOWS = ("inner", "left")
 STRATEGIES = ("auto", "hash", "broadcast")
 
 
-def _check(lcols, rcols, on, how, strategy, suffix):
+def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes):
     if how not in HOWS:
         raise ValueError(f"how must be one of {HOWS}, got {how!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not isinstance(suffix, str) or not suffix:
         raise ValueError(f"suffix must be a non-empty string, got {suffix!r}")
+    if isinstance(broadcast_bytes, bool) or not isinstance(broadcast_bytes, (int, np.integer)):
+        raise TypeError(f"broadcast_bytes must be an integer (bytes), got {broadcast_bytes!r}")
     for side, cols in (("left", lcols), ("right", rcols)):
         for name, col in cols.items():
             if col.dtype.hasobject:  # pointers: they cannot move to another rank
@@ -185,7 +187,8 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     """
     lcols, comm, _ = as_columns(left, comm, "left table")
     rcols, _, _ = as_columns(right, comm, "right table")
-    names = check_all(lambda: _check(lcols, rcols, on, how, strategy, suffix), comm)
+    names = check_all(lambda: _check(lcols, rcols, on, how, strategy, suffix,
+                                     broadcast_bytes), comm)
     lc = lib_comm(comm)
     sizes = np.array([sum(v.nbytes for v in lcols.values()),
                       sum(v.nbytes for v in rcols.values())], dtype=np.int64)
