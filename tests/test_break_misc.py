@@ -77,3 +77,29 @@ def test_unique_big_endian(comm):
     x = np.array([3, 1, 3, 2], ">i8")
     u = hp.unique(hp.DistArray.from_local(x, comm))
     assert np.concatenate(comm.allgather(u.local)).tolist() == [1, 2, 3]
+
+
+@SERIAL_ONLY
+def test_hist_text_view_tells_narrow_bins_apart(tmp_path):
+    # with many bins the text view printed every edge with 6 digits: "[2, 2)", "[4, 4]"
+    import h5py
+
+    from support import hpcproc_cmd
+    data = np.array([0.0, 1.0, 2.0, 3.0, 3.0, 4.0, 1.5])
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["x"] = data
+    bins = 1_000_000
+    proc = run(hpcproc_cmd("hist", f"{tmp_path / 'd.h5'}:/x", "--bins", bins), ranks=2,
+               timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    counts, edges = np.histogram(data, bins)
+    bars = [ln for ln in proc.stdout.splitlines() if ln.lstrip().startswith("[")]
+    assert len(bars) == np.count_nonzero(counts)
+    width = edges[1] - edges[0]
+    for line, i in zip(bars, np.flatnonzero(counts), strict=True):
+        lo, rest = line.strip()[1:].split(",", 1)
+        hi, n = rest.split()[:2]
+        lo, hi = float(lo), float(hi.rstrip(")]"))
+        assert lo < hi, line
+        assert abs(lo - edges[i]) < width / 2 and abs(hi - edges[i + 1]) < width / 2, line
+        assert int(n) == counts[i], line
