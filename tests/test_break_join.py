@@ -48,6 +48,15 @@ def test_bad_broadcast_bytes_is_named(comm, bb):
 
 
 @pytest.mark.mpi
+def test_bad_on_is_named(comm):
+    k = np.arange(4, dtype=np.int64) + 4 * comm.rank
+    with pytest.raises(TypeError, match="on must be a column name or a list of names"):
+        hp.join({"k": k}, {"k": k}, 0, comm=comm)  # was: 'int' object is not iterable
+    with pytest.raises(KeyError, match="the right table has no key column 'k2'"):
+        hp.join({"k": k, "k2": k}, {"k": k}, ["k", "k2"], comm=comm)
+
+
+@pytest.mark.mpi
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_object_column_is_refused_clearly(comm, side):
     # object columns reached the exchange/gather: "Cannot change data-type for array of

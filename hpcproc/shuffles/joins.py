@@ -65,8 +65,15 @@ def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes):
             if col.dtype.hasobject:  # pointers: they cannot move to another rank
                 raise TypeError(f"{side} column {name!r} is {col.dtype}: object columns "
                                 "cannot be joined (convert to a numeric, string or bytes type)")
+    if not isinstance(on, str) and not (isinstance(on, (list, tuple))
+                                        and all(isinstance(n, str) for n in on)):
+        raise TypeError(f"on must be a column name or a list of names, got {on!r}")
+    for side, cols in (("left", lcols), ("right", rcols)):
+        missing = [n for n in ([on] if isinstance(on, str) else on) if n not in cols]
+        if missing:
+            raise KeyError(f"the {side} table has no key column {missing[0]!r} "
+                           f"(columns: {list(cols)})")
     names = key_list(on, lcols, "on")
-    key_list(on, rcols, "on")
     for name in names:
         check_key_dtype(name, lcols[name])
         check_key_dtype(name, rcols[name])
