@@ -15,19 +15,6 @@ def _all(comm, cols):
     return {k: np.concatenate(comm.allgather(np.asarray(v))) for k, v in cols.items()}
 
 
-def _pairs_ref(lk, rk, how):
-    rows = collections.defaultdict(list)
-    for j, k in enumerate(rk.tolist()):
-        rows[k].append(j)
-    out = []
-    for i, k in enumerate(lk.tolist()):
-        hit = rows.get(k, [])
-        out += [(i, j) for j in hit]
-        if how == "left" and not hit:
-            out.append((i, -1))
-    return sorted(out)
-
-
 @pytest.mark.mpi
 @pytest.mark.parametrize("suffix", ["", None, 5])
 def test_bad_suffix_is_an_error_not_a_hang(comm, suffix):
@@ -81,3 +68,58 @@ def test_cli_empty_suffix_is_a_usage_error(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "hpcproc: error: --suffix must not be empty" in proc.stderr
     assert not (tmp_path / "o.h5").exists()
+
+
+_BIG = np.array([2**63 - 1, 2**63, 2**64 - 1, 0, 1, 2**63 + 1], dtype=np.uint64)
+_SBIG = np.array([2**63 - 1, -1, 0, 1, -2**63], dtype=np.int64)
+_F = np.array([0.0, -0.0, np.nan, 1.5, 0.1, -np.inf, np.inf])
+
+# (left keys, right keys): byte orders, widths and signedness mixed on the two sides
+_KEYS = {
+    "be-i8/le-i8": (np.arange(-5, 5).astype(">i8"), np.arange(-3, 7).astype("<i8")),
+    "be-u8/be-u8": (_BIG.astype(">u8"), _BIG[::-1].astype(">u8")),
+    "u8/i8": (np.tile(_BIG, 2), np.tile(_SBIG, 2)),
+    "i8/be-u8": (np.tile(_SBIG, 2), _BIG.astype(">u8")),
+    "f4/f8": (_F.astype(np.float32), _F),
+    "f8/be-f8": (_F, _F[::-1].astype(">f8")),
+    "bool/i1": (np.array([True, False, True]), np.array([1, 0, 2, -1], np.int8)),
+    "u4/i8": (np.array([2**32 - 1, 0, 5], np.uint32), np.array([-1, 2**32 - 1, 5], np.int64)),
+    "dups": (np.arange(40) % 3, np.arange(30) % 4),
+}
+
+
+def _key_ref(col):
+    """Values as Python numbers (exact for every integer), NaN as one value."""
+    return [("nan",) if x != x else x for x in col.tolist()]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("how", ["inner", "left"])
+@pytest.mark.parametrize("strategy", ["hash", "broadcast"])
+@pytest.mark.parametrize("case", sorted(_KEYS))
+def test_join_pairs_match_a_dict_join(comm, case, strategy, how):
+    lk, rk = _KEYS[case]
+    r, p = comm.rank, comm.size
+    mine = lambda a: a[r::p]  # noqa: E731 - uneven blocks, some ranks maybe empty
+    left = {"k": mine(lk), "lid": mine(np.arange(lk.size))}
+    right = {"k": mine(rk), "rid": mine(np.arange(rk.size))}
+    opts = {"memory_budget": 1 << 12, "max_message": 64} if strategy == "hash" else {}
+    local = hp.join(left, right, "k", how=how, comm=comm, strategy=strategy, **opts).local()
+    assert local["k"].dtype == lk.dtype  # the left key column, byte order kept
+    out = _all(comm, local)
+    rid = out["rid"]
+    rid = np.where(np.isnan(rid), -1, rid).astype(np.int64) if rid.dtype.kind == "f" else rid
+    got = sorted(zip(out["lid"].tolist(), rid.tolist()))
+    floats = "f" in lk.dtype.kind + rk.dtype.kind  # documented: then compared as float64
+    lv, rv = (lk.astype(np.float64), rk.astype(np.float64)) if floats else (lk, rk)
+    rows = collections.defaultdict(list)
+    for j, k in enumerate(_key_ref(rv)):
+        rows[0.0 if k == 0 else k].append(j)
+    exp = []
+    for i, k in enumerate(_key_ref(lv)):
+        hit = rows.get(0.0 if k == 0 else k, [])
+        exp += [(i, j) for j in hit] + ([(i, -1)] if how == "left" and not hit else [])
+    assert got == sorted(exp)
+    # the key column is the left one, bit for bit
+    assert np.array_equal(out["k"].astype(lk.dtype).view(np.uint8),
+                          lk[out["lid"]].view(np.uint8))
