@@ -103,3 +103,19 @@ def test_hist_text_view_tells_narrow_bins_apart(tmp_path):
         assert lo < hi, line
         assert abs(lo - edges[i]) < width / 2 and abs(hi - edges[i + 1]) < width / 2, line
         assert int(n) == counts[i], line
+
+
+@SERIAL_ONLY
+def test_sort_2d_key_message_gives_the_row_shape(tmp_path):
+    # the message gave one rank's block shape, "(1, 2)" for a (3, 2) dataset on 3 ranks
+    import h5py
+
+    from support import hpcproc_cmd
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f["m"] = np.zeros((3, 2))
+    proc = run(hpcproc_cmd("sort", f"{tmp_path / 'm.h5'}:/m", "--out", tmp_path / "s.h5"),
+               ranks=3, timeout=120)
+    assert proc.returncode == 1
+    assert "hpcproc: error: key column 'm' must be one-dimensional, has rows of shape (2,)" \
+        in proc.stderr, proc.stderr
+    assert not (tmp_path / "s.h5").exists()
