@@ -119,3 +119,17 @@ def test_sort_2d_key_message_gives_the_row_shape(tmp_path):
     assert "hpcproc: error: key column 'm' must be one-dimensional, has rows of shape (2,)" \
         in proc.stderr, proc.stderr
     assert not (tmp_path / "s.h5").exists()
+
+
+@pytest.mark.mpi
+@pytest.mark.xfail(strict=True, reason="grouping.py: the dense group-by hands float16 values "
+                   "to a Numba kernel (NotImplementedError: float16); the hash one works")
+def test_dense_groupby_float16_values(comm):
+    k = np.array([1, 2, 1, 3])
+    v = (np.array([0.5, 1.5, 2.0, -1.0]) + comm.rank).astype(np.float16)
+    g = hp.groupby({"k": k, "v": v}, "k", comm=comm).agg(v=["sum", "min"])
+    out = {c: np.concatenate(comm.allgather(a)) for c, a in g.local().items()}
+    allv = np.concatenate(comm.allgather(v)).astype(np.float64)
+    allk = np.concatenate(comm.allgather(k))
+    assert out["v_sum"].astype(np.float64).tolist() == [allv[allk == x].sum() for x in (1, 2, 3)]
+    assert out["v_min"].astype(np.float64).tolist() == [allv[allk == x].min() for x in (1, 2, 3)]
