@@ -133,3 +133,23 @@ def test_dense_groupby_float16_values(comm):
     allk = np.concatenate(comm.allgather(k))
     assert out["v_sum"].astype(np.float64).tolist() == [allv[allk == x].sum() for x in (1, 2, 3)]
     assert out["v_min"].astype(np.float64).tolist() == [allv[allk == x].min() for x in (1, 2, 3)]
+
+
+@SERIAL_ONLY
+def test_cli_warning_on_an_explicit_stream_ends_its_line(tmp_path):
+    # after the CLI's log setup, a warning shown on an explicit file (what libraries and
+    # logging's own fallback do) lacked its newline and ran into the next line
+    script = tmp_path / "w.py"
+    script.write_text(textwrap.dedent("""
+        import sys, warnings
+        from hpcproc.observe import log
+        log.configure(0)
+        warnings.warn("first")
+        warnings.showwarning("second", UserWarning, "x.py", 1, file=sys.stderr)
+        print("next", file=sys.stderr)
+    """))
+    proc = run([sys.executable, str(script)], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("hpcproc[rank 0] WARNING: first")
+    assert lines[1:] == ["second (x.py:1)", "next"], proc.stderr
