@@ -153,3 +153,33 @@ def test_cli_warning_on_an_explicit_stream_ends_its_line(tmp_path):
     lines = proc.stderr.splitlines()
     assert lines[0].startswith("hpcproc[rank 0] WARNING: first")
     assert lines[1:] == ["second (x.py:1)", "next"], proc.stderr
+
+
+@pytest.mark.mpi
+def test_cf_warning_once_per_file_not_once_per_name(comm, shared_tmp):
+    # the same bad attribute on '/x' of a second file was not reported at all (warnings
+    # were deduplicated by message, which named the dataset but not the file)
+    import warnings
+
+    import h5py
+
+    from support import on_root
+    paths = [shared_tmp / f"cf{i}.h5" for i in range(2)]
+
+    def make():
+        for path in paths:
+            with h5py.File(path, "w") as f:
+                d = f.create_dataset("x", data=np.arange(6, dtype=np.int16))
+                d.attrs["scale_factor"] = np.array([0.5, 2.0])
+    on_root(comm, make)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for path in paths:
+            x = hp.read(str(path), "x", comm=comm)
+            assert x.local.dtype == np.int16  # not unpacked
+    ours = [str(w.message) for w in seen if "no unpacking done" in str(w.message)]
+    if comm.rank == 0:
+        assert len(ours) == 2, ours
+        assert all(str(p) in m for p, m in zip(paths, ours, strict=True)), ours
+    else:
+        assert ours == []
