@@ -183,3 +183,18 @@ def test_cf_warning_once_per_file_not_once_per_name(comm, shared_tmp):
         assert all(str(p) in m for p, m in zip(paths, ours, strict=True)), ours
     else:
         assert ours == []
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("op", ["sort", "shuffle", "rebalance", "groupby"])
+def test_object_columns_are_refused_by_name(comm, op):
+    # sort/shuffle/rebalance failed inside the exchange with numpy's "Cannot change
+    # data-type for array of references." (no column named)
+    k = np.arange(4) + 4 * comm.rank
+    t = {"k": k, "o": np.array([1, "x", None, 2.5], dtype=object)}
+    calls = {"sort": lambda: hp.sort(t, "k", comm=comm),
+             "shuffle": lambda: hp.shuffle(t, "k", comm=comm),
+             "rebalance": lambda: hp.rebalance(t, comm=comm),
+             "groupby": lambda: hp.groupby(t, "k", comm=comm).agg(o="count")}
+    with pytest.raises(TypeError, match="column 'o' is object: object columns cannot move"):
+        calls[op]()

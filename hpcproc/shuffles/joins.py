@@ -60,11 +60,6 @@ def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes):
         raise ValueError(f"suffix must be a non-empty string, got {suffix!r}")
     if isinstance(broadcast_bytes, bool) or not isinstance(broadcast_bytes, (int, np.integer)):
         raise TypeError(f"broadcast_bytes must be an integer (bytes), got {broadcast_bytes!r}")
-    for side, cols in (("left", lcols), ("right", rcols)):
-        for name, col in cols.items():
-            if col.dtype.hasobject:  # pointers: they cannot move to another rank
-                raise TypeError(f"{side} column {name!r} is {col.dtype}: object columns "
-                                "cannot be joined (convert to a numeric, string or bytes type)")
     if not isinstance(on, str) and not (isinstance(on, (list, tuple))
                                         and all(isinstance(n, str) for n in on)):
         raise TypeError(f"on must be a column name or a list of names, got {on!r}")
