@@ -198,3 +198,12 @@ def test_object_columns_are_refused_by_name(comm, op):
              "groupby": lambda: hp.groupby(t, "k", comm=comm).agg(o="count")}
     with pytest.raises(TypeError, match="column 'o' is object: object columns cannot move"):
         calls[op]()
+
+
+@pytest.mark.mpi
+@pytest.mark.xfail(strict=True, reason="_exchange.py: hp.exchange does not go through the "
+                   "shuffles' input check; object columns fail with numpy's message")
+def test_exchange_object_column_is_refused_by_name(comm):
+    dest = np.array([0, comm.size - 1], np.uint8)
+    with pytest.raises(TypeError, match="column 'o' is object"):
+        hp.exchange({"o": np.array([1, "x"], dtype=object)}, dest, comm=comm)
