@@ -124,6 +124,8 @@ def cmd_join(args, comm) -> int:
     from ..shuffles.joins import BROADCAST_BYTES
 
     lpath, rpath, left, right, nkeys = _plan(args)
+    if not args.suffix:
+        raise UsageError("--suffix must not be empty")
     check_output(args.out, [lpath, rpath], comm)  # same file (links too): refused first
     _check_files(lpath, rpath, left, right, nkeys, comm)
     lnames, rnames = list(left), list(right)

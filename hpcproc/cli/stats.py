@@ -138,6 +138,15 @@ def cmd_hist(args, comm) -> int:
 MAX_BARS = 200
 
 
+def _digits(e, shown) -> int:
+    """Significant digits (6 or more) that print the edges of every shown bin apart:
+    narrow bins far from zero (``--bins 1000000``) all read ``[2, 2)`` with 6."""
+    for p in range(6, 17):
+        if all(f"{e[i]:.{p}g}" != f"{e[i + 1]:.{p}g}" for i in shown if e[i] != e[i + 1]):
+            return p
+    return 17
+
+
 def _bars(c, e) -> list:
     """The text view of a histogram: one bar per bin; with more than :data:`MAX_BARS`
     bins, the non-empty ones only, and of those the first and last ``MAX_BARS // 2``."""
@@ -149,8 +158,9 @@ def _bars(c, e) -> list:
     cut = len(shown) - 2 * half if len(shown) > MAX_BARS else 0
     if cut:
         shown = list(shown[:half]) + list(shown[-half:])
-    lines = [f"  [{e[i]:>12.6g}, {e[i + 1]:>12.6g}{']' if i == len(c) - 1 else ')'} {c[i]:>12d} "
-             f"{'#' * round(40 * c[i] / top)}" for i in shown]
+    p = _digits(e, shown)
+    lines = [f"  [{e[i]:>12.{p}g}, {e[i + 1]:>12.{p}g}{']' if i == len(c) - 1 else ')'} "
+             f"{c[i]:>12d} {'#' * round(40 * c[i] / top)}" for i in shown]
     if cut:
         lines.insert(half, f"  ... {cut} more non-empty bins (--json lists every bin)")
     if len(c) > MAX_BARS:

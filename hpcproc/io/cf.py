@@ -70,15 +70,17 @@ def read_attrs(dset) -> dict:
                 and _safe(arr, stored) is None:
             _warn(f"dataset {dset.name!r}: CF attribute {name}={arr.tolist()} cannot be "
                   f"cast to the variable's type {stored} without change; it is not used "
-                  "(as in netCDF4-python)")
+                  "(as in netCDF4-python)", dset.file.filename)
             continue
         out[name] = arr
     return out
 
 
-def _warn(message: str) -> None:
+def _warn(message: str, path) -> None:
     """A warning about a variable's attributes: every rank decodes alike and a read looks
-    at the attributes several times, so it is given once per process, by rank 0."""
+    at the attributes several times, so it is given once per process and file, by rank 0
+    (the same variable of another file gets its own)."""
+    message = f"{message} (in {path})"
     if message in _WARNED or rank() != 0:
         return
     _WARNED.add(message)
@@ -157,7 +159,7 @@ class Decoder:
         return out
 
 
-def _packing(attrs: dict, name: str):
+def _packing(attrs: dict, name: str, path=None):
     """``(scale_factor, add_offset)`` as numpy scalars (None: absent).
 
     A packing attribute that is not one number (a string, several numbers) is not
@@ -170,7 +172,7 @@ def _packing(attrs: dict, name: str):
     if wrong:
         _warn(f"dataset {name!r}: CF attribute {wrong[0]}={_shown(present[wrong[0]])} is "
               "not a single number; no unpacking done (as in netCDF4-python): the stored "
-              "values are returned")
+              "values are returned", path)
         return None, None
     return tuple(None if att is None else att.reshape(-1)[0]
                  for att in (present.get(n) for n in PACKING))
@@ -217,7 +219,7 @@ def decoder(info, decode: bool = True) -> Decoder | None:
         vmax = None if value("valid_max") is None else value("valid_max")[0]
     masks = bool(equal or nan or vmin is not None or vmax is not None)
 
-    scale, offset = _packing(attrs, info.name)
+    scale, offset = _packing(attrs, info.name, getattr(info, "path", None))
     cast = False
     if scale is not None and offset is not None:
         if scale == 1 and offset == 0:  # netCDF4-python: only the type changes

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import itertools
 import os
+import struct
 
 import numpy as np
 
@@ -88,10 +90,53 @@ def source_digest(modules=BUILTIN) -> str:
     return h.hexdigest()[:20]
 
 
+def _truncated(path: str) -> str | None:
+    """Why the ELF shared object ``path`` is cut short (None: complete, or not ELF).
+
+    Loading a truncated library is not an ImportError: the loader maps segments past the
+    end of the file and the process dies of SIGBUS on first access. So the headers are
+    checked against the file size first: the section header table and every segment
+    must lie inside the file.
+    """
+    with open(path, "rb") as f:
+        head = f.read(64)
+        size = os.fstat(f.fileno()).st_size
+        if head[:4] != b"\x7fELF":
+            return None
+        if len(head) < (64 if head[4] == 2 else 52):
+            return f"{size} bytes: truncated"
+        bo = "<" if head[5] == 1 else ">"
+        if head[4] == 2:  # 64-bit
+            phoff, shoff = struct.unpack_from(bo + "QQ", head, 0x20)
+            phsize, phnum, shsize, shnum = struct.unpack_from(bo + "HHHH", head, 0x36)
+            seg = bo + "IIQQQQ"  # type, flags, offset, vaddr, paddr, filesz
+        else:
+            phoff, shoff = struct.unpack_from(bo + "II", head, 0x1C)
+            phsize, phnum, shsize, shnum = struct.unpack_from(bo + "HHHH", head, 0x2A)
+            seg = bo + "IIIII"  # type, offset, vaddr, paddr, filesz
+        ends = [shoff + shsize * shnum, phoff + phsize * phnum]
+        if ends[1] <= size:
+            f.seek(phoff)
+            table = f.read(phsize * phnum)
+            for i in range(phnum):
+                fields = struct.unpack_from(seg, table, i * phsize)
+                offset, filesz = (fields[2], fields[5]) if head[4] == 2 else (fields[1], fields[4])
+                ends.append(offset + filesz)
+    end = max(ends)
+    return None if end <= size else f"{size} bytes, its headers need {end}: truncated"
+
+
 def _load():
     """``(module or None, reason or None)``: the AOT build, if present and up to date."""
     if not enabled():
         return None, "switched off (HPCPROC_AOT=0)"
+    try:
+        spec = importlib.util.find_spec(MODULE)
+        cut = None if spec is None or not spec.origin else _truncated(spec.origin)
+    except (ImportError, OSError, struct.error) as exc:
+        cut = f"unreadable: {exc}"
+    if cut is not None:
+        return None, f"cannot be loaded: {cut}"
     try:
         mod = importlib.import_module(MODULE)
     except ModuleNotFoundError as exc:

@@ -104,10 +104,25 @@ def configure(verbosity: int = 0, stream=None) -> logging.Handler:
     handler._hpcproc = True
     logging.captureWarnings(True)
     warnings.formatwarning = format_warning
+    warnings.showwarning = _show_warning
     return handler
 
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` of the command line: a warning is one log record; one
+    shown on an explicit ``file`` is one line there (:func:`format_warning` has no
+    newline, so logging's own fallback ran it into the next line)."""
+    text = format_warning(message, category, filename, lineno, line)
+    if file is None:
+        logging.getLogger("py.warnings").warning("%s", text)
+        return
+    try:
+        file.write(text + "\n")
+    except OSError:  # as warnings.showwarning: a closed or broken stream is ignored
+        pass
 
 
 def format_warning(message, category, filename, lineno, line=None) -> str:

@@ -23,7 +23,8 @@ _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 def check_key_dtype(name: str, col: np.ndarray) -> None:
     """Raise ``TypeError`` unless ``col`` is a 1-D bool, integer or float column."""
     if col.ndim != 1:
-        raise TypeError(f"key column {name!r} must be one-dimensional, has shape {col.shape}")
+        raise TypeError(f"key column {name!r} must be one-dimensional, has rows of shape "
+                        f"{col.shape[1:]}")  # not col.shape: its row count is this rank's
     if col.dtype.kind not in "biuf" or col.dtype.itemsize > 8:
         raise TypeError(f"key column {name!r} must be bool, integer or float (<= 64 bits), "
                         f"not {col.dtype}")

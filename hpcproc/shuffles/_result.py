@@ -41,6 +41,10 @@ def _local_check(columns) -> None:
     lengths = {k: (np.shape(v)[0] if np.ndim(v) else None) for k, v in columns.items()}
     if any(n is None for n in lengths.values()):
         raise ShapeMismatchError("columns must be arrays with at least one dimension")
+    for k, v in columns.items():
+        if v.dtype.hasobject:  # pointers: meaningless on another rank
+            raise TypeError(f"column {k!r} is {v.dtype}: object columns cannot move between "
+                            "ranks (convert to a numeric, string or bytes type)")
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{k}={n}" for k, n in lengths.items())
         raise ShapeMismatchError(f"columns have different lengths on this rank: {detail}")

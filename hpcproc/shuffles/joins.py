@@ -51,13 +51,24 @@ HOWS = ("inner", "left")
 STRATEGIES = ("auto", "hash", "broadcast")
 
 
-def _check(lcols, rcols, on, how, strategy):
+def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes):
     if how not in HOWS:
         raise ValueError(f"how must be one of {HOWS}, got {how!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if not isinstance(suffix, str) or not suffix:
+        raise ValueError(f"suffix must be a non-empty string, got {suffix!r}")
+    if isinstance(broadcast_bytes, bool) or not isinstance(broadcast_bytes, (int, np.integer)):
+        raise TypeError(f"broadcast_bytes must be an integer (bytes), got {broadcast_bytes!r}")
+    if not isinstance(on, str) and not (isinstance(on, (list, tuple))
+                                        and all(isinstance(n, str) for n in on)):
+        raise TypeError(f"on must be a column name or a list of names, got {on!r}")
+    for side, cols in (("left", lcols), ("right", rcols)):
+        missing = [n for n in ([on] if isinstance(on, str) else on) if n not in cols]
+        if missing:
+            raise KeyError(f"the {side} table has no key column {missing[0]!r} "
+                           f"(columns: {list(cols)})")
     names = key_list(on, lcols, "on")
-    key_list(on, rcols, "on")
     for name in names:
         check_key_dtype(name, lcols[name])
         check_key_dtype(name, rcols[name])
@@ -178,7 +189,8 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     """
     lcols, comm, _ = as_columns(left, comm, "left table")
     rcols, _, _ = as_columns(right, comm, "right table")
-    names = check_all(lambda: _check(lcols, rcols, on, how, strategy), comm)
+    names = check_all(lambda: _check(lcols, rcols, on, how, strategy, suffix,
+                                     broadcast_bytes), comm)
     lc = lib_comm(comm)
     sizes = np.array([sum(v.nbytes for v in lcols.values()),
                       sum(v.nbytes for v in rcols.values())], dtype=np.int64)
