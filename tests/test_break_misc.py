@@ -56,8 +56,6 @@ def test_truncated_aot_build_falls_back_to_numba(tmp_path, keep):
 
 
 @pytest.mark.mpi
-@pytest.mark.xfail(strict=True, reason="grouping.py: the dense group-by passes big-endian "
-                   "keys/values to Numba kernels (TypingError: Unsupported array dtype)")
 @pytest.mark.parametrize("kd,vd", [(">i8", "<f8"), ("<i8", ">f8"), ("<i8", ">i8")])
 def test_dense_groupby_big_endian(comm, kd, vd):
     k = np.array([1, 2, 1, 3], kd)
@@ -71,8 +69,6 @@ def test_dense_groupby_big_endian(comm, kd, vd):
 
 
 @pytest.mark.mpi
-@pytest.mark.xfail(strict=True, reason="grouping.py (dense size) via distinct.py: "
-                   "big-endian integer arrays reach a Numba kernel")
 def test_unique_big_endian(comm):
     x = np.array([3, 1, 3, 2], ">i8")
     u = hp.unique(hp.DistArray.from_local(x, comm))
@@ -122,8 +118,6 @@ def test_sort_2d_key_message_gives_the_row_shape(tmp_path):
 
 
 @pytest.mark.mpi
-@pytest.mark.xfail(strict=True, reason="grouping.py: the dense group-by hands float16 values "
-                   "to a Numba kernel (NotImplementedError: float16); the hash one works")
 def test_dense_groupby_float16_values(comm):
     k = np.array([1, 2, 1, 3])
     v = (np.array([0.5, 1.5, 2.0, -1.0]) + comm.rank).astype(np.float16)
@@ -201,8 +195,6 @@ def test_object_columns_are_refused_by_name(comm, op):
 
 
 @pytest.mark.mpi
-@pytest.mark.xfail(strict=True, reason="_exchange.py: hp.exchange does not go through the "
-                   "shuffles' input check; object columns fail with numpy's message")
 def test_exchange_object_column_is_refused_by_name(comm):
     dest = np.array([0, comm.size - 1], np.uint8)
     with pytest.raises(TypeError, match="column 'o' is object"):

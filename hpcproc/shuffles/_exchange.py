@@ -94,6 +94,10 @@ def _validate(columns, dest, size) -> None:
     if dest.dtype.kind not in "iu" or dest.ndim != 1:
         raise TypeError(f"exchange: dest must be a 1-D integer array of ranks, got "
                         f"{dest.ndim}-D {dest.dtype}")
+    for k, v in columns.items():
+        if v.dtype.hasobject:  # pointers: meaningless on another rank
+            raise TypeError(f"exchange: column {k!r} is {v.dtype}: object columns cannot "
+                            "move between ranks (convert to a numeric, string or bytes type)")
     lengths = {k: (v.shape[0] if v.ndim else None) for k, v in columns.items()}
     if any(n is None for n in lengths.values()):
         raise ShapeMismatchError("exchange: columns must have at least one dimension")

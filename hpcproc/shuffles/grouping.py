@@ -180,6 +180,8 @@ class GroupBy:
 
     @staticmethod
     def _dense(key, values, spec, bounds, lc):
+        key = _native(key)
+        values = {c: _native(v) for c, v in values.items()}
         lo, hi = bounds
         span = max(0, hi - lo + 1)
         # the key is used as it is (no group-id copy): a uint64 key and its low bound
@@ -267,6 +269,13 @@ class GroupBy:
             states[col] = st
         out = [decode_key(keys[:, j], columns[k].dtype) for j, k in enumerate(names)]
         return out, size, states, info["rounds"]
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """``a`` as the dense kernels take it: native byte order, C-contiguous, float16 as
+    float32 (exact: the sums are float64 and min/max go back to float16)."""
+    dtype = np.dtype(np.float32) if a.dtype == np.float16 else a.dtype.newbyteorder("=")
+    return np.ascontiguousarray(a, dtype=dtype)
 
 
 def _dense_split(rows, nans, lc):
