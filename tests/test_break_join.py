@@ -123,3 +123,32 @@ def test_join_pairs_match_a_dict_join(comm, case, strategy, how):
     # the key column is the left one, bit for bit
     assert np.array_equal(out["k"].astype(lk.dtype).view(np.uint8),
                           lk[out["lid"]].view(np.uint8))
+
+
+@pytest.mark.mpi
+def test_join_out_of_memory_on_one_rank_fails_every_rank(comm):
+    """A many-to-many key on one rank (5000 x 5000 pairs, ~1 GB of output) where that
+    rank's address space is capped: the MemoryError is raised on every rank (it used to
+    leave the other ranks waiting in the result's collective)."""
+    import resource
+
+    if comm.size < 2:
+        pytest.skip("needs a rank that does not fail")
+    n = 5000
+    left = {"k": np.full(n if comm.rank == 1 else 0, 7, np.int64),
+            "a": np.ones(n if comm.rank == 1 else 0)}
+    right = {"k": np.full(n if comm.rank == 0 else 0, 7, np.int64),
+             "b": np.ones(n if comm.rank == 0 else 0)}
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if comm.rank == 1:
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (used + (300 << 20), hard))
+    try:
+        with pytest.raises(MemoryError, match="join: the output of rank 1 does not fit in memory"):
+            hp.join(left, right, "k", strategy="broadcast", comm=comm)
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    small = hp.join({"k": np.arange(3)}, {"k": np.arange(3), "b": np.ones(3)}, "k",
+                    comm=comm)  # the job goes on
+    assert sum(comm.allgather(len(small.local()["k"]))) == 3 * comm.size ** 2

@@ -216,13 +216,21 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
         rcols, info2 = exchange(rcols, dr, comm, **opts)
         del dr
         rounds = max(info["rounds"], info2["rounds"])
-    Kl, Kr = key_words(*_key_cols(lcols, rcols, names))
     build = "right" if side == "right" or keep else "left" if side == "left" else "smaller"
-    li, ri = hash_join(Kl, Kr, keep, build)
-    del Kl, Kr
-    owned = not any(np.may_share_memory(v, given[k]) or not v.flags.c_contiguous
-                    for k, v in lcols.items())
-    out = _output(lcols, rcols, names, li, ri, keep, suffix, owned)
+
+    def local():  # no communication; its errors are agreed below
+        try:
+            li, ri = hash_join(*key_words(*_key_cols(lcols, rcols, names)), keep, build)
+            owned = not any(np.may_share_memory(v, given[k]) or not v.flags.c_contiguous
+                            for k, v in lcols.items())
+            return _output(lcols, rcols, names, li, ri, keep, suffix, owned)
+        except MemoryError as err:
+            raise MemoryError(f"join: the output of rank {lc.Get_rank()} does not fit in "
+                              f"memory ({err}); a key repeated on both sides multiplies "
+                              "rows") from None
+
+    # a rank out of memory (a many-to-many key on one rank) fails every rank, never hangs
+    out = check_all(local, comm)
     return make_result(out, comm, "table", {
         "strategy": "hash" if side is None else f"broadcast-{side}", "rounds": rounds,
         "bytes": {"left": int(sizes[0]), "right": int(sizes[1])}})
