@@ -29,7 +29,7 @@ from ..comm import agreed, get_comm
 from ..errors import DtypeError
 from ..io import blocks, dataset_info, split_target
 from ..io.cf import decoder
-from ..io.scan import scan_pieces
+from ..io.scan import PIECE, scan_pieces
 from ..kernels._dtypes import kernel_dtype, real_kernel_dtype, to_kernel
 
 __all__ = ["Source", "open_source", "check_real"]
@@ -68,16 +68,20 @@ class Source:
             raise TypeError("this source does not know the global rows of its blocks")
         return self._iter()
 
-    def located_pieces(self) -> Iterator[tuple[int, np.ndarray]]:
+    def located_pieces(self, min_rows: int = 1) -> Iterator[tuple[int, np.ndarray]]:
         """``(global row, piece)`` pairs, like :meth:`located_blocks`, but a file input
-        comes in cache-sized pieces (:func:`hpcproc.io.scan.scan_pieces`).
+        comes in cache-sized pieces (:func:`hpcproc.io.scan.scan_pieces`) when a piece
+        holds at least ``min_rows`` rows (wider rows come in blocks: a fold whose state
+        is per column pays per piece for every column).
 
         For a reduction that folds each piece into a local state: the number of pieces
         may differ between ranks (none on an empty rank), so the loop body must not
         communicate, and every rank must run the loop to its end (a read error is raised
         on every rank after the last piece). Other inputs: :meth:`located_blocks`.
         """
-        if self._make_pieces is None:
+        row_bytes = self.dtype.itemsize * int(np.prod(self.trailing, dtype=np.int64)) \
+            if self.dtype is not None else 0
+        if self._make_pieces is None or row_bytes * int(min_rows) > PIECE:
             return self.located_blocks()
         self._check_pass()
         kdt = self.kernel_dtype

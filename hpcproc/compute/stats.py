@@ -11,6 +11,10 @@ from ..collectives import allreduce_state
 from ..observe.phases import phase
 from ._source import open_source
 
+#: Fewest rows per piece for per-column (``axis=0``) statistics of a file: the per-piece,
+#: per-column merge stays small against the rows' own work.
+PIECE_ROWS = 1024
+
 __all__ = ["stats", "stats_file"]
 
 
@@ -70,7 +74,11 @@ def run_source(src, axis, ddof, skipna, t0, exact=False):
                                                            src.kernel_dtype),
                                    axis, cols, ints, comm, exact)
     nbytes, t_read, t_comp = 0, 0.0, 0.0
-    it = src.located_pieces()  # a file: cache-sized pieces, no collective per piece
+    # a file: cache-sized pieces, no collective per piece; per-column statistics only
+    # when a piece holds PIECE_ROWS rows or more: each piece's state is merged column by
+    # column, which wide rows would pay per piece (3 rows of 1.1M float64 columns: 20 s
+    # in 8 MiB pieces against 3.4 s in one block)
+    it = src.located_pieces(PIECE_ROWS if axis == 0 else 1)
     while True:
         t1 = time.perf_counter()
         row, block = next(it, (0, None))
