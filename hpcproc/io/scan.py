@@ -75,7 +75,7 @@ def scan_pieces(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
             bar.update(piece.nbytes)
             yield row, piece
     except Exception as exc:  # noqa: BLE001 - a read error: raised on every rank below
-        error = exc
+        error = _named(exc, path, info.name)
     bar.close()
     _idle_wait(comm)
     check_all(lambda: _raise(error), comm)
@@ -93,6 +93,16 @@ def _idle_wait(comm, spin: float = 1e-3, poll: float = 2e-4) -> None:
     while not req.Test():
         if time.perf_counter() - t0 > spin:
             time.sleep(poll)
+
+
+def _named(exc: Exception, path: str, name: str) -> Exception:
+    """An OSError from ``pread`` (e.g. a file truncated while it is read) with the file
+    and dataset it was reading: every rank raises it, and the message names no file."""
+    if not isinstance(exc, OSError) or str(path) in str(exc):
+        return exc
+    named = OSError(f"reading {path}:{name}: {exc}")
+    named.errno = exc.errno
+    return named
 
 
 def _raise(error) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..agreement import agree
-from ..comm import check_all, lib_comm
+from ..comm import agreed, check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange_runs
@@ -145,6 +145,11 @@ class GroupBy:
             dense = self._dense_range(columns[names[0]], lc)
         if self.strategy == "dense" and dense is None:
             dense = (0, -1)  # no rows anywhere: an empty result
+        if self.strategy == "dense" and dense[1] - dense[0] >= self.dense_limit:
+            raise agreed(ValueError(  # the same gathered range on every rank
+                f"strategy='dense': the key range {dense[0]}..{dense[1]} spans more than "
+                f"dense_limit={self.dense_limit} groups; use strategy='hash' or a larger "
+                "dense_limit"))
         if dense is not None:
             keys, size, states = self._dense(columns[names[0]], values, spec_all, dense, lc)
             how, rounds = "dense", 0
