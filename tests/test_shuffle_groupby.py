@@ -171,3 +171,36 @@ def test_mean_of_large_integers_does_not_wrap(comm, strategy, dtype):
         sel = v[k == key]
         np.testing.assert_allclose(r["v_mean"][i], np.mean(sel), rtol=1e-13)  # sum order
         assert r["v_sum"][i] == np.sum(sel)  # the integer sum wraps as numpy's does
+
+
+@pytest.mark.parametrize("dtype", ["i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8"])
+def test_key_range_kernel_matches_numpy(dtype):
+    """The dense group-by's one-pass min/max against numpy's two reductions."""
+    from hpcproc.shuffles._reduce import key_range
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(3)
+    cases = [rng.integers(info.min, info.max, 1001, dtype=dtype, endpoint=True),
+             np.minimum(rng.zipf(1.2, 777), min(info.max, 2**62)).astype(dtype),
+             np.full(65, info.max, dtype), np.full(1, info.min, dtype),
+             np.array([info.max, info.min, 0, info.max], dtype)[::-1].copy()]
+    if info.min < 0:
+        cases.append(rng.integers(info.min, 0, 513, dtype=dtype))
+    for a in cases:
+        out = np.empty(2, a.dtype)
+        key_range(a, out)
+        assert (out[0], out[1]) == (a.min(), a.max())
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", ["i8", "u8"])
+def test_dense_groupby_at_the_integer_extremes(comm, layout, dtype):
+    """A small key range at either end of int64 / uint64 takes the dense path."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(5)
+    for base, sign in ((info.min, 1), (info.max, -1)):
+        off = rng.integers(0, 50, 2000)
+        k = np.array([base + sign * int(o) for o in off], dtype=dtype)
+        v = rng.normal(size=k.shape[0])
+        r = hp.groupby(split({"k": k, "v": v}, comm, layout), "k").agg(v=AGGS)
+        assert r.meta["strategy"] == "dense"
+        _check(r, ["k"], [k], v)

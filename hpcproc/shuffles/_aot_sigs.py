@@ -24,7 +24,7 @@ modules must also be in :data:`hpcproc.kernels._aot.BUILTIN`. The test then chec
 sort, group-by, join, exchange and distinct on int64/float64 data import no Numba, and
 that every built kernel gives the Numba kernel's bytes.
 
-Cost: these 98 signatures add about 0.6x the statistics kernels' build time to the
+Cost: these 104 signatures add about 0.6x the statistics kernels' build time to the
 install and 0.6 MB to the extension (docs/kernels.md, *Start-up*); prefer
 type-generic kernels (unsigned words, encoded key rows) to more signatures.
 """
@@ -96,6 +96,8 @@ SIGNATURES: dict[str, list[str] | str] = {
     "hpcproc.shuffles._merge._merge_distinct_pass": [f"{K2}, i8[::1], i8, {K2}, i8[::1]"],
     "hpcproc.shuffles._merge._compose": ["i8[::1], i8[::1]"],
     # _reduce: group states
+    "hpcproc.shuffles._reduce.key_range": signatures(
+        "{k}[::1], {k}[::1]", k=("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8")),
     "hpcproc.shuffles._reduce.dense_count": signatures("{k}[::1], i8, i8[::1]",
                                                        k=DENSE_KEYS),
     "hpcproc.shuffles._reduce.dense_states": _dense_states(),

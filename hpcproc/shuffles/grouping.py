@@ -44,7 +44,7 @@ from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange_runs
 from ._localsort import sorted_groups
 from ._merge import merge_groups, run_counts
-from ._reduce import dense_count, dense_states, gid_merge_states, gid_sum, seg_agg_states
+from ._reduce import dense_count, dense_states, gid_merge_states, gid_sum, key_range, seg_agg_states
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import splitters
 
@@ -140,9 +140,10 @@ class GroupBy:
                   if "mean" in aggs and columns[c].dtype.kind in "biu"}
         values.update({f: columns[c].astype(np.float64) for c, f in floats.items()})
         spec_all = {**spec, **{f: ["sum"] for f in floats.values()}}
-        dense = None
-        if len(names) == 1 and columns[names[0]].dtype.kind in "biu" and self.strategy != "hash":
-            dense = self._dense_range(columns[names[0]], lc)
+        dense, key = None, columns[names[0]]
+        if len(names) == 1 and key.dtype.kind in "biu" and self.strategy != "hash":
+            key = _native(key)  # once, for both dense passes
+            dense = self._dense_range(key, lc)
         if self.strategy == "dense" and dense is None:
             dense = (0, -1)  # no rows anywhere: an empty result
         if self.strategy == "dense" and dense[1] - dense[0] >= self.dense_limit:
@@ -151,7 +152,7 @@ class GroupBy:
                 f"dense_limit={self.dense_limit} groups; use strategy='hash' or a larger "
                 "dense_limit"))
         if dense is not None:
-            keys, size, states = self._dense(columns[names[0]], values, spec_all, dense, lc)
+            keys, size, states = self._dense(key, values, spec_all, dense, lc)
             how, rounds = "dense", 0
         else:
             keys, size, states, rounds = self._hash(columns, names, values, spec_all, comm)
@@ -172,7 +173,7 @@ class GroupBy:
             "strategy": how, "rounds": rounds, "seconds": time.perf_counter() - t0})
 
     def _dense_range(self, key, lc):
-        mine = (int(key.min()), int(key.max()), key.shape[0]) if key.size else None
+        mine = (*_key_range(key), key.shape[0]) if key.size else None
         seen = [b for b in lc.allgather(mine) if b is not None]  # one collective
         if not seen:
             return None if self.strategy != "dense" else (0, -1)
@@ -221,12 +222,14 @@ class GroupBy:
                          for a, op in zip(arrs, (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX))])
         size = mine[0][0][:, 0].astype(np.int64)
         present = np.flatnonzero(size)
-        size = size[present]
+        # every group seen (uniform keys): the states as they are, no gathers
+        take = slice(None) if present.shape[0] == size.shape[0] else present
+        size = size[take]
         states = {}
         for (col, _), (st, nan, mn, mx) in zip(cols, mine):
-            cnt = size.copy() if nan is None else size - nan[present]
-            states[col] = (cnt, st[present, -1], *(np.empty(0) if m is None else m[present]
-                                                   for m in (mn, mx)))
+            cnt = size.copy() if nan is None else size - nan[take]
+            states[col] = (cnt, np.ascontiguousarray(st[take, -1]),
+                           *(np.empty(0) if m is None else m[take] for m in (mn, mx)))
         keys = [(present + lo_k + lw).view(np.uint64) if key.dtype == np.uint64  # wraps
                 else (present + lo_k + lo).astype(key.dtype)]
         return keys, size, states
@@ -281,6 +284,14 @@ def _native(a: np.ndarray) -> np.ndarray:
     float32 (exact: the sums are float64 and min/max go back to float16)."""
     dtype = np.dtype(np.float32) if a.dtype == np.float16 else a.dtype.newbyteorder("=")
     return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _key_range(key: np.ndarray) -> tuple[int, int]:
+    """``(min, max)`` of a non-empty native integer or bool key, in one compiled pass."""
+    key = key.view(np.uint8) if key.dtype == np.bool_ else key
+    out = np.empty(2, key.dtype)
+    key_range(key, out)
+    return int(out[0]), int(out[1])
 
 
 def _dense_split(rows, nans, lc):
