@@ -314,9 +314,17 @@ def _reduce_scatter(a, cuts, op, lc):
     on rank r (one ``Reduce_scatter``)."""
     per_row = int(np.prod(a.shape[1:], dtype=np.int64))
     r = lc.Get_rank()
+    # MIN/MAX of unsigned integers as of signed ones with the top bit flipped (the same
+    # order): some MPIs compare unsigned 64-bit types as signed (Debian's MPICH 4.0 gave
+    # max(2**64 - 1, 7) = 7 here)
+    top = np.array(1 << (8 * a.dtype.itemsize - 1), a.dtype) \
+        if a.dtype.kind == "u" and op in (MPI.MIN, MPI.MAX) else None
+    if top is not None:
+        a = (a ^ top).view(a.dtype.str.replace("u", "i"))
     out = np.empty((int(cuts[r + 1] - cuts[r]),) + a.shape[1:], a.dtype)
     lc.Reduce_scatter(a, out, [int(c) * per_row for c in np.diff(cuts)], op=op)
-    return out
+    return out if top is None else out.view(top.dtype) ^ top
+
 
 def _key_words(cols):
     """``(K, flip)``: the key columns as a uint64 matrix whose rows ``^ flip`` are the
