@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._encode import encode_keys, encoded_chunks
+from ._encode import encode_keys
+from ._exchange import dest_dtype
 from ._jit import jit
 from ._kernels import hash_dest, hash_row
+from .hash import hash_partition
 
 __all__ = ["hash_join", "key_words", "rank_dests", "BUILDS", "PART_ROWS"]
 
@@ -283,18 +285,14 @@ def key_words(lk, rk):
     return encode_keys(lk), encode_keys(rk)
 
 
-def rank_dests(lk, rk, size: int, dtype):
+def rank_dests(lk, rk, size: int):
     """``(dest_left, dest_right)``: the rank of every row of both sides, equal keys on
-    equal ranks (:func:`hash_dest` of :func:`key_words`; encoded keys a chunk at a time,
-    so the only per-row memory is the result)."""
-    dl = np.empty(lk[0].shape[0], dtype)
-    dr = np.empty(rk[0].shape[0], dtype)
-    if _plain(lk, rk):
-        Kl, Kr = key_words(lk, rk)
-        hash_dest(Kl, size, dl)
-        hash_dest(Kr, size, dr)
-        return dl, dr
-    for cols, dest in ((lk, dl), (rk, dr)):
-        for a, b, K in encoded_chunks(cols):
-            hash_dest(K, size, dest[a:b])
-    return dl, dr
+    equal ranks: :func:`hash_dest` of the plain keys' words (:func:`key_words`), else
+    :func:`.hash.hash_partition` of the encoded keys (a chunk at a time)."""
+    if not _plain(lk, rk):
+        return hash_partition(lk, size), hash_partition(rk, size)
+    dests = []
+    for K in key_words(lk, rk):
+        dests.append(np.empty(K.shape[0], dest_dtype(size)))
+        hash_dest(K, size, dests[-1])
+    return tuple(dests)

@@ -186,8 +186,7 @@ class GroupBy:
 
     @staticmethod
     def _dense(key, values, spec, bounds, lc):
-        key = _native(key)
-        values = {c: _native(v) for c, v in values.items()}
+        values = {c: _native(v) for c, v in values.items()}  # the key is native already
         lo, hi = bounds
         span = max(0, hi - lo + 1)
         # the key is used as it is (no group-id copy): a uint64 key and its low bound

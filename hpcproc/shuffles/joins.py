@@ -39,7 +39,7 @@ from ..agreement import collective
 from ..array import gather_rows
 from ..comm import check_all, get_comm, lib_comm
 from ._encode import check_key_dtype
-from ._exchange import MAX_MESSAGE, dest_dtype, exchange
+from ._exchange import MAX_MESSAGE, exchange
 from ._hashjoin import hash_join, key_words, rank_dests
 from ._kernels import gather_rows as gather_kernel
 from ._result import as_columns, key_list, make_result
@@ -209,7 +209,7 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     rounds = 0
     if side is None:
         size = get_comm(comm).Get_size()
-        dl, dr = rank_dests(*_key_cols(lcols, rcols, names), size, dest_dtype(size))
+        dl, dr = rank_dests(*_key_cols(lcols, rcols, names), size)
         opts = dict(memory_budget=memory_budget, max_message=max_message, validate=False)
         lcols, info = exchange(lcols, dl, comm, **opts)
         del dl
