@@ -29,6 +29,7 @@ _EXPORTS = {
     "reduce": ".compute.user",
     "KernelCompileError": ".kernels",
     "set_threads": ".kernels",
+    "retain_memory": ".memory",
     "scan": ".collectives",
     "generate": ".synthetic",
     "get_comm": ".comm",

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 from mpi4py import MPI
 
+from . import memory as _memory
 from .comm import agreed, get_comm, lib_comm
 from .errors import ArgumentMismatchError, ShapeMismatchError
 from .observe import phases as _phases
@@ -363,11 +364,13 @@ def collective(name: str, local=(), paths=()):
                 comm = getattr(args[0], "comm", None)  # a method: its object's communicator
                 comm = comm if isinstance(comm, MPI.Comm) else None
             comm = agree(comm, name, values, local)
+            _memory.on_call()
             _NESTED.depth = getattr(_NESTED, "depth", 0) + 1
             try:
                 result = fn(*args, **kwargs)
             finally:
                 _NESTED.depth -= 1
+            _memory.after_call()
             return _NestedIterator(result, comm, name) if gen else result
         return wrapper
     return decorate

@@ -20,7 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "hpcproc"
 
 #: Modules that import nothing from hpcproc but each other: any layer may use them.
 PURE = {"hpcproc._version", "hpcproc.errors", "hpcproc._units", "hpcproc._faults",
-        "hpcproc._lazy", "hpcproc._interrupt",
+        "hpcproc._lazy", "hpcproc._interrupt", "hpcproc.memory",
         "hpcproc.partition", "hpcproc.observe.phases", "hpcproc.observe.log",
         "hpcproc.quality.rules", "hpcproc.io.cf"}
 

@@ -1,0 +1,105 @@
+"""Freed memory kept for reuse (hpcproc.memory): on by default from the first collective
+call, page faults gone for a freed array's successor, the free heap given back above the
+cap, ``HPCPROC_RETAIN_MEMORY`` off / a size / invalid. Each case runs in its own process
+(malloc's settings are the process's), under a real ``mpiexec``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from support import SERIAL_ONLY, hpcproc_cmd, run
+
+pytestmark = SERIAL_ONLY
+
+MB = 1 << 20
+
+PROBE = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    from mpi4py import MPI
+    import hpcproc as hp
+    from hpcproc import memory
+
+    comm = MPI.COMM_WORLD
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    def tiny_call():  # any collective: the first one applies the default
+        hp.stats(hp.DistArray.from_local(np.arange(3.0), comm))
+
+    tiny_call()
+    a = np.ones(256 << 17)  # 256 MiB
+    s = float(a[::4096].sum())
+    del a
+    free_before = memory.free_heap()
+    f0 = faults()
+    b = np.ones(256 << 17)  # the same size again: faulted in anew, or the freed one
+    f1 = faults()
+    s += float(b[::4096].sum())
+    del b
+    free_after_free = memory.free_heap()
+    tiny_call()  # its end gives the free heap back when above the cap
+    out = {"on": memory.retaining(), "faults": f1 - f0, "free_before": free_before,
+           "free_kept": free_after_free, "free_after_call": memory.free_heap(), "s": s}
+    everyone = comm.gather(out)
+    print(json.dumps(everyone) if comm.rank == 0 else "", flush=True)
+""")
+
+
+def probe(tmp_path, ranks, env=None):
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    proc = run([sys.executable, str(script)], ranks=ranks, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_default_keeps_freed_memory(tmp_path, ranks):
+    for r in probe(tmp_path, ranks):
+        assert r["on"]
+        assert r["s"] == 2 * (256 << 17) // 4096
+        # the second 256 MiB array is the freed first one: no page faulted in again
+        # (fresh memory takes 128 faults with 2 MiB pages, 65,536 with 4 KiB ones)
+        assert r["faults"] < 32, r
+        assert r["free_before"] >= 256 * MB and r["free_kept"] >= 256 * MB, r
+        # 256 MiB is far below the default cap (half the node's available memory / CPUs)
+        # on any machine that runs this suite: kept after the call
+        assert r["free_after_call"] >= 256 * MB, r
+
+
+def test_off_gives_memory_back(tmp_path):
+    for r in probe(tmp_path, 2, env={"HPCPROC_RETAIN_MEMORY": "0"}):
+        assert not r["on"]
+        assert r["faults"] >= 128, r  # a new mapping: every page faulted in again
+        assert r["free_before"] < 64 * MB and r["free_after_call"] < 64 * MB, r
+
+
+def test_cap_gives_the_free_heap_back_after_a_call(tmp_path):
+    for r in probe(tmp_path, 2, env={"HPCPROC_RETAIN_MEMORY": "64M"}):
+        assert r["on"] and r["faults"] < 32, r
+        assert r["free_kept"] >= 256 * MB, r  # kept between calls ...
+        assert r["free_after_call"] < 64 * MB, r  # ... and trimmed at the next call's end
+
+
+def test_invalid_value_is_one_clear_error(tmp_path):
+    import h5py
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["x"] = np.arange(10.0)
+    proc = run(hpcproc_cmd("stats", f"{tmp_path / 'd.h5'}:/x"), ranks=2, timeout=120,
+               env={"HPCPROC_RETAIN_MEMORY": "lots"})
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == ["hpcproc: error: HPCPROC_RETAIN_MEMORY must be a size of at least 0 "
+                     "byte(s) (examples: 4096, 64M, 1.5G), got 'lots'"], proc.stderr
+
+
+def test_max_free_is_checked():
+    from hpcproc import memory
+    for bad in (-1, 1.5, "2G", True):
+        with pytest.raises(ValueError, match="max_free must be a number of bytes"):
+            memory.retain_memory(True, max_free=bad)
