@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+import time
 
 from ._units import env_size
 
@@ -38,9 +39,11 @@ _M_MMAP_MAX = -4
 _DEFAULT_TRIM, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 #: Free heap below this is never worth a look at the node's memory.
 _SMALL = 64 << 20
+#: Seconds the node's available memory is taken as known (reading it costs ~80 us).
+_FRESH = 1.0
 
 _lock = threading.Lock()
-_state = {"decided": False, "on": False, "cap": None}
+_state = {"decided": False, "on": False, "cap": None, "avail": (-_FRESH, 0)}
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -61,6 +64,8 @@ def _libc():
 
 
 _LIBC = _libc()
+#: The node's CPUs: the most ranks it can hold (os.cpu_count reads a file every call)
+_CPUS = os.cpu_count() or 1
 
 
 def retain_memory(enable: bool = True, *, max_free: int | None = None) -> bool:
@@ -122,7 +127,12 @@ def after_call() -> None:
     if cap is None:  # the default: this rank's share of the node, checked when it matters
         if free <= _SMALL:
             return
-        cap = _available() // 2 // (os.cpu_count() or 1)
+        now = time.monotonic()
+        seen, avail = _state["avail"]
+        if now - seen >= _FRESH:
+            avail = _available()
+            _state["avail"] = (now, avail)
+        cap = avail // 2 // _CPUS
     if free > cap:
         _LIBC.malloc_trim(0)
 
