@@ -93,3 +93,21 @@ def tracing(comm):
     yield
     hp.stop_tracing()
     phases.reset_tracing()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 2 MiB tmpfs (mounting needs root); skipped with the reason where it cannot be
+    mounted."""
+    import subprocess
+
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip() or r.returncode}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

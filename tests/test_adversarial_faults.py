@@ -183,21 +183,6 @@ def test_early_sigusr1_checkpoints_and_exits_85(big_input):
 
 
 # --- a full disk ------------------------------------------------------------------------------
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 2 MiB tmpfs (root only); skipped with the reason where it cannot be mounted."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip() or r.returncode}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 def _used(mnt) -> int:
     st = os.statvfs(mnt)
     return (st.f_blocks - st.f_bfree) * st.f_frsize

@@ -268,20 +268,6 @@ hp.write(path, "/big", x, mode=mode, **opts)
 """
 
 
-@pytest.fixture
-def small_fs(tmp_path):
-    mnt = tmp_path / "fs"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
-
-
 def _free(path) -> int:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize
@@ -297,19 +283,19 @@ def _free(path) -> int:
     ("w", "gzip", True),   # compressed, not checked ahead: a real ENOSPC mid-write
     ("w", "gzip", False),
 ])
-def test_full_disk_changes_no_byte_and_leaves_nothing(small_fs, ranks, mode, comp, new):
-    path = small_fs / "data.h5"
+def test_full_disk_changes_no_byte_and_leaves_nothing(full_disk, ranks, mode, comp, new):
+    path = full_disk / "data.h5"
     if not new:
         with h5py.File(path, "w") as f:
             f["small"] = np.arange(10)
-    before = _snapshot(small_fs)
-    free = _free(small_fs)
+    before = _snapshot(full_disk)
+    free = _free(full_disk)
     proc = run([sys.executable, "-c", _WRITE, path, mode, comp], ranks=ranks, timeout=120)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0, text
     assert "No space left" in text or "not enough free space" in text, text
-    assert _snapshot(small_fs) == before and not _temps(small_fs)
-    assert _free(small_fs) == free  # the disk is not left full
+    assert _snapshot(full_disk) == before and not _temps(full_disk)
+    assert _free(full_disk) == free  # the disk is not left full
 
 
 # signals to one rank during a write ---------------------------------------------------
