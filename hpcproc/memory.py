@@ -31,7 +31,7 @@ import time
 
 from ._units import env_size
 
-__all__ = ["retain_memory", "retaining", "on_call", "after_call", "free_heap"]
+__all__ = ["retain_memory", "retaining", "on_call", "after_call", "free_heap", "available"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -130,37 +130,75 @@ def after_call() -> None:
         now = time.monotonic()
         seen, avail = _state["avail"]
         if now - seen >= _FRESH:
-            avail = _available()
+            avail = available()
             _state["avail"] = (now, avail)
         cap = avail // 2 // _CPUS
     if free > cap:
         _LIBC.malloc_trim(0)
 
 
-def _available() -> int:
-    """Memory still available to this process: the node's ``MemAvailable``, or less
-    when a cgroup (v2) above this process has a lower limit (Slurm's ``--mem``)."""
-    avail = _meminfo_available()
-    try:
-        with open("/proc/self/cgroup") as f:
-            path = next((ln.split(":", 2)[2].strip() for ln in f if ln.startswith("0::")), None)
-    except OSError:
-        path = None
-    while path:
-        base = "/sys/fs/cgroup" + path.rstrip("/")
-        try:
-            with open(base + "/memory.max") as f:
-                limit = f.read().strip()
-            if limit != "max":
-                with open(base + "/memory.current") as f:
-                    avail = min(avail, max(0, int(limit) - int(f.read())))
-        except (OSError, ValueError):
-            pass
-        path = path.rpartition("/")[0]
+def available(unknown: int = 1 << 62) -> int:
+    """Bytes of memory still available to this process: the node's ``MemAvailable``, or
+    less when a memory cgroup above this process (v1 or v2: Slurm's ``--mem``) has a
+    lower limit than its working set (usage less inactive file cache) leaves;
+    ``unknown`` when ``/proc/meminfo`` cannot tell. Not collective."""
+    avail = _meminfo_available(unknown)
+    for base, files in _memory_cgroups():
+        while True:
+            room = _cgroup_room(base, *files)
+            if room is not None:
+                avail = min(avail, room)
+            if base.count("/") <= 4:  # /sys/fs/cgroup[/memory]: the root has no limit
+                break
+            base = base.rpartition("/")[0]
     return avail
 
 
-def _meminfo_available() -> int:
+#: (mount point, (limit file, usage file, reclaimable file cache key in memory.stat))
+_V2 = ("memory.max", "memory.current", "inactive_file")
+_V1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+
+
+def _memory_cgroups():
+    """(directory, files) of every memory cgroup this process is in (v2, v1)."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        hier, ctrls, path = (line.split(":", 2) + ["", ""])[:3]
+        path = path.rstrip("/")
+        if hier == "0" and not ctrls:
+            out += [(root + path, _V2) for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")]
+        elif "memory" in ctrls.split(","):
+            out.append(("/sys/fs/cgroup/memory" + path, _V1))
+    return out
+
+
+def _cgroup_room(base: str, limit_file: str, usage_file: str, cache_key: str) -> int | None:
+    """limit - (usage - inactive file cache) of one cgroup, None without a limit."""
+    try:
+        with open(f"{base}/{limit_file}") as f:
+            limit = f.read().strip()
+        if limit == "max" or int(limit) >= 1 << 60:  # v1 writes "no limit" as ~2**63
+            return None
+        with open(f"{base}/{usage_file}") as f:
+            usage = int(f.read())
+        cache = 0
+        with open(f"{base}/memory.stat") as f:
+            for line in f:
+                k, _, v = line.partition(" ")
+                if k == cache_key:
+                    cache = int(v)
+                    break
+        return max(0, int(limit) - max(0, usage - cache))
+    except (OSError, ValueError):
+        return None
+
+
+def _meminfo_available(unknown: int) -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -168,4 +206,4 @@ def _meminfo_available() -> int:
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return 1 << 62  # unknown: no reason to give memory back
+    return unknown

@@ -103,3 +103,47 @@ def test_max_free_is_checked():
     for bad in (-1, 1.5, "2G", True):
         with pytest.raises(ValueError, match="max_free must be a number of bytes"):
             memory.retain_memory(True, max_free=bad)
+
+
+def _limited_cgroup(limit: int):
+    """A new memory cgroup (v2, else v1) limited to ``limit`` bytes: (directory, procs
+    file), or None where this process cannot make one (not root, no memory controller)."""
+    import os
+    import pathlib
+    name = f"hpcproc-test-{os.getpid()}"
+    for root, limit_file in (("/sys/fs/cgroup", "memory.max"),
+                             ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")):
+        d = pathlib.Path(root) / name
+        if not (pathlib.Path(root) / "cgroup.procs").exists():
+            continue  # not a cgroup hierarchy (a v1 machine's /sys/fs/cgroup is a tmpfs)
+        try:
+            d.mkdir()
+        except OSError:
+            continue
+        try:
+            (d / limit_file).write_text(str(limit))
+            return d
+        except OSError:
+            d.rmdir()
+    return None
+
+
+def test_available_memory_sees_the_cgroup_limit(tmp_path):
+    # a Slurm job with --mem: the node has GBs free, the job 256 MiB
+    d = _limited_cgroup(256 * MB)
+    if d is None:
+        pytest.skip("cannot make a memory cgroup here")
+    try:
+        script = tmp_path / "avail.py"
+        script.write_text(textwrap.dedent(f"""
+            import os
+            open({str(d / 'cgroup.procs')!r}, "w").write(str(os.getpid()))
+            from hpcproc import memory
+            print(memory.available(), memory._meminfo_available(0))
+        """))
+        proc = run([sys.executable, str(script)], timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        in_job, node = map(int, proc.stdout.split())
+        assert 0 < in_job <= 256 * MB < node, proc.stdout
+    finally:
+        d.rmdir()
