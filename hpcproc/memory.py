@@ -14,7 +14,7 @@ later allocations without page faults, as jemalloc and mimalloc (the allocators 
 and DuckDB) do. Memory a process keeps is memory other processes cannot use, so after
 every outermost collective call the free part of the heap is given back
 (``malloc_trim``) when it exceeds half of the memory still available (the node's, or the
-job's cgroup limit when lower) divided by the node's CPUs, the most ranks it can hold.
+job's memory cgroup's when less) divided by the node's CPUs, the most ranks it can hold.
 
 On by default from the first collective call. ``HPCPROC_RETAIN_MEMORY``: ``0`` off (the
 free heap is given back at once), a size (``2G``) on with at most that much free heap kept
@@ -102,7 +102,8 @@ def retaining() -> bool:
 
 def on_call() -> None:
     """At the start of an outermost collective call: the default, once per process
-    (``HPCPROC_RETAIN_MEMORY``: ``0`` off, anything else or unset on)."""
+    (``HPCPROC_RETAIN_MEMORY``: ``0`` off; unset or ``1`` on; a size: on, at most that
+    much kept; anything else a ``ValueError`` naming the variable)."""
     if not _state["decided"]:
         value = os.environ.get("HPCPROC_RETAIN_MEMORY", "").strip()
         if value in ("", "1"):
