@@ -23,11 +23,12 @@ import numpy as np
 
 from . import _hist_nb as hnb
 from . import _moments_nb as mnb
+from . import _repro_nb as rn
 from . import _select_nb as snb
 from ._aot import REALS, signatures
 from ._kernel import kernel
 
-__all__ = ["SLICE", "SUBS", "describe_1d", "fold_subs"]
+__all__ = ["SLICE", "SUBS", "describe_1d", "fold_hist_1d", "fold_subs"]
 
 SLICE = mnb.CHUNK * 32
 SUBS = 2
@@ -64,6 +65,25 @@ def describe_1d(x, state, moments, edges, uniform, norm, subs, log_gamma, log_mi
     return nan
 
 
+# fold_1d's arguments (the reproducible moment stack), then the histogram's
+_FOLD_HIST = ("{x}[::1], i8, i8[::1], i8[::1], f8[:, :, ::1], i8, f8[:, ::1], f8[:, ::1], "
+              "f8[:, :, ::1], f8[::1], b1, f8, i8[:, ::1]")
+
+
+@kernel(aot=signatures(_FOLD_HIST, x=REALS))
+def fold_hist_1d(x, c0, lvl, idx, val, top, tot, mm, leaf, edges, uniform, norm, subs):
+    """:func:`._repro_nb.fold_1d` of ``x`` (whole chunks from global chunk ``c0``) and
+    its histogram into ``subs``, slice by slice: each slice is folded and counted while
+    it is in the L2 cache. The moment stack is exactly ``fold_1d``'s (the same calls on
+    the same chunks, in order; ``SLICE`` is a multiple of the chunk); returns its top."""
+    n = x.shape[0]
+    for r0 in range(0, n, SLICE):
+        r1 = min(n, r0 + SLICE)
+        top = rn.fold_1d(x[r0:r1], c0 + r0 // rn.CHUNK, lvl, idx, val, top, tot, mm, leaf)
+        _hist_slice(x, r0, r1, edges, uniform, norm, subs)
+    return top
+
+
 def _stamp_callees(kern, modules) -> None:
     """Make ``disp``'s on-disk cache stale when a module it calls into changes.
 
@@ -85,6 +105,7 @@ def _stamp_callees(kern, modules) -> None:
 
 _stamp_callees(_hist_slice, (hnb,))
 _stamp_callees(describe_1d, (hnb, mnb, snb))
+_stamp_callees(fold_hist_1d, (hnb, rn, mnb))
 
 
 def fold_subs(subs: np.ndarray) -> np.ndarray:
