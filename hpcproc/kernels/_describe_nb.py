@@ -13,6 +13,10 @@ times). Each slice goes through the existing kernels, called, not copied:
 * :func:`._select_nb.sketch_add` adds the slice to the quantile sketch when one is given.
 
 ``moments=False``, an empty ``subs`` (0 bins) or ``sketch`` (0 entries) skips that part.
+
+:func:`fold_hist_1d` is ``hp.describe``'s default kernel (no sketch): per slice,
+:func:`._repro_nb.fold_1d` (``hp.stats``' reproducible moment state, the same calls on the
+same chunks) and the histogram, one call per piece of whole chunks.
 """
 
 from __future__ import annotations

@@ -2,10 +2,14 @@
 
 :class:`DescribeState` folds blocks in, one call per block. The moment state is
 :func:`.moment_state.block_state`'s, from the block and its global position, exactly as
-``hp.stats`` builds it (the reproducible state: bit-identical statistics); histogram and
-sketch counts come from the fused kernel, in the same read (a second pass over the block
-in memory). Counts are integers: each thread adds into its own arrays, summed at the end
-(any order gives the same counts).
+``hp.stats`` builds it (the reproducible state: bit-identical statistics). By default
+(reproducible state, a histogram, no sketch) one kernel folds the moments of the block's
+whole chunks and counts them in the histogram slice by slice, each slice while it is in
+the L2 cache (:func:`._describe_nb.fold_hist_1d`, given to ``block_state`` as its fold);
+the few rows outside whole chunks, and every block of the other cases, are counted by
+:func:`._describe_nb.describe_1d` (a second pass over the block in memory). Counts are
+integers: each thread adds into its own arrays, summed at the end (any order gives the
+same counts).
 """
 
 from __future__ import annotations
