@@ -320,3 +320,33 @@ def test_cli_text_and_errors(cli_file):
                       (["--hist", "4", "--range", "2", "1"], "needs MIN <= MAX")):
         bad = run(hpcproc_cmd("stats", f"{path}:/x", *args), ranks=2, timeout=120)
         assert bad.returncode == 2 and msg in bad.stderr, bad.stderr
+
+
+@pytest.mark.parametrize("dtype", ["f8", "f4", "i4", "u8"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_fused_pieces_equal_separate_kernels(dtype, threads):
+    """hp.describe's fused fold (moments + histogram of each L2 slice in one kernel) of
+    pieces at unaligned global starts, split over threads: the reproducible state is
+    bit for bit that of the whole block folded by hp.stats' kernel, and the counts are
+    np.histogram's (rows outside whole chunks are counted by the unfused kernel)."""
+    from hpcproc.compute.histogram import edge_args
+    from hpcproc.kernels import repro_state as rs
+    from hpcproc.kernels.describe_state import DescribeState
+
+    rng = np.random.default_rng(5)
+    data = (rng.standard_normal(300_001) * 1000).astype(dtype)
+    if dtype == "f8":
+        data[[7, 40_000, 299_999]] = np.nan, np.inf, -np.inf
+    edges = np.histogram_bin_edges(data[np.isfinite(data)].astype("f8"), 37)
+    start = 1021  # not a chunk boundary: a raw head and tail around the whole chunks
+    old = hp.set_threads(threads)
+    try:
+        state = DescribeState(*edge_args(edges))
+        for lo, hi in ((0, 0), (0, 5), (5, 70_003), (70_003, 70_004), (70_004, 300_001)):
+            state.add(data[lo:hi], None, start=start + lo)
+        whole = rs.block_state(data.reshape(-1, 1), start)
+    finally:
+        hp.set_threads(1 if old == threads else None)
+    assert rs.pack(state.state).tobytes() == rs.pack(whole).tobytes()
+    fin = data[np.isfinite(data)] if dtype == "f8" else data
+    np.testing.assert_array_equal(state.counts(), np.histogram(fin, edges)[0])

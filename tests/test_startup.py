@@ -62,7 +62,8 @@ def test_aot_and_numba_kernels_bit_identical(tmp_path, ranks, aot_built, jit_cac
     kernels = {k.split("(")[0] for k in rep_a["how"][0]}
     assert kernels == {"fold_1d", "fold_2d", "push_nodes", "reduce_nodes", "int_extras",
                        "exact_2d", "hist1d", "hist1d_weighted", "hist2d", "hist2d_weighted",
-                       "radix_counts", "radix_collect", "sketch_add", "describe_1d"}
+                       "radix_counts", "radix_collect", "sketch_add", "describe_1d",
+                       "fold_hist_1d"}
     assert rep_a["how"][0].keys() == rep_j["how"][0].keys()  # same signatures on both
     assert aot.keys() == jit.keys() and len(aot) > 1000
     differ = [k for k in aot if aot[k].tobytes() != jit[k].tobytes()]

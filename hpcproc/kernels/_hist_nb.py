@@ -33,15 +33,15 @@ def find_bin(v, edges, uniform, norm):
             i = nb - 1
         if i < 0:
             i = 0
-        while i > 0 and v < edges[i]:
+        while i > 0 and v < edges[np.uint64(i)]:
             i -= 1
-        while i < nb - 1 and v >= edges[i + 1]:
+        while i < nb - 1 and v >= edges[np.uint64(i + 1)]:
             i += 1
         return i
     lo, hi = 0, nb - 1  # largest i in [0, nb-1] with edges[i] <= v
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if edges[mid] <= v:
+        if edges[np.uint64(mid)] <= v:
             lo = mid
         else:
             hi = mid - 1

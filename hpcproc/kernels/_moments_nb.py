@@ -67,10 +67,11 @@ def chunk_fast(x, r0, r1):
     mx1 = -np.inf
     i = r0
     while i + 4 <= r1:
-        a = np.float64(x[i])
-        b = np.float64(x[i + 1])
-        c = np.float64(x[i + 2])
-        d = np.float64(x[i + 3])
+        u = np.uint64(i)  # an unsigned index: no code for negative ones
+        a = np.float64(x[u])
+        b = np.float64(x[u + np.uint64(1)])
+        c = np.float64(x[u + np.uint64(2)])
+        d = np.float64(x[u + np.uint64(3)])
         s0 += a
         s1 += b
         s2 += c
@@ -93,7 +94,7 @@ def chunk_fast(x, r0, r1):
             mx1 = d
         i += 4
     while i < r1:
-        a = np.float64(x[i])
+        a = np.float64(x[np.uint64(i)])
         s0 += a
         if a < mn0:
             mn0 = a
@@ -130,13 +131,14 @@ def chunk_m2(x, r0, r1, mean):
     m1 = 0.0
     i = r0
     while i + 2 <= r1:
-        d0 = np.float64(x[i]) - mean
-        d1 = np.float64(x[i + 1]) - mean
+        u = np.uint64(i)
+        d0 = np.float64(x[u]) - mean
+        d1 = np.float64(x[u + np.uint64(1)]) - mean
         m0 += d0 * d0
         m1 += d1 * d1
         i += 2
     while i < r1:
-        d0 = np.float64(x[i]) - mean
+        d0 = np.float64(x[np.uint64(i)]) - mean
         m0 += d0 * d0
         i += 1
     return m0 + m1

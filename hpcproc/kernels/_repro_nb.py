@@ -169,10 +169,11 @@ def _chunk_m2r(x, r0, r1, mean):
     e3 = 0.0
     i = r0
     while i + 4 <= r1:
-        d0 = np.float64(x[i]) - mean
-        d1 = np.float64(x[i + 1]) - mean
-        d2 = np.float64(x[i + 2]) - mean
-        d3 = np.float64(x[i + 3]) - mean
+        u = np.uint64(i)  # an unsigned index: no code for negative ones
+        d0 = np.float64(x[u]) - mean
+        d1 = np.float64(x[u + np.uint64(1)]) - mean
+        d2 = np.float64(x[u + np.uint64(2)]) - mean
+        d3 = np.float64(x[u + np.uint64(3)]) - mean
         m0 += d0 * d0
         m1 += d1 * d1
         m2 += d2 * d2
@@ -183,7 +184,7 @@ def _chunk_m2r(x, r0, r1, mean):
         e3 += d3
         i += 4
     while i < r1:
-        d0 = np.float64(x[i]) - mean
+        d0 = np.float64(x[np.uint64(i)]) - mean
         m0 += d0 * d0
         e0 += d0
         i += 1

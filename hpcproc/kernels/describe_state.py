@@ -2,10 +2,14 @@
 
 :class:`DescribeState` folds blocks in, one call per block. The moment state is
 :func:`.moment_state.block_state`'s, from the block and its global position, exactly as
-``hp.stats`` builds it (the reproducible state: bit-identical statistics); histogram and
-sketch counts come from the fused kernel, in the same read (a second pass over the block
-in memory). Counts are integers: each thread adds into its own arrays, summed at the end
-(any order gives the same counts).
+``hp.stats`` builds it (the reproducible state: bit-identical statistics). By default
+(reproducible state, a histogram, no sketch) one kernel folds the moments of the block's
+whole chunks and counts them in the histogram slice by slice, each slice while it is in
+the L2 cache (:func:`._describe_nb.fold_hist_1d`, given to ``block_state`` as its fold);
+the few rows outside whole chunks, and every block of the other cases, are counted by
+:func:`._describe_nb.describe_1d` (a second pass over the block in memory). Counts are
+integers: each thread adds into its own arrays, summed at the end (any order gives the
+same counts).
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import numpy as np
 
 from . import _describe_nb as nb
 from . import _moments_nb as mnb
+from . import _repro_nb as rn
+from . import repro_state as rs
 from ._engine import ensure_compiled, map_threads, signature_of, split_rows
+from ._numba import get_threads
 from .moment_state import block_state, empty_int_state, empty_state, merge, merge_int
 
 __all__ = ["DescribeState"]
@@ -78,11 +85,22 @@ class DescribeState:
 
         Collective the first time a dtype is seen (kernels are compiled once per node).
         """
-        if self.moments:
-            s, _ = block_state(flat.reshape(-1, 1), comm, exact=self.exact, start=start)
-            self.state = merge(self.state, s)
         first = flat.dtype not in self._ready  # then compile (collective), else skip the
         self._ready.add(flat.dtype)            # signature check: it costs more than merges
+        # the default case: moments and histogram of the whole chunks in one kernel, the
+        # few rows outside them (at most a chunk at each end) below
+        fused = self.moments and not self.exact and self.bins > 0 and self.sketch is None
+        if self.moments:
+            fold = None
+            if fused:
+                if first:
+                    ensure_compiled(nb.fold_hist_1d, signature_of(
+                        *self._fused_args(0, flat, 0, rs.empty_state(1))), comm)
+                self._acc(get_threads())
+                fold = self._fused_fold
+            s, _ = block_state(flat.reshape(-1, 1), comm, exact=self.exact, start=start,
+                               fold=fold)
+            self.state = merge(self.state, s)
         if self.ints and self.moments:
             col, ints = flat.reshape(-1, 1), empty_int_state(1, self.unsigned)
             if first:
@@ -94,6 +112,12 @@ class DescribeState:
         if first:
             ensure_compiled(nb.describe_1d, signature_of(*self._args(flat, mnb.empty_state(1),
                                                                      False, 0)), comm)
+        if fused:  # the rows that block_state kept raw (not given to the fused kernel)
+            h0, h1 = rs.whole_rows(flat.shape[0], 1, start)
+            for part in (flat[:h0], flat[h1:]):
+                if part.shape[0]:
+                    nb.describe_1d(*self._args(part, mnb.empty_state(1), False, 0))
+            return
         ranges = split_rows(flat.shape[0])
         index = {lo: i for i, (lo, _) in enumerate(ranges)}
         self._acc(len(ranges) - 1)  # every thread's accumulators, before the threads run
@@ -105,6 +129,15 @@ class DescribeState:
         for nan in map_threads(run, ranges):
             if self.sketch is not None:
                 self.sketch.nan += int(nan)
+
+    def _fused_args(self, part, rows, c0, state):
+        subs, _ = self._acc(part)
+        return (rows, c0, state.lvl, state.idx, state.val, state.top, state.tot, state.mm,
+                np.zeros((1, 1, rn.NODE)), self.edges, self.uniform, self.norm, subs)
+
+    def _fused_fold(self, part, rows, c0, state):
+        """``block_state``'s fold: moments and histogram of the whole chunks ``rows``."""
+        return nb.fold_hist_1d(*self._fused_args(part, rows.reshape(-1), c0, state))
 
     def counts(self) -> np.ndarray:
         """This rank's histogram counts (int64, ``bins`` entries)."""

@@ -53,12 +53,13 @@ def _as_kernel_input(block: np.ndarray) -> np.ndarray:
 
 
 def block_state(block: np.ndarray, comm=None, with_ints: bool = False, exact: bool = False,
-                start: int = 0):
+                start: int = 0, fold=None):
     """The state of a ``(rows, k)`` block whose first row is global row ``start``;
     ``(state, int_state or None)``.
 
     Collective the first time a dtype is seen (the kernel is compiled once per node).
-    ``exact``: the correctly rounded state (:mod:`.exact_state`).
+    ``exact``: the correctly rounded state (:mod:`.exact_state`). ``fold``: the
+    reproducible state's fused folding kernel (:func:`.repro_state.block_state`).
     """
     unsigned = block.dtype.kind == "u"
     block = _as_kernel_input(block)
@@ -70,7 +71,7 @@ def block_state(block: np.ndarray, comm=None, with_ints: bool = False, exact: bo
         nb.int_extras(block, ints)
     if exact:
         return xs.block_state(block, comm), ints
-    return rs.block_state(block, start, comm), ints
+    return rs.block_state(block, start, comm, fold=fold), ints
 
 
 def merge(a, b):

@@ -29,7 +29,7 @@ from . import _repro_nb as rn
 from ._engine import ensure_compiled, map_threads, signature_of
 from ._numba import get_threads
 
-__all__ = ["ReproState", "empty_state", "block_state", "merge", "finalize", "pack",
+__all__ = ["ReproState", "empty_state", "block_state", "whole_rows", "merge", "finalize", "pack",
            "unpack", "packed_width", "is_repro"]
 
 _FIELDS = ("count", "nan_count", "sum", "mean", "var", "std", "min", "max")
@@ -117,34 +117,55 @@ def _compile(block: np.ndarray, comm) -> None:
         ensure_compiled(kern, sig, comm)
 
 
-def block_state(block: np.ndarray, start: int, comm=None) -> ReproState:
+def whole_rows(n: int, k: int, start: int) -> tuple[int, int]:
+    """``(h0, h1)``: rows ``[h0, h1)`` of an ``n``-row block whose first row is global row
+    ``start`` are the whole chunks that :func:`block_state` folds (the rows before and
+    after are kept raw; ``h0 == h1`` when there is no whole chunk)."""
+    r = rn.rows_per_chunk(k)
+    lo, hi = int(start), int(start) + int(n)
+    a, b = -(-lo // r), hi // r
+    h0 = min(hi, a * r) - lo
+    return h0, max(h0, b * r - lo)
+
+
+def block_state(block: np.ndarray, start: int, comm=None, fold=None) -> ReproState:
     """The state of the contiguous ``(rows, k)`` block (kernel input dtype) whose first row
     is global row ``start``. Whole chunks are folded (split over this rank's threads
     at chunk boundaries when large); partial chunks at the ends are kept raw.
+
+    ``fold(part, rows, c0, state)`` (optional) folds the whole chunks ``rows`` (from global
+    chunk ``c0``; ``part``: the index of the thread's range) into ``state`` and returns
+    its new top, as :func:`._repro_nb.fold_chunks` does (a fused kernel that does more
+    work on the rows while they are in the cache).
 
     Collective the first time a dtype is seen (the kernels are compiled once per node).
     """
     n, k = block.shape
     _compile(block, comm)
     r = rn.rows_per_chunk(k)
-    lo, hi = int(start), int(start) + n
-    a, b = -(-lo // r), hi // r  # whole chunks [a, b)
-    head = min(hi, a * r)
+    lo = int(start)
+    h0, h1 = whole_rows(n, k, start)
     parts = []
-    if lo < head:
-        parts.append(_raw(k, lo, block[:head - lo]))
-    if a < b:
-        chunks = b - a
+    if h0 > 0:
+        parts.append(_raw(k, lo, block[:h0]))
+    if h1 > h0:
+        a = (lo + h0) // r
+        chunks = (h1 - h0) // r
         t = max(1, min(get_threads(), (chunks * r) // MIN_THREAD_ROWS))
         cuts = [a + chunks * i // t for i in range(t + 1)]
+        part = {ca: i for i, ca in enumerate(cuts[:-1])}
 
         def run(ca, cb):
             s = ReproState(k, ca * r, cb * r)
-            _fold(s, block[ca * r - lo:cb * r - lo], ca)
+            rows = block[ca * r - lo:cb * r - lo]
+            if fold is None:
+                _fold(s, rows, ca)
+            else:
+                s.top = int(fold(part[ca], rows, ca, s))
             return s
         parts += map_threads(run, list(zip(cuts[:-1], cuts[1:])))
-    if b >= a and b * r < hi:
-        parts.append(_raw(k, b * r, block[b * r - lo:]))
+    if h1 < n:
+        parts.append(_raw(k, lo + h1, block[h1:]))
     state = ReproState(k, lo, lo)
     for p in parts:
         state = merge(state, p)
