@@ -164,3 +164,26 @@ def _ref_dest(K, size):
     out = np.empty(K.shape[0], np.int64)
     hash_dest(K, size, out)
     return out
+
+
+@pytest.mark.parametrize("words", [1, 2])
+def test_hash_join_kernel_one_repeated_key_among_many(words):
+    """A build side of unique keys but one, over many partitions: the join first runs
+    without chain links and goes on with them from the partition of the repeated key
+    (the matches of the partitions before it, written over the spent probe keys, kept)."""
+    rng = np.random.default_rng(words)
+    for rep in (0, 1000, 19999):
+        Kr = rng.permutation(np.unique(rng.integers(0, 2**64 - 1, (20000, words),
+                                                    dtype=np.uint64, endpoint=True), axis=0))
+        Kr = np.r_[Kr, Kr[rep:rep + 1], Kr[rep:rep + 1]]  # one key three times, at the end
+        Kl = np.r_[Kr[rng.integers(0, Kr.shape[0], 30000)], Kr[:1] ^ np.uint64(1)]
+        for keep in (False, True):
+            li, ri = hash_join(Kl, Kr, keep, "right")
+            li = np.arange(Kl.shape[0]) if li is None else li
+            rows = {}
+            for j, k in enumerate(map(tuple, Kr.tolist())):
+                rows.setdefault(k, []).append(j)
+            want = []
+            for i, k in enumerate(map(tuple, Kl.tolist())):
+                want += [(i, j) for j in rows.get(k, [])] or ([(i, -1)] if keep else [])
+            assert list(zip(li.tolist(), ri.tolist())) == want

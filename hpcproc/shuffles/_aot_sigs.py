@@ -112,7 +112,7 @@ SIGNATURES: dict[str, list[str] | str] = {
     # _hashjoin: the local join (row numbers always int64 here)
     "hpcproc.shuffles._hashjoin._partition": [f"{K2}, i8, {K2}, i8[::1]"],
     "hpcproc.shuffles._hashjoin._probe_parts": [
-        f"{K2}, i8[::1], {K2}, i8[::1], i8[::1], i8[::1]"],
+        f"{K2}, i8[::1], {K2}, i8[::1], i8[::1], i8[::1], i8, i8"],
     "hpcproc.shuffles._hashjoin._unscatter": signatures(
         "u2[::1], i8[::1], {w}[::1], {w}[::1]", w=("i8", "u1", "u2", "u4", "u8")),
     "hpcproc.shuffles._hashjoin._pick": signatures("{w}[::1], i8[::1], {w}[::1]",

@@ -100,13 +100,17 @@ def _probe_one(pkeys, p0, p1, table, tmask, res):
 
 
 @jit
-def _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res):
+def _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res, first, total):
     """Build every build partition's table and probe it with the probe partition:
     ``res[k]`` (probe rows in partitioned order) is the partitioned position of the first
     matching build row (-1: none); ``nxt[j]`` the partitioned position of the next build
     row with the same key (``nxt`` starts at -1; the partition is stable, so chains are
     in build order). A slot holds the key words and the position + 1 (0: empty): a probe
-    reads one slot. Returns (number of matching pairs, whether a build key repeats)."""
+    reads one slot. Partitions ``first, first + 1, ...`` are joined, ``total`` pairs
+    counted before them. An empty ``nxt`` (unique build keys, the usual case, need no
+    chains) stops at the first partition with a repeated key, before probing it.
+    Returns (number of matching pairs, whether a build key repeats, the partition where
+    it stopped: all of them when done)."""
     m = bkeys.shape[1]
     parts = bstarts.shape[0] - 1
     big = 16
@@ -116,9 +120,8 @@ def _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res):
     while size < big:
         size *= 2
     table = np.empty((size, m + 1), np.uint64)
-    total = 0
     dup = False
-    for p in range(parts):
+    for p in range(first, parts):
         b0, b1 = bstarts[p], bstarts[p + 1]
         p0, p1 = pstarts[p], pstarts[p + 1]
         if b1 == b0:
@@ -142,6 +145,8 @@ def _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res):
                     table[s, m] = np.uint64(j + 1)
                     break
                 if _same(table, s, bkeys, j, m):
+                    if nxt.shape[0] == 0:
+                        return total, True, p  # the caller goes on with chains
                     nxt[j] = np.int64(t) - 1
                     table[s, m] = np.uint64(j + 1)
                     pdup = True
@@ -170,7 +175,7 @@ def _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res):
                     while q >= 0:
                         total += 1
                         q = nxt[q]
-    return total, dup
+    return total, dup, parts
 
 
 @jit
@@ -283,10 +288,15 @@ class Matches:
         bkeys = np.empty_like(Kb)
         self._border = np.empty(Kb.shape[0], np.int64)
         bstarts, _ = _partition(Kb, bits, bkeys, self._border)
-        nxt = np.full(Kb.shape[0], -1, np.int64)
-        # the match of probe row k overwrites its spent key (written after it is read)
+        # the match of probe row k overwrites its spent key (written after it is read);
+        # no chain links until a build key repeats (a dimension table needs none)
         res = pkeys.reshape(-1).view(np.int64)[:n]
-        total, dup = _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res)
+        nxt = np.empty(0, np.int64)
+        total, dup, done = _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res, 0, 0)
+        if done < bstarts.shape[0] - 1:
+            nxt = np.full(Kb.shape[0], -1, np.int64)
+            total, dup, _ = _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res, done,
+                                         total)
         del bkeys, pkeys
         self.missing = None
         self._pi = self._bi = None
