@@ -110,7 +110,7 @@ SIGNATURES: dict[str, list[str] | str] = {
     "hpcproc.shuffles._reduce.gid_sum": ["i8[::1], i8[::1], i8[::1]"],
     "hpcproc.shuffles._reduce.compare_rows": INNER,
     # _hashjoin: the local join (row numbers always int64 here)
-    "hpcproc.shuffles._hashjoin._partition": [f"{K2}, i8, {K2}, i8[::1]"],
+    "hpcproc.shuffles._hashjoin._partition": [f"{K2}, i8, {K2}, i8[::1], u2[::1]"],
     "hpcproc.shuffles._hashjoin._probe_parts": [
         f"{K2}, i8[::1], {K2}, i8[::1], i8[::1], i8[::1], i8, i8"],
     "hpcproc.shuffles._hashjoin._unscatter": signatures(

@@ -41,14 +41,15 @@ _ONE = np.uint64(1)
 
 
 @jit
-def _partition(K, bits, keys, order):
+def _partition(K, bits, keys, order, pid):
     """Stable scatter of the rows of ``K`` into ``2**bits`` partitions by hash: their key
-    words to ``keys``, their row numbers to ``order`` (unless it is empty). Returns the
-    partition offsets and the partition of every row (2 bytes a row)."""
+    words to ``keys``, their row numbers to ``order`` (unless it is empty), the partition
+    of every row to ``pid`` (uint16: ``bits <= 16``, see :func:`_bits`). Returns the
+    partition offsets. (The large arrays come from numpy, which asks for huge pages:
+    fewer page faults than Numba's allocations.)"""
     n, m = K.shape
     parts = 1 << bits
     mask = np.uint64(parts - 1)
-    pid = np.empty(n, np.uint16)  # bits <= 16 (see _bits)
     starts = np.zeros(parts + 1, np.int64)
     for i in range(n):
         p = (hash_row(K, i, m) >> _PART_SHIFT) & mask
@@ -66,7 +67,7 @@ def _partition(K, bits, keys, order):
             order[q] = i
         for w in range(m):
             keys[q, w] = K[i, w]
-    return starts, pid
+    return starts
 
 
 @jit
@@ -284,10 +285,12 @@ class Matches:
         n = Kp.shape[0]
         bits = _bits(Kb.shape[0])
         pkeys = np.empty_like(Kp)
-        pstarts, pid = _partition(Kp, bits, pkeys, np.empty(0, np.int64))
+        pid = np.empty(n, np.uint16)
+        pstarts = _partition(Kp, bits, pkeys, np.empty(0, np.int64), pid)
         bkeys = np.empty_like(Kb)
         self._border = np.empty(Kb.shape[0], np.int64)
-        bstarts, _ = _partition(Kb, bits, bkeys, self._border)
+        bstarts = _partition(Kb, bits, bkeys, self._border,
+                             np.empty(Kb.shape[0], np.uint16))
         # the match of probe row k overwrites its spent key (written after it is read);
         # no chain links until a build key repeats (a dimension table needs none)
         res = pkeys.reshape(-1).view(np.int64)[:n]
