@@ -24,7 +24,7 @@ modules must also be in :data:`hpcproc.kernels._aot.BUILTIN`. The test then chec
 sort, group-by, join, exchange and distinct on int64/float64 data import no Numba, and
 that every built kernel gives the Numba kernel's bytes.
 
-Cost: these 104 signatures add about 0.6x the statistics kernels' build time to the
+Cost: these 114 signatures add about 0.6x the statistics kernels' build time to the
 install and 0.6 MB to the extension (docs/kernels.md, *Start-up*); prefer
 type-generic kernels (unsigned words, encoded key rows) to more signatures.
 """
@@ -110,10 +110,14 @@ SIGNATURES: dict[str, list[str] | str] = {
     "hpcproc.shuffles._reduce.gid_sum": ["i8[::1], i8[::1], i8[::1]"],
     "hpcproc.shuffles._reduce.compare_rows": INNER,
     # _hashjoin: the local join (row numbers always int64 here)
-    "hpcproc.shuffles._hashjoin._partition": [f"{K2}, i8, {K2}, i8[::1]"],
+    "hpcproc.shuffles._hashjoin._partition": [f"{K2}, i8, {K2}, i8[::1], u2[::1]"],
     "hpcproc.shuffles._hashjoin._probe_parts": [
-        f"{K2}, i8[::1], {K2}, i8[::1], i8[::1], i8[::1], i8[::1]"],
-    "hpcproc.shuffles._hashjoin._unscatter": ["u2[::1], i8[::1], i8[::1], i8[::1]"],
+        f"{K2}, i8[::1], {K2}, i8[::1], i8[::1], i8[::1], i8, i8"],
+    "hpcproc.shuffles._hashjoin._unscatter": signatures(
+        "u2[::1], i8[::1], {w}[::1], {w}[::1]", w=("i8", "u1", "u2", "u4", "u8")),
+    "hpcproc.shuffles._hashjoin._pick": signatures("{w}[::1], i8[::1], {w}[::1]",
+                                                   w=("u1", "u2", "u4", "u8")),
+    "hpcproc.shuffles._hashjoin._rank_dest": signatures(f"{K2}, i8, {{d}}[::1]", d=DEST),
     "hpcproc.shuffles._hashjoin._expand": ["i8[::1], i8[::1], i8, b1"],
     "hpcproc.shuffles._hashjoin._probe_one": INNER,
     "hpcproc.shuffles._hashjoin._same": INNER,

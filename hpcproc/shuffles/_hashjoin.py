@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._encode import encode_keys
+from ._encode import encode_keys, encoded_chunks
 from ._exchange import dest_dtype
 from ._jit import jit
-from ._kernels import hash_dest, hash_row
-from .hash import hash_partition
+from ._kernels import gather_rows as gather_kernel
+from ._kernels import hash_row
 
-__all__ = ["hash_join", "key_words", "rank_dests", "BUILDS", "PART_ROWS"]
+__all__ = ["Matches", "local_join", "hash_join", "take", "key_words", "rank_dests",
+           "BUILDS", "PART_ROWS"]
 
 BUILDS = ("right", "left", "smaller")
 #: Target rows of one build partition (its table: 2-4x as many 8-byte slots, in L2).
@@ -40,14 +41,15 @@ _ONE = np.uint64(1)
 
 
 @jit
-def _partition(K, bits, keys, order):
+def _partition(K, bits, keys, order, pid):
     """Stable scatter of the rows of ``K`` into ``2**bits`` partitions by hash: their key
-    words to ``keys``, their row numbers to ``order`` (unless it is empty). Returns the
-    partition offsets and the partition of every row (2 bytes a row)."""
+    words to ``keys``, their row numbers to ``order`` (unless it is empty), the partition
+    of every row to ``pid`` (uint16: ``bits <= 16``, see :func:`_bits`). Returns the
+    partition offsets. (The large arrays come from numpy, which asks for huge pages:
+    fewer page faults than Numba's allocations.)"""
     n, m = K.shape
     parts = 1 << bits
     mask = np.uint64(parts - 1)
-    pid = np.empty(n, np.uint16)  # bits <= 16 (see _bits)
     starts = np.zeros(parts + 1, np.int64)
     for i in range(n):
         p = (hash_row(K, i, m) >> _PART_SHIFT) & mask
@@ -65,7 +67,7 @@ def _partition(K, bits, keys, order):
             order[q] = i
         for w in range(m):
             keys[q, w] = K[i, w]
-    return starts, pid
+    return starts
 
 
 @jit
@@ -99,12 +101,17 @@ def _probe_one(pkeys, p0, p1, table, tmask, res):
 
 
 @jit
-def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
+def _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res, first, total):
     """Build every build partition's table and probe it with the probe partition:
-    ``res[k]`` (probe rows in partitioned order) is the first matching build row (-1:
-    none); ``nxt[row]`` the next build row with the same key (``nxt`` starts at -1).
-    A slot holds the key words and the build row + 1 (0: empty): a probe reads one slot.
-    Returns (number of matching pairs, whether a build key repeats)."""
+    ``res[k]`` (probe rows in partitioned order) is the partitioned position of the first
+    matching build row (-1: none); ``nxt[j]`` the partitioned position of the next build
+    row with the same key (``nxt`` starts at -1; the partition is stable, so chains are
+    in build order). A slot holds the key words and the position + 1 (0: empty): a probe
+    reads one slot. Partitions ``first, first + 1, ...`` are joined, ``total`` pairs
+    counted before them. An empty ``nxt`` (unique build keys, the usual case, need no
+    chains) stops at the first partition with a repeated key, before probing it.
+    Returns (number of matching pairs, whether a build key repeats, the partition where
+    it stopped: all of them when done)."""
     m = bkeys.shape[1]
     parts = bstarts.shape[0] - 1
     big = 16
@@ -114,9 +121,8 @@ def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
     while size < big:
         size *= 2
     table = np.empty((size, m + 1), np.uint64)
-    total = 0
     dup = False
-    for p in range(parts):
+    for p in range(first, parts):
         b0, b1 = bstarts[p], bstarts[p + 1]
         p0, p1 = pstarts[p], pstarts[p + 1]
         if b1 == b0:
@@ -137,11 +143,13 @@ def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
                 if t == 0:
                     for w in range(m):
                         table[s, w] = bkeys[j, w]
-                    table[s, m] = np.uint64(border[j] + 1)
+                    table[s, m] = np.uint64(j + 1)
                     break
                 if _same(table, s, bkeys, j, m):
-                    nxt[border[j]] = np.int64(t) - 1
-                    table[s, m] = np.uint64(border[j] + 1)
+                    if nxt.shape[0] == 0:
+                        return total, True, p  # the caller goes on with chains
+                    nxt[j] = np.int64(t) - 1
+                    table[s, m] = np.uint64(j + 1)
                     pdup = True
                     break
                 s = (s + _ONE) & tmask
@@ -168,13 +176,27 @@ def _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res):
                     while q >= 0:
                         total += 1
                         q = nxt[q]
-    return total, dup
+    return total, dup, parts
+
+
+@jit
+def _pick(src, res, out):
+    """``out[k] = src[res[k]]`` (0 where ``res[k] < 0``): the build values of the probe
+    rows in partitioned order. ``res`` walks the build partitions in order, so every
+    read falls in the current partition's few cached kilobytes."""
+    for k in range(res.shape[0]):
+        j = res[k]
+        if j >= 0:  # (not a conditional expression: uint64 | int unifies to float64)
+            out[k] = src[j]
+        else:
+            out[k] = 0
 
 
 @jit
 def _unscatter(pid, starts, res, head):
     """``head[i]``: the entry of ``res`` (partitioned order) of row ``i``, the inverse of
-    :func:`_partition`'s scatter: reads ``res`` as one sequential stream per partition."""
+    :func:`_partition`'s scatter: reads ``res`` as one sequential stream per partition.
+    Row numbers and the words of build columns go through it alike."""
     pos = starts[:-1].copy()
     for i in range(pid.shape[0]):
         p = np.int64(pid[i])
@@ -218,54 +240,184 @@ def _bits(rows: int) -> int:
     return b
 
 
-def _match(Kp, Kb, keep_unmatched: bool):
-    """``(probe index or None for the identity, build index)`` of every matching pair,
-    in probe order."""
-    bits = _bits(Kb.shape[0])
-    pkeys = np.empty_like(Kp)
-    pstarts, pid = _partition(Kp, bits, pkeys, np.empty(0, np.int64))
-    bkeys = np.empty_like(Kb)
-    border = np.empty(Kb.shape[0], np.int64)
-    bstarts, _ = _partition(Kb, bits, bkeys, border)
-    nxt = np.full(Kb.shape[0], -1, np.int64)
-    res = np.empty(Kp.shape[0], np.int64)
-    total, dup = _probe_parts(pkeys, pstarts, bkeys, border, bstarts, nxt, res)
-    del pkeys, bkeys, border
-    head = np.empty(Kp.shape[0], np.int64)
-    _unscatter(pid, pstarts, res, head)
-    del res, pid
-    if dup:
-        return _expand(head, nxt, total, keep_unmatched)
-    if keep_unmatched or total == Kp.shape[0]:
-        return None, head
-    pi = np.flatnonzero(head >= 0)
-    return pi, head[pi]
+def _words(col: np.ndarray):
+    """A 1-D column of 1, 2, 4 or 8-byte items as unsigned words (``None``: other)."""
+    size = col.dtype.itemsize
+    if col.ndim != 1 or size not in (1, 2, 4, 8) or col.dtype.hasobject:
+        return None
+    return np.ascontiguousarray(col).view(f"u{size}")
 
 
-def hash_join(Kl: np.ndarray, Kr: np.ndarray, keep_unmatched: bool, build: str = "right"):
-    """``(left_index, right_index)`` of every pair of equal key rows of ``Kl`` and ``Kr``
-    (``(n, m)`` uint64 keys, see :func:`key_words`). Not collective.
+def take(col: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``col[idx]`` along the rows; a compiled gather for 1-D columns of 1, 2, 4 or 8
+    bytes (faster than ``np.take`` for random indices)."""
+    src = _words(col)
+    if src is None or not col.size:
+        return np.take(col, idx, axis=0)
+    out = np.empty(idx.shape[0], col.dtype)
+    gather_kernel(src, idx, out.view(src.dtype))
+    return out
+
+
+class Matches:
+    """The matching rows of a local join, and the gathers of either side's columns
+    into output order (the probe side's order, a probe row's matches in build order).
+    Not collective.
+
+    Built on ``Kb`` (``(rows, words)`` uint64, see :func:`key_words`) and probed with
+    ``Kp``. When no build key repeats and every probe row is in the output once (each
+    matches, or ``keep_unmatched``), the probe side's columns are the output as they are
+    and a build column is gathered in three streaming passes instead of a random gather
+    over the build side: its values scattered into build-partition order, picked per
+    probe row in partitioned order (reads within a cached partition), and put back into
+    probe order (:func:`_unscatter`). Otherwise the (probe row, build row) pairs are
+    made and columns gathered by row numbers.
+
+    Attributes
+    ----------
+    rows : int
+        Output rows.
+    missing : numpy.ndarray of bool or None
+        Output rows without a build match (``keep_unmatched`` only; ``None``: none).
+    """
+
+    def __init__(self, Kp: np.ndarray, Kb: np.ndarray, keep_unmatched: bool):
+        n = Kp.shape[0]
+        bits = _bits(Kb.shape[0])
+        pkeys = np.empty_like(Kp)
+        pid = np.empty(n, np.uint16)
+        pstarts = _partition(Kp, bits, pkeys, np.empty(0, np.int64), pid)
+        bkeys = np.empty_like(Kb)
+        self._border = np.empty(Kb.shape[0], np.int64)
+        bstarts = _partition(Kb, bits, bkeys, self._border,
+                             np.empty(Kb.shape[0], np.uint16))
+        # the match of probe row k overwrites its spent key (written after it is read);
+        # no chain links until a build key repeats (a dimension table needs none)
+        res = pkeys.reshape(-1).view(np.int64)[:n]
+        nxt = np.empty(0, np.int64)
+        total, dup, done = _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res, 0, 0)
+        if done < bstarts.shape[0] - 1:
+            nxt = np.full(Kb.shape[0], -1, np.int64)
+            total, dup, _ = _probe_parts(pkeys, pstarts, bkeys, bstarts, nxt, res, done,
+                                         total)
+        del bkeys, pkeys
+        self.missing = None
+        self._pi = self._bi = None
+        if not dup and (keep_unmatched or total == n):
+            self.rows = n  # the probe rows in order: no pairs
+            self._stream = (pid, pstarts, res)
+            if total < n:
+                self.missing = self._unscatter(res) < 0
+            return
+        head = self._unscatter(res, pid, pstarts)
+        del res, pid
+        if dup:
+            self._pi, bi = _expand(head, nxt, total, keep_unmatched)
+        else:
+            self._pi = np.flatnonzero(head >= 0)
+            bi = head[self._pi]
+        self._bi = self._rows(bi)
+        if keep_unmatched and total < self._pi.shape[0]:
+            self.missing = self._bi < 0
+        self.rows = self._pi.shape[0]
+
+    def _unscatter(self, res, pid=None, starts=None):
+        if pid is None:
+            pid, starts = self._stream[:2]
+        head = np.empty(pid.shape[0], res.dtype)
+        _unscatter(pid, starts, res, head)
+        return head
+
+    def probe_index(self):
+        """The probe row of every output row (``None``: all probe rows, in order)."""
+        return self._pi
+
+    def build_index(self):
+        """The build row of every output row (-1: no match); before :meth:`build`."""
+        if self._bi is None:
+            self._bi = self._unscatter(self._rows(self._stream[2]))
+        return self._bi
+
+    def _rows(self, pos):
+        """Build rows of partitioned build positions (-1 stays -1)."""
+        if not self._border.size:
+            return np.full(pos.shape[0], -1, np.int64)
+        return np.where(pos >= 0, self._border[np.maximum(pos, 0)], -1)
+
+    def probe(self, col: np.ndarray, owned: bool = False) -> np.ndarray:
+        """A probe-side column in output order (``owned``: may be returned as it is)."""
+        if self._pi is None:
+            return col if owned else col.copy()
+        return take(col, self._pi)
+
+    def build(self, cols: list) -> list:
+        """Build-side columns in output order; the values of rows without a match
+        (:attr:`missing`) are unspecified: the caller fills them."""
+        words = [_words(c) if c.shape[0] else None for c in cols]
+        stream = [i for i, w in enumerate(words) if w is not None and self._bi is None]
+        out = [None] * len(cols)
+        for i, col in enumerate(cols):
+            if i in stream:
+                continue
+            if not col.shape[0]:
+                out[i] = np.zeros((self.rows,) + col.shape[1:], col.dtype)
+                continue
+            bi = self.build_index()
+            out[i] = take(col, np.maximum(bi, 0) if self.missing is not None else bi)
+        if stream:
+            pid, starts, res = self._stream
+            buf = None
+            for i in stream:
+                src = words[i]
+                part = np.empty(src.shape[0], src.dtype)
+                gather_kernel(src, self._border, part)  # build-partition order
+                if i == stream[-1]:  # the last one picks in place of the matches
+                    buf = res.view(np.uint8)
+                elif buf is None:
+                    buf = np.empty(res.nbytes, np.uint8)
+                picked = buf[: res.shape[0] * src.itemsize].view(src.dtype)
+                _pick(part, res, picked)
+                del part
+                out[i] = np.empty(res.shape[0], cols[i].dtype)
+                _unscatter(pid, starts, picked, out[i].view(src.dtype))
+            self._stream = None  # spent
+        return out
+
+
+def local_join(Kl: np.ndarray, Kr: np.ndarray, keep_unmatched: bool, build: str = "right"):
+    """The matches of equal key rows of ``Kl`` and ``Kr`` (``(n, m)`` uint64 keys, see
+    :func:`key_words`) as :class:`Matches` with its build side: ``(matches, "left" or
+    "right")``. Not collective.
 
     The table is built on ``build`` (``"smaller"``: the side with fewer rows, the right
     one on a tie); the output follows the other side's order, each of its rows' matches
-    in build order. ``left_index`` is ``None`` when it would be ``0, 1, ..., len(Kl)-1``
-    (built on the right, every left row matching once). With ``keep_unmatched`` (built
-    on the right only) a left row without a match gives right index ``-1``.
+    in build order. With ``keep_unmatched`` (built on the right only) a left row without
+    a match is in the output once.
     """
     if build not in BUILDS:
         raise ValueError(f"build must be one of {BUILDS}, got {build!r}")
     Kl = np.ascontiguousarray(Kl, dtype=np.uint64)
     Kr = np.ascontiguousarray(Kr, dtype=np.uint64)
     if Kl.ndim != 2 or Kr.ndim != 2 or Kl.shape[1] != Kr.shape[1]:
-        raise ValueError("hash_join: both sides need the same number of key words")
+        raise ValueError("local_join: both sides need the same number of key words")
     if build == "smaller":
         build = "left" if Kl.shape[0] < Kr.shape[0] else "right"
     if build == "right":
-        return _match(Kl, Kr, bool(keep_unmatched))
+        return Matches(Kl, Kr, bool(keep_unmatched)), "right"
     if keep_unmatched:
-        raise ValueError("hash_join: keep_unmatched needs the table built on the right")
-    ri, li = _match(Kr, Kl, False)
-    return li, (np.arange(Kr.shape[0]) if ri is None else ri)
+        raise ValueError("local_join: keep_unmatched needs the table built on the right")
+    return Matches(Kr, Kl, False), "left"
+
+
+def hash_join(Kl: np.ndarray, Kr: np.ndarray, keep_unmatched: bool, build: str = "right"):
+    """``(left_index, right_index)`` of every output row of :func:`local_join` (right
+    index ``-1``: a left row without a match, ``keep_unmatched`` only; ``left_index``
+    ``None``: ``0, 1, ..., len(Kl)-1``). Not collective."""
+    m, side = local_join(Kl, Kr, keep_unmatched, build)
+    if side == "right":
+        return m.probe_index(), m.build_index()
+    pi = m.probe_index()
+    return m.build_index(), (np.arange(m.rows) if pi is None else pi)
 
 
 def _plain(lk, rk) -> bool:
@@ -285,14 +437,31 @@ def key_words(lk, rk):
     return encode_keys(lk), encode_keys(rk)
 
 
+@jit
+def _rank_dest(K, size, out):
+    """``hash(key) % size`` of every row, as :func:`._kernels.hash_dest` (the same ranks)
+    but with a mask for a power-of-two ``size``: a 64-bit division costs more than the
+    hash."""
+    m = K.shape[1]
+    if (size & (size - 1)) == 0:
+        mask = np.uint64(size - 1)
+        for i in range(K.shape[0]):
+            out[i] = hash_row(K, i, m) & mask
+    else:
+        s = np.uint64(size)
+        for i in range(K.shape[0]):
+            out[i] = hash_row(K, i, m) % s
+
+
 def rank_dests(lk, rk, size: int):
     """``(dest_left, dest_right)``: the rank of every row of both sides, equal keys on
-    equal ranks: :func:`hash_dest` of the plain keys' words (:func:`key_words`), else
-    :func:`.hash.hash_partition` of the encoded keys (a chunk at a time)."""
-    if not _plain(lk, rk):
-        return hash_partition(lk, size), hash_partition(rk, size)
+    equal ranks: ``hash(key) % size`` of the key words (:func:`key_words`; encoded keys
+    a chunk at a time), the ranks of :func:`.hash.hash_partition`."""
     dests = []
-    for K in key_words(lk, rk):
-        dests.append(np.empty(K.shape[0], dest_dtype(size)))
-        hash_dest(K, size, dests[-1])
+    for cols, K in zip((lk, rk), key_words(lk, rk) if _plain(lk, rk) else (None, None)):
+        dest = np.empty(cols[0].shape[0], dest_dtype(size))
+        chunks = [(0, dest.shape[0], K)] if K is not None else encoded_chunks(cols)
+        for a, b, words in chunks:
+            _rank_dest(words, size, dest[a:b])
+        dests.append(dest)
     return tuple(dests)

@@ -40,8 +40,7 @@ from ..array import gather_rows
 from ..comm import check_all, get_comm, lib_comm
 from ._encode import check_key_dtype
 from ._exchange import MAX_MESSAGE, exchange
-from ._hashjoin import hash_join, key_words, rank_dests
-from ._kernels import gather_rows as gather_kernel
+from ._hashjoin import key_words, local_join, rank_dests
 from ._result import as_columns, key_list, make_result
 
 __all__ = ["join", "BROADCAST_BYTES"]
@@ -109,51 +108,36 @@ def _key_cols(lcols, rcols, names):
     return lk, rk
 
 
-def _take(col, idx):
-    """``col[idx]`` along the rows; a compiled gather for 1-D columns of 1, 2, 4 or 8
-    bytes (faster than ``np.take`` for random indices)."""
-    size = col.dtype.itemsize
-    if col.ndim != 1 or size not in (1, 2, 4, 8) or col.dtype.hasobject or not col.size:
-        return np.take(col, idx, axis=0)
-    out = np.empty(idx.shape[0], col.dtype)
-    word = f"u{size}"
-    gather_kernel(np.ascontiguousarray(col).view(word), idx, out.view(word))
-    return out
-
-
 def _fill_missing(col, missing):
-    """``col`` with NaN (NaT) in the ``missing`` rows: bool and integer columns become
-    float64, float16 float32; float, complex and datetime columns keep their type."""
+    """``col`` with NaN (NaT) in the ``missing`` rows (``None``: none): bool and integer
+    columns become float64, float16 float32; float, complex and datetime columns keep
+    their type."""
     kind = col.dtype.kind
     if kind in "biu":
         col = col.astype(np.float64)
     elif kind == "f":
         col = col.astype(np.result_type(col.dtype, np.float32), copy=False)
-    col[missing] = np.array("NaT", col.dtype) if kind in "mM" else np.nan
+    if missing is not None:
+        col[missing] = np.array("NaT", col.dtype) if kind in "mM" else np.nan
     return col
 
 
-def _output(lcols, rcols, names, li, ri, keep_unmatched, suffix, owned):
-    """The output columns: left rows ``li`` (``None``: all, in order; ``owned`` columns
-    are then returned as they are), right rows ``ri`` (-1: NaN)."""
-    def left(v):
-        if li is None:
-            return v if owned else v.copy()
-        return _take(v, li)
+def _output(lcols, rcols, names, matches, build, keep, suffix, owned):
+    """The output columns of the local join ``matches`` built on side ``build``: keys,
+    other left columns, other right columns (NaN where a left row has no match in a
+    left join, ``keep``); ``owned[side]``: that side's columns may be returned as they
+    are."""
+    def gather(side, cols):
+        if side == build:
+            return dict(zip(cols, matches.build(list(cols.values())), strict=True))
+        return {k: matches.probe(v, owned[side]) for k, v in cols.items()}
 
-    out = {k: left(lcols[k]) for k in names}
-    out.update({k: left(v) for k, v in lcols.items() if k not in names})
-    missing = ri < 0 if keep_unmatched else None
-    some = keep_unmatched and bool(missing.any())
-    for k, v in rcols.items():
-        if k in names:
-            continue
-        if not v.shape[0]:
-            col = np.empty((ri.shape[0],) + v.shape[1:], v.dtype)
-        else:
-            col = _take(v, np.where(missing, 0, ri) if some else ri)
-        if keep_unmatched:
-            col = _fill_missing(col, missing)
+    out = gather("left", {k: lcols[k] for k in names}
+                 | {k: v for k, v in lcols.items() if k not in names})
+    for k, col in gather("right", {k: v for k, v in rcols.items()
+                                   if k not in names}).items():
+        if keep:
+            col = _fill_missing(col, matches.missing)
         name = k
         while name in out:
             name += suffix
@@ -201,7 +185,7 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
         side = "right"
     elif strategy == "auto" and not keep and sizes[0] <= broadcast_bytes:
         side = "left"
-    given = lcols
+    given = {"left": lcols, "right": rcols}
     if side == "right":
         rcols = {k: gather_rows(v, comm, None) for k, v in rcols.items()}
     elif side == "left":
@@ -220,10 +204,12 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
 
     def local():  # no communication; its errors are agreed below
         try:
-            li, ri = hash_join(*key_words(*_key_cols(lcols, rcols, names)), keep, build)
-            owned = not any(np.may_share_memory(v, given[k]) or not v.flags.c_contiguous
-                            for k, v in lcols.items())
-            return _output(lcols, rcols, names, li, ri, keep, suffix, owned)
+            matches, side = local_join(*key_words(*_key_cols(lcols, rcols, names)), keep,
+                                       build)
+            owned = {s: not any(np.may_share_memory(v, given[s][k]) or not v.flags.c_contiguous
+                                for k, v in cols.items())
+                     for s, cols in (("left", lcols), ("right", rcols))}
+            return _output(lcols, rcols, names, matches, side, keep, suffix, owned)
         except MemoryError as err:
             raise MemoryError(f"join: the output of rank {lc.Get_rank()} does not fit in "
                               f"memory ({err}); a key repeated on both sides multiplies "
