@@ -248,8 +248,8 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     """
     lc = lib_comm(comm)
     size = lc.Get_size()
-    given = list(columns.items())
-    columns = {str(k): np.ascontiguousarray(v) for k, v in given}
+    given = list(columns.items()) if out is not None else []  # kept only to check out
+    columns = {str(k): np.ascontiguousarray(v) for k, v in columns.items()}
     dest = np.asarray(dest)
     if validate:
         check_all(lambda: _validate(columns, dest, size), comm)
@@ -282,37 +282,9 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     else:
         check_all(lambda: _check_room(out, total), comm)
         out = {k: out[k][:total] for k in columns}
-    most = limit + size * widest  # the largest round of the widest column
-    send_buf = _staging(lc, "send", min(most, int(send.sum()) * widest))
-    if rounds == 1:
-        _one_round(lc, dest, columns, rowbytes, out, send, recv, send_buf)
-    else:
-        recv_buf = _staging(lc, "recv", min(most, total * widest))
-        _rounds(lc, dest, columns, rowbytes, out, send, recv, rounds, send_buf, recv_buf)
-    return out, {"rounds": int(rounds), "sent": send, "received": recv}
-
-
-def _one_round(lc, dest, columns, rowbytes, out, send, recv, send_buf) -> None:
-    """Every row in one ``Alltoallv`` per column, received in place (the whole output
-    fits one message): no receive staging."""
-    zero, sdispl, rdispl = np.zeros_like(send), _offsets(send), _offsets(recv)
-    for (name, col), rb in zip(columns.items(), rowbytes):
-        if rb == 0:
-            continue
-        src = words(col)
-        sb = send_buf[: int(send.sum()) * rb]
-        K.scatter_round(dest, src, zero, send, sdispl,
-                        sb.view(src.dtype).reshape((-1,) + src.shape[1:]))
-        with phase("exchange", sent=sb.nbytes):
-            lc.Alltoallv([sb, (send * rb, sdispl * rb), MPI.BYTE],
-                         [out[name].reshape(-1).view(np.uint8), (recv * rb, rdispl * rb),
-                          MPI.BYTE])
-
-
-def _rounds(lc, dest, columns, rowbytes, out, send, recv, rounds, send_buf, recv_buf) -> None:
-    """The exchange in ``rounds`` rounds through the staging buffers (see the module)."""
-    size = lc.Get_size()
     rdisp_out = _offsets(recv)
+    most = limit + size * widest  # the largest round of the widest column
+    send_buf = recv_buf = None
     for k in range(rounds):
         slo, shi = _split(send, k, rounds)
         rlo, rhi = _split(recv, k, rounds)
@@ -322,9 +294,19 @@ def _rounds(lc, dest, columns, rowbytes, out, send, recv, rounds, send_buf, recv
             if rb == 0:
                 continue
             src = words(col)
+            if send_buf is None:
+                send_buf = _staging(lc, "send", min(most, int(send.sum()) * widest))
             sb = send_buf[: int(scount.sum()) * rb]
             sview = sb.view(src.dtype).reshape((-1,) + src.shape[1:])
             K.scatter_round(dest, src, slo, shi, sdispl, sview)
+            if rounds == 1:  # receive in place: the whole output fits one message
+                rb_view = out[name].reshape(-1).view(np.uint8)
+                with phase("exchange", sent=sb.nbytes):
+                    lc.Alltoallv([sb, (scount * rb, sdispl * rb), MPI.BYTE],
+                                 [rb_view, (rcount * rb, rdispl * rb), MPI.BYTE])
+                continue
+            if recv_buf is None:
+                recv_buf = _staging(lc, "recv", min(most, total * widest))
             rbuf = recv_buf[: int(rcount.sum()) * rb]
             with phase("exchange", sent=sb.nbytes):
                 lc.Alltoallv([sb, (scount * rb, sdispl * rb), MPI.BYTE],
@@ -335,6 +317,7 @@ def _rounds(lc, dest, columns, rowbytes, out, send, recv, rounds, send_buf, recv
                 if rcount[s]:
                     a = rdisp_out[s] + rlo[s]
                     dst[a:a + rcount[s]] = flat[rdispl[s]:rdispl[s] + rcount[s]]
+    return out, {"rounds": int(rounds), "sent": send, "received": recv}
 
 
 def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = None,
