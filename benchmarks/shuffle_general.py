@@ -232,8 +232,10 @@ def _hand_case(comm, workload, path):
 
 
 def _exchange_rates(comm, rows) -> dict:
-    """Bytes per second of MPI_Alltoallv (warm buffers), hp.exchange (random
-    destinations) and the contiguous exchange, 16-byte rows, rows / ranks per rank."""
+    """Bytes per second of MPI_Alltoallv (warm buffers, and into a new receive buffer),
+    hp.exchange (random destinations: first call, repeated with new outputs, repeated
+    with ``out=``) and the contiguous exchange, 16-byte rows, rows / ranks per rank. The
+    same rows, bytes and destinations in every case."""
     from mpi4py import MPI
 
     import hpcproc as hp
@@ -267,13 +269,23 @@ def _exchange_rates(comm, rows) -> dict:
         out = np.empty_like(rb)
         lc.Alltoallv([sb, (counts * 16, sd), MPI.BYTE], [out, (recv * 16, rd), MPI.BYTE])
     raw_fresh = med(fresh)
-    ex = med(lambda: hp.exchange(cols, dest, comm))
+    ex = med(lambda: hp.exchange(cols, dest, comm))  # new output arrays, staging kept
+
+    def cold():  # the first call: staging buffers and outputs all new memory
+        hp.release_exchange_buffers(comm)
+        hp.exchange(cols, dest, comm)
+    ex_cold = med(cold)
+    # a simulation's time step: the same preallocated outputs every call (out=)
+    out = {k: np.empty(int(recv.sum()), v.dtype) for k, v in cols.items()}
+    hp.exchange(cols, dest, comm, out=out)
+    ex_out = med(lambda: hp.exchange(cols, dest, comm, out=out))
     order = np.argsort(dest, kind="stable")
     runs = {k: v[order] for k, v in cols.items()}
     del order
     ctg = med(lambda: exchange_runs(runs, counts, comm))
     return {"alltoallv_GBps": moved / raw / 1e9, "alltoallv_fresh_GBps": moved / raw_fresh / 1e9,
-            "exchange_GBps": moved / ex / 1e9,
+            "exchange_GBps": moved / ex / 1e9, "exchange_cold_GBps": moved / ex_cold / 1e9,
+            "exchange_out_GBps": moved / ex_out / 1e9,
             "contiguous_GBps": moved / ctg / 1e9, "moved_bytes": moved}
 
 
@@ -448,6 +460,12 @@ def _report(res, args, loads) -> str:
                           f"({f / a:.2f}); against it `hp.exchange` "
                           f"{hp['exchange_GBps'] / f:.2f}, contiguous "
                           f"{hp['contiguous_GBps'] / f:.2f}.")
+        if "exchange_out_GBps" in hp:  # the steady state of a time-step loop
+            o, c = hp["exchange_out_GBps"], hp["exchange_cold_GBps"]
+            lines[-1] += (f" `hp.exchange` repeated into the same preallocated outputs "
+                          f"(`out=`, a simulation's time step): {o:.2f} GB/s ({o / a:.2f} of "
+                          f"the warm Alltoallv); its first call (staging and outputs new "
+                          f"memory): {c:.2f} GB/s ({c / a:.2f}).")
     lines.append("\nChecks (same on every engine: rows out / join sum): " + "; ".join(
         f"{w}: " + ", ".join(f"{e}={res[w, e]['check']}" for e in args.engines.split(","))
         for w in args.only.split(",")))

@@ -45,6 +45,7 @@ _EXPORTS = {
     "value_counts": ".shuffles",
     "rebalance": ".shuffles",
     "exchange": ".shuffles",
+    "release_exchange_buffers": ".shuffles",
     "HpcprocError": ".errors",
     "DatasetNotFoundError": ".errors",
     "NotADatasetError": ".errors",

@@ -126,3 +126,113 @@ def test_exchange_rejects_non_integer_dest(comm, bad):
             "2d": np.zeros((n, 1), np.int64)}[bad]
     with pytest.raises(TypeError, match="dest must be a 1-D integer array"):
         exchange({"a": np.arange(n)}, dest, comm)
+
+
+def _reference(comm, cols, dest):
+    everyone = comm.allgather((cols, dest))
+    return {k: np.concatenate([c[k][d == comm.rank] for c, d in everyone]) for k in cols}
+
+
+@pytest.mark.parametrize("max_message", [MAX_MESSAGE, 64])
+@pytest.mark.parametrize("layout", ["even", "all_on_last", "one_row"])
+def test_exchange_into_preallocated_out(comm, max_message, layout):
+    """``out=``: the received rows fill the first rows of the caller's arrays (spare room
+    left as it was), the result is views of them, and the same arrays serve again."""
+    n = {"even": 200 + 13 * comm.rank, "all_on_last": 150 if comm.rank == comm.size - 1
+         else 0, "one_row": int(comm.rank == 0)}[layout]
+    cols, dest = _local_data(comm, n)
+    cols["nan"] = np.where(np.arange(n) % 3 == 0, np.nan, -1.5 * np.arange(n))
+    exp = _reference(comm, cols, dest)
+    room = exp["row"].shape[0] + 7
+    out = {k: np.full((room,) + v.shape[1:], 99, v.dtype) for k, v in cols.items()}
+    for _ in range(2):  # a time-step loop: the same output arrays every step
+        got, info = exchange(cols, dest, comm, out=out, max_message=max_message,
+                             memory_budget=1 << 20)
+        for k in cols:
+            np.testing.assert_array_equal(got[k], exp[k])
+            assert got[k].shape[0] == exp[k].shape[0] and got[k].dtype == cols[k].dtype
+            assert got[k].size == 0 or np.shares_memory(got[k], out[k])
+            assert (out[k][exp[k].shape[0]:] == 99).all()  # spare rows untouched
+    assert list(info["received"]) == [int(np.sum(d == comm.rank))
+                                      for _, d in comm.allgather((0, dest))]
+
+
+def test_exchange_reused_staging_never_leaks_into_results(comm):
+    """The staging buffers kept between calls are internal: a second exchange (other
+    data, other widths) leaves the first one's results intact; ``KEEP = 0`` (keep
+    nothing) and ``release_exchange_buffers`` give the same results."""
+    from hpcproc.shuffles import _exchange
+    rng = np.random.default_rng(comm.rank)
+    a = {"x": rng.random(300), "y": rng.integers(0, 9, (300, 5)).astype(np.int16)}
+    da = rng.integers(0, comm.size, 300)
+    first, _ = exchange(a, da, comm)
+    keep = {k: v.copy() for k, v in first.items()}
+    b = {"x": rng.random(500), "y": rng.integers(0, 9, (500, 5)).astype(np.int16)}
+    db = (np.arange(500) + comm.rank) % comm.size
+    second, _ = exchange(b, db, comm)
+    for k in a:
+        np.testing.assert_array_equal(first[k], keep[k])
+        np.testing.assert_array_equal(second[k], _reference(comm, b, db)[k])
+    hp.release_exchange_buffers(comm)
+    hp.release_exchange_buffers(comm)  # idempotent
+    again, _ = exchange(a, da, comm)
+    old = _exchange.KEEP
+    try:
+        _exchange.KEEP = 0
+        kept_none, _ = exchange(a, da, comm)
+    finally:
+        _exchange.KEEP = old
+    for k in a:
+        np.testing.assert_array_equal(again[k], keep[k])
+        np.testing.assert_array_equal(kept_none[k], keep[k])
+
+
+def test_exchange_out_errors_on_every_rank(comm):
+    """A bad ``out`` on one rank (the last) is one clear error on every rank, raised
+    before any data moves; the inputs and the other ranks' outputs are untouched."""
+    n = 40
+    last = comm.rank == comm.size - 1
+    x = np.arange(n, dtype=np.float64) + 100 * comm.rank
+    dest = np.arange(n) % comm.size
+    rows = int(np.sum(dest == comm.rank)) * comm.size  # the same dest on every rank
+    mine = int(np.sum(dest == comm.size - 1)) * comm.size  # the last rank's rows
+
+    def outs(everywhere=False, **bad):
+        # a different structure on one rank (a list, other names) is the agreement
+        # check's ArgumentMismatchError: such cases are bad on every rank here
+        o = {"x": np.zeros(rows + 1)}
+        if last or everywhere:
+            o.update(bad)
+        return o
+    cases = [
+        (ValueError, f"has room for {mine - 1} rows, but this rank receives {mine}",
+         outs(x=np.zeros(rows - 1))),
+        (TypeError, "dtype float64, got float32", outs(x=np.zeros(rows, np.float32))),
+        (TypeError, "dtype float64, got list", outs(True, x=[0.0] * 4)),
+        (hp.ShapeMismatchError, "rows of shape", outs(x=np.zeros((rows, 2)))),
+        (ValueError, "writable C-contiguous", outs(x=np.zeros(2 * rows)[::2])),
+        (KeyError, "exactly the columns", outs(True, y=np.zeros(rows))),
+        (ValueError, "shares memory with the input column 'x'", outs(x=x)),
+        (ValueError, "shares memory with the input dest",
+         outs(x=dest.view(np.float64) if dest.dtype.itemsize == 8 else dest)),
+    ]
+    for exc, msg, out in cases:
+        before = x.copy()
+        with pytest.raises(exc, match=msg):
+            exchange({"x": x}, dest, comm, out=out)
+        np.testing.assert_array_equal(x, before)
+    two = {"x": x, "y": x.astype(np.int64)}
+    shared = np.zeros(rows + 1)
+    with pytest.raises(ValueError, match=r"out\['y'\] shares memory with out\['x'\]"):
+        exchange(two, dest, comm, out={"x": shared, "y": shared.view(np.int64)})
+
+
+def test_exchange_out_given_on_some_ranks_only(comm):
+    """``out`` on some ranks and not on others: the ranks disagree, every rank says so
+    (no hang, nothing moved)."""
+    if comm.size == 1:
+        pytest.skip("needs two ranks to disagree")
+    n = 10
+    out = {"x": np.zeros(4 * n)} if comm.rank == 0 else None
+    with pytest.raises(ValueError, match="out"):
+        exchange({"x": np.zeros(n)}, np.zeros(n, int), comm, out=out)

@@ -204,3 +204,33 @@ def test_dense_groupby_at_the_integer_extremes(comm, layout, dtype):
         r = hp.groupby(split({"k": k, "v": v}, comm, layout), "k").agg(v=AGGS)
         assert r.meta["strategy"] == "dense"
         _check(r, ["k"], [k], v)
+
+
+@pytest.mark.parametrize("layout", ["even", "first_empty", "uneven"])
+def test_dense_count_chunks_give_the_same_bytes(comm, layout, monkeypatch):
+    """Row counts are int32 per chunk of ``COUNT_CHUNK`` rows, added into int64 counts
+    (reduced as int64) when all ranks together hold more: forced here with 7-row chunks,
+    the result is the one-chunk result to the byte, and numpy's."""
+    from hpcproc.shuffles import grouping
+    rng = np.random.default_rng(11)
+    n = 1500
+    k = rng.integers(-40, 40, n)
+    v = rng.normal(size=n)
+    v[rng.random(n) < 0.1] = np.nan
+    w = rng.integers(-5, 5, n).astype(np.int32)
+    t = split({"k": k, "v": v, "w": w}, comm, layout)
+    spec = {"v": AGGS, "w": ["sum", "min", "max", "mean"]}
+    one = hp.groupby(t, "k", strategy="dense").agg(spec).allgather()
+    sizes = hp.groupby(t, "k", strategy="dense").size().allgather()
+    monkeypatch.setattr(grouping, "COUNT_CHUNK", 7)
+    r = hp.groupby(t, "k", strategy="dense").agg(spec)
+    assert r.meta["strategy"] == "dense"
+    many = r.allgather()
+    assert list(many) == list(one)
+    for name in one:
+        assert many[name].dtype == one[name].dtype
+        assert many[name].tobytes() == one[name].tobytes(), name
+    counted = hp.groupby(t, "k", strategy="dense").size().allgather()
+    np.testing.assert_array_equal(counted["count"], sizes["count"])
+    np.testing.assert_array_equal(counted["count"], np.unique(k, return_counts=True)[1])
+    _check(r, ["k"], [k], v)

@@ -10,7 +10,7 @@ hash), :mod:`.joins` (``join``: hash or broadcast), :mod:`.balance` (``rebalance
 no module shadows it).
 """
 
-from ._exchange import default_memory_budget, exchange
+from ._exchange import default_memory_budget, exchange, release_exchange_buffers
 from ._result import ShuffledArray, ShuffledTable
 from .balance import rebalance
 from .distinct import unique, value_counts
@@ -19,6 +19,7 @@ from .joins import join
 from .repartition import shuffle
 from .samplesort import sort
 
-__all__ = ["exchange", "default_memory_budget", "shuffle", "sort", "groupby", "GroupBy",
-           "join", "rebalance", "unique", "value_counts", "ShuffledTable", "ShuffledArray"]
+__all__ = ["exchange", "release_exchange_buffers", "default_memory_budget", "shuffle", "sort",
+           "groupby", "GroupBy", "join", "rebalance", "unique", "value_counts", "ShuffledTable",
+           "ShuffledArray"]
 

@@ -59,8 +59,8 @@ K2 = "u8[:, ::1]"  # encoded key rows
 def _dense_states() -> list[str]:
     out = []
     for v, acc in VALUES.items():
-        out += signatures(f"{{k}}[::1], i8, {v}[::1], {acc}[:, ::1], i8[::1], {acc}[::1], "
-                          f"{acc}[::1], b1, b1", k=DENSE_KEYS)
+        out += signatures(f"{{k}}[::1], i8, {v}[::1], i4[::1], {acc}[::1], i8[::1], "
+                          f"{acc}[::1], {acc}[::1], b1, b1", k=DENSE_KEYS)
     return out
 
 
@@ -98,7 +98,7 @@ SIGNATURES: dict[str, list[str] | str] = {
     # _reduce: group states
     "hpcproc.shuffles._reduce.key_range": signatures(
         "{k}[::1], {k}[::1]", k=("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8")),
-    "hpcproc.shuffles._reduce.dense_count": signatures("{k}[::1], i8, i8[::1]",
+    "hpcproc.shuffles._reduce.dense_count": signatures("{k}[::1], i8, i4[::1]",
                                                        k=DENSE_KEYS),
     "hpcproc.shuffles._reduce.dense_states": _dense_states(),
     "hpcproc.shuffles._reduce.seg_agg_states": signatures(

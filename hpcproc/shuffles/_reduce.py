@@ -43,32 +43,33 @@ def key_range(key, out):
 @jit
 def dense_count(key, lo, size):
     """``size[key - lo] += 1`` per row (``key - lo`` wraps: ``lo`` of a uint64 key is
-    given as the int64 of the same bits, the key viewed as int64)."""
+    given as the int64 of the same bits, the key viewed as int64). ``size`` is int32:
+    callers pass fewer than 2**31 rows (:data:`.grouping.COUNT_CHUNK`)."""
     for i in range(key.shape[0]):
         size[np.uint64(np.int64(key[i]) - lo)] += 1
 
 
 @jit
-def dense_states(key, lo, vals, st, nan, mn, mx, count_rows, minmax):
+def dense_states(key, lo, vals, cnt, sm, nan, mn, mx, count_rows, minmax):
     """One pass of the dense group-by over group ``g = key - lo`` (see
-    :func:`dense_count`). ``st`` is ``(groups, w)``: when ``count_rows`` the rows per
-    group go to ``st[g, 0]``; the sum of the non-NaN values to ``st[g, w - 1]``: count and
-    sum of a group share a cache line, one miss per row for both. NaN values are counted
-    in ``nan[g]`` (touched only when a NaN is seen: the non-NaN count is ``rows - nan``)
-    and their total returned. Min/max into ``mn``/``mx`` when ``minmax``. Values are
-    widened to the accumulators' type on the fly (no converted copy of the column)."""
-    last = st.shape[1] - 1
+    :func:`dense_count`). When ``count_rows`` the rows per group go to ``cnt[g]`` (int32,
+    as :func:`dense_count`: half the cache footprint of int64 counts, which is what this
+    random-access pass costs); the sum of the non-NaN values to ``sm[g]``. NaN values
+    are counted in ``nan[g]`` (touched only when a NaN is seen: the non-NaN count is
+    ``rows - nan``) and their total returned. Min/max into ``mn``/``mx`` when
+    ``minmax``. Values are widened to the accumulators' type on the fly (no converted
+    copy of the column)."""
     nans = 0
     for i in range(key.shape[0]):
         g = np.uint64(np.int64(key[i]) - lo)  # unsigned: no negative-index wraparound
         if count_rows:
-            st[g, 0] += 1
+            cnt[g] += 1
         v = vals[i]
         if v != v:
             nan[g] += 1
             nans += 1
             continue
-        st[g, last] += v
+        sm[g] += v
         if minmax:
             if v < mn[g]:
                 mn[g] = v

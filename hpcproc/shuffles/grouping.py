@@ -6,11 +6,12 @@ Two strategies, chosen from the data (``strategy="auto"``):
     One integer (or bool) key whose global range ``max - min + 1`` is at most
     ``dense_limit`` (default ``DENSE_LIMIT``, and never more than the number of rows
     plus 2**16): every rank aggregates into arrays indexed by ``key - min`` in one
-    compiled pass per value column (the row count and the first column's sum share a
-    cache line; min/max only when asked for; NaN counts only where NaNs are). One small
-    ``Allreduce`` of a bitmap of the groups seen splits the non-empty groups evenly over
-    the ranks; one ``Reduce_scatter`` per state then sums each rank's share onto it
-    (counts travel in the sum's type: exact below 2**53 rows per group). No shuffle.
+    compiled pass per value column (row counts as int32, in chunks of fewer than 2**31
+    rows: the random-access state is what the pass costs; min/max only when asked for;
+    NaN counts only where NaNs are). One small ``Allreduce`` of a bitmap of the groups
+    seen splits the non-empty groups evenly over the ranks; one ``Reduce_scatter`` per
+    state then sums each rank's share onto it (row counts as int32 while the rows of all
+    ranks stay below 2**31, else int64). No shuffle.
 ``hash``
     Otherwise: every rank pre-aggregates its rows into one partial state per distinct
     key (so a heavy key costs one row per rank, not millions), finding the groups by a
@@ -54,6 +55,9 @@ AGGREGATES = ("sum", "mean", "count", "min", "max", "size")
 STRATEGIES = ("auto", "dense", "hash")
 #: Largest key range aggregated densely (arrays of this length, allreduced).
 DENSE_LIMIT = 1 << 22
+#: Most rows per pass of the dense kernels: their row counts are int32 (half the cache
+#: footprint of int64 ones), added into int64 counts between chunks.
+COUNT_CHUNK = (1 << 31) - 1
 
 
 def _acc_dtype(dtype: np.dtype) -> np.dtype:
@@ -145,7 +149,7 @@ class GroupBy:
             key = _native(key)  # once, for both dense passes
             dense = self._dense_range(key, lc)
         if self.strategy == "dense" and dense is None:
-            dense = (0, -1)  # no rows anywhere: an empty result
+            dense = (0, -1, 0)  # no rows anywhere: an empty result
         if self.strategy == "dense" and dense[1] - dense[0] >= self.dense_limit:
             raise agreed(ValueError(  # the same gathered range on every rank
                 f"strategy='dense': the key range {dense[0]}..{dense[1]} spans more than "
@@ -173,61 +177,49 @@ class GroupBy:
             "strategy": how, "rounds": rounds, "seconds": time.perf_counter() - t0})
 
     def _dense_range(self, key, lc):
+        """``(min, max, rows)`` of the key over all ranks, or None: not dense."""
         mine = (*_key_range(key), key.shape[0]) if key.size else None
         seen = [b for b in lc.allgather(mine) if b is not None]  # one collective
         if not seen:
-            return None if self.strategy != "dense" else (0, -1)
+            return None if self.strategy != "dense" else (0, -1, 0)
         lo, hi = min(b[0] for b in seen), max(b[1] for b in seen)
         total = sum(b[2] for b in seen)
         span = hi - lo + 1
         if self.strategy == "dense" or span <= min(self.dense_limit, total + (1 << 16)):
-            return lo, hi
+            return lo, hi, total
         return None
 
     @staticmethod
     def _dense(key, values, spec, bounds, lc):
         values = {c: _native(v) for c, v in values.items()}  # the key is native already
-        lo, hi = bounds
+        lo, hi, total = bounds
         span = max(0, hi - lo + 1)
         # the key is used as it is (no group-id copy): a uint64 key and its low bound
         # as int64 bits, so that key - lo wraps to the right group
         kw = key.view(np.int64) if key.dtype == np.uint64 else key
         lw = lo - (1 << 64) if lo >= 1 << 63 else lo
-        # one pass per value column; the row count and the first column's sum share a
-        # (span, 2) array (one cache line per row); NaN counts only where a NaN was seen
         cols = list(values.items())
-        arrays, nans = [], np.zeros(len(cols), np.int64)
-        for j, (col, v) in enumerate(cols):
-            acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
-            st = np.zeros((span, 2 if j == 0 else 1), acc)
-            nan = np.zeros(span, np.int64)  # pages touched only where NaNs are
-            mn, mx = _init_states(span if mm else 0, acc, mm)[2:]
-            if key.size:
-                nans[j] = dense_states(kw, lw, v, st, nan, mn, mx, j == 0, mm)
-            arrays.append([st, nan, mn, mx] if mm else [st, nan, None, None])
-        if not cols:
-            arrays.append([np.zeros((span, 1), np.int64), None, None, None])
-            if key.size:
-                dense_count(kw, lw, arrays[0][0].reshape(-1))
-        cuts, nans = _dense_split(arrays[0][0][:, 0], nans, lc)
+        rows, arrays, nans = _dense_local(kw, lw, cols, spec, span, total > COUNT_CHUNK)
+        cuts, nans = _dense_split(rows, nans, lc)
         lo_k = int(cuts[lc.Get_rank()])
         # every state is reduced onto the rank that outputs its groups (Reduce_scatter),
         # NaN counts only for the columns where some rank saw a NaN
+        size = _reduce_scatter(rows, cuts, MPI.SUM, lc).astype(np.int64)
+        del rows
         mine = []
         for j, arrs in enumerate(arrays):
-            if arrs[1] is not None and not nans[j]:
+            if not nans[j]:
                 arrs[1] = None
             mine.append([None if a is None else _reduce_scatter(a, cuts, op, lc)
                          for a, op in zip(arrs, (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX))])
-        size = mine[0][0][:, 0].astype(np.int64)
         present = np.flatnonzero(size)
         # every group seen (uniform keys): the states as they are, no gathers
         take = slice(None) if present.shape[0] == size.shape[0] else present
         size = size[take]
         states = {}
-        for (col, _), (st, nan, mn, mx) in zip(cols, mine):
+        for (col, _), (sm, nan, mn, mx) in zip(cols, mine):
             cnt = size.copy() if nan is None else size - nan[take]
-            states[col] = (cnt, np.ascontiguousarray(st[take, -1]),
+            states[col] = (cnt, sm[take],
                            *(np.empty(0) if m is None else m[take] for m in (mn, mx)))
         keys = [(present + lo_k + lw).view(np.uint64) if key.dtype == np.uint64  # wraps
                 else (present + lo_k + lo).astype(key.dtype)]
@@ -291,6 +283,40 @@ def _key_range(key: np.ndarray) -> tuple[int, int]:
     out = np.empty(2, key.dtype)
     key_range(key, out)
     return int(out[0]), int(out[1])
+
+
+def _dense_local(kw, lw, cols, spec, span, wide):
+    """``(rows, arrays, nans)``: one rank's dense states of the key ``kw`` (group ``kw -
+    lw``; see :meth:`GroupBy._dense`): the rows per group (int64 when ``wide``, else
+    int32), ``[sum, nan counts, min, max]`` per value column (min/max None unless asked
+    for) and the NaNs seen per column. One pass per value column over chunks of
+    ``COUNT_CHUNK`` rows (one chunk below 2**31 rows); the first column counts rows."""
+    n = kw.shape[0]
+    rows = np.zeros(span, np.int64 if wide else np.int32)
+    step = COUNT_CHUNK  # wide: more rows than that on all ranks together
+    part = np.zeros(span, np.int32) if wide else rows
+    arrays = []
+    for col, v in cols:
+        acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
+        nan = np.zeros(span, np.int64)  # pages touched only where NaNs are
+        mn, mx = _init_states(span, acc)[2:] if mm else (None, None)
+        arrays.append([np.zeros(span, acc), nan, mn, mx])
+    nans = np.zeros(len(cols), np.int64)
+    no_rows = np.zeros(0, np.int32)
+    for a in range(0, n, step):
+        k = kw[a:a + step]
+        if part is not rows:
+            part[:] = 0
+        if not cols:
+            dense_count(k, lw, part)
+        for j, ((_, v), (sm, nan, mn, mx)) in enumerate(zip(cols, arrays)):
+            none = sm[:0]
+            nans[j] += dense_states(k, lw, v[a:a + step], part if j == 0 else no_rows, sm,
+                                    nan, none if mn is None else mn,
+                                    none if mx is None else mx, j == 0, mn is not None)
+        if part is not rows:
+            rows += part
+    return rows, arrays, nans
 
 
 def _dense_split(rows, nans, lc):
