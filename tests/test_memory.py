@@ -68,8 +68,9 @@ def test_default_keeps_freed_memory(tmp_path, ranks):
         assert r["faults"] < 32, r
         assert r["free_before"] >= 256 * MB and r["free_kept"] >= 256 * MB, r
         # 256 MiB is far below the default cap (half the node's available memory / CPUs)
-        # on any machine that runs this suite: kept after the call
-        assert r["free_after_call"] >= 256 * MB, r
+        # on any machine that runs this suite: kept after the call (less what the call
+        # itself still holds)
+        assert r["free_after_call"] >= 200 * MB, r
 
 
 def test_off_gives_memory_back(tmp_path):
