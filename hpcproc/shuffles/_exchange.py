@@ -36,6 +36,7 @@ from .._units import env_size
 from ..agreement import collective
 from ..comm import check_all, lib_comm, node_comm
 from ..errors import ShapeMismatchError
+from ..memory import available
 from ..observe.phases import phase
 from . import _kernels as K
 
@@ -57,30 +58,20 @@ KEEP = 1 << 30
 _POOL = None  # MPI attribute key: the staging buffers kept on a library communicator
 
 
-def _available_memory() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
-
-
 def default_memory_budget(comm=None) -> int:
     """Default extra memory of an exchange per rank, in bytes.
 
     Collective the first time for a communicator (it counts the ranks per node).
     ``HPCPROC_MEMORY_BUDGET`` (a size: bytes, or with a suffix as ``64M``, ``4G``)
     overrides it (``ValueError`` naming the variable when it is not a positive size);
-    otherwise a quarter of the node's available memory divided by the ranks on the node,
+    otherwise a quarter of the memory available (the node's, or its memory cgroup's when
+    less: Slurm's --mem; :func:`hpcproc.memory.available`) divided by the ranks on the node,
     at least 64 MiB.
     """
     env = env_size("HPCPROC_MEMORY_BUDGET")
     if env is not None:
         return env
-    per_rank = _available_memory() // node_comm(comm).Get_size()
+    per_rank = available(unknown=4 << 30) // node_comm(comm).Get_size()
     return max(64 << 20, per_rank // 4)
 
 

@@ -27,8 +27,8 @@ from mpi4py import MPI
 import hpcproc as hp
 from hpcproc.comm import node_comm
 from hpcproc.kernels import compile_stats
+from hpcproc.memory import available
 from hpcproc.shuffles import default_memory_budget
-from hpcproc.shuffles._exchange import _available_memory
 
 comm = MPI.COMM_WORLD
 
@@ -83,7 +83,7 @@ def run(ind: str, outd: str) -> None:
         "node_size": node_comm(comm).Get_size(),
         "kernels": compile_stats(),
         # read next to each other: available memory moves while other jobs run
-        "available_memory": _available_memory(),
+        "available_memory": available(unknown=4 << 30),
         "memory_budget": default_memory_budget(comm),
         "restored_same": comm.allreduce(int(not same), op=MPI.SUM) == 0,
         "rank_rows": {"sort": s.meta["rank_rows"], "groupby": g.meta["rank_rows"]},
