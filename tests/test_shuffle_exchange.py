@@ -157,10 +157,22 @@ def test_exchange_into_preallocated_out(comm, max_message, layout):
                                       for _, d in comm.allgather((0, dest))]
 
 
-def test_exchange_reused_staging_never_leaks_into_results(comm):
+@pytest.mark.parametrize("malloc_keeps", [False, True])
+def test_exchange_reused_staging_never_leaks_into_results(comm, malloc_keeps):
     """The staging buffers kept between calls are internal: a second exchange (other
     data, other widths) leaves the first one's results intact; ``KEEP = 0`` (keep
-    nothing) and ``release_exchange_buffers`` give the same results."""
+    nothing) and ``release_exchange_buffers`` give the same results. The exchange keeps
+    them itself only when malloc does not keep freed memory (hpcproc.memory)."""
+    from hpcproc import memory
+    was = memory.retaining()
+    memory.retain_memory(malloc_keeps)
+    try:
+        _reused_staging(comm)
+    finally:
+        memory.retain_memory(was)
+
+
+def _reused_staging(comm):
     from hpcproc.shuffles import _exchange
     rng = np.random.default_rng(comm.rank)
     a = {"x": rng.random(300), "y": rng.integers(0, 9, (300, 5)).astype(np.int16)}

@@ -17,7 +17,8 @@ over the library communicator, one column at a time, as raw bytes:
 Received rows are ordered by source rank, then by their order on the source: the
 exchange is stable, which the sort relies on.
 
-Steady state (a simulation exchanging particles every time step): the send (and, with
+Steady state (a simulation exchanging particles every time step): when freed memory is
+not kept for reuse by malloc (:mod:`hpcproc.memory`, on by default), the send (and, with
 several rounds, receive) staging buffers are kept per library communicator between
 calls (at most :data:`KEEP` bytes each; :func:`release_exchange_buffers` frees them), and
 ``out=`` receives into the caller's preallocated arrays, so that a repeated exchange
@@ -36,7 +37,7 @@ from .._units import env_size
 from ..agreement import collective
 from ..comm import check_all, lib_comm, node_comm
 from ..errors import ShapeMismatchError
-from ..memory import available
+from ..memory import available, retaining
 from ..observe.phases import phase
 from . import _kernels as K
 
@@ -168,7 +169,7 @@ def _staging(lc, which: str, nbytes: int) -> np.ndarray:
     if buf is None or buf.nbytes < nbytes:
         pool.pop(which, None)  # freed before the larger one is made
         buf = np.empty(nbytes, np.uint8)
-        if nbytes <= KEEP:
+        if nbytes <= KEEP and not retaining():  # else malloc keeps it, reusable by all
             pool[which] = buf
     return buf[:nbytes]
 
