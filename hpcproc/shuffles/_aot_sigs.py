@@ -117,7 +117,6 @@ SIGNATURES: dict[str, list[str] | str] = {
         "u2[::1], i8[::1], {w}[::1], {w}[::1]", w=("i8", "u1", "u2", "u4", "u8")),
     "hpcproc.shuffles._hashjoin._pick": signatures("{w}[::1], i8[::1], {w}[::1]",
                                                    w=("u1", "u2", "u4", "u8")),
-    "hpcproc.shuffles._hashjoin._rank_dest": signatures(f"{K2}, i8, {{d}}[::1]", d=DEST),
     "hpcproc.shuffles._hashjoin._expand": ["i8[::1], i8[::1], i8, b1"],
     "hpcproc.shuffles._hashjoin._probe_one": INNER,
     "hpcproc.shuffles._hashjoin._same": INNER,

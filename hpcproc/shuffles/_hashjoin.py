@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._encode import encode_keys, encoded_chunks
+from ._encode import encode_keys
 from ._exchange import dest_dtype
 from ._jit import jit
 from ._kernels import gather_rows as gather_kernel
-from ._kernels import hash_row
+from ._kernels import hash_dest, hash_row
+from .hash import hash_partition
 
 __all__ = ["Matches", "local_join", "hash_join", "take", "key_words", "rank_dests",
            "BUILDS", "PART_ROWS"]
@@ -437,31 +438,14 @@ def key_words(lk, rk):
     return encode_keys(lk), encode_keys(rk)
 
 
-@jit
-def _rank_dest(K, size, out):
-    """``hash(key) % size`` of every row, as :func:`._kernels.hash_dest` (the same ranks)
-    but with a mask for a power-of-two ``size``: a 64-bit division costs more than the
-    hash."""
-    m = K.shape[1]
-    if (size & (size - 1)) == 0:
-        mask = np.uint64(size - 1)
-        for i in range(K.shape[0]):
-            out[i] = hash_row(K, i, m) & mask
-    else:
-        s = np.uint64(size)
-        for i in range(K.shape[0]):
-            out[i] = hash_row(K, i, m) % s
-
-
 def rank_dests(lk, rk, size: int):
     """``(dest_left, dest_right)``: the rank of every row of both sides, equal keys on
-    equal ranks: ``hash(key) % size`` of the key words (:func:`key_words`; encoded keys
-    a chunk at a time), the ranks of :func:`.hash.hash_partition`."""
+    equal ranks: :func:`hash_dest` of the plain keys' words (:func:`key_words`), else
+    :func:`.hash.hash_partition` of the encoded keys (a chunk at a time)."""
+    if not _plain(lk, rk):
+        return hash_partition(lk, size), hash_partition(rk, size)
     dests = []
-    for cols, K in zip((lk, rk), key_words(lk, rk) if _plain(lk, rk) else (None, None)):
-        dest = np.empty(cols[0].shape[0], dest_dtype(size))
-        chunks = [(0, dest.shape[0], K)] if K is not None else encoded_chunks(cols)
-        for a, b, words in chunks:
-            _rank_dest(words, size, dest[a:b])
-        dests.append(dest)
+    for K in key_words(lk, rk):
+        dests.append(np.empty(K.shape[0], dest_dtype(size)))
+        hash_dest(K, size, dests[-1])
     return tuple(dests)

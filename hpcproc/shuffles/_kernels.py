@@ -68,10 +68,17 @@ def hash_words(K, i):
 
 @jit
 def hash_dest(K, size, out):
-    """Destination ``hash(key) % size`` of every row (equal keys -> equal ranks)."""
-    s = np.uint64(size)
-    for i in range(K.shape[0]):
-        out[i] = hash_words(K, i) % s
+    """Destination ``hash(key) % size`` of every row (equal keys -> equal ranks); a mask
+    for a power-of-two ``size`` (the same ranks: a 64-bit division costs more than the
+    hash)."""
+    if (size & (size - 1)) == 0:
+        mask = np.uint64(size - 1)
+        for i in range(K.shape[0]):
+            out[i] = hash_words(K, i) & mask
+    else:
+        s = np.uint64(size)
+        for i in range(K.shape[0]):
+            out[i] = hash_words(K, i) % s
 
 
 @jit
