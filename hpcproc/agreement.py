@@ -364,7 +364,7 @@ def collective(name: str, local=(), paths=()):
                 comm = getattr(args[0], "comm", None)  # a method: its object's communicator
                 comm = comm if isinstance(comm, MPI.Comm) else None
             comm = agree(comm, name, values, local)
-            _memory.on_call()
+            _memory.on_call(warn=comm.Get_rank() == 0)
             _NESTED.depth = getattr(_NESTED, "depth", 0) + 1
             try:
                 result = fn(*args, **kwargs)

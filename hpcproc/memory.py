@@ -18,16 +18,19 @@ job's memory cgroup's when less) divided by the node's CPUs, the most ranks it c
 
 On by default from the first collective call. ``HPCPROC_RETAIN_MEMORY``: ``0`` off (the
 free heap is given back at once), a size (``2G``) on with at most that much free heap kept
-per rank, unset or ``1`` on with the share above. :func:`retain_memory` decides in code.
+per rank, unset or ``1`` on with the share above, anything else off with a warning.
+:func:`retain_memory` decides in code.
 Without glibc (musl, macOS) it is never on. Not collective.
 """
 
 from __future__ import annotations
 
 import ctypes
+import operator
 import os
 import threading
 import time
+import warnings
 
 from ._units import env_size
 
@@ -74,10 +77,15 @@ def retain_memory(enable: bool = True, *, max_free: int | None = None) -> bool:
     after a collective call (default: half of the node's available memory divided by its
     CPUs). Returns whether retention is on (never without glibc). Not collective: every
     rank decides for itself."""
-    if max_free is not None and (isinstance(max_free, bool) or not isinstance(max_free, int)
-                                 or max_free < 0):
-        raise ValueError(f"retain_memory: max_free must be a number of bytes >= 0, "
-                         f"got {max_free!r}")
+    if max_free is not None:
+        given = max_free
+        try:
+            max_free = -1 if isinstance(given, bool) else operator.index(given)  # numpy ints too
+        except TypeError:
+            max_free = -1
+        if max_free < 0:
+            raise ValueError(f"retain_memory: max_free must be a number of bytes >= 0, "
+                             f"got {given!r}")
     with _lock:
         _state["decided"], _state["cap"] = True, max_free
         if _LIBC is None:
@@ -100,10 +108,11 @@ def retaining() -> bool:
     return _state["on"]
 
 
-def on_call() -> None:
+def on_call(warn: bool = True) -> None:
     """At the start of an outermost collective call: the default, once per process
     (``HPCPROC_RETAIN_MEMORY``: ``0`` off; unset or ``1`` on; a size: on, at most that
-    much kept; anything else a ``ValueError`` naming the variable)."""
+    much kept; anything else off, with one warning naming the variable when ``warn``:
+    the caller passes it on one rank)."""
     if not _state["decided"]:
         value = os.environ.get("HPCPROC_RETAIN_MEMORY", "").strip()
         if value in ("", "1"):
@@ -111,7 +120,14 @@ def on_call() -> None:
         elif value == "0":
             retain_memory(False)
         else:
-            retain_memory(True, max_free=env_size("HPCPROC_RETAIN_MEMORY", minimum=0))
+            try:
+                cap = env_size("HPCPROC_RETAIN_MEMORY", minimum=0)
+            except ValueError as exc:  # a warning, not an error: raised here on some
+                retain_memory(False)  # ranks only, it would leave the others waiting
+                if warn:
+                    warnings.warn(f"{exc}: ignored, freed memory is given back", stacklevel=3)
+                return
+            retain_memory(True, max_free=cap)
 
 
 def free_heap() -> int:

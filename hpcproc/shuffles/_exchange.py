@@ -134,8 +134,10 @@ def _validate_out(out, columns, inputs) -> None:
             raise TypeError(f"exchange: out[{k!r}] must be a numpy array of the column's "
                             f"dtype {col.dtype}, got {got}")
         if o.ndim != col.ndim or o.shape[1:] != col.shape[1:]:
-            raise ShapeMismatchError(f"exchange: out[{k!r}] has shape {o.shape}; rows of "
-                                     f"shape {col.shape[1:]} are needed")
+            need = ("an array of rows is" if o.ndim == 0 else
+                    f"rows of shape {col.shape[1:]} are")
+            raise ShapeMismatchError(f"exchange: out[{k!r}] has shape {o.shape}; {need} "
+                                     "needed")
         if not (o.flags.c_contiguous and o.flags.writeable):
             raise ValueError(f"exchange: out[{k!r}] must be a writable C-contiguous array")
         for name, a in inputs:
