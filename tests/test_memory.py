@@ -171,3 +171,34 @@ def test_available_memory_sees_the_cgroup_limit(tmp_path):
         assert 0 < in_job <= 256 * MB < node, proc.stdout
     finally:
         d.rmdir()
+
+
+def test_invalid_budget_on_one_rank_is_one_error_on_every_rank(tmp_path):
+    # HPCPROC_MEMORY_BUDGET is read inside the exchange: raised on the rank that had a
+    # bad value only, it left the other ranks waiting in the Alltoall (a script that
+    # catches the error hung). Now every rank raises the same error and can go on.
+    script = tmp_path / "budget.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        from mpi4py import MPI
+        import hpcproc as hp
+        comm = MPI.COMM_WORLD
+        try:
+            hp.exchange({"x": np.arange(10.0)}, np.arange(10) % comm.size, comm)
+            caught = "none"
+        except ValueError as err:
+            caught = str(err)
+        # the job goes on: the next call, with the budget given, works on every rank
+        res, _ = hp.exchange({"x": np.arange(10.0)}, np.arange(10) % comm.size, comm,
+                             memory_budget=64 << 20)
+        everyone = comm.gather((caught, res["x"].tolist()))
+        print(everyone if comm.rank == 0 else "", flush=True)
+    """))
+    ranks = [sys.executable, str(script)]
+    proc = run([*ranks, ":", "-n", "1", "env", "HPCPROC_MEMORY_BUDGET=lots", *ranks, ":",
+                "-n", "1", *ranks], ranks=1, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    msg = ("HPCPROC_MEMORY_BUDGET must be a size of at least 1 byte(s) (examples: 4096, "
+           "64M, 1.5G), got 'lots'")
+    want = [(msg, [float(x) for x in range(10) if x % 3 == r] * 3) for r in range(3)]
+    assert proc.stdout.strip() == str(want), proc.stdout

@@ -60,16 +60,16 @@ _POOL = None  # MPI attribute key: the staging buffers kept on a library communi
 
 
 def default_memory_budget(comm=None) -> int:
-    """Default extra memory of an exchange per rank, in bytes.
+    """Default extra memory of an exchange per rank, in bytes. Collective.
 
-    Collective the first time for a communicator (it counts the ranks per node).
     ``HPCPROC_MEMORY_BUDGET`` (a size: bytes, or with a suffix as ``64M``, ``4G``)
-    overrides it (``ValueError`` naming the variable when it is not a positive size);
-    otherwise a quarter of the memory available (the node's, or its memory cgroup's when
-    less: Slurm's --mem; :func:`hpcproc.memory.available`) divided by the ranks on the node,
-    at least 64 MiB.
+    overrides it (a ``ValueError`` naming the variable on every rank when it is not a
+    positive size on any rank: set on some ranks only, it must not leave the others
+    waiting in the exchange); otherwise a quarter of the memory available (the node's, or
+    its memory cgroup's when less: Slurm's --mem; :func:`hpcproc.memory.available`)
+    divided by the ranks on the node, at least 64 MiB.
     """
-    env = env_size("HPCPROC_MEMORY_BUDGET")
+    env = check_all(lambda: env_size("HPCPROC_MEMORY_BUDGET"), comm)
     if env is not None:
         return env
     per_rank = available(unknown=4 << 30) // node_comm(comm).Get_size()
