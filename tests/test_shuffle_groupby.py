@@ -251,12 +251,11 @@ def _values(dtype, n, rng):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kind", ["uniform", "zipf", "equal", "negative", "u64-top", "one"])
 def test_dense_every_value_dtype_first_or_second(comm, layout, kind):
-    """The dense path keeps the first column's float64 sums beside the row counts (one
-    state array); other first columns, and every later column, have their own: each
-    value dtype first (before a float64 column with NaNs) and second (after an int64
-    one), every aggregate, against numpy, and the same bytes as the chunked path
-    (separate arrays throughout). Uniform, Zipf, all-equal, negative and uint64 keys
-    near 2**64, and one row; empty ranks by the layouts."""
+    """The dense path of every value dtype (each ahead-of-time compiled), first (it
+    counts the rows, before a float64 column with NaNs) and second (after an int64
+    one), every aggregate: numpy's result, and the same bytes as the chunked path.
+    Uniform, Zipf, all-equal, negative and uint64 keys near 2**64, and one row; empty
+    ranks by the layouts."""
     from hpcproc.shuffles import grouping
     rng = np.random.default_rng(23)
     n = 1 if kind == "one" else 900
@@ -276,7 +275,7 @@ def test_dense_every_value_dtype_first_or_second(comm, layout, kind):
                 if name in spec:
                     cols = {a: got[f"{name}_{a}"] for a in AGGS}
                     _check_cols(cols, got["k"], k, col, dt if name == "v" else "f8")
-            with pytest.MonkeyPatch.context() as mp:  # separate arrays throughout
+            with pytest.MonkeyPatch.context() as mp:  # int64 row counts, 5-row chunks
                 mp.setattr(grouping, "COUNT_CHUNK", 5)
                 chunked = hp.groupby(t, "k").agg(spec).allgather()
             assert list(chunked) == list(got)

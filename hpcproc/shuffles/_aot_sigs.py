@@ -24,7 +24,7 @@ modules must also be in :data:`hpcproc.kernels._aot.BUILTIN`. The test then chec
 sort, group-by, join, exchange and distinct on int64/float64 data import no Numba, and
 that every built kernel gives the Numba kernel's bytes.
 
-Cost: 168 signatures (56 of them the dense group-by's small value dtypes and pairs); at
+Cost: 154 signatures (42 of them the dense group-by's small value dtypes); at
 112 they added about 0.6x the statistics kernels' build time to the install and 0.6 MB
 to the extension (docs/kernels.md, *Start-up*); prefer type-generic kernels (unsigned
 words, encoded key rows) to more signatures.
@@ -67,12 +67,6 @@ def _dense_states() -> list[str]:
     return out
 
 
-def _dense_pairs() -> list[str]:
-    return [sig for v, acc in VALUES.items() if acc == "f8"
-            for sig in signatures(f"{{k}}[::1], i8, {v}[::1], f8[:, ::1], i8[::1], f8[::1], "
-                                  "f8[::1], b1", k=DENSE_KEYS)]
-
-
 def _msd() -> list[str]:
     # (perm, payload/vals): row numbers, or a carried group-by value column
     pairs = [("i4", "i4"), ("i8", "i8")] + [("i4", a) for a in ACC]
@@ -110,7 +104,6 @@ SIGNATURES: dict[str, list[str] | str] = {
     "hpcproc.shuffles._reduce.dense_count": signatures("{k}[::1], i8, i4[::1]",
                                                        k=DENSE_KEYS),
     "hpcproc.shuffles._reduce.dense_states": _dense_states(),
-    "hpcproc.shuffles._reduce.dense_pairs": _dense_pairs(),
     "hpcproc.shuffles._reduce.seg_agg_states": signatures(
         "{i}[::1], i8[::1], {a}[::1], i8[::1], {a}[::1], {a}[::1], {a}[::1], b1",
         i=IDX, a=ACC),

@@ -4,9 +4,8 @@ Groups come from :func:`._localsort.sorted_groups` (a radix sort of the key rows
 ``g`` is the rows ``perm[starts[g]:starts[g + 1]]``. ``seg_agg_states`` reduces values
 per group into mergeable states (count of non-NaN values, sum, min, max);
 ``gid_merge_states`` / ``gid_sum`` fold received states into the groups that
-:func:`._merge.merge_groups` maps them to; ``dense_states`` and ``dense_pairs``
-aggregate by the key itself, for the dense group-by, whose key range ``key_range``
-finds in one pass.
+:func:`._merge.merge_groups` maps them to; ``dense_states`` aggregates by the key itself,
+for the dense group-by, whose key range ``key_range`` finds in one pass.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["key_range", "dense_count", "dense_states", "dense_pairs", "seg_agg_states",
-           "gid_merge_states", "gid_sum"]
+__all__ = ["key_range", "dense_count", "dense_states", "seg_agg_states", "gid_merge_states",
+           "gid_sum"]
 
 
 @jit
@@ -71,31 +70,6 @@ def dense_states(key, lo, vals, cnt, sm, nan, mn, mx, count_rows, minmax):
             nans += 1
             continue
         sm[g] += v
-        if minmax:
-            if v < mn[g]:
-                mn[g] = v
-            if v > mx[g]:
-                mx[g] = v
-    return nans
-
-
-@jit
-def dense_pairs(key, lo, vals, st, nan, mn, mx, minmax):
-    """:func:`dense_states` of the first value column, its accumulator float64: the
-    sum of group ``g`` in ``st[g, 0]`` and its rows, counted as float64 (exact below
-    2**53), in ``st[g, 1]``, the same cache line: one random access per row where
-    separate arrays take two (at 2**20 groups the states outgrow the cache; that miss
-    is what the pass costs). NaN counts, the returned total and min/max as there."""
-    nans = 0
-    for i in range(key.shape[0]):
-        g = np.uint64(np.int64(key[i]) - lo)
-        st[g, 1] += 1.0
-        v = vals[i]
-        if v != v:
-            nan[g] += 1
-            nans += 1
-            continue
-        st[g, 0] += v
         if minmax:
             if v < mn[g]:
                 mn[g] = v

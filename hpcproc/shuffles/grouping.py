@@ -45,15 +45,7 @@ from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, exchange_runs
 from ._localsort import sorted_groups
 from ._merge import merge_groups, run_counts
-from ._reduce import (
-    dense_count,
-    dense_pairs,
-    dense_states,
-    gid_merge_states,
-    gid_sum,
-    key_range,
-    seg_agg_states,
-)
+from ._reduce import dense_count, dense_states, gid_merge_states, gid_sum, key_range, seg_agg_states
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import splitters
 
@@ -208,16 +200,11 @@ class GroupBy:
         lw = lo - (1 << 64) if lo >= 1 << 63 else lo
         cols = list(values.items())
         rows, arrays, nans = _dense_local(kw, lw, cols, spec, span, total > COUNT_CHUNK)
-        paired = rows.ndim == 2  # the first column's sums and the rows in one array
-        cuts, nans = _dense_split(rows[:, 1] if paired else rows, nans, lc)
+        cuts, nans = _dense_split(rows, nans, lc)
         lo_k = int(cuts[lc.Get_rank()])
         # every state is reduced onto the rank that outputs its groups (Reduce_scatter),
         # NaN counts only for the columns where some rank saw a NaN
-        size = _reduce_scatter(rows, cuts, MPI.SUM, lc)
-        if paired:  # float64 row counts: exact (fewer than 2**31 rows in all)
-            arrays[0][0], first = None, np.ascontiguousarray(size[:, 0])
-            size = size[:, 1]
-        size = size.astype(np.int64)
+        size = _reduce_scatter(rows, cuts, MPI.SUM, lc).astype(np.int64)
         del rows
         mine = []
         for j, arrs in enumerate(arrays):
@@ -225,8 +212,6 @@ class GroupBy:
                 arrs[1] = None
             mine.append([None if a is None else _reduce_scatter(a, cuts, op, lc)
                          for a, op in zip(arrs, (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX))])
-        if paired:
-            mine[0][0] = first
         present = np.flatnonzero(size)
         # every group seen (uniform keys): the states as they are, no gathers
         take = slice(None) if present.shape[0] == size.shape[0] else present
@@ -305,25 +290,19 @@ def _dense_local(kw, lw, cols, spec, span, wide):
     lw``; see :meth:`GroupBy._dense`): the rows per group (int64 when ``wide``, else
     int32), ``[sum, nan counts, min, max]`` per value column (min/max None unless asked
     for) and the NaNs seen per column. One pass per value column over chunks of
-    ``COUNT_CHUNK`` rows (one chunk below 2**31 rows); the first column counts rows.
-
-    A first column summed as float64, below 2**31 rows (the common case): ``rows`` is
-    ``(span, 2)`` float64 instead, that column's sums and the row counts side by side
-    (:func:`._reduce.dense_pairs`: one random access per row, not two), and its sums
-    in ``arrays`` are None."""
+    ``COUNT_CHUNK`` rows (one chunk below 2**31 rows); the first column counts rows."""
     n = kw.shape[0]
-    paired = bool(cols) and not wide and _acc_dtype(cols[0][1].dtype) == np.float64
-    rows = np.zeros((span, 2)) if paired else np.zeros(span, np.int64 if wide else np.int32)
+    rows = np.zeros(span, np.int64 if wide else np.int32)
     step = COUNT_CHUNK  # wide: more rows than that on all ranks together
     part = np.zeros(span, np.int32) if wide else rows
     arrays = []
-    for j, (col, v) in enumerate(cols):
+    for col, v in cols:
         acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
         nan = np.zeros(span, np.int64)  # pages touched only where NaNs are
         mn, mx = _init_states(span, acc)[2:] if mm else (None, None)
-        arrays.append([None if paired and j == 0 else np.zeros(span, acc), nan, mn, mx])
+        arrays.append([np.zeros(span, acc), nan, mn, mx])
     nans = np.zeros(len(cols), np.int64)
-    no_rows, no_sums = np.zeros(0, np.int32), np.zeros(0)
+    no_rows = np.zeros(0, np.int32)
     for a in range(0, n, step):
         k = kw[a:a + step]
         if part is not rows:
@@ -331,15 +310,10 @@ def _dense_local(kw, lw, cols, spec, span, wide):
         if not cols:
             dense_count(k, lw, part)
         for j, ((_, v), (sm, nan, mn, mx)) in enumerate(zip(cols, arrays)):
-            none = no_sums if sm is None else sm[:0]
-            if sm is None:  # paired (one chunk)
-                nans[j] = dense_pairs(k, lw, v, rows, nan, none if mn is None else mn,
-                                      none if mx is None else mx, mn is not None)
-                continue
-            count = j == 0
-            nans[j] += dense_states(k, lw, v[a:a + step], part if count else no_rows, sm,
+            none = sm[:0]
+            nans[j] += dense_states(k, lw, v[a:a + step], part if j == 0 else no_rows, sm,
                                     nan, none if mn is None else mn,
-                                    none if mx is None else mx, count, mn is not None)
+                                    none if mx is None else mx, j == 0, mn is not None)
         if part is not rows:
             rows += part
     return rows, arrays, nans
