@@ -95,6 +95,14 @@ for kd in KEYS:
         out, _ = hp.exchange(cols, dest, comm)
         put(f"exch.{tag}", {name: np.concatenate(comm.allgather(c)) for name, c in out.items()})
 
+if not COMMON:  # the dense group-by of every other value dtype (float16 as float32)
+    k = data("i8", n, 8, 300)
+    for vd in ("i1", "i2", "u1", "u2", "u4", "f2", "?"):
+        v = data("u1", n, 9) % 2 == 1 if vd == "?" else data(vd, n, 9)
+        t = local({"k": k, "v": v, "f": data("f8", n, 10)})
+        put(f"gbd.{vd}", hp.groupby(t, "k").agg(v=AGGS, f=["sum", "max"]))
+        put(f"gbd2.{vd}", hp.groupby(t, "k").agg(f="sum", v=AGGS))
+
 report = {"numba": "numba" in sys.modules, "status": _aot.status(), "misses": []}
 for name in _aot.BUILTIN:
     if not name.startswith("hpcproc.shuffles"):

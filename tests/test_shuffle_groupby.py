@@ -234,3 +234,79 @@ def test_dense_count_chunks_give_the_same_bytes(comm, layout, monkeypatch):
     np.testing.assert_array_equal(counted["count"], sizes["count"])
     np.testing.assert_array_equal(counted["count"], np.unique(k, return_counts=True)[1])
     _check(r, ["k"], [k], v)
+
+
+def _values(dtype, n, rng):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return rng.random(n) < 0.3
+    if dtype.kind == "f":
+        v = (rng.normal(size=n) * 50).astype(dtype)
+        v[rng.random(n) < 0.1] = np.nan
+        return v
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, n, dtype=dtype, endpoint=True)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("kind", ["uniform", "zipf", "equal", "negative", "u64-top", "one"])
+def test_dense_every_value_dtype_first_or_second(comm, layout, kind):
+    """The dense path of every value dtype (each ahead-of-time compiled), first (it
+    counts the rows, before a float64 column with NaNs) and second (after an int64
+    one), every aggregate: numpy's result, and the same bytes as the chunked path.
+    Uniform, Zipf, all-equal, negative and uint64 keys near 2**64, and one row; empty
+    ranks by the layouts."""
+    from hpcproc.shuffles import grouping
+    rng = np.random.default_rng(23)
+    n = 1 if kind == "one" else 900
+    k = {"uniform": rng.integers(0, 300, n), "zipf": (rng.zipf(1.3, n) - 1) % 257,
+         "equal": np.full(n, 7), "negative": rng.integers(-500, -100, n),
+         "u64-top": np.uint64(2**64 - 1) - rng.integers(0, 90, n).astype(np.uint64),
+         "one": np.array([-3])}[kind]
+    for dt in ("f8", "f4", "f2", "i8", "u8", "i4", "i2", "i1", "u4", "u2", "u1", "?"):
+        v, f, w = _values(dt, n, rng), _values("f8", n, rng), rng.integers(-9, 9, n)
+        t = split({"k": k, "v": v, "f": f, "w": w}, comm, layout)
+        for spec in ({"v": AGGS, "f": AGGS}, {"w": ["sum", "min"], "v": AGGS}):
+            r = hp.groupby(t, "k").agg(spec)
+            assert r.meta["strategy"] == "dense"
+            got = r.allgather()
+            assert list(got) == ["k"] + [f"{c}_{a}" for c, aggs in spec.items() for a in aggs]
+            for name, col in (("v", v), ("f", f)):
+                if name in spec:
+                    cols = {a: got[f"{name}_{a}"] for a in AGGS}
+                    _check_cols(cols, got["k"], k, col, dt if name == "v" else "f8")
+            with pytest.MonkeyPatch.context() as mp:  # int64 row counts, 5-row chunks
+                mp.setattr(grouping, "COUNT_CHUNK", 5)
+                chunked = hp.groupby(t, "k").agg(spec).allgather()
+            assert list(chunked) == list(got)
+            for name in got:
+                assert chunked[name].dtype == got[name].dtype, (dt, name)
+                assert chunked[name].tobytes() == got[name].tobytes(), (dt, name)
+
+
+def _check_cols(cols, gk, k, v, dt):
+    """The group-by columns ``cols`` (aggregate -> values) of keys ``gk`` against numpy."""
+    uk, ref = _reference([k], v.astype(np.float64))
+    np.testing.assert_array_equal(gk, uk[0])
+    assert gk.dtype == k.dtype
+    dt = np.dtype(dt)
+    for a in ("size", "count"):
+        np.testing.assert_array_equal(cols[a], ref[a])
+        assert cols[a].dtype == np.int64
+    np.testing.assert_allclose(cols["mean"], ref["mean"], rtol=1e-9)
+    if dt.kind == "f":
+        np.testing.assert_allclose(cols["sum"], ref["sum"], rtol=1e-9, atol=1e-9)
+        assert cols["sum"].dtype == np.float64
+        for a in ("min", "max"):
+            np.testing.assert_array_equal(cols[a], ref[a].astype(dt))
+            assert cols[a].dtype == dt
+        return
+    # exact: integer sums wrap in int64 / uint64 as numpy's do
+    acc = np.uint64 if dt.kind == "u" else np.int64
+    with np.errstate(over="ignore"):
+        sums = [np.sum(v[k == u].astype(acc)) for u in uk[0]]
+    np.testing.assert_array_equal(cols["sum"], np.array(sums, acc))
+    assert cols["sum"].dtype == acc
+    for a, fn in (("min", np.min), ("max", np.max)):
+        np.testing.assert_array_equal(cols[a], np.array([fn(v[k == u]) for u in uk[0]], dt))
+        assert cols[a].dtype == dt
