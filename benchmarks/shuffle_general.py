@@ -252,8 +252,16 @@ def _exchange_rates(comm, rows) -> dict:
     counts = np.bincount(dest, minlength=p).astype(np.int64)
     recv = np.empty_like(counts)
     comm.Alltoall(counts, recv)
-    sb = np.zeros(n * 16, np.uint8)
-    rb = np.zeros(int(recv.sum()) * 16 + 16, np.uint8)
+    order = np.argsort(dest, kind="stable")
+    runs = {k: v[order] for k, v in cols.items()}
+    del order
+    # the rows themselves, grouped by destination (a send buffer of zeros from np.zeros
+    # is never written: every page maps the one zero page, always in cache, and the
+    # Alltoallv measured 1.2x faster than with real data)
+    sb = np.empty((n, 2), np.uint64)
+    sb[:, 0], sb[:, 1] = runs["key"].view(np.uint64), runs["value"].view(np.uint64)
+    sb = sb.reshape(-1).view(np.uint8)
+    rb = np.ones(int(recv.sum()) * 16 + 16, np.uint8)
     sd = np.r_[0, np.cumsum(counts)[:-1]] * 16
     rd = np.r_[0, np.cumsum(recv)[:-1]] * 16
 
@@ -271,7 +279,7 @@ def _exchange_rates(comm, rows) -> dict:
     sremote, rremote = counts.copy(), recv.copy()
     sremote[me] = rremote[me] = 0
 
-    def selfcopy():  # own rows by numpy (MPICH's Alltoallv copies them ~9x slower)
+    def selfcopy():  # own rows by numpy (MPICH's Alltoallv copies them 2-9x slower)
         own = slice(sd[me], sd[me] + counts[me] * 16)
         rb[rd[me]:rd[me] + counts[me] * 16] = sb[own]
         lc.Alltoallv([sb, (sremote * 16, sd), MPI.BYTE], [rb, (rremote * 16, rd), MPI.BYTE])
@@ -302,9 +310,6 @@ def _exchange_rates(comm, rows) -> dict:
             comm.Alltoallv([v[order], (c, np.r_[0, np.cumsum(c)[:-1]])],
                            [got, (r, np.r_[0, np.cumsum(r)[:-1]])])
     ex_hand = med(hand)
-    order = np.argsort(dest, kind="stable")
-    runs = {k: v[order] for k, v in cols.items()}
-    del order
     ctg = med(lambda: exchange_runs(runs, counts, comm))
     return {"alltoallv_GBps": moved / raw / 1e9, "alltoallv_fresh_GBps": moved / raw_fresh / 1e9,
             "alltoallv_selfcopy_GBps": moved / raw_self / 1e9,
