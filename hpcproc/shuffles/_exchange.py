@@ -298,16 +298,21 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
         sdispl, rdispl = _offsets(scount), _offsets(rcount)
         own, at = int(scount[me]), int(rdisp_out[me] + rlo[me])  # this rank's own rows
         sremote, rremote = _without(scount, me), _without(rcount, me)
+        alone = rounds == 1 and own == total == int(scount.sum())
         for (name, col), rb in zip(columns.items(), rowbytes):
             if rb == 0:
                 continue
             src = words(col)
-            if send_buf is None:
-                send_buf = _staging(lc, "send", min(most, int(send.sum()) * widest))
-            sb = send_buf[: int(scount.sum()) * rb]
-            sview = sb.view(src.dtype).reshape((-1,) + src.shape[1:])
-            K.scatter_round(dest, src, slo, shi, sdispl, sview)
-            words(out[name])[at:at + own] = sview[sdispl[me]:sdispl[me] + own]
+            if alone:  # every row stays here (one rank): scatter straight into the output
+                sb = np.empty(0, np.uint8)
+                K.scatter_round(dest, src, slo, shi, sdispl, words(out[name]))
+            else:
+                if send_buf is None:
+                    send_buf = _staging(lc, "send", min(most, int(send.sum()) * widest))
+                sb = send_buf[: int(scount.sum()) * rb]
+                sview = sb.view(src.dtype).reshape((-1,) + src.shape[1:])
+                K.scatter_round(dest, src, slo, shi, sdispl, sview)
+                words(out[name])[at:at + own] = sview[sdispl[me]:sdispl[me] + own]
             if rounds == 1:  # receive in place: the whole output fits one message
                 rb_view = out[name].reshape(-1).view(np.uint8)
                 with phase("exchange", sent=sb.nbytes):
