@@ -131,8 +131,9 @@ def describe(x, bins=64, range=None, ddof: int = 0, skipna: bool = False, comm=N
 
     Memory: one piece (``min(block_bytes, 8 MiB)`` for a contiguous file, else one
     block of ``block_bytes``) per rank plus the states (a few hundred bytes,
-    ``8 * bins`` bytes per thread, and the sketch: ``2 * ceil(1418 / ln(gamma)) + 5``
-    int64 per thread, 1.1 MiB for ``rel_err=0.01``).
+    ``32 * bins`` bytes per thread: four sub-histograms, 128 KiB of bin estimates per
+    kernel call, and the sketch: ``2 * ceil(1418 / ln(gamma)) + 5`` int64 per thread,
+    1.1 MiB for ``rel_err=0.01``).
     """
     from ..kernels.describe_state import DescribeState
 
