@@ -378,3 +378,14 @@ def test_bin_estimate_and_correction_on_edges(case):
         state = DescribeState(*edge_args(edges))
         state.add(x, None)
         np.testing.assert_array_equal(state.counts(), np.histogram(x, edges)[0])
+
+
+@pytest.mark.mpi
+def test_too_many_bins_is_refused_before_allocating(comm):
+    """More bins than the node's memory holds (counts and four sub-histograms per thread):
+    one clear error on every rank, before anything of that size is allocated."""
+    import os
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    too_many = total // 40 + 1  # 64 bytes per bin would not fit, the counts alone would
+    with pytest.raises(ValueError, match=f"bins={too_many:,} needs about .* use fewer bins"):
+        hp.describe(_dist(np.arange(10.0), comm), too_many, range=(0, 10))

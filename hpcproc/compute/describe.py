@@ -142,7 +142,8 @@ def describe(x, bins=64, range=None, ddof: int = 0, skipna: bool = False, comm=N
     qa, sketch = _check_q(quantiles, rel_err)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
     comm, skip = src.comm, bool(skipna) or src.skipna
-    check_memory(nbins_of(bins), comm)
+    nb = nbins_of(bins)  # edges, counts, the reduction and four sub-histograms per thread
+    check_memory(2 * nb, comm, f"bins={nb:,}")
     dtype = src.dtype if src.dtype is not None else np.dtype(np.float64)
     two = isinstance(bins, int) and range is None
     if two and not src.multipass:
