@@ -350,3 +350,42 @@ def test_fused_pieces_equal_separate_kernels(dtype, threads):
     assert rs.pack(state.state).tobytes() == rs.pack(whole).tobytes()
     fin = data[np.isfinite(data)] if dtype == "f8" else data
     np.testing.assert_array_equal(state.counts(), np.histogram(fin, edges)[0])
+
+
+@pytest.mark.parametrize("case", ["edges_f8", "offset_f4", "int_edges_beyond_2_53"])
+def test_bin_estimate_and_correction_on_edges(case):
+    """The vectorised bin estimate + exact correction (``_hist_nb.bin_estimates`` and
+    ``count_bins4``) against np.histogram: every edge, its float neighbours, a range far
+    from zero (estimates off by a bin), integer edges compared exactly beyond 2**53, the
+    last bin closed, lengths that are not a multiple of the 4 sub-histograms."""
+    from hpcproc.compute.histogram import edge_args
+    from hpcproc.kernels.describe_state import DescribeState
+
+    if case == "int_edges_beyond_2_53":
+        edges = np.arange(2**60, 2**60 + 65 * 1000, 1000, dtype=np.int64)
+        base = np.concatenate([edges - 1, edges, edges + 1, [2**60 - 10**6, 2**61]])
+        data = np.tile(base, 700).astype(np.int64)
+    else:
+        dt = np.float64 if case == "edges_f8" else np.float32
+        lo, hi = (-3.0, 7.0) if case == "edges_f8" else (1e6, 1e6 + 10.0)
+        edges = np.histogram_bin_edges(np.zeros(0, dt), 64, range=(lo, hi))
+        e = edges.astype(dt)
+        base = np.concatenate([e, np.nextafter(e, -np.inf), np.nextafter(e, np.inf),
+                               [np.nan, np.inf, -np.inf]]).astype(dt)
+        data = np.tile(base, 700)
+    for n in (1, 2, 3, 5, 7, 33_001, data.size):
+        x = data[:n]
+        state = DescribeState(*edge_args(edges))
+        state.add(x, None)
+        np.testing.assert_array_equal(state.counts(), np.histogram(x, edges)[0])
+
+
+@pytest.mark.mpi
+def test_too_many_bins_is_refused_before_allocating(comm):
+    """More bins than the node's memory holds (counts and four sub-histograms per thread):
+    one clear error on every rank, before anything of that size is allocated."""
+    import os
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    too_many = total // 40 + 1  # 64 bytes per bin would not fit, the counts alone would
+    with pytest.raises(ValueError, match=f"bins={too_many:,} needs about .* use fewer bins"):
+        hp.describe(_dist(np.arange(10.0), comm), too_many, range=(0, 10))

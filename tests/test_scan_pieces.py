@@ -11,6 +11,7 @@ for bit. Marked ``mpi``: serial and under 2 and 3 ranks.
 
 import dataclasses
 import errno
+import itertools
 import os
 import zlib
 
@@ -21,6 +22,8 @@ import pytest
 import hpcproc as hp
 from hpcproc import _faults
 from hpcproc.io import direct, lineage
+from hpcproc.io.scan import spare_core
+from hpcproc.kernels import get_threads, set_threads
 from support import on_root
 
 STATS = ("count", "nan_count", "sum", "mean", "var", "std", "min", "max")
@@ -162,8 +165,8 @@ def test_row_scan_pieces_checksum_and_truncation(tmp_path):
     data = np.arange(10_000, dtype=">f8").reshape(2500, 4)
     _write(tmp_path / "x.h5", data)
     info = hp.dataset_info(str(tmp_path / "x.h5"), "/x")
-    for step in (1, 7, 600, 5000):
-        scan = direct.RowScan(info, 13, 2490, step, zlib.crc32)
+    for step, overlap in itertools.product((1, 7, 600, 5000), (True, False)):
+        scan = direct.RowScan(info, 13, 2490, step, zlib.crc32, overlap=overlap)
         rows = []
         for row, piece in scan:
             assert piece.dtype.isnative and len(piece) <= step
@@ -183,3 +186,37 @@ def test_row_scan_pieces_checksum_and_truncation(tmp_path):
     next(it)
     it.close()
     assert os.path.exists(info.path)
+
+
+@pytest.mark.mpi
+def test_spare_core(comm):
+    """The checksum thread overlaps the consumer only with a core to spare: never when
+    the rank's threads take all the cores it may use; the same answer on every call."""
+    cores = min(len(os.sched_getaffinity(0)), (os.cpu_count() or 1))
+    assert spare_core(comm, threads=cores) is False
+    assert spare_core(comm, threads=1) is spare_core(comm, threads=1)
+    if comm.size == 1 and cores > 1:
+        assert spare_core(comm, threads=1) is True
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("threads", [1, 64])
+def test_pieces_checksum_with_and_without_overlap(comm, shared_tmp, threads):
+    """The lineage checksum, numpy's counts and hp.stats' bits whether or not the
+    checksum overlaps the kernels (64 threads: no core to spare, so it does not)."""
+    path = shared_tmp / f"t{threads}.h5"
+    data = np.random.default_rng(7).normal(size=300_001)
+    data[::97] = np.nan
+    on_root(comm, _write, path, data)
+    ref = "crc32:%08x" % zlib.crc32(data.tobytes())
+    before = get_threads()
+    set_threads(threads)
+    try:
+        lineage.reset()
+        d = hp.describe(f"{path}:/x", 16, range=(-2, 2), comm=comm, block_bytes=1 << 16)
+        (rec,) = lineage.inputs()
+    finally:
+        set_threads(before)
+    assert rec["checksum"] == ref
+    np.testing.assert_array_equal(d["counts"], np.histogram(data, 16, range=(-2, 2))[0])
+    assert all(_same(d[k], v) for k, v in hp.stats(_dist(data, comm)).items() if k in STATS)

@@ -137,7 +137,9 @@ def open_source(x, comm=None, block_bytes: int = 64 << 20, method: str = "auto",
                 path, name, block_bytes=block_bytes, comm=comm, method=method, reuse=True,
                 mask_and_scale=mask_and_scale))
         def pieces():
-            return scan_pieces(path, name, comm, block_bytes, method, mask_and_scale)
+            from ..kernels import get_threads  # the checksum thread needs a spare core
+            return scan_pieces(path, name, comm, block_bytes, method, mask_and_scale,
+                               threads=get_threads())
         return Source(comm, info.native_dtype if dec is None else dec.dtype, info.shape[1:],
                       make, True, nbytes=info.rows * info.row_bytes,
                       skipna=dec is not None and dec.masks, located=True, make_pieces=pieces)

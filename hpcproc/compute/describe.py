@@ -131,8 +131,9 @@ def describe(x, bins=64, range=None, ddof: int = 0, skipna: bool = False, comm=N
 
     Memory: one piece (``min(block_bytes, 8 MiB)`` for a contiguous file, else one
     block of ``block_bytes``) per rank plus the states (a few hundred bytes,
-    ``8 * bins`` bytes per thread, and the sketch: ``2 * ceil(1418 / ln(gamma)) + 5``
-    int64 per thread, 1.1 MiB for ``rel_err=0.01``).
+    ``32 * bins`` bytes per thread: four sub-histograms, 128 KiB of bin estimates per
+    kernel call, and the sketch: ``2 * ceil(1418 / ln(gamma)) + 5`` int64 per thread,
+    1.1 MiB for ``rel_err=0.01``).
     """
     from ..kernels.describe_state import DescribeState
 
@@ -141,7 +142,8 @@ def describe(x, bins=64, range=None, ddof: int = 0, skipna: bool = False, comm=N
     qa, sketch = _check_q(quantiles, rel_err)
     src = open_source(x, comm, block_bytes, method, mask_and_scale)
     comm, skip = src.comm, bool(skipna) or src.skipna
-    check_memory(nbins_of(bins), comm)
+    nb = nbins_of(bins)  # edges, counts, the reduction and four sub-histograms per thread
+    check_memory(2 * nb, comm, f"bins={nb:,}")
     dtype = src.dtype if src.dtype is not None else np.dtype(np.float64)
     two = isinstance(bins, int) and range is None
     if two and not src.multipass:

@@ -9,27 +9,29 @@ kernels visit it, and every agreement is a collective that waits for the slowest
 :func:`scan_pieces` reads a direct-readable dataset (contiguous, unfiltered, no CF
 decoding; ``method`` "auto" or "direct") in pieces of at most :data:`PIECE` bytes into
 one reused buffer (:class:`~hpcproc.io.direct.RowScan`) and hands on each piece while it
-is in the cache; its crc32 for the lineage record is computed meanwhile on a helper
-thread. It communicates only before the first piece (the read plan) and after the last
-(a barrier that sleeps while it waits, read errors, the lineage record). Any other
+is in the cache; its crc32 for the lineage record is computed on a helper thread
+(meanwhile, when the rank has a core to spare: :func:`spare_core`). It communicates only
+before the first piece (the read plan, the node's rank count) and after the last (a
+barrier that sleeps while it waits, read errors, the lineage record). Any other
 dataset is read with :func:`hpcproc.blocks` (``reuse=True``) as before.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
 import numpy as np
 
 from .. import _faults
-from ..comm import check_all, get_comm, lib_comm
+from ..comm import check_all, get_comm, lib_comm, node_comm
 from ..observe import progress
 from . import cf, direct, ingest
 from .plan import ReadPlan
 from .read import blocks
 
-__all__ = ["scan_pieces", "PIECE"]
+__all__ = ["scan_pieces", "spare_core", "PIECE"]
 
 #: Bytes per piece: the native reference reads 8 MiB pieces too (measured: smaller
 #: pieces cost more Python per byte than they save; larger ones leave the cache).
@@ -37,7 +39,7 @@ PIECE = 8 << 20
 
 
 def scan_pieces(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
-                method: str = "auto", mask_and_scale: bool = True
+                method: str = "auto", mask_and_scale: bool = True, threads: int = 1
                 ) -> Iterator[tuple[int, np.ndarray]]:
     """This rank's share of ``path:dataset`` as ``(file row, local array)`` pieces.
 
@@ -47,7 +49,8 @@ def scan_pieces(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
     and are views of one reused buffer, valid until the next step. The rows are those of
     :func:`hpcproc.blocks` (the same decomposition and values); a failed read stops this
     rank's pieces and is raised on every rank after the last piece. A complete scan is
-    recorded as an input of the lineage, with its checksum.
+    recorded as an input of the lineage, with its checksum. ``threads``: the threads the
+    loop body runs on (the checksum overlaps it only if the rank has a core beyond them).
     """
     comm = get_comm(comm)
     if int(block_bytes) < 1:
@@ -63,7 +66,8 @@ def scan_pieces(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
     crc = ingest.BlockChecksum(info, plan.start, plan.stop)
     inline = ingest.inline_crc32() if crc.active else None
     rows = max(1, min(int(block_bytes), PIECE) // max(1, info.row_bytes))
-    scan = direct.RowScan(info, lo, hi, rows, inline)
+    overlap = spare_core(comm, threads)  # collective (the first time for comm)
+    scan = direct.RowScan(info, lo, hi, rows, inline, overlap=overlap)
     bar = progress.scan(f"{path}:{info.name}", (hi - lo) * info.row_bytes,
                         (plan.stop - plan.start) * info.row_bytes)
     error, rank = None, comm.Get_rank()
@@ -82,6 +86,19 @@ def scan_pieces(path: str, dataset: str, comm=None, block_bytes: int = 64 << 20,
     if inline is not None:
         crc.crc, crc.nbytes = scan.crc, (hi - lo) * info.row_bytes
     crc.finish(info, plan.start, plan.stop, comm)
+
+
+def spare_core(comm, threads: int = 1) -> bool:
+    """True when this rank has a core beyond its ``threads``: its CPU affinity, or its
+    share of the node's cores (``os.cpu_count()`` over the ranks on the node), whichever
+    is smaller. Collective the first time for ``comm`` (:func:`~hpcproc.comm.node_comm`)."""
+    ranks = node_comm(comm).Get_size()
+    total = os.cpu_count() or 1
+    try:
+        mine = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity call on this system
+        mine = total
+    return min(mine, total // max(1, ranks)) > max(1, int(threads))
 
 
 def _idle_wait(comm, spin: float = 1e-3, poll: float = 2e-4) -> None:

@@ -7,9 +7,13 @@ times). Each slice goes through the existing kernels, called, not copied:
 * :func:`._moments_nb.moments_1d` can accumulate a moment state (``moments=True``).
   ``hp.describe`` does not use it: its statistics come from ``hp.stats``' reproducible
   state (:mod:`.describe_state`), so they are bit-identical to ``hp.stats``;
-* the histogram counts the slice with :func:`._hist_nb.find_bin` (numpy's rules), into
-  ``SUBS`` interleaved sub-histograms (consecutive increments of one bin never wait for
-  each other); :func:`fold_subs` adds them up;
+* the histogram counts the slice with numpy's rules into ``SUBS`` (4) interleaved
+  sub-histograms (consecutive increments of one bin never wait for each other;
+  :func:`fold_subs` adds them up). Uniform edges: a vectorised pass of float64 bin
+  estimates into an int32 scratch array (:func:`._hist_nb.bin_estimates`), then the
+  exact correction against the edges and the counts (:func:`._hist_nb.count_bins4`),
+  as the native reference does (measured 25% faster than both per element); other edges:
+  :func:`._hist_nb.find_bin`'s binary search;
 * :func:`._select_nb.sketch_add` adds the slice to the quantile sketch when one is given.
 
 ``moments=False``, an empty ``subs`` (0 bins) or ``sketch`` (0 entries) skips that part.
@@ -35,15 +39,21 @@ from ._kernel import kernel
 __all__ = ["SLICE", "SUBS", "describe_1d", "fold_hist_1d", "fold_subs"]
 
 SLICE = mnb.CHUNK * 32
-SUBS = 2
+SUBS = 4
+_MAX_INT32 = 2**31 - 1  # edges of an int32 bin estimate
 
 
 @kernel
-def _hist_slice(x, r0, r1, edges, uniform, norm, subs):
+def _hist_slice(x, r0, r1, edges, uniform, norm, subs, est):
+    if uniform and edges.shape[0] <= _MAX_INT32:  # vectorised estimates, then the search
+        part = x[r0:r1]
+        hnb.bin_estimates(part, edges, norm, est)
+        hnb.count_bins4(part, edges, est, subs)
+        return
     for i in range(r0, r1):
         b = hnb.find_bin(x[np.uint64(i)], edges, uniform, norm)
         if b >= 0:  # unsigned indices: no code for negative ones (measured 17% faster)
-            subs[np.uint64(i & 1), np.uint64(b)] += 1
+            subs[np.uint64(i & (SUBS - 1)), np.uint64(b)] += 1
 
 
 @kernel(aot=signatures("{x}[::1], f8[:, ::1], b1, f8[::1], b1, f8, i8[:, ::1], f8, f8, i8, f8, "
@@ -57,13 +67,14 @@ def describe_1d(x, state, moments, edges, uniform, norm, subs, log_gamma, log_mi
     hist = subs.shape[1] > 0
     sk = sketch.shape[0] > 0
     nan = 0
+    est = np.empty(min(n, SLICE) if hist and uniform else 0, dtype=np.int32)
     for r0 in range(0, n, SLICE):
         r1 = min(n, r0 + SLICE)
         part = x[r0:r1]
         if moments:
             mnb.moments_1d(part, state)
         if hist:
-            _hist_slice(x, r0, r1, edges, uniform, norm, subs)
+            _hist_slice(x, r0, r1, edges, uniform, norm, subs, est[:r1 - r0])
         if sk:
             nan += snb.sketch_add(part, log_gamma, log_min, nbuck, min_pos, sketch)
     return nan
@@ -81,10 +92,11 @@ def fold_hist_1d(x, c0, lvl, idx, val, top, tot, mm, leaf, edges, uniform, norm,
     it is in the L2 cache. The moment stack is exactly ``fold_1d``'s (the same calls on
     the same chunks, in order; ``SLICE`` is a multiple of the chunk); returns its top."""
     n = x.shape[0]
+    est = np.empty(min(n, SLICE) if uniform else 0, dtype=np.int32)  # bin estimates
     for r0 in range(0, n, SLICE):
         r1 = min(n, r0 + SLICE)
         top = rn.fold_1d(x[r0:r1], c0 + r0 // rn.CHUNK, lvl, idx, val, top, tot, mm, leaf)
-        _hist_slice(x, r0, r1, edges, uniform, norm, subs)
+        _hist_slice(x, r0, r1, edges, uniform, norm, subs, est[:r1 - r0])
     return top
 
 

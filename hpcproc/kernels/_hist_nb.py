@@ -48,6 +48,65 @@ def find_bin(v, edges, uniform, norm):
     return lo
 
 
+@kernel
+def bin_estimates(x, edges, norm, idx):
+    """The first step of :func:`find_bin` for uniform edges, on all of ``x`` at once:
+    ``idx[i]`` is the float64 estimate of ``x[i]``'s bin, clamped to ``[0, nb - 1]``, or
+    ``-1`` when ``x[i]`` is outside the edges or NaN (compared as :func:`find_bin`
+    compares). Branch-free, int32: LLVM vectorises the loop (two values per SSE2
+    instruction). Needs ``nb < 2**31``; :func:`count_bins4` finishes the search."""
+    nb = edges.shape[0] - 1
+    lo, hi = edges[0], edges[nb]
+    e0, top = np.float64(edges[0]), np.float64(nb - 1)
+    for i in range(x.shape[0]):
+        v = x[i]
+        t = (np.float64(v) - e0) * norm
+        t = t if t < top else top
+        t = t if t > 0.0 else 0.0
+        idx[i] = np.int32(t) if (v >= lo and v <= hi) else np.int32(-1)
+
+
+@kernel(inline="always")
+def _fix_bin(v, b, edges, nb):
+    """Correct the estimate ``b >= 0`` of an in-range ``v`` (:func:`find_bin`'s loops;
+    ``v >= edges[0]`` stops the first one at 0)."""
+    while v < edges[np.uint64(b)]:
+        b -= 1
+    while b < nb - 1 and v >= edges[np.uint64(b + 1)]:
+        b += 1
+    return b
+
+
+@kernel
+def count_bins4(x, edges, est, subs):
+    """Correct the estimates ``est`` of :func:`bin_estimates` against the edges (numpy's
+    rules, exactly as :func:`find_bin`) and count ``x[i]`` into row ``i % 4`` of ``subs``
+    (``(4, bins)``); ``-1`` is not counted. Four rows, one per unrolled step: consecutive
+    increments of a bin do not wait for each other (measured 25% faster than a row
+    index computed per element)."""
+    nb = edges.shape[0] - 1
+    s0, s1, s2, s3 = subs[0], subs[1], subs[2], subs[3]
+    n = x.shape[0]
+    n4 = n - n % 4
+    for i in range(0, n4, 4):
+        b = est[i]
+        if b >= 0:
+            s0[np.uint64(_fix_bin(x[i], np.int64(b), edges, nb))] += 1
+        b = est[i + 1]
+        if b >= 0:
+            s1[np.uint64(_fix_bin(x[i + 1], np.int64(b), edges, nb))] += 1
+        b = est[i + 2]
+        if b >= 0:
+            s2[np.uint64(_fix_bin(x[i + 2], np.int64(b), edges, nb))] += 1
+        b = est[i + 3]
+        if b >= 0:
+            s3[np.uint64(_fix_bin(x[i + 3], np.int64(b), edges, nb))] += 1
+    for i in range(n4, n):
+        b = est[i]
+        if b >= 0:
+            s0[np.uint64(_fix_bin(x[i], np.int64(b), edges, nb))] += 1
+
+
 @kernel(aot=signatures(_1D + ", i8[::1]", x=REALS))
 def hist1d(x, edges, uniform, norm, counts):
     for i in range(x.shape[0]):
