@@ -101,11 +101,12 @@ def edge_args(edges):
     e = np.ascontiguousarray(edges, dtype=kdt if kdt.kind in "iu" else np.float64)
     f = e.astype(np.float64)
     nb = e.size - 1
-    d = np.diff(f)
     # equal widths to 1e-9 (np.allclose's test, without its temporaries: 10**7 bins took
     # 2 s); NaN or infinite edges fail both comparisons
-    uniform = bool(nb > 0 and f[-1] > f[0] and d.min() > 0
-                   and np.abs(d - d[0]).max() <= 1e-9 * abs(d[0]))
+    with np.errstate(invalid="ignore"):
+        d = np.diff(f)
+        uniform = bool(nb > 0 and f[-1] > f[0] and d.min() > 0
+                       and np.abs(d - d[0]).max() <= 1e-9 * abs(d[0]))
     with np.errstate(over="ignore"):  # tiny ranges (1e-308): search the edges instead
         norm = nb / (f[-1] - f[0]) if uniform else 0.0
     uniform = uniform and bool(np.isfinite(norm))
