@@ -16,10 +16,25 @@ __all__ = ["count_dest", "scatter_round", "hash_dest", "range_dest", "gather_row
 
 @jit
 def count_dest(dest, size):
-    """Rows per destination rank (pass 1 of the partition)."""
-    counts = np.zeros(size, dtype=np.int64)
-    for i in range(dest.shape[0]):
-        counts[dest[i]] += 1
+    """Rows per destination rank (pass 1 of the partition).
+
+    Four interleaved counters: with few ranks, consecutive rows mostly hit the same
+    counter, and one counter makes every increment wait for the previous one (measured
+    2-4x slower at 2 ranks).
+    """
+    c = np.zeros((4, size), dtype=np.int64)
+    n = dest.shape[0]
+    m = n - n % 4
+    for i in range(0, m, 4):
+        c[0, dest[i]] += 1
+        c[1, dest[i + 1]] += 1
+        c[2, dest[i + 2]] += 1
+        c[3, dest[i + 3]] += 1
+    for i in range(m, n):
+        c[0, dest[i]] += 1
+    counts = np.empty(size, dtype=np.int64)
+    for d in range(size):
+        counts[d] = c[0, d] + c[1, d] + c[2, d] + c[3, d]
     return counts
 
 
