@@ -16,6 +16,16 @@ every outermost collective call the free part of the heap is given back
 (``malloc_trim``) when it exceeds half of the memory still available (the node's, or the
 job's memory cgroup's when less) divided by the node's CPUs, the most ranks it can hold.
 
+Huge pages on a virtual machine that gives free memory back to its host: numpy advises
+the kernel to back large arrays with transparent huge pages (``madvise``). When the
+machine's memory balloon reports free pages to the host (virtio's free page reporting, as
+Firecracker and QEMU guests use), the host takes back every free 2 MiB block, and the
+first touch of a huge page then faults 512 host pages: measured 4.5-10 s per GiB on a
+2-core guest, against 1 s with 4 KiB pages and 0.25 s for huge pages reused in the
+process. There the first collective call turns numpy's advice off (what jemalloc, the
+allocator of Polars and DuckDB, does everywhere), unless ``NUMPY_MADVISE_HUGEPAGE`` is set
+(numpy's own switch: ``1`` keeps the advice). Elsewhere numpy's default stays.
+
 On by default from the first collective call. ``HPCPROC_RETAIN_MEMORY``: ``0`` off (the
 free heap is given back at once), a size (``2G``) on with at most that much free heap kept
 per rank, unset or ``1`` on with the share above, anything else off with a warning.
@@ -34,7 +44,8 @@ import warnings
 
 from ._units import env_size
 
-__all__ = ["retain_memory", "retaining", "on_call", "after_call", "free_heap", "available"]
+__all__ = ["retain_memory", "retaining", "on_call", "after_call", "free_heap", "available",
+           "host_takes_free_pages", "numpy_huge_pages"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
@@ -109,11 +120,14 @@ def retaining() -> bool:
 
 
 def on_call(warn: bool = True) -> None:
-    """At the start of an outermost collective call: the default, once per process
+    """At the start of an outermost collective call: the defaults, once per process
     (``HPCPROC_RETAIN_MEMORY``: ``0`` off; unset or ``1`` on; a size: on, at most that
     much kept; anything else off, with one warning naming the variable when ``warn``:
-    the caller passes it on one rank)."""
+    the caller passes it on one rank; numpy's huge-page advice off where the host takes
+    free pages back, see the module documentation)."""
     if not _state["decided"]:
+        if "NUMPY_MADVISE_HUGEPAGE" not in os.environ and host_takes_free_pages():
+            numpy_huge_pages(False)
         value = os.environ.get("HPCPROC_RETAIN_MEMORY", "").strip()
         if value in ("", "1"):
             retain_memory(True)
@@ -128,6 +142,38 @@ def on_call(warn: bool = True) -> None:
                     warnings.warn(f"{exc}: ignored, freed memory is given back", stacklevel=3)
                 return
             retain_memory(True, max_free=cap)
+
+
+def host_takes_free_pages() -> bool:
+    """Whether this machine's memory balloon reports free pages to its host (a virtio
+    balloon device, ``device`` 0x0005, with feature bit 5, ``VIRTIO_BALLOON_F_REPORTING``:
+    the Linux driver then hands every free 2 MiB block back). Not collective."""
+    try:
+        devices = os.scandir("/sys/bus/virtio/devices")
+    except OSError:
+        return False
+    with devices:
+        for dev in devices:
+            try:
+                with open(f"{dev.path}/device") as f:
+                    if f.read().strip() != "0x0005":
+                        continue
+                with open(f"{dev.path}/features") as f:
+                    bits = f.read().strip()  # one character per feature bit, bit 0 first
+            except OSError:
+                continue
+            if len(bits) > 5 and bits[5] == "1":
+                return True
+    return False
+
+
+def numpy_huge_pages(enable: bool) -> bool | None:
+    """Turn numpy's transparent-huge-page advice for large arrays on or off; returns the
+    previous setting (None when this numpy has no such switch). Not collective."""
+    import numpy as np
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    return None if switch is None else bool(switch(bool(enable)))
 
 
 def free_heap() -> int:

@@ -202,3 +202,44 @@ def test_invalid_budget_on_one_rank_is_one_error_on_every_rank(tmp_path):
            "64M, 1.5G), got 'lots'")
     want = [(msg, [float(x) for x in range(10) if x % 3 == r] * 3) for r in range(3)]
     assert proc.stdout.strip() == str(want), proc.stdout
+
+
+def _balloon_reports_free_pages() -> bool:
+    """Read here, independently of hpcproc: a virtio balloon (device 0x0005) offering
+    free page reporting (feature bit 5)."""
+    from pathlib import Path
+    for dev in Path("/sys/bus/virtio/devices").glob("*"):
+        try:
+            if (dev / "device").read_text().strip() == "0x0005" and \
+                    (dev / "features").read_text().strip()[5:6] == "1":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.parametrize("env", [{}, {"NUMPY_MADVISE_HUGEPAGE": "1"},
+                                 {"NUMPY_MADVISE_HUGEPAGE": "0"}])
+def test_numpy_huge_pages_off_only_where_the_host_takes_free_pages(tmp_path, env):
+    # numpy's huge-page advice is on by default; the first collective call turns it off
+    # on a guest whose balloon reports free pages, unless numpy's own variable is set
+    script = tmp_path / "huge.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np
+        from mpi4py import MPI
+        import hpcproc as hp
+        from hpcproc import memory
+        comm = MPI.COMM_WORLD
+        before = memory.numpy_huge_pages(True)
+        memory.numpy_huge_pages(before)
+        hp.stats(hp.DistArray.from_local(np.arange(3.0), comm))
+        after = memory.numpy_huge_pages(True)
+        everyone = comm.gather((before, after))
+        print(everyone if comm.rank == 0 else "", flush=True)
+    """))
+    proc = run([sys.executable, str(script)], ranks=2, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    numpy_default = env.get("NUMPY_MADVISE_HUGEPAGE", "1") != "0"
+    want = numpy_default and ("NUMPY_MADVISE_HUGEPAGE" in env or
+                              not _balloon_reports_free_pages())
+    assert proc.stdout.strip() == str([(numpy_default, want)] * 2), proc.stdout
