@@ -445,3 +445,34 @@ def test_break_odd_sysfs_never_crashes_a_collective_call(tmp_path, case, setup, 
     proc = _in_fake_sysfs(tmp_path, setup, user="65534" if case == "unreadable_dir" else None)
     assert proc.returncode == 0, proc.stderr[-600:]
     assert proc.stdout.split() == [want, "6.0"], proc.stdout
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("edges", [[0, 10, 20, 99], [0, 33, 66, 99], [0, 1, 2, 3], [5, 5, 99]])
+def test_break_histogram_int64_edges_beyond_2_53(comm, edges):
+    """Integer data and edges near 2**60: as float64 the widths collapse (ulp 256), so
+    the uniform test must not pick the estimate; counts are numpy's exact ones."""
+    x = (2**60 + np.random.default_rng(8).integers(0, 100, 997)).astype(np.int64)
+    e = np.asarray(edges, dtype=np.int64) + 2**60
+    lo, hi = hp.block_range(len(x), comm.size, comm.rank)
+    d = hp.DistArray.from_local(x[lo:hi], comm)
+    want = np.histogram(x, bins=e)[0]
+    np.testing.assert_array_equal(hp.histogram(d, bins=e)[0], want)
+    np.testing.assert_array_equal(hp.describe(d, bins=e)["counts"], want)
+
+
+@SERIAL_ONLY
+def test_break_memory_budget_different_valid_values_per_rank(tmp_path):
+    """Different valid budgets (64M, 1G, 1 byte) on three ranks: the ranks agree on the
+    number of rounds; every row arrives in order."""
+    script = tmp_path / "budget.py"
+    script.write_text(BUDGET_SCRIPT)
+    rank = [sys.executable, str(script)]
+    cmd = ["timeout", "-k", "10", "30", MPIEXEC]
+    for i, value in enumerate(("64M", "1G", "1")):
+        cmd += ([":"] if i else []) + ["-n", "1", "env", f"HPCPROC_MEMORY_BUDGET={value}", *rank]
+    proc = run(cmd, timeout=90)
+    want = [[float(x + 100 * s) for s in range(3) for x in range(10) if x % 3 == r]
+            for r in range(3)]
+    assert proc.returncode == 0, f"exit {proc.returncode} (124: hung)\n{proc.stderr[-800:]}"
+    assert proc.stdout.strip() == str(want)
