@@ -57,7 +57,8 @@ _SMALL = 64 << 20
 _FRESH = 1.0
 
 _lock = threading.Lock()
-_state = {"decided": False, "on": False, "cap": None, "avail": (-_FRESH, 0)}
+_state = {"decided": False, "on": False, "cap": None, "avail": (-_FRESH, 0),
+          "huge_pages": False}
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -125,9 +126,11 @@ def on_call(warn: bool = True) -> None:
     much kept; anything else off, with one warning naming the variable when ``warn``:
     the caller passes it on one rank; numpy's huge-page advice off where the host takes
     free pages back, see the module documentation)."""
-    if not _state["decided"]:
+    if not _state["huge_pages"]:  # also after retain_memory() decided the retention
+        _state["huge_pages"] = True
         if "NUMPY_MADVISE_HUGEPAGE" not in os.environ and host_takes_free_pages():
             numpy_huge_pages(False)
+    if not _state["decided"]:
         value = os.environ.get("HPCPROC_RETAIN_MEMORY", "").strip()
         if value in ("", "1"):
             retain_memory(True)
@@ -160,7 +163,7 @@ def host_takes_free_pages() -> bool:
                         continue
                 with open(f"{dev.path}/features") as f:
                     bits = f.read().strip()  # one character per feature bit, bit 0 first
-            except OSError:
+            except (OSError, ValueError):  # unreadable, or not text: not a balloon we know
                 continue
             if len(bits) > 5 and bits[5] == "1":
                 return True

@@ -34,6 +34,8 @@ def check_bins(bins, name="bins"):
         raise ValueError(f"`{name}` must be 1d, when an array, with at least two edges")
     if np.any(edges[:-1] > edges[1:]):
         raise ValueError(f"`{name}` must increase monotonically, when an array")
+    if edges.dtype.kind in "fc" and np.isnan(edges).any():  # numpy counts nonsense then
+        raise ValueError(f"`{name}` must not contain NaN, when an array")
     return edges
 
 

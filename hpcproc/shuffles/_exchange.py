@@ -73,9 +73,10 @@ def default_memory_budget(comm=None) -> int:
     divided by the ranks on the node, at least 64 MiB.
     """
     env = check_all(lambda: env_size("HPCPROC_MEMORY_BUDGET"), comm)
+    ranks = node_comm(comm).Get_size()  # collective the first time: on every rank
     if env is not None:
         return env
-    per_rank = available(unknown=4 << 30) // node_comm(comm).Get_size()
+    per_rank = available(unknown=4 << 30) // ranks
     return max(64 << 20, per_rank // 4)
 
 
@@ -315,14 +316,14 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
                 words(out[name])[at:at + own] = sview[sdispl[me]:sdispl[me] + own]
             if rounds == 1:  # receive in place: the whole output fits one message
                 rb_view = out[name].reshape(-1).view(np.uint8)
-                with phase("exchange", sent=sb.nbytes):
+                with phase("exchange", sent=int(sremote.sum()) * rb):  # own rows copied
                     lc.Alltoallv([sb, (sremote * rb, sdispl * rb), MPI.BYTE],
                                  [rb_view, (rremote * rb, rdispl * rb), MPI.BYTE])
                 continue
             if recv_buf is None:
                 recv_buf = _staging(lc, "recv", min(most, total * widest))
             rbuf = recv_buf[: int(rcount.sum()) * rb]
-            with phase("exchange", sent=sb.nbytes):
+            with phase("exchange", sent=int(sremote.sum()) * rb):
                 lc.Alltoallv([sb, (sremote * rb, sdispl * rb), MPI.BYTE],
                              [rbuf, (rremote * rb, rdispl * rb), MPI.BYTE])
             dst = out[name].reshape(-1).view(np.uint8).reshape(-1, rb)
@@ -372,7 +373,7 @@ def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = Non
         words(dst)[rdispl[me]:rdispl[me] + own] = words(col)[sdispl[me]:sdispl[me] + own]
         sb = col.reshape(-1).view(np.uint8) if col.size else np.empty(0, np.uint8)
         rbv = dst.reshape(-1).view(np.uint8) if dst.size else np.empty(0, np.uint8)
-        with phase("exchange", sent=int(send.sum()) * rb):
+        with phase("exchange", sent=int(sremote.sum()) * rb):
             lc.Alltoallv([sb, (sremote * rb, sdispl * rb), MPI.BYTE],
                          [rbv, (rremote * rb, rdispl * rb), MPI.BYTE])
     return out, {"rounds": 1, "sent": send, "received": recv}
