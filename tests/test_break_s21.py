@@ -21,7 +21,7 @@ import pytest
 import hpcproc as hp
 from hpcproc.shuffles import exchange
 from hpcproc.shuffles._exchange import MAX_MESSAGE, exchange_runs
-from support import MPIEXEC, SERIAL_ONLY, child_env, hpcproc_cmd, run
+from support import MPIEXEC, SERIAL_ONLY, balloon_reports_free_pages, child_env, hpcproc_cmd, run
 
 # --------------------------------------------------------------------------------------
 # 1. the exchange: own rows copied, not sent
@@ -333,18 +333,6 @@ def test_break_cli_hist_float32_file_matches_numpy(tmp_path):
 # --------------------------------------------------------------------------------------
 # 4. numpy's huge-page advice on a VM whose balloon reports free pages
 
-def _balloon_reports_free_pages() -> bool:
-    """Read here, independently of hpcproc: a virtio balloon (device 0x0005) with free
-    page reporting (feature bit 5)."""
-    for dev in Path("/sys/bus/virtio/devices").glob("*"):
-        try:
-            if (dev / "device").read_text().strip() == "0x0005" and \
-                    (dev / "features").read_text().strip()[5:6] == "1":
-                return True
-        except OSError:
-            continue
-    return False
-
 
 HUGE_SCRIPT = textwrap.dedent("""
     import sys
@@ -370,7 +358,7 @@ def test_break_retain_memory_before_first_call_keeps_huge_pages_off(tmp_path, re
     """hp.retain_memory(...) called by the user before the first collective call marks
     memory 'decided', so on_call skips the huge-page check too: numpy's advice stays on on
     the very machine the change is for."""
-    if not _balloon_reports_free_pages():
+    if not balloon_reports_free_pages():
         pytest.skip("no virtio balloon with free page reporting here")
     script = tmp_path / "huge.py"
     script.write_text(HUGE_SCRIPT)

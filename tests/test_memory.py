@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from support import SERIAL_ONLY, hpcproc_cmd, run
+from support import SERIAL_ONLY, balloon_reports_free_pages, hpcproc_cmd, run
 
 pytestmark = SERIAL_ONLY
 
@@ -204,19 +204,6 @@ def test_invalid_budget_on_one_rank_is_one_error_on_every_rank(tmp_path):
     assert proc.stdout.strip() == str(want), proc.stdout
 
 
-def _balloon_reports_free_pages() -> bool:
-    """Read here, independently of hpcproc: a virtio balloon (device 0x0005) offering
-    free page reporting (feature bit 5)."""
-    from pathlib import Path
-    for dev in Path("/sys/bus/virtio/devices").glob("*"):
-        try:
-            if (dev / "device").read_text().strip() == "0x0005" and \
-                    (dev / "features").read_text().strip()[5:6] == "1":
-                return True
-        except OSError:
-            continue
-    return False
-
 
 @pytest.mark.parametrize("env", [{}, {"NUMPY_MADVISE_HUGEPAGE": "1"},
                                  {"NUMPY_MADVISE_HUGEPAGE": "0"}])
@@ -241,5 +228,5 @@ def test_numpy_huge_pages_off_only_where_the_host_takes_free_pages(tmp_path, env
     assert proc.returncode == 0, proc.stderr
     numpy_default = env.get("NUMPY_MADVISE_HUGEPAGE", "1") != "0"
     want = numpy_default and ("NUMPY_MADVISE_HUGEPAGE" in env or
-                              not _balloon_reports_free_pages())
+                              not balloon_reports_free_pages())
     assert proc.stdout.strip() == str([(numpy_default, want)] * 2), proc.stdout
