@@ -236,6 +236,48 @@ def test_dense_count_chunks_give_the_same_bytes(comm, layout, monkeypatch):
     _check(r, ["k"], [k], v)
 
 
+@pytest.mark.parametrize("layout", ["even", "first_empty", "uneven"])
+def test_dense_rows_counted_in_their_own_pass_give_the_same_bytes(comm, layout, monkeypatch):
+    """Beyond ``SPLIT_STATE`` bytes of state the rows are counted in a pass of their own
+    (then the sums): forced both ways, alone and with 7-row count chunks, the result is
+    the same to the byte and numpy's; a real key span beyond the limit (300,000 groups)
+    takes that path by default."""
+    from hpcproc.shuffles import grouping
+    rng = np.random.default_rng(12)
+    n = 2000
+    k = rng.integers(-60, 60, n)
+    v = rng.normal(size=n)
+    v[rng.random(n) < 0.1] = np.nan
+    w = rng.integers(-5, 5, n).astype(np.int16)
+    t = split({"k": k, "v": v, "w": w}, comm, layout)
+    specs = [{"v": AGGS, "w": ["sum", "min", "max", "mean"]}, {"w": ["sum"]}, {"v": ["count"]}]
+    for spec in specs:
+        runs = []
+        for limit, chunk in ((1 << 62, grouping.COUNT_CHUNK), (0, grouping.COUNT_CHUNK),
+                             (0, 7), (1 << 62, 7)):
+            monkeypatch.setattr(grouping, "SPLIT_STATE", limit)
+            monkeypatch.setattr(grouping, "COUNT_CHUNK", chunk)
+            r = hp.groupby(t, "k", strategy="dense").agg(spec)
+            assert r.meta["strategy"] == "dense"
+            runs.append(r.allgather())
+        for other in runs[1:]:
+            assert list(other) == list(runs[0])
+            for name in runs[0]:
+                assert other[name].dtype == runs[0][name].dtype, (spec, name)
+                assert other[name].tobytes() == runs[0][name].tobytes(), (spec, name)
+        if "v" in spec and len(spec["v"]) > 1:
+            monkeypatch.setattr(grouping, "SPLIT_STATE", 0)
+            _check(hp.groupby(t, "k", strategy="dense").agg(spec), ["k"], [k], v)
+    monkeypatch.undo()
+    big = rng.integers(0, 300_000, 4 * n)  # span * 12 bytes > SPLIT_STATE
+    assert 300_000 * 12 > grouping.SPLIT_STATE
+    vb = rng.normal(size=big.size)
+    r = hp.groupby(split({"k": big, "v": vb}, comm, layout), "k",
+                   strategy="dense").agg({"v": AGGS})
+    assert r.meta["strategy"] == "dense"
+    _check(r, ["k"], [big], vb)
+
+
 def _values(dtype, n, rng):
     dtype = np.dtype(dtype)
     if dtype.kind == "b":
