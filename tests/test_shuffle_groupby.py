@@ -206,30 +206,39 @@ def test_dense_groupby_at_the_integer_extremes(comm, layout, dtype):
         _check(r, ["k"], [k], v)
 
 
+def _dense_table(comm, layout, seed, n, half_span, wdtype):
+    """``(table, k, v)``: keys in [-half_span, half_span), float64 values with 10% NaN,
+    small integers ``w`` of ``wdtype``, laid out by ``layout``."""
+    rng = np.random.default_rng(seed)
+    k = rng.integers(-half_span, half_span, n)
+    v = rng.normal(size=n)
+    v[rng.random(n) < 0.1] = np.nan
+    w = rng.integers(-5, 5, n).astype(wdtype)
+    return split({"k": k, "v": v, "w": w}, comm, layout), k, v
+
+
+def _same_bytes(got, want):
+    """Two gathered results: the same columns, dtypes and bytes."""
+    assert list(got) == list(want)
+    for name in want:
+        assert got[name].dtype == want[name].dtype, name
+        assert got[name].tobytes() == want[name].tobytes(), name
+
+
 @pytest.mark.parametrize("layout", ["even", "first_empty", "uneven"])
 def test_dense_count_chunks_give_the_same_bytes(comm, layout, monkeypatch):
     """Row counts are int32 per chunk of ``COUNT_CHUNK`` rows, added into int64 counts
     (reduced as int64) when all ranks together hold more: forced here with 7-row chunks,
     the result is the one-chunk result to the byte, and numpy's."""
     from hpcproc.shuffles import grouping
-    rng = np.random.default_rng(11)
-    n = 1500
-    k = rng.integers(-40, 40, n)
-    v = rng.normal(size=n)
-    v[rng.random(n) < 0.1] = np.nan
-    w = rng.integers(-5, 5, n).astype(np.int32)
-    t = split({"k": k, "v": v, "w": w}, comm, layout)
+    t, k, v = _dense_table(comm, layout, 11, 1500, 40, np.int32)
     spec = {"v": AGGS, "w": ["sum", "min", "max", "mean"]}
     one = hp.groupby(t, "k", strategy="dense").agg(spec).allgather()
     sizes = hp.groupby(t, "k", strategy="dense").size().allgather()
     monkeypatch.setattr(grouping, "COUNT_CHUNK", 7)
     r = hp.groupby(t, "k", strategy="dense").agg(spec)
     assert r.meta["strategy"] == "dense"
-    many = r.allgather()
-    assert list(many) == list(one)
-    for name in one:
-        assert many[name].dtype == one[name].dtype
-        assert many[name].tobytes() == one[name].tobytes(), name
+    _same_bytes(r.allgather(), one)
     counted = hp.groupby(t, "k", strategy="dense").size().allgather()
     np.testing.assert_array_equal(counted["count"], sizes["count"])
     np.testing.assert_array_equal(counted["count"], np.unique(k, return_counts=True)[1])
@@ -243,13 +252,8 @@ def test_dense_rows_counted_in_their_own_pass_give_the_same_bytes(comm, layout, 
     the same to the byte and numpy's; a real key span beyond the limit (300,000 groups)
     takes that path by default."""
     from hpcproc.shuffles import grouping
-    rng = np.random.default_rng(12)
-    n = 2000
-    k = rng.integers(-60, 60, n)
-    v = rng.normal(size=n)
-    v[rng.random(n) < 0.1] = np.nan
-    w = rng.integers(-5, 5, n).astype(np.int16)
-    t = split({"k": k, "v": v, "w": w}, comm, layout)
+    t, k, v = _dense_table(comm, layout, 12, 2000, 60, np.int16)
+    rng = np.random.default_rng(13)
     specs = [{"v": AGGS, "w": ["sum", "min", "max", "mean"]}, {"w": ["sum"]}, {"v": ["count"]}]
     for spec in specs:
         runs = []
@@ -261,15 +265,12 @@ def test_dense_rows_counted_in_their_own_pass_give_the_same_bytes(comm, layout, 
             assert r.meta["strategy"] == "dense"
             runs.append(r.allgather())
         for other in runs[1:]:
-            assert list(other) == list(runs[0])
-            for name in runs[0]:
-                assert other[name].dtype == runs[0][name].dtype, (spec, name)
-                assert other[name].tobytes() == runs[0][name].tobytes(), (spec, name)
+            _same_bytes(other, runs[0])
         if "v" in spec and len(spec["v"]) > 1:
             monkeypatch.setattr(grouping, "SPLIT_STATE", 0)
             _check(hp.groupby(t, "k", strategy="dense").agg(spec), ["k"], [k], v)
     monkeypatch.undo()
-    big = rng.integers(0, 300_000, 4 * n)  # span * 12 bytes > SPLIT_STATE
+    big = rng.integers(0, 300_000, 8000)  # span * 12 bytes > SPLIT_STATE
     assert 300_000 * 12 > grouping.SPLIT_STATE
     vb = rng.normal(size=big.size)
     r = hp.groupby(split({"k": big, "v": vb}, comm, layout), "k",
