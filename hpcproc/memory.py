@@ -19,11 +19,12 @@ job's memory cgroup's when less) divided by the node's CPUs, the most ranks it c
 Huge pages on a virtual machine that gives free memory back to its host: numpy advises
 the kernel to back large arrays with transparent huge pages (``madvise``). When the
 machine's memory balloon reports free pages to the host (virtio's free page reporting, as
-Firecracker and QEMU guests use), the host takes back every free 2 MiB block, and the
-first touch of a huge page then faults 512 host pages: measured 4.5-10 s per GiB on a
-2-core guest, against 1 s with 4 KiB pages and 0.25 s for huge pages reused in the
-process. There the first collective call turns numpy's advice off (what jemalloc, the
-allocator of Polars and DuckDB, does everywhere), unless ``NUMPY_MADVISE_HUGEPAGE`` is set
+Firecracker and QEMU guests use), the host takes back free 2 MiB blocks, and the first
+touch of huge pages in a new process was slow: on a 2-core guest that had sat idle,
+3.4-10 s per GiB, against 0.5-1.5 s with 4 KiB pages (0.16-0.3 s for huge pages reused
+within a process; after heavy use the gap shrinks: docs/benchmarks.md has both). There
+the first collective call turns numpy's advice off (jemalloc, the allocator of Polars and
+DuckDB, does not advise huge pages either), unless ``NUMPY_MADVISE_HUGEPAGE`` is set
 (numpy's own switch: ``1`` keeps the advice). Elsewhere numpy's default stays.
 
 On by default from the first collective call. ``HPCPROC_RETAIN_MEMORY``: ``0`` off (the
