@@ -278,3 +278,41 @@ def test_exchange_out_given_on_some_ranks_only(comm):
     out = {"x": np.zeros(4 * n)} if comm.rank == 0 else None
     with pytest.raises(ValueError, match="out"):
         exchange({"x": np.zeros(n)}, np.zeros(n, int), comm, out=out)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 8, 9, 40])
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 1000, 1001])
+def test_scatter_kernels_match_a_stable_sort(size, n):
+    """The partition kernels on their own: the one-round scatter with every split of the
+    rows into its two streams (none, the exchange's, lopsided), and the several-round
+    scatter with three rounds, for 1-D and row words: the rows bound for each rank (in
+    each round), in their local order (numpy's stable argsort of the destinations)."""
+    from hpcproc.shuffles import _kernels as K
+    rng = np.random.default_rng(size * 7919 + n)
+    dest = rng.integers(0, size, n).astype(np.uint8)
+    if n > 10:
+        dest[: n // 3] = size - 1  # a long run of one destination
+    cols = [rng.integers(0, 1 << 62, n).astype(np.uint64),
+            rng.integers(0, 255, (n, 3)).astype(np.uint8)]
+    order = np.argsort(dest, kind="stable")
+    counts = np.bincount(dest, minlength=size).astype(np.int64)
+    displ = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    for half in sorted({0, K.halves(n, size), n // 3, n}):
+        per_half = K.count_dest(dest, size, half)
+        assert np.array_equal(per_half[0], np.bincount(dest[:half], minlength=size))
+        assert np.array_equal(per_half[0] + per_half[1], counts)
+        start = np.stack([displ, displ + per_half[0]])
+        for col in cols:
+            out = np.zeros_like(col)
+            K.scatter_all(dest, col, start, half, out)
+            np.testing.assert_array_equal(out, col[order])
+    rounds = 3
+    for k in range(rounds):
+        lo, hi = counts * k // rounds, counts * (k + 1) // rounds
+        rdispl = np.concatenate([[0], np.cumsum(hi - lo)[:-1]]).astype(np.int64)
+        pick = np.concatenate([order[np.flatnonzero(dest[order] == d)[lo[d]:hi[d]]]
+                               for d in range(size)]).astype(np.int64)
+        for col in cols:
+            out = np.zeros((int((hi - lo).sum()),) + col.shape[1:], col.dtype)
+            K.scatter_round(dest, col, lo, hi, rdispl, out)
+            np.testing.assert_array_equal(out, col[pick])

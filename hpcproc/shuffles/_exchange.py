@@ -8,7 +8,8 @@ over the library communicator, one column at a time, as raw bytes:
 2. the exchange runs in ``R`` rounds (the same ``R`` on every rank). In round ``k`` the
    rows bound from rank s to rank d numbered ``[k*c//R, (k+1)*c//R)`` (in s's local
    order) move: a second Numba pass scatters them into a send buffer grouped by
-   destination, this rank's own rows are copied from there into the output, and one
+   destination (with one round, in two interleaved streams up to 8 ranks:
+   :func:`._kernels.halves`), this rank's own rows are copied from there into the output, and one
    ``Alltoallv`` moves the others (MPICH's Alltoallv copied a rank's message to itself
    2.3-3.2x slower than memcpy, 9x on a busy machine: with random destinations over p
    ranks, 1/p of the rows);
@@ -272,7 +273,9 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
                          f"(max_message <= {MAX_MESSAGE})")
     if dest.dtype != dest_dtype(size):
         dest = dest.astype(dest_dtype(size))
-    send = K.count_dest(dest, size)
+    half = K.halves(dest.shape[0], size)  # the scatter's two streams
+    per_half = K.count_dest(dest, size, half)
+    first, send = per_half[0].copy(), per_half[0] + per_half[1]
     recv = np.empty(size, dtype=np.int64)
     lc.Alltoall([send, MPI.INT64_T], [recv, MPI.INT64_T])
     rowbytes = [v.dtype.itemsize * int(np.prod(v.shape[1:], dtype=np.int64))
@@ -300,19 +303,23 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
         own, at = int(scount[me]), int(rdisp_out[me] + rlo[me])  # this rank's own rows
         sremote, rremote = _without(scount, me), _without(rcount, me)
         alone = rounds == 1 and own == total == int(scount.sum())
+        start = np.stack([sdispl, sdispl + first])  # one round: where each stream's rows go
         for (name, col), rb in zip(columns.items(), rowbytes):
             if rb == 0:
                 continue
             src = words(col)
             if alone:  # every row stays here (one rank): scatter straight into the output
                 sb = np.empty(0, np.uint8)
-                K.scatter_round(dest, src, slo, shi, sdispl, words(out[name]))
+                K.scatter_all(dest, src, start, half, words(out[name]))
             else:
                 if send_buf is None:
                     send_buf = _staging(lc, "send", min(most, int(send.sum()) * widest))
                 sb = send_buf[: int(scount.sum()) * rb]
                 sview = sb.view(src.dtype).reshape((-1,) + src.shape[1:])
-                K.scatter_round(dest, src, slo, shi, sdispl, sview)
+                if rounds == 1:
+                    K.scatter_all(dest, src, start, half, sview)
+                else:
+                    K.scatter_round(dest, src, slo, shi, sdispl, sview)
                 words(out[name])[at:at + own] = sview[sdispl[me]:sdispl[me] + own]
             if rounds == 1:  # receive in place: the whole output fits one message
                 rb_view = out[name].reshape(-1).view(np.uint8)
