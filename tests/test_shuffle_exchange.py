@@ -284,8 +284,9 @@ def test_exchange_out_given_on_some_ranks_only(comm):
 @pytest.mark.parametrize("n", [0, 1, 2, 7, 1000, 1001])
 def test_scatter_kernels_match_a_stable_sort(size, n):
     """The partition kernels on their own: the one-round scatter with every split of the
-    rows into its two streams (none, the exchange's, lopsided), and the several-round
-    scatter with three rounds, for 1-D and row words: the rows bound for each rank (in
+    rows into its two streams (none, the exchange's, lopsided), with and without
+    recording positions, the scatter by positions, and the several-round scatter with
+    three rounds, for 1-D and row words: the rows bound for each rank (in
     each round), in their local order (numpy's stable argsort of the destinations)."""
     from hpcproc.shuffles import _kernels as K
     rng = np.random.default_rng(size * 7919 + n)
@@ -304,8 +305,17 @@ def test_scatter_kernels_match_a_stable_sort(size, n):
         start = np.stack([displ, displ + per_half[0]])
         for col in cols:
             out = np.zeros_like(col)
-            K.scatter_all(dest, col, start, half, out)
+            K.scatter_all(dest, col, start, half, out, np.empty(0, np.int32))
             np.testing.assert_array_equal(out, col[order])
+        # recording the positions, then the next column by them alone
+        pos = np.full(n, -1, np.int32)
+        out = np.zeros_like(cols[0])
+        K.scatter_all(dest, cols[0], start, half, out, pos)
+        np.testing.assert_array_equal(out, cols[0][order])
+        np.testing.assert_array_equal(pos[order], np.arange(n))
+        out = np.zeros_like(cols[1])
+        K.scatter_pos(pos, cols[1], out)
+        np.testing.assert_array_equal(out, cols[1][order])
     rounds = 3
     for k in range(rounds):
         lo, hi = counts * k // rounds, counts * (k + 1) // rounds

@@ -8,11 +8,12 @@ over the library communicator, one column at a time, as raw bytes:
 2. the exchange runs in ``R`` rounds (the same ``R`` on every rank). In round ``k`` the
    rows bound from rank s to rank d numbered ``[k*c//R, (k+1)*c//R)`` (in s's local
    order) move: a second Numba pass scatters them into a send buffer grouped by
-   destination (with one round, in two interleaved streams up to 8 ranks:
-   :func:`._kernels.halves`), this rank's own rows are copied from there into the output, and one
-   ``Alltoallv`` moves the others (MPICH's Alltoallv copied a rank's message to itself
-   2.3-3.2x slower than memcpy, 9x on a busy machine: with random destinations over p
-   ranks, 1/p of the rows);
+   destination (with one round, in two interleaved streams up to 8 ranks,
+   :func:`._kernels.halves`, and from the third column on by the positions the first
+   column's scatter recorded, :data:`POSITION_COLUMNS`), this rank's own rows are
+   copied from there into the output, and one ``Alltoallv`` moves the others (MPICH's
+   Alltoallv copied a rank's message to itself 2.3-3.2x slower than memcpy, 9x on a
+   busy machine: with random destinations over p ranks, 1/p of the rows);
 3. ``R`` is the smallest number of rounds for which every rank's send and receive
    buffers fit its share of ``memory_budget`` and no message (nor any byte displacement)
    exceeds ``max_message`` bytes. Counts and displacements therefore always fit a C
@@ -60,6 +61,11 @@ WORKSPACE = 2 << 20
 #: Largest staging buffer kept for the next exchange on the same communicator (bytes;
 #: larger ones are freed when the exchange returns).
 KEEP = 1 << 30
+#: Fewest columns (of nonzero width) for which a one-round exchange scatters the second
+#: and later ones by recorded positions (2^24 rows at 2-64 destinations: recording costs
+#: the first column's scatter 30 against 21 ms, each later column then takes 12-15 ms
+#: instead of 21-26: a gain from the third column on).
+POSITION_COLUMNS = 3
 _POOL = None  # MPI attribute key: the staging buffers kept on a library communicator
 
 
@@ -295,6 +301,14 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     me = lc.Get_rank()
     most = limit + size * widest  # the largest round of the widest column
     send_buf = recv_buf = None
+    # one round with 3+ columns: the first column's scatter records where each row went
+    # (in the receive share of the budget, unused with one round), the others follow the
+    # positions (the position counters cost the scatter as much as the copy does)
+    moving = sum(1 for rb in rowbytes if rb)
+    n = dest.shape[0]
+    use_pos = rounds == 1 and moving >= POSITION_COLUMNS and 4 * n <= staging
+    pos = _staging(lc, "recv", 4 * n).view(np.int32) if use_pos else np.empty(0, np.int32)
+    found = False
     for k in range(rounds):
         slo, shi = _split(send, k, rounds)
         rlo, rhi = _split(recv, k, rounds)
@@ -310,17 +324,21 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
             src = words(col)
             if alone:  # every row stays here (one rank): scatter straight into the output
                 sb = np.empty(0, np.uint8)
-                K.scatter_all(dest, src, start, half, words(out[name]))
+                target = words(out[name])
             else:
                 if send_buf is None:
                     send_buf = _staging(lc, "send", min(most, int(send.sum()) * widest))
                 sb = send_buf[: int(scount.sum()) * rb]
-                sview = sb.view(src.dtype).reshape((-1,) + src.shape[1:])
-                if rounds == 1:
-                    K.scatter_all(dest, src, start, half, sview)
-                else:
-                    K.scatter_round(dest, src, slo, shi, sdispl, sview)
-                words(out[name])[at:at + own] = sview[sdispl[me]:sdispl[me] + own]
+                target = sb.view(src.dtype).reshape((-1,) + src.shape[1:])
+            if rounds > 1:
+                K.scatter_round(dest, src, slo, shi, sdispl, target)
+            elif found:
+                K.scatter_pos(pos, src, target)
+            else:
+                K.scatter_all(dest, src, start, half, target, pos)
+                found = use_pos
+            if not alone:
+                words(out[name])[at:at + own] = target[sdispl[me]:sdispl[me] + own]
             if rounds == 1:  # receive in place: the whole output fits one message
                 rb_view = out[name].reshape(-1).view(np.uint8)
                 with phase("exchange", sent=int(sremote.sum()) * rb):  # own rows copied

@@ -11,8 +11,8 @@ import numpy as np
 
 from ._jit import jit
 
-__all__ = ["halves", "count_dest", "scatter_round", "scatter_all", "hash_dest", "range_dest",
-           "gather_rows"]
+__all__ = ["halves", "count_dest", "scatter_round", "scatter_all", "scatter_pos", "hash_dest",
+           "range_dest", "gather_rows"]
 
 
 #: Most ranks for which :func:`scatter_all` runs two streams (see :func:`halves`).
@@ -80,14 +80,15 @@ def scatter_round(dest, src, lo, hi, displ, out):
 
 
 @jit
-def scatter_all(dest, src, start, half, out):
+def scatter_all(dest, src, start, half, out, pos):
     """Pass 2 in one round: a stable counting scatter of ``src`` into ``out``, grouped by
-    destination.
+    destination; where each row went is written to ``pos`` unless it is empty.
 
     Rows ``[0, half)`` and ``[half, n)`` run as two interleaved streams (:func:`halves`);
     the rows of stream s bound for rank d land from ``out[start[s, d]]`` on, in order
     (``start[0]``: the displacements; ``start[1]``: those plus the first stream's counts).
     """
+    record = pos.shape[0] > 0
     at = start[0].copy()
     at2 = start[1].copy()
     n = dest.shape[0]
@@ -102,16 +103,32 @@ def scatter_all(dest, src, start, half, out):
         at2[d2] = j2 + 1
         out[j] = src[k]
         out[j2] = src[i2]
+        if record:
+            pos[k] = j
+            pos[i2] = j2
     for i in range(m, half):
         d = dest[i]
         j = at[d]
         at[d] = j + 1
         out[j] = src[i]
+        if record:
+            pos[i] = j
     for i in range(half + m, n):
         d = dest[i]
         j = at2[d]
         at2[d] = j + 1
         out[j] = src[i]
+        if record:
+            pos[i] = j
+
+
+@jit
+def scatter_pos(pos, src, out):
+    """``out[pos[i]] = src[i]``: the next column of a table scattered by
+    :func:`scatter_all`, which found the positions (no counters: about 1.2x a memcpy
+    where finding them costs 2x)."""
+    for i in range(pos.shape[0]):
+        out[pos[i]] = src[i]
 
 
 @jit
