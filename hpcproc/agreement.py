@@ -29,7 +29,7 @@ from .observe import phases as _phases
 from .observe.phases import phase
 from .partition import tiling_problem
 
-__all__ = ["agree", "collective", "same_comm"]
+__all__ = ["agree", "collective", "same_comm", "disagreements"]
 
 
 _NESTED = threading.local()
@@ -192,6 +192,45 @@ def _ranks(rs) -> str:
     if rs == list(range(rs[0], rs[-1] + 1)):
         return f"ranks {rs[0]}-{rs[-1]}"
     return "ranks " + ",".join(map(str, rs))
+
+
+def disagreements(values: Mapping[str, str], comm: MPI.Comm | None = None) -> dict:
+    """Which of ``values`` differ between the ranks of ``comm``, and how.
+
+    Collective: every rank passes the same names, each with a short text (compared as
+    text, shown as given). One ``MPI_Allreduce`` of two int64 (a hash of ``values``) in
+    the common case; only when the ranks differ are the values gathered on rank 0 and
+    the description broadcast. Returns ``{name: "ranks 0-1: '/a'; rank 2: '/b'"}`` for
+    every name whose value differs (at most four values listed), the same on every
+    rank, or ``{}`` when all ranks agree.
+    """
+    lc = lib_comm(comm)
+    if lc.Get_size() == 1:
+        return {}
+    h = _digest(tuple(values.items()))
+    buf = np.array([h, -h], dtype=np.int64)
+    with phase("wait"):
+        lc.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        if buf[0] == -buf[1]:
+            return {}
+        every = lc.gather(dict(values), root=0)
+        out = None
+        if lc.Get_rank() == 0:
+            out = {}
+            for name in dict.fromkeys(k for v in every for k in v):
+                groups: dict = {}
+                for r, v in enumerate(every):
+                    groups.setdefault(v.get(name, "<not given>"), []).append(r)
+                if len(groups) > 1:
+                    shown = list(groups.items())
+                    out[name] = "; ".join(f"{_few_ranks(rs)}: {text}" for text, rs in shown[:4])
+                    out[name] += f"; {len(shown) - 4} more values" if len(shown) > 4 else ""
+        return lc.bcast(out, root=0)
+
+
+def _few_ranks(rs) -> str:
+    text = _ranks(rs)
+    return text if len(text) <= 40 else f"{len(rs)} ranks ({text[6:30]},...)"
 
 
 def _verify_tiling(lc, fn, dists) -> None:

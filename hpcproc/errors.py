@@ -51,7 +51,8 @@ class RemoteError(HpcprocError, RuntimeError):
 
 
 class ArgumentMismatchError(HpcprocError, ValueError):
-    """Ranks passed different arguments to the same collective call (raised on every rank)."""
+    """Ranks passed different arguments to the same collective call, or read files with
+    different values of an HDF5 environment variable (raised on every rank)."""
 
 
 class OutputIsInputError(HpcprocError, ValueError):

@@ -46,6 +46,27 @@ def test_histogram_edges_last_bin_closed_and_outside(comm):
                                       np.histogram(d, b, range=(0, 1))[0])
 
 
+@pytest.mark.parametrize("kind", ["uniform", "nonuniform", "int"])
+def test_histogram_and_describe_share_the_slice_kernel(comm, kind):
+    """hp.histogram and hp.describe count through one slice kernel
+    (``_hist_nb.count_slice``, slices of ``SLICE`` values): blocks of several slices and
+    a remainder, values on the edges, uniform, non-uniform and integer data; both equal
+    np.histogram."""
+    from hpcproc.kernels import _describe_nb, _hist_nb
+
+    assert _describe_nb.SLICE == _hist_nb.SLICE  # one slice: describe folds whole chunks
+    data = _data("i8" if kind == "int" else "f8", n=3 * _hist_nb.SLICE + 4099, seed=9)
+    bins = 23 if kind != "nonuniform" else np.array([-40.0, -3.5, -0.25, 0.0, 0.0, 2.0, 31.0])
+    rng = (-30, 30) if kind != "nonuniform" else None
+    ref, ref_edges = np.histogram(data, bins, range=rng)
+    x = first_empty(data, comm)
+    counts, edges = hp.histogram(x, bins, range=rng)
+    np.testing.assert_array_equal(edges, ref_edges)
+    np.testing.assert_array_equal(counts, ref)
+    d = hp.describe(x, bins, range=rng)
+    np.testing.assert_array_equal(d["counts"], ref)
+
+
 def test_histogram_weights(comm):
     data = _data("f8")
     wts = np.random.default_rng(5).random(data.size)

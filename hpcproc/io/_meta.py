@@ -17,7 +17,7 @@ import numpy as np
 from ..agreement import collective
 from ..comm import root_call
 from ..errors import DatasetNotFoundError, DtypeError, NotADatasetError
-from . import _links, cf, filters
+from . import _environ, _links, cf, filters
 
 __all__ = ["DatasetInfo", "dataset_info", "inspect_dataset", "split_target", "check_numeric"]
 
@@ -260,6 +260,10 @@ def dataset_info(path: str, name: str, comm=None) -> DatasetInfo:
     file, ``DatasetNotFoundError`` (a ``KeyError``) for a missing dataset, ``OSError``
     for one that exists but cannot be opened (HDF5's message) or whose compression
     filter is not available (:class:`~hpcproc.io.filters.FilterUnavailableError`),
-    ``NotADatasetError`` for a group, ``DtypeError`` for non-numeric data.
+    ``NotADatasetError`` for a group, ``DtypeError`` for non-numeric data; first of all,
+    ``ArgumentMismatchError`` when a variable of the environment that changes what HDF5
+    reads (``HDF5_EXT_PREFIX``, ``HDF5_VDS_PREFIX``, ``HDF5_PLUGIN_PATH``...,
+    :data:`hpcproc.io._environ.VARIABLES`) differs between ranks.
     """
+    _environ.check_same(comm)  # every rank's HDF5 opens files with its own environment
     return root_call(lambda: inspect_dataset(os.fspath(path), name), comm)

@@ -1,18 +1,19 @@
 """Numba kernels of the one-pass describe: moments, histogram and sketch fused per slice.
 
-A block is processed in slices of ``SLICE`` elements (a multiple of the moment kernel's
-chunk; 256 KiB of float64: the slice stays in the L2 cache while it is visited several
-times). Each slice goes through the existing kernels, called, not copied:
+A block is processed in slices of ``SLICE`` elements (the histogram's
+:data:`._hist_nb.SLICE`, a multiple of the moment kernel's chunk, checked at import;
+256 KiB of float64: the slice stays in the L2 cache while it is visited several times).
+Each slice goes through the existing kernels, called, not copied:
 
 * :func:`._moments_nb.moments_1d` can accumulate a moment state (``moments=True``).
   ``hp.describe`` does not use it: its statistics come from ``hp.stats``' reproducible
   state (:mod:`.describe_state`), so they are bit-identical to ``hp.stats``;
-* the histogram counts the slice with numpy's rules into ``SUBS`` (4) interleaved
-  sub-histograms (consecutive increments of one bin never wait for each other;
-  :func:`fold_subs` adds them up). Uniform edges: a vectorised pass of float64 bin
-  estimates into an int32 scratch array (:func:`._hist_nb.bin_estimates`), then the
-  exact correction against the edges and the counts (:func:`._hist_nb.count_bins4`),
-  as the native reference does (measured 25% faster than both per element); other edges:
+* :func:`._hist_nb.count_slice` (``hp.histogram``'s slice kernel too) counts the slice
+  with numpy's rules into ``SUBS`` (4) interleaved sub-histograms (consecutive
+  increments of one bin never wait for each other; :func:`fold_subs` adds them up).
+  Uniform edges: a vectorised pass of float64 bin estimates into an int32 scratch
+  array, then the exact correction against the edges and the counts, as the native
+  reference does (measured 25% faster than both per element); other edges:
   :func:`._hist_nb.find_bin`'s binary search;
 * :func:`._select_nb.sketch_add` adds the slice to the quantile sketch when one is given.
 
@@ -38,22 +39,11 @@ from ._kernel import kernel
 
 __all__ = ["SLICE", "SUBS", "describe_1d", "fold_hist_1d", "fold_subs"]
 
-SLICE = mnb.CHUNK * 32
-SUBS = 4
-_MAX_INT32 = 2**31 - 1  # edges of an int32 bin estimate
-
-
-@kernel
-def _hist_slice(x, r0, r1, edges, uniform, norm, subs, est):
-    if uniform and edges.shape[0] <= _MAX_INT32:  # vectorised estimates, then the search
-        part = x[r0:r1]
-        hnb.bin_estimates(part, edges, norm, est)
-        hnb.count_bins4(part, edges, est, subs)
-        return
-    for i in range(r0, r1):
-        b = hnb.find_bin(x[np.uint64(i)], edges, uniform, norm)
-        if b >= 0:  # unsigned indices: no code for negative ones (measured 17% faster)
-            subs[np.uint64(i & (SUBS - 1)), np.uint64(b)] += 1
+SLICE = hnb.SLICE  # the histogram's slice: one slice constant for both
+SUBS = hnb.SUBS
+if SLICE % mnb.CHUNK or SLICE % rn.CHUNK:  # the moment kernels see whole chunks per slice
+    raise RuntimeError(f"SLICE={SLICE} is not a multiple of the moment chunk "
+                       f"({mnb.CHUNK}, {rn.CHUNK})")
 
 
 @kernel(aot=signatures("{x}[::1], f8[:, ::1], b1, f8[::1], b1, f8, i8[:, ::1], f8, f8, i8, f8, "
@@ -74,7 +64,7 @@ def describe_1d(x, state, moments, edges, uniform, norm, subs, log_gamma, log_mi
         if moments:
             mnb.moments_1d(part, state)
         if hist:
-            _hist_slice(x, r0, r1, edges, uniform, norm, subs, est[:r1 - r0])
+            hnb.count_slice(x, r0, r1, edges, uniform, norm, subs, est[:r1 - r0])
         if sk:
             nan += snb.sketch_add(part, log_gamma, log_min, nbuck, min_pos, sketch)
     return nan
@@ -96,7 +86,7 @@ def fold_hist_1d(x, c0, lvl, idx, val, top, tot, mm, leaf, edges, uniform, norm,
     for r0 in range(0, n, SLICE):
         r1 = min(n, r0 + SLICE)
         top = rn.fold_1d(x[r0:r1], c0 + r0 // rn.CHUNK, lvl, idx, val, top, tot, mm, leaf)
-        _hist_slice(x, r0, r1, edges, uniform, norm, subs, est[:r1 - r0])
+        hnb.count_slice(x, r0, r1, edges, uniform, norm, subs, est[:r1 - r0])
     return top
 
 
@@ -119,7 +109,6 @@ def _stamp_callees(kern, modules) -> None:
     kern.on_dispatcher(stamp)  # when Numba is first needed for it (kernels are lazy)
 
 
-_stamp_callees(_hist_slice, (hnb,))
 _stamp_callees(describe_1d, (hnb, mnb, snb))
 _stamp_callees(fold_hist_1d, (hnb, rn, mnb))
 
