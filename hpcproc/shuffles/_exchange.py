@@ -361,7 +361,7 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
 
 
 def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = None,
-                  max_message: int = MAX_MESSAGE):
+                  max_message: int = MAX_MESSAGE, consume: bool = False):
     """:func:`exchange` of rows already grouped by destination. Collective.
 
     The first ``counts[0]`` rows of every column go to rank 0, the next ``counts[1]`` to
@@ -372,9 +372,16 @@ def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = Non
     than ``max_message`` bytes) this is :func:`exchange` with the destination array
     spelled out (bounded rounds). Not validated: internal callers pass agreed,
     equal-length columns. Returns what :func:`exchange` returns.
+
+    With ``consume=True`` (a ``dict`` of C-contiguous columns that the caller no longer
+    needs) each column is removed from ``columns`` once it has moved (on the one-message
+    path; several rounds leave ``columns`` as it is), so that its memory
+    is freed before the next column's output is made: the peak is the input plus one
+    column, not input plus output.
     """
     lc = lib_comm(comm)
     size = lc.Get_size()
+    given = columns if consume else {}
     columns = {str(k): np.ascontiguousarray(v) for k, v in columns.items()}
     send = np.ascontiguousarray(counts, dtype=np.int64)
     recv = np.empty(size, dtype=np.int64)
@@ -391,7 +398,9 @@ def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = Non
     me = lc.Get_rank()
     own, sremote, rremote = int(send[me]), _without(send, me), _without(recv, me)
     out = {}
-    for (name, col), rb in zip(columns.items(), rowbytes):
+    for name, rb in zip(list(columns), rowbytes):
+        col = columns.pop(name)
+        given.pop(name, None)
         out[name] = dst = np.empty((int(recv.sum()),) + col.shape[1:], col.dtype)
         if rb == 0:
             continue
@@ -401,6 +410,7 @@ def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = Non
         with phase("exchange", sent=int(sremote.sum()) * rb):
             lc.Alltoallv([sb, (sremote * rb, sdispl * rb), MPI.BYTE],
                          [rbv, (rremote * rb, rdispl * rb), MPI.BYTE])
+        del col, sb  # consumed: this column's memory goes before the next output is made
     return out, {"rounds": 1, "sent": send, "received": recv}
 
 

@@ -251,27 +251,33 @@ class GroupBy:
             for s, arr in zip(("cnt", "sum", "min", "max"), st[:4 if mm else 2]):
                 part[f"{s}:{col}"] = arr
         del perm, starts, payload
+        st = arr = None  # the states live on in part only (freed as they are sent)
         # the partial states are sorted by key: the rows bound for each rank are one slice
         S = splitters([part[f"k{j}"] for j in range(len(names))], comm, tiebreak=False)
-        got, info = exchange_runs(part, run_counts(keys, S, lib_comm(comm).Get_size()), comm,
-                                  memory_budget=self.memory_budget,
-                                  max_message=self.max_message)
-        del part, keys
-        K2 = got["k0"].reshape(-1, 1) if len(names) == 1 else \
-            np.ascontiguousarray(np.stack([got[f"k{j}"] for j in range(len(names))], axis=1))
+        counts = run_counts(keys, S, lib_comm(comm).Get_size())
+        del keys
+        # part's columns are freed as they move, and got's once merged: the peak memory
+        # is about one copy of the states, not three (fewer new pages to fault in)
+        got, info = exchange_runs(part, counts, comm, memory_budget=self.memory_budget,
+                                  max_message=self.max_message, consume=True)
+        del part
+        K2 = got.pop("k0").reshape(-1, 1) if len(names) == 1 else \
+            np.ascontiguousarray(np.stack([got.pop(f"k{j}") for j in range(len(names))], axis=1))
         # one sorted run of distinct keys from every rank: merged, equal keys combined,
         # states folded in input order (no sorting permutation, no random gathers)
         keys, gid = merge_groups(K2, info["received"])
+        del K2
         ng = keys.shape[0]
         size = np.zeros(ng, np.int64)
-        gid_sum(gid, got["size"], size)
+        gid_sum(gid, got.pop("size"), size)
         states = {}
         for col, v in values.items():
             mm = _minmax(spec[col])
             st = _init_states(ng, _acc_dtype(v.dtype), mm)
-            parts = [got[f"{s}:{col}"] for s in ("cnt", "sum")]
-            parts += [got[f"{s}:{col}"] for s in ("min", "max")] if mm else list(st[2:])
+            parts = [got.pop(f"{s}:{col}") for s in ("cnt", "sum")]
+            parts += [got.pop(f"{s}:{col}") for s in ("min", "max")] if mm else list(st[2:])
             gid_merge_states(gid, *parts, *st, mm)
+            del parts
             states[col] = st
         out = [decode_key(keys[:, j], columns[k].dtype) for j, k in enumerate(names)]
         return out, size, states, info["rounds"]
