@@ -3,8 +3,9 @@ under mpiexec). Prints one JSON line on rank 0: per rank, the peak resident memo
 the input and output (bytes), for each budget given on the command line.
 
 ``_shuffle_memory.py ops ROWS BUDGET``: the same for ``sort``, ``groupby`` (hash strategy)
-(65536 distinct keys) and ``join`` (hash strategy) of a table of ROWS rows per rank (int64
-key, float64 value): peak resident memory above the input, in bytes."""
+(65536 distinct keys, and every key distinct) and ``join`` (hash strategy) of a table of
+ROWS rows per rank (int64 key, float64 value): peak resident memory above the input, in
+bytes."""
 
 import gc
 import json
@@ -51,6 +52,12 @@ def ops(comm, rows, budget):
                                  "v": rng.random(rows)}, comm)
     res["groupby"], _ = peak_extra(lambda: hp.groupby(g, "k", strategy="hash",
                                                       memory_budget=budget).agg(v="sum"), comm)
+    # every key distinct: the per-group states are per-row arrays (high cardinality)
+    extra, out = peak_extra(lambda: hp.groupby(t, "k", strategy="hash",
+                                               memory_budget=budget).agg(v="sum"), comm)
+    res["groupby_distinct"] = extra
+    res["groupby_distinct_output"] = sum(v.nbytes for v in out.local().values())
+    del out
     extra, j = peak_extra(lambda: hp.join(t, r, "k", strategy="hash", memory_budget=budget),
                           comm)
     res["join"], res["join_output"] = extra, sum(v.nbytes for v in j.local().values())

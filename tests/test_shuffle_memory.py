@@ -34,7 +34,8 @@ def test_shuffle_peak_memory_stays_under_budget():
 def test_sort_groupby_join_peak_memory():
     """Peak memory above the input, per rank (README, "Memory"): the sort holds its
     output, 12 bytes per row (sorted keys, row numbers) and the exchange's budget; the
-    group-by 12 bytes per row plus its per-group states (65536 groups); the join its output
+    group-by 12 bytes per row plus its per-group states (65536 groups), with every key
+    distinct its output and under 48 bytes per row; the join its output
     plus both sides received and under 48 bytes per row of each side (all keys distinct)."""
     rows, budget = 2_000_000, 16 << 20
     proc = run([sys.executable, str(SCRIPT), "ops", str(rows), str(budget)], ranks=2,
@@ -45,5 +46,10 @@ def test_sort_groupby_join_peak_memory():
         slack = 8 << 20    # allocator and interpreter noise
         assert r["sort"] <= data + 12 * rows + budget + slack, r
         assert r["groupby"] <= 12 * rows + 64 * 2**16 + budget + slack, r
+        # every key distinct: the output, the 12 bytes per row, and one copy of the
+        # 32-byte partial states (key, size, count, sum) in flight, not three (was 97
+        # bytes per row in all before the states were freed as they moved)
+        assert r["groupby_distinct"] <= r["groupby_distinct_output"] + 48 * rows + budget \
+            + slack, r
         # both sides received + per row of each side: encoded keys, sort, groups
         assert r["join"] <= r["join_output"] + 2 * data + 2 * 48 * rows + budget + slack, r
