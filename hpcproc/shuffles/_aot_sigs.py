@@ -123,6 +123,9 @@ SIGNATURES: dict[str, list[str] | str] = {
     "hpcproc.shuffles._hashjoin._expand": ["i8[::1], i8[::1], i8, b1"],
     "hpcproc.shuffles._hashjoin._probe_one": INNER,
     "hpcproc.shuffles._hashjoin._same": INNER,
+    # _skew: the heavy keys of a join
+    "hpcproc.shuffles._skew._table": [K2],
+    "hpcproc.shuffles._skew._lookup": [f"{K2}, {K2}, i8[::1]"],
 }
 
 
