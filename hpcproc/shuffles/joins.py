@@ -242,8 +242,8 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
             plan = _skew.plan(lk, rk, sizes[2:], (_row_bytes(lcols), _row_bytes(rcols)),
                               broadcast_bytes, lc)
         if plan is not None:
-            for s, k, d in (("left", lk, dl), ("right", rk, dr)):
-                reps[s] = plan.route(k, s, d, lc.Get_rank())
+            for s, d in (("left", dl), ("right", dr)):
+                reps[s] = plan.route(s, d, lc.Get_rank())
         del lk, rk
         opts = dict(memory_budget=memory_budget, max_message=max_message, validate=False)
         total = plan.replicated if plan is not None else {"left": 0, "right": 0}
