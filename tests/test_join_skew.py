@@ -211,3 +211,36 @@ def test_skew_argument_is_checked(comm):
     k = np.arange(4, dtype=np.int64) + 4 * comm.rank
     with pytest.raises(TypeError, match="skew must be True or False"):
         hp.join({"k": k}, {"k": k}, "k", comm=comm, skew="yes")
+
+
+@pytest.mark.parametrize("how", ["inner", "left"])
+@pytest.mark.parametrize("case", ["half", "zipf", "nan_float", "right_heavy"])
+def test_hashed_candidate_lookup(comm, monkeypatch, case, how):
+    """One-word keys through the hash-table lookup (``FEW = 0``), not the one-by-one
+    comparison used for a few candidates."""
+    monkeypatch.setattr(_skew, "FEW", 0)
+    lk, rk, _ = _case(case)
+    L, R = _tables(comm, lk, rk, "even")
+    res = hp.join(L, R, "k", how=how, strategy="hash")
+    _check(res, lk, rk, how)
+    assert res.meta["heavy_keys"] == (comm.size > 1)
+
+
+@pytest.mark.parametrize("words", [1, 2])
+def test_count_kernels_against_numpy(words):
+    """Both counting kernels: every row's candidate and the counts, against numpy."""
+    rng = np.random.default_rng(words)
+    K = rng.integers(0, 40, (5000, words)).astype(np.uint64)
+    C = np.unique(rng.integers(0, 60, (12, words)).astype(np.uint64), axis=0)
+    exp_ids = np.full(len(K), -1)
+    for j, row in enumerate(C):
+        exp_ids[(K == row).all(axis=1)] = j
+    exp_counts = np.bincount(exp_ids[exp_ids >= 0], minlength=len(C))
+    kernels = [lambda c, i: _skew._count(K, _skew._table(C), c, i)]
+    if words == 1:
+        kernels.append(lambda c, i: _skew._count_few(K, C, c, i))
+    for run in kernels:
+        counts, ids = np.full(len(C), 5, np.int64), np.empty(len(K), np.int32)
+        run(counts, ids)
+        np.testing.assert_array_equal(ids, exp_ids)
+        np.testing.assert_array_equal(counts, exp_counts + 5)  # added to what is there

@@ -10,7 +10,10 @@ Strategies (``strategy="auto"`` picks the first that applies):
 ``hash``
     Both tables are hash-partitioned on the keys with the bounded-memory exchange, so
     equal keys meet on one rank, then joined locally (both strategies) by a
-    radix-partitioned hash join whose tables fit the cache (:mod:`._hashjoin`).
+    radix-partitioned hash join whose tables fit the cache (:mod:`._hashjoin`). Heavy
+    keys (skew, ``skew=True``) are the exception: their rows stay on their ranks on the
+    side where the key has more rows, and the other side's rows of them are replicated
+    to every rank (:mod:`._skew`), so that no rank receives a whole heavy key.
 
 Output: the key columns (from the left table), the other left columns, then the other
 right columns (a name already taken gets ``suffix``, default ``"_right"``). Every
@@ -23,7 +26,8 @@ matches in the other side's order. A broadcast of the right table keeps the left
 order (matches in right order); a broadcast of the left table keeps the right table's;
 the hash join is grouped by hash of the key: a left join (and an inner join where the
 right side has at most as many rows on the rank) keeps the order in which left rows
-arrive (by source rank, then source order), otherwise the right rows' order.
+arrive (by source rank, then source order), otherwise the right rows' order; rows
+replicated for heavy keys come after the received ones, by source rank.
 Keys compare by value after conversion to a common type (``int32`` 5 equals ``int64``
 5, and ``uint64`` keys compare exactly with signed ones; an integer key joined with a
 float key compares as float64, which rounds integers beyond 2**53); NaN keys match NaN
@@ -195,7 +199,8 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     strategy : {"auto", "hash", "broadcast"}
         See the module documentation.
     broadcast_bytes : int
-        Largest table (total bytes over all ranks) that ``auto`` broadcasts.
+        Largest table (total bytes over all ranks) that ``auto`` broadcasts; also the
+        most bytes of rows replicated to every rank for heavy keys (``skew``).
     memory_budget, max_message : int, optional
         For the exchanges of the hash join.
     skew : bool
