@@ -7,8 +7,10 @@ hash partitioning (``skew=False``), in one run, and the cost of the detection.
 Data (in memory, fixed seeds, spread evenly over the ranks): ``--rows`` N fact rows
 (int64 key, float64 value) and N/4 dimension rows (distinct keys 1..N/4, float64), an
 inner join on the key with ``strategy="hash"``. Workloads: ``zipf`` (fact keys
-``numpy.random.zipf(1.2)``: the most frequent key holds about 18 % of the rows) and
-``uniform`` (fact keys uniform over the dimension keys). Per workload and setting: the
+``numpy.random.zipf(1.2)``: the most frequent key holds about 18 % of the rows),
+``hot30`` (one key in 30 % of the fact rows, the others uniform) and ``uniform`` (fact
+keys uniform over the dimension keys). With more ranks than cores the times mean nothing,
+the row ratios still do. Per workload and setting: the
 median over ``--repeat`` runs (after one warm-up) of the slowest rank's time, the rows
 joined by the busiest rank over the average (``meta["join_rows"]``), the output rows of
 the busiest rank over the average, and the detection alone (``_skew.plan``, median).
@@ -44,6 +46,8 @@ def _data(kind, n, comm):
     dims = n // 4
     if kind == "zipf":
         k = rng.zipf(1.2, b - a).astype(np.int64)
+    elif kind == "hot30":
+        k = np.where(rng.random(b - a) < 0.3, 1, rng.integers(1, dims + 1, b - a))
     else:
         k = rng.integers(1, dims + 1, b - a)
     fact = {"key": k, "val": rng.random(b - a)}
@@ -72,7 +76,7 @@ def main():
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
     lines = []
-    for kind in ("zipf", "uniform"):
+    for kind in ("zipf", "hot30", "uniform"):
         fact, dim = _data(kind, args.rows, comm)
         times = {False: [], True: []}
         meta = {}

@@ -223,7 +223,7 @@ def test_hashed_candidate_lookup(comm, monkeypatch, case, how):
     L, R = _tables(comm, lk, rk, "even")
     res = hp.join(L, R, "k", how=how, strategy="hash")
     _check(res, lk, rk, how)
-    assert res.meta["heavy_keys"] == (comm.size > 1)
+    assert (res.meta["heavy_keys"] >= 1) == (comm.size > 1)
 
 
 @pytest.mark.parametrize("words", [1, 2])
