@@ -43,6 +43,7 @@ BUILTIN = (
     "hpcproc.shuffles._merge",
     "hpcproc.shuffles._reduce",
     "hpcproc.shuffles._hashjoin",
+    "hpcproc.shuffles._skew",
 )
 MODULE = "hpcproc.kernels._aot_kernels"
 

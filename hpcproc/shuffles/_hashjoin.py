@@ -30,7 +30,7 @@ from ._kernels import gather_rows as gather_kernel
 from ._kernels import hash_dest, hash_row
 from .hash import hash_partition
 
-__all__ = ["Matches", "local_join", "hash_join", "take", "key_words", "rank_dests",
+__all__ = ["Matches", "local_join", "hash_join", "take", "key_words", "plain_keys", "rank_dests",
            "BUILDS", "PART_ROWS"]
 
 BUILDS = ("right", "left", "smaller")
@@ -421,7 +421,7 @@ def hash_join(Kl: np.ndarray, Kr: np.ndarray, keep_unmatched: bool, build: str =
     return m.build_index(), (np.arange(m.rows) if pi is None else pi)
 
 
-def _plain(lk, rk) -> bool:
+def plain_keys(lk, rk) -> bool:
     """One 64-bit integer key column of the same kind on both sides: its bits are the key."""
     return (len(lk) == len(rk) == 1 and lk[0].dtype.kind in "iu"
             and lk[0].dtype.itemsize == 8 and lk[0].dtype == rk[0].dtype)
@@ -432,7 +432,7 @@ def key_words(lk, rk):
     words that are equal exactly when the keys are. A 64-bit integer key is viewed, not
     copied; other keys are encoded (:mod:`._encode`: ``-0.0`` equals ``0.0``, NaN equals
     NaN)."""
-    if _plain(lk, rk):
+    if plain_keys(lk, rk):
         return tuple(np.ascontiguousarray(k[0]).view(np.uint64).reshape(-1, 1)
                      for k in (lk, rk))
     return encode_keys(lk), encode_keys(rk)
@@ -442,7 +442,7 @@ def rank_dests(lk, rk, size: int):
     """``(dest_left, dest_right)``: the rank of every row of both sides, equal keys on
     equal ranks: :func:`hash_dest` of the plain keys' words (:func:`key_words`), else
     :func:`.hash.hash_partition` of the encoded keys (a chunk at a time)."""
-    if not _plain(lk, rk):
+    if not plain_keys(lk, rk):
         return hash_partition(lk, size), hash_partition(rk, size)
     dests = []
     for K in key_words(lk, rk):

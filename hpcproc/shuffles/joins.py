@@ -10,7 +10,10 @@ Strategies (``strategy="auto"`` picks the first that applies):
 ``hash``
     Both tables are hash-partitioned on the keys with the bounded-memory exchange, so
     equal keys meet on one rank, then joined locally (both strategies) by a
-    radix-partitioned hash join whose tables fit the cache (:mod:`._hashjoin`).
+    radix-partitioned hash join whose tables fit the cache (:mod:`._hashjoin`). Heavy
+    keys (skew, ``skew=True``) are the exception: their rows stay on their ranks on the
+    side where the key has more rows, and the other side's rows of them are replicated
+    to every rank (:mod:`._skew`), so that no rank receives a whole heavy key.
 
 Output: the key columns (from the left table), the other left columns, then the other
 right columns (a name already taken gets ``suffix``, default ``"_right"``). Every
@@ -23,7 +26,8 @@ matches in the other side's order. A broadcast of the right table keeps the left
 order (matches in right order); a broadcast of the left table keeps the right table's;
 the hash join is grouped by hash of the key: a left join (and an inner join where the
 right side has at most as many rows on the rank) keeps the order in which left rows
-arrive (by source rank, then source order), otherwise the right rows' order.
+arrive (by source rank, then source order), otherwise the right rows' order; rows
+replicated for heavy keys come after the received ones, by source rank.
 Keys compare by value after conversion to a common type (``int32`` 5 equals ``int64``
 5, and ``uint64`` keys compare exactly with signed ones; an integer key joined with a
 float key compares as float64, which rounds integers beyond 2**53); NaN keys match NaN
@@ -38,9 +42,10 @@ from mpi4py import MPI
 from ..agreement import collective
 from ..array import gather_rows
 from ..comm import check_all, get_comm, lib_comm
+from . import _skew
 from ._encode import check_key_dtype
 from ._exchange import MAX_MESSAGE, exchange
-from ._hashjoin import key_words, local_join, rank_dests
+from ._hashjoin import key_words, local_join, rank_dests, take
 from ._result import as_columns, key_list, make_result
 
 __all__ = ["join", "BROADCAST_BYTES"]
@@ -50,7 +55,7 @@ HOWS = ("inner", "left")
 STRATEGIES = ("auto", "hash", "broadcast")
 
 
-def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes):
+def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes, skew):
     if how not in HOWS:
         raise ValueError(f"how must be one of {HOWS}, got {how!r}")
     if strategy not in STRATEGIES:
@@ -59,6 +64,8 @@ def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes):
         raise ValueError(f"suffix must be a non-empty string, got {suffix!r}")
     if isinstance(broadcast_bytes, bool) or not isinstance(broadcast_bytes, (int, np.integer)):
         raise TypeError(f"broadcast_bytes must be an integer (bytes), got {broadcast_bytes!r}")
+    if not isinstance(skew, (bool, np.bool_)):
+        raise TypeError(f"skew must be True or False, got {skew!r}")
     if not isinstance(on, str) and not (isinstance(on, (list, tuple))
                                         and all(isinstance(n, str) for n in on)):
         raise TypeError(f"on must be a column name or a list of names, got {on!r}")
@@ -145,10 +152,40 @@ def _output(lcols, rcols, names, matches, build, keep, suffix, owned):
     return out
 
 
+def _row_bytes(cols) -> int:
+    return sum(v.dtype.itemsize * int(np.prod(v.shape[1:], dtype=np.int64))
+               for v in cols.values())
+
+
+def _receive(cols, dest, rep, total, comm, opts):
+    """:func:`exchange` of ``cols`` to ``dest``, followed by the ``rep`` rows of every
+    other rank (``total`` of them over all ranks, this rank's own arrive through the
+    exchange: ``dest`` keeps them here): the rows received in the exchange's order, then
+    the replicated rows of the other ranks by rank. Collective."""
+    if not total:
+        return exchange(cols, dest, comm, **opts)
+    lc = lib_comm(comm)
+    size, me = lc.Get_size(), lc.Get_rank()
+    gathered = {k: gather_rows(take(v, rep), comm, None) for k, v in cols.items()}
+    counts = np.cumsum([0] + lc.allgather(int(rep.shape[0])))
+    send = np.bincount(dest, minlength=size).astype(np.int64)
+    recv = np.empty(size, np.int64)
+    lc.Alltoall([send, MPI.INT64_T], [recv, MPI.INT64_T])  # rows the exchange brings
+    n, lo, hi = int(recv.sum()), int(counts[me]), int(counts[me + 1])
+    out = {k: np.empty((n + total - (hi - lo),) + v.shape[1:], v.dtype)
+           for k, v in cols.items()}
+    info = exchange(cols, dest, comm, out=out, **opts)[1]
+    for k, g in gathered.items():
+        out[k][n:n + lo] = g[:lo]
+        out[k][n + lo:] = g[hi:]
+    return out, info
+
+
 @collective("hp.join", local=("left", "right"))
 def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_right",
          strategy: str = "auto", broadcast_bytes: int = BROADCAST_BYTES,
-         memory_budget: int | None = None, max_message: int = MAX_MESSAGE):
+         memory_budget: int | None = None, max_message: int = MAX_MESSAGE,
+         skew: bool = True):
     """Join two distributed tables on equal key columns.
 
     Collective.
@@ -162,22 +199,32 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     strategy : {"auto", "hash", "broadcast"}
         See the module documentation.
     broadcast_bytes : int
-        Largest table (total bytes over all ranks) that ``auto`` broadcasts.
+        Largest table (total bytes over all ranks) that ``auto`` broadcasts; also the
+        most bytes of rows replicated to every rank for heavy keys (``skew``).
     memory_budget, max_message : int, optional
         For the exchanges of the hash join.
+    skew : bool
+        Detect heavy keys in a hash join and keep their rows on their ranks, replicating
+        the other side's rows of them (see docs/shuffles.md, *Skew*). ``False``: every
+        key is hash-partitioned.
 
     Returns
     -------
     ShuffledTable
-        ``meta["strategy"]`` says which strategy ran; ``meta["rank_rows"]`` rows per rank.
+        ``meta["strategy"]`` says which strategy ran; ``meta["rank_rows"]`` rows per rank;
+        ``meta["join_rows"]`` (left, right) rows per rank joined locally;
+        ``meta["heavy_keys"]`` the heavy keys handled, ``meta["replicated"]`` the rows of
+        each side replicated for them (hash strategy).
     """
     lcols, comm, _ = as_columns(left, comm, "left table")
     rcols, _, _ = as_columns(right, comm, "right table")
     names = check_all(lambda: _check(lcols, rcols, on, how, strategy, suffix,
-                                     broadcast_bytes), comm)
+                                     broadcast_bytes, skew), comm)
     lc = lib_comm(comm)
     sizes = np.array([sum(v.nbytes for v in lcols.values()),
-                      sum(v.nbytes for v in rcols.values())], dtype=np.int64)
+                      sum(v.nbytes for v in rcols.values()),
+                      len(next(iter(lcols.values()))), len(next(iter(rcols.values())))],
+                     dtype=np.int64)
     lc.Allreduce(MPI.IN_PLACE, sizes, op=MPI.SUM)
     keep = how == "left"
     side = None
@@ -190,33 +237,59 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
         rcols = {k: gather_rows(v, comm, None) for k, v in rcols.items()}
     elif side == "left":
         lcols = {k: gather_rows(v, comm, None) for k, v in lcols.items()}
-    rounds = 0
+    rounds, plan, unmatched = 0, None, None
     if side is None:
         size = get_comm(comm).Get_size()
-        dl, dr = rank_dests(*_key_cols(lcols, rcols, names), size)
+        lk, rk = _key_cols(lcols, rcols, names)
+        dl, dr = rank_dests(lk, rk, size)
+        reps = {"left": np.zeros(0, np.int64), "right": np.zeros(0, np.int64)}
+        if skew:
+            plan = _skew.plan(lk, rk, sizes[2:], (_row_bytes(lcols), _row_bytes(rcols)),
+                              broadcast_bytes, lc)
+        if plan is not None:
+            for s, d in (("left", dl), ("right", dr)):
+                reps[s] = plan.route(s, d, lc.Get_rank())
+        del lk, rk
         opts = dict(memory_budget=memory_budget, max_message=max_message, validate=False)
-        lcols, info = exchange(lcols, dl, comm, **opts)
+        total = plan.replicated if plan is not None else {"left": 0, "right": 0}
+        lcols, info = _receive(lcols, dl, reps["left"], total["left"], comm, opts)
         del dl
-        rcols, info2 = exchange(rcols, dr, comm, **opts)
-        del dr
+        rcols, info2 = _receive(rcols, dr, reps["right"], total["right"], comm, opts)
+        del dr, reps
         rounds = max(info["rounds"], info2["rounds"])
+        if keep and total["left"]:
+            # a left row replicated for a key heavy on the right has matches on some
+            # ranks: where it has none it is not an unmatched row, drop it
+            lk = _key_cols(lcols, rcols, names)[0]
+            unmatched = plan.actions(lk, "left") == _skew.REPLICATE
+            del lk
     build = "right" if side == "right" or keep else "left" if side == "left" else "smaller"
 
     def local():  # no communication; its errors are agreed below
         try:
             matches, side = local_join(*key_words(*_key_cols(lcols, rcols, names)), keep,
                                        build)
+            drop = None
+            if unmatched is not None and matches.missing is not None:
+                pi = matches.probe_index()
+                drop = matches.missing & (unmatched if pi is None else unmatched[pi])
             owned = {s: not any(np.may_share_memory(v, given[s][k]) or not v.flags.c_contiguous
                                 for k, v in cols.items())
                      for s, cols in (("left", lcols), ("right", rcols))}
-            return _output(lcols, rcols, names, matches, side, keep, suffix, owned)
+            out = _output(lcols, rcols, names, matches, side, keep, suffix, owned)
+            if drop is not None and drop.any():
+                out = {k: v[~drop] for k, v in out.items()}
+            return out
         except MemoryError as err:
             raise MemoryError(f"join: the output of rank {lc.Get_rank()} does not fit in "
                               f"memory ({err}); a key repeated on both sides multiplies "
                               "rows") from None
 
     # a rank out of memory (a many-to-many key on one rank) fails every rank, never hangs
+    joined = [len(next(iter(c.values()))) for c in (lcols, rcols)]
     out = check_all(local, comm)
     return make_result(out, comm, "table", {
         "strategy": "hash" if side is None else f"broadcast-{side}", "rounds": rounds,
-        "bytes": {"left": int(sizes[0]), "right": int(sizes[1])}})
+        "bytes": {"left": int(sizes[0]), "right": int(sizes[1])},
+        "join_rows": lc.allgather(joined), "heavy_keys": plan.heavy if plan else 0,
+        "replicated": plan.replicated if plan else {"left": 0, "right": 0}})

@@ -1,0 +1,121 @@
+"""The hash join with skewed keys: heavy-key handling (``skew=True``) against the plain
+hash partitioning (``skew=False``), in one run, and the cost of the detection.
+
+    flock /tmp/hpcproc-bench.lock .venv/bin/mpiexec -n 2 .venv/bin/python \\
+        benchmarks/join_skew.py --rows 2^22 --repeat 3
+
+Data (in memory, fixed seeds, spread evenly over the ranks): ``--rows`` N fact rows
+(int64 key, float64 value) and N/4 dimension rows (distinct keys 1..N/4, float64), an
+inner join on the key with ``strategy="hash"``. Workloads: ``zipf`` (fact keys
+``numpy.random.zipf(1.2)``: the most frequent key holds about 18 % of the rows),
+``hot30`` (one key in 30 % of the fact rows, the others uniform) and ``uniform`` (fact
+keys uniform over the dimension keys). With more ranks than cores the times mean nothing,
+the row ratios still do. Per workload and setting: the
+median over ``--repeat`` runs (after one warm-up) of the slowest rank's time, the rows
+joined by the busiest rank over the average (``meta["join_rows"]``), the output rows of
+the busiest rank over the average, and the detection alone (``_skew.plan``, median).
+Skew off and on alternate run by run. Appends to ``benchmarks/results/join_skew.md``
+with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+import hpcproc as hp
+from hpcproc.comm import lib_comm
+from hpcproc.shuffles import _skew
+from hpcproc.shuffles.joins import BROADCAST_BYTES
+
+RESULTS = Path(__file__).resolve().parent / "results" / "join_skew.md"
+
+
+def _count(text: str) -> int:
+    return int(eval(text.replace("^", "**"), {"__builtins__": {}}))
+
+
+def _data(kind, n, comm):
+    size, rank = comm.Get_size(), comm.Get_rank()
+    a, b = hp.block_range(n, size, rank)
+    rng = np.random.default_rng([11, rank])
+    dims = n // 4
+    if kind == "zipf":
+        k = rng.zipf(1.2, b - a).astype(np.int64)
+    elif kind == "hot30":
+        k = np.where(rng.random(b - a) < 0.3, 1, rng.integers(1, dims + 1, b - a))
+    else:
+        k = rng.integers(1, dims + 1, b - a)
+    fact = {"key": k, "val": rng.random(b - a)}
+    da, db = hp.block_range(dims, size, rank)
+    dim = {"key": np.arange(da + 1, db + 1, dtype=np.int64), "w": rng.random(db - da)}
+    return fact, dim
+
+
+def _timed(fn, comm):
+    comm.Barrier()
+    t = time.perf_counter()
+    out = fn()
+    dt = comm.allreduce(time.perf_counter() - t, op=MPI.MAX)
+    return dt, out
+
+
+def _ratio(counts):
+    counts = np.asarray(counts, dtype=float)
+    return float(counts.max() / max(counts.mean(), 1.0))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=_count, default=1 << 20)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    comm = MPI.COMM_WORLD
+    lines = []
+    for kind in ("zipf", "hot30", "uniform"):
+        fact, dim = _data(kind, args.rows, comm)
+        times = {False: [], True: []}
+        meta = {}
+        for i in range(args.repeat + 1):
+            for skew in (False, True):
+                dt, res = _timed(lambda s=skew: hp.join(fact, dim, "key", comm=comm,
+                                                        strategy="hash", skew=s), comm)
+                if i:
+                    times[skew].append(dt)
+                meta[skew] = res.meta
+                del res
+        lk, rk = [fact["key"]], [dim["key"]]
+        rows = np.array([comm.allreduce(len(fact["key"])), comm.allreduce(len(dim["key"]))])
+        detect = []
+        for _ in range(args.repeat + 1):
+            dt, _ = _timed(lambda: _skew.plan(lk, rk, rows, (16, 16), BROADCAST_BYTES,
+                                              lib_comm(comm)), comm)
+            detect.append(dt)
+        off, on = np.median(times[False]), np.median(times[True])
+        lines.append(
+            f"| {kind} | {off:.3f} | {on:.3f} | {off / on:.2f}x | "
+            f"{_ratio([a + b for a, b in meta[False]['join_rows']]):.2f} / "
+            f"{_ratio([a + b for a, b in meta[True]['join_rows']]):.2f} | "
+            f"{_ratio(meta[False]['rank_rows']):.2f} / {_ratio(meta[True]['rank_rows']):.2f} | "
+            f"{meta[True]['heavy_keys']} | {np.median(detect[1:]) * 1e3:.1f} ms |")
+    if comm.Get_rank() == 0:
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+        head = (f"\n### {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
+                f"{comm.Get_size()} ranks, {args.rows} fact rows, median of {args.repeat}, "
+                f"load average at the end {load}\n\n"
+                "| keys | skew off (s) | skew on (s) | off / on | busiest rank's joined "
+                "rows / average, off / on | busiest rank's output / average, off / on | "
+                "heavy keys | detection |\n|---|---|---|---|---|---|---|---|\n")
+        text = head + "\n".join(lines) + "\n"
+        print(text)
+        with open(RESULTS, "a") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
