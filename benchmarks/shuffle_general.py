@@ -13,14 +13,16 @@ Workloads (``--rows`` N, files made once with numpy + h5py under benchmarks/data
   every fact key matches; inner join, then sum(val * w);
 * ``dense`` / ``dense-zipf``: N rows, int64 key in [0, 2**20) uniform / Zipf(1.2),
   float64 value; sum and count per key (hpcproc's dense path; the hand-written
-  version is ``np.bincount`` + ``MPI.Reduce``).
+  version is ``np.bincount`` + ``MPI.Reduce``, then the keys seen and their sums and
+  counts on the root, as hpcproc returns them).
 
 Every engine runs in its own process (MPI engines as ``mpiexec -n RANKS``; Polars with
 ``POLARS_MAX_THREADS`` = DuckDB ``threads`` = RANKS), one after another, data freed in
 between; the driver reads the workload's file just before each engine starts (every engine
 finds it in the page cache). Each process reads the file(s) into memory and runs the workload ``repeat + 1``
 times; the first run (compilation, warm-up) is dropped. Reported per engine: ``compute``
-(median, slowest rank), ``run`` (median of read + compute: what one pass over the file
+(median, slowest rank; MPI ranks start it together, after a barrier, so that it never
+counts one rank waiting for another's read), ``run`` (median of read + compute: what one pass over the file
 costs) and ``process`` (wall time of the whole process from launch to its first result:
 interpreter and imports, MPI start-up, read, first compute — one sample). The hpcproc
 process also measures ``MPI_Alltoallv`` between its ranks (warm buffers, and into a newly
@@ -124,6 +126,7 @@ def _mpi_worker(args) -> None:
         comm.Barrier()
         t0 = time.perf_counter()
         state = read()
+        comm.Barrier()  # compute starts together: it never includes another rank's read
         t1 = time.perf_counter()
         checks.append(run(state))
         t2 = time.perf_counter()
@@ -222,13 +225,17 @@ def _hand_case(comm, workload, path):
         return (lambda s: comm.allreduce(int(handwritten_groupby(comm, s["key"], s["value"])[0]
                                              .size))), read
 
-    def dense(s):
+    def dense(s):  # the key range known in advance (hpcproc finds it: one more pass)
         span = 1 << 20
         sums = np.bincount(s["key"], weights=s["value"], minlength=span)
-        cnt = np.bincount(s["key"], minlength=span).astype(np.int64)
+        cnt = np.bincount(s["key"], minlength=span)  # int64 (intp) already: no copy
         comm.Reduce(MPI.IN_PLACE if comm.rank == 0 else sums, sums, op=MPI.SUM, root=0)
         comm.Reduce(MPI.IN_PLACE if comm.rank == 0 else cnt, cnt, op=MPI.SUM, root=0)
-        return int(np.count_nonzero(cnt)) if comm.rank == 0 else 0
+        if comm.rank:
+            return 0
+        keys = np.flatnonzero(cnt)  # the result, as hpcproc's: the keys seen, their states
+        out = keys, sums[keys], cnt[keys]
+        return int(out[0].size)
     return dense, read
 
 
