@@ -13,20 +13,24 @@ Workloads (``--rows`` N, files made once with numpy + h5py under benchmarks/data
   every fact key matches; inner join, then sum(val * w);
 * ``dense`` / ``dense-zipf``: N rows, int64 key in [0, 2**20) uniform / Zipf(1.2),
   float64 value; sum and count per key (hpcproc's dense path; the hand-written
-  version is ``np.bincount`` + ``MPI.Reduce``).
+  version is ``np.bincount`` + ``MPI.Reduce``, then the keys seen and their sums and
+  counts on the root, as hpcproc returns them).
 
 Every engine runs in its own process (MPI engines as ``mpiexec -n RANKS``; Polars with
 ``POLARS_MAX_THREADS`` = DuckDB ``threads`` = RANKS), one after another, data freed in
 between; the driver reads the workload's file just before each engine starts (every engine
 finds it in the page cache). Each process reads the file(s) into memory and runs the workload ``repeat + 1``
 times; the first run (compilation, warm-up) is dropped. Reported per engine: ``compute``
-(median, slowest rank), ``run`` (median of read + compute: what one pass over the file
+(median, slowest rank; MPI ranks start it together, after a barrier, so that it never
+counts one rank waiting for another's read), ``run`` (median of read + compute: what one pass over the file
 costs) and ``process`` (wall time of the whole process from launch to its first result:
 interpreter and imports, MPI start-up, read, first compute — one sample). The hpcproc
 process also measures ``MPI_Alltoallv`` between its ranks (warm buffers, and into a newly
 allocated receive buffer: the page faults that any exchange returning new arrays pays) and the bytes
 per second of ``hp.exchange`` (random destinations: partition + scatter + Alltoallv) and
-of the group-by's contiguous exchange, in the same run. Results (with the load average)
+of the group-by's contiguous exchange, in the same run; for ``dense`` / ``dense-zipf`` it
+also times its group-by and the hand-written one taking turns on the same table (the same
+memory and load: the robust ratio on a shared machine). Results (with the load average)
 are appended to ``benchmarks/results/shuffle_general.md``.
 """
 
@@ -124,6 +128,7 @@ def _mpi_worker(args) -> None:
         comm.Barrier()
         t0 = time.perf_counter()
         state = read()
+        comm.Barrier()  # compute starts together: it never includes another rank's read
         t1 = time.perf_counter()
         checks.append(run(state))
         t2 = time.perf_counter()
@@ -135,6 +140,8 @@ def _mpi_worker(args) -> None:
         comps.append(c)
     extra = _exchange_rates(comm, args.rows) if args.engine == "hpcproc" and \
         args.workload == "groupby" else {}
+    if args.engine == "hpcproc" and args.workload.startswith("dense"):
+        extra = _dense_interleaved(comm, path, args.workload, args.repeat)
     if comm.rank == 0:
         print("RESULT" + json.dumps({"read": reads[1:], "compute": comps[1:], "process": first,
                                      "check": checks[-1], **extra}), flush=True)
@@ -222,14 +229,43 @@ def _hand_case(comm, workload, path):
         return (lambda s: comm.allreduce(int(handwritten_groupby(comm, s["key"], s["value"])[0]
                                              .size))), read
 
-    def dense(s):
+    def dense(s):  # the key range known in advance (hpcproc finds it: one more pass)
         span = 1 << 20
         sums = np.bincount(s["key"], weights=s["value"], minlength=span)
-        cnt = np.bincount(s["key"], minlength=span).astype(np.int64)
+        cnt = np.bincount(s["key"], minlength=span)  # int64 (intp) already: no copy
         comm.Reduce(MPI.IN_PLACE if comm.rank == 0 else sums, sums, op=MPI.SUM, root=0)
         comm.Reduce(MPI.IN_PLACE if comm.rank == 0 else cnt, cnt, op=MPI.SUM, root=0)
-        return int(np.count_nonzero(cnt)) if comm.rank == 0 else 0
+        if comm.rank:
+            return 0
+        keys = np.flatnonzero(cnt)  # the result, as hpcproc's: the keys seen, their states
+        out = keys, sums[keys], cnt[keys]
+        return int(out[0].size)
     return dense, read
+
+
+def _dense_interleaved(comm, path, workload, repeat) -> dict:
+    """Compute seconds (medians, slowest rank) of hpcproc's dense group-by and of the
+    hand-written one taking turns ``repeat`` times (after one dropped turn) in this one
+    process, on the same table: the same memory (page size, cache state) and the same load,
+    which separate processes run one after the other do not share."""
+    from mpi4py import MPI
+
+    import hpcproc as hp
+    hp_run, read = _hp_case(hp, comm, workload, path)
+    hand_run = _hand_case(comm, workload, path)[0]
+    t = read()
+    cols = {"key": t.local("key"), "value": t.local("value")}
+    times = {"hpcproc": [], "mpi4py": []}
+    pair = [("hpcproc", hp_run, t), ("mpi4py", hand_run, cols)]
+    for i in range(repeat + 1):
+        for name, fn, arg in pair if i % 2 else pair[::-1]:
+            comm.Barrier()
+            t0 = time.perf_counter()
+            fn(arg)
+            dt = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+            if i:
+                times[name].append(dt)
+    return {"interleaved": {k: float(np.median(v)) for k, v in times.items()}}
 
 
 def _exchange_rates(comm, rows) -> dict:
@@ -513,6 +549,13 @@ def _report(res, args, loads) -> str:
                           f"{hp['exchange_GBps'] / h:.2f}x it). Warm Alltoallv with each "
                           f"rank's own rows copied by numpy: {s:.2f} GB/s ({s / a:.2f}; "
                           f"`hp.exchange` {hp['exchange_GBps'] / s:.2f} of it).")
+    for w in args.only.split(","):
+        got = res.get((w, "hpcproc"), {}).get("interleaved")
+        if got:  # hpcproc's dense group-by and the hand-written one in one process
+            lines.append(f"\n{w}, both in the hpcproc process taking turns on the same "
+                         f"table (median of {args.repeat}): hpcproc {got['hpcproc']:.3f} s, "
+                         f"hand-written {got['mpi4py']:.3f} s, ratio "
+                         f"{got['mpi4py'] / got['hpcproc']:.2f}.")
     lines.append("\nChecks (same on every engine: rows out / join sum): " + "; ".join(
         f"{w}: " + ", ".join(f"{e}={res[w, e]['check']}" for e in args.engines.split(","))
         for w in args.only.split(",")))
