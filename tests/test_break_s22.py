@@ -9,7 +9,7 @@ serially and under 2 and 3 ranks; the others run once serially (some launch thei
 from __future__ import annotations
 
 import re
-import threading
+import sys
 import warnings
 
 import numpy as np
@@ -117,39 +117,42 @@ def test_break_exchange_many_columns_in_many_rounds(comm, staging, max_message):
             _check(got, exp)
 
 
-@pytest.mark.mpi
-def test_break_exchange_threads_on_their_own_communicators(comm, staging):
-    """Three threads exchanging 4-column tables at once, each on its own duplicate of
-    ``comm``: each communicator has its own staging pool, results as numpy's."""
-    from mpi4py import MPI
+STRIDED_DEST = """
+import sys
+import numpy as np
+from mpi4py import MPI
+import hpcproc as hp
+comm = MPI.COMM_WORLD
+n = 1001
+rng = np.random.default_rng(comm.rank)
+cols = {f"c{j}": rng.random(n) for j in range(POSITION_COLUMNS)}
+dest = np.repeat(rng.integers(0, comm.size, n).astype(np.uint8), 2)
+if sys.argv[1] == "strided":
+    dest = dest[::2]
+else:
+    dest = dest[::2].copy()
+everyone = comm.allgather((cols, dest))
+got, _ = hp.exchange(cols, dest, comm)
+for k in cols:
+    exp = np.concatenate([c[k][d == comm.rank] for c, d in everyone])
+    assert np.array_equal(got[k], exp), k
+imported = comm.gather("numba" in sys.modules)
+if comm.rank == 0:
+    print(imported, flush=True)
+"""
 
-    if MPI.Query_thread() != MPI.THREAD_MULTIPLE:
-        pytest.skip("MPI without MPI_THREAD_MULTIPLE")
-    comms = [comm.Dup() for _ in range(3)]
-    errors = []
 
-    def work(c, seed):
-        r = np.random.default_rng([seed, c.rank])
-        try:
-            for _ in range(10):
-                n = int(r.integers(0, 3000))
-                cols = {f"c{j}": r.random(n) for j in range(4)}
-                d = r.integers(0, c.size, n)
-                exp = _expected(c, cols, d)
-                got, _ = exchange(cols, d, c)
-                _check(got, exp)
-        except Exception as exc:  # noqa: BLE001 - reported below, on the main thread
-            errors.append(repr(exc))
-
-    threads = [threading.Thread(target=work, args=(c, i)) for i, c in enumerate(comms)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    assert not any(t.is_alive() for t in threads)
-    for c in comms:
-        c.Free()
-    assert not errors, errors
+@SERIAL_ONLY
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_break_exchange_strided_dest_uses_the_ahead_of_time_kernels(tmp_path, layout):
+    """A uint8 destination array that is a strided view (``d[::2]``, a column of a 2-D
+    array): the ahead-of-time kernels take C-contiguous arrays; it used to import Numba
+    and compile the count and scatter kernels on every rank (about 1 s each)."""
+    script = tmp_path / "dest.py"
+    script.write_text(STRIDED_DEST.replace("POSITION_COLUMNS", str(POSITION_COLUMNS)))
+    proc = run([sys.executable, str(script), layout], ranks=2, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "[False, False]", proc.stdout
 
 
 @pytest.mark.parametrize("size", [9, 255, 256, 257, 300, 65536])
