@@ -201,8 +201,9 @@ def disagreements(values: Mapping[str, str], comm: MPI.Comm | None = None) -> di
     text, shown as given). One ``MPI_Allreduce`` of two int64 (a hash of ``values``) in
     the common case; only when the ranks differ are the values gathered on rank 0 and
     the description broadcast. Returns ``{name: "ranks 0-1: '/a'; rank 2: '/b'"}`` for
-    every name whose value differs (at most four values listed), the same on every
-    rank, or ``{}`` when all ranks agree.
+    every name whose value differs (at most four values listed; a value longer than
+    :data:`_LONG` characters shown by its two ends and a digest of the whole), the same
+    on every rank, or ``{}`` when all ranks agree.
     """
     lc = lib_comm(comm)
     if lc.Get_size() == 1:
@@ -223,14 +224,31 @@ def disagreements(values: Mapping[str, str], comm: MPI.Comm | None = None) -> di
                     groups.setdefault(v.get(name, "<not given>"), []).append(r)
                 if len(groups) > 1:
                     shown = list(groups.items())
-                    out[name] = "; ".join(f"{_few_ranks(rs)}: {text}" for text, rs in shown[:4])
+                    out[name] = "; ".join(f"{_few_ranks(rs)}: {_ends(text)}"
+                                          for text, rs in shown[:4])
                     out[name] += f"; {len(shown) - 4} more values" if len(shown) > 4 else ""
         return lc.bcast(out, root=0)
 
 
+#: Longest value shown whole by :func:`disagreements` (a PATH-like variable can be
+#: kilobytes long: several of them would bury the message)
+_LONG = 80
+
+
+def _ends(text: str) -> str:
+    """``text``, or when longer than :data:`_LONG` its two ends and a digest of the
+    whole (two long values that differ only in their middle still look different)."""
+    if len(text) <= _LONG:
+        return text
+    return f"{text[:48]}...{text[-24:]} (#{_digest(text) & 0xffffffff:08x})"
+
+
 def _few_ranks(rs) -> str:
     text = _ranks(rs)
-    return text if len(text) <= 40 else f"{len(rs)} ranks ({text[6:30]},...)"
+    if len(text) <= 40:
+        return text
+    head = text[6:30]  # whole rank numbers only: cut at the last comma
+    return f"{len(rs)} ranks ({head[:head.rfind(',')] if ',' in head else rs[0]},...)"
 
 
 def _verify_tiling(lc, fn, dists) -> None:

@@ -277,8 +277,8 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     if int(memory_budget) <= 0 or not 0 < int(max_message) <= MAX_MESSAGE:
         raise ValueError("memory_budget and max_message must be positive "
                          f"(max_message <= {MAX_MESSAGE})")
-    if dest.dtype != dest_dtype(size):
-        dest = dest.astype(dest_dtype(size))
+    # C-contiguous, as the ahead-of-time kernels take it (a strided view compiled them)
+    dest = np.ascontiguousarray(dest, dtype=dest_dtype(size))
     half = K.halves(dest.shape[0], size)  # the scatter's two streams
     per_half = K.count_dest(dest, size, half)
     first, send = per_half[0].copy(), per_half[0] + per_half[1]
