@@ -280,8 +280,11 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     # C-contiguous, as the ahead-of-time kernels take it (a strided view compiled them)
     dest = np.ascontiguousarray(dest, dtype=dest_dtype(size))
     half = K.halves(dest.shape[0], size)  # the scatter's two streams
-    per_half = K.count_dest(dest, size, half)
-    first, send = per_half[0].copy(), per_half[0] + per_half[1]
+    # counted in two halves always (four counters); the first's counts matter with two
+    # streams only
+    per_half = K.count_dest(dest, size, dest.shape[0] // 2)
+    send = per_half[0] + per_half[1]
+    first = per_half[0].copy() if half else np.zeros(size, np.int64)
     recv = np.empty(size, dtype=np.int64)
     lc.Alltoall([send, MPI.INT64_T], [recv, MPI.INT64_T])
     rowbytes = [v.dtype.itemsize * int(np.prod(v.shape[1:], dtype=np.int64))
