@@ -128,7 +128,6 @@ SIGNATURES: dict[str, list[str] | str] = {
     "hpcproc.shuffles._hashjoin._same": INNER,
     # _skew: the heavy keys of a join
     "hpcproc.shuffles._skew._table": [K2],
-    "hpcproc.shuffles._skew._lookup": [f"{K2}, {K2}, i4[::1]"],
     "hpcproc.shuffles._skew._count": [f"{K2}, {K2}, i8[::1], i4[::1]"],
     "hpcproc.shuffles._skew._count_few": [f"{K2}, {K2}, i8[::1], i4[::1]"],
     "hpcproc.shuffles._skew._route": signatures("i4[::1], i1[::1], i8, {d}[::1], i8[::1]",
