@@ -106,17 +106,17 @@ def scatter_all(dest, src, start, half, out, pos):
         if record:
             pos[k] = j
             pos[i2] = j2
-    for i in range(m, half):
+    _scatter_rows(dest, src, m, half, at, out, pos, record)  # what is left of each stream
+    _scatter_rows(dest, src, half + m, n, at2, out, pos, record)
+
+
+@jit
+def _scatter_rows(dest, src, a, b, at, out, pos, record):
+    """Rows ``[a, b)`` of :func:`scatter_all` in one stream (its position counters ``at``)."""
+    for i in range(a, b):
         d = dest[i]
         j = at[d]
         at[d] = j + 1
-        out[j] = src[i]
-        if record:
-            pos[i] = j
-    for i in range(half + m, n):
-        d = dest[i]
-        j = at2[d]
-        at2[d] = j + 1
         out[j] = src[i]
         if record:
             pos[i] = j
