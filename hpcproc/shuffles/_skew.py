@@ -137,9 +137,9 @@ def _route(ids, act, rank, dest, rep):
     r = 0
     for i in range(ids.shape[0]):
         j = ids[i]
-        if j >= 0 and act[j] != 0:
+        if j >= 0 and act[j] != HASH:
             dest[i] = rank
-            if act[j] == 2:
+            if act[j] == REPLICATE:
                 rep[r] = i
                 r += 1
 
@@ -164,14 +164,20 @@ class SkewPlan:
         Rows of each side replicated to every rank (totals over the ranks).
     """
 
-    def __init__(self, table, plain, actions, ids, heavy, replicated):
-        self._table, self._plain, self._actions, self._ids = table, plain, actions, ids
+    def __init__(self, cand, table, plain, actions, ids, heavy, replicated):
+        self._cand, self._table, self._plain = cand, table, plain
+        self._actions, self._ids = actions, ids
         self.heavy, self.replicated = heavy, replicated
 
     def actions(self, cols, side: str) -> np.ndarray:
         """What happens to every row of ``cols`` (key columns of ``side``): int8,
         :data:`HASH`, :data:`LOCAL` or :data:`REPLICATE`. Not collective."""
-        return _actions(cols, self._plain, self._table, self._actions[side])
+        scratch = np.zeros(self._cand.shape[0], np.int64)  # counts nobody reads
+        ids = _candidates(cols, self._plain, self._cand, self._table, scratch)
+        hit = ids >= 0
+        out = np.zeros(ids.shape[0], np.int8)
+        out[hit] = self._actions[side][ids[hit]]
+        return out
 
     def route(self, side: str, dest: np.ndarray, rank: int) -> np.ndarray:
         """Keep the rows of heavy keys of ``side`` (the rows that :func:`plan` counted)
@@ -184,20 +190,17 @@ class SkewPlan:
         return rep
 
 
-def _ids(cols, plain, table) -> np.ndarray:
+def _candidates(cols, plain, cand, table, counts) -> np.ndarray:
+    """The candidate (row of ``cand``, -1: none) of every row of the key columns
+    ``cols``; ``counts[j]`` += the rows of candidate ``j``. A few one-word candidates are
+    compared one by one, more are looked up in their ``table``."""
     ids = np.empty(cols[0].shape[0], np.int32)
-    scratch = np.zeros(table.shape[0], np.int64)  # counts nobody reads (>= one per key)
     for a, b, K in _words(cols, plain):
-        _count(K, table, scratch, ids[a:b])
+        if K.shape[1] == 1 and cand.shape[0] <= FEW:
+            _count_few(K, cand, counts, ids[a:b])
+        else:
+            _count(K, table, counts, ids[a:b])
     return ids
-
-
-def _actions(cols, plain, table, act) -> np.ndarray:
-    ids = _ids(cols, plain, table)
-    hit = ids >= 0
-    out = np.zeros(ids.shape[0], np.int8)
-    out[hit] = act[ids[hit]]
-    return out
 
 
 def _sample(cols, rank: int, side: int):
@@ -238,14 +241,8 @@ def plan(lk, rk, rows, row_bytes, budget: int, comm) -> SkewPlan | None:
         return None
     table = _table(cand)
     own = np.zeros((2, cand.shape[0]), np.int64)
-    ids = {}
-    for i, (side, cols) in enumerate((("left", lk), ("right", rk))):
-        ids[side] = (np.empty(cols[0].shape[0], np.int32), own[i])
-        for a, b, K in _words(cols, plain):
-            if K.shape[1] == 1 and cand.shape[0] <= FEW:
-                _count_few(K, cand, own[i], ids[side][0][a:b])
-            else:
-                _count(K, table, own[i], ids[side][0][a:b])
+    ids = {side: (_candidates(cols, plain, cand, table, own[i]), own[i])
+           for i, (side, cols) in enumerate((("left", lk), ("right", rk)))}
     counts = np.empty_like(own)
     comm.Allreduce(own, counts, op=MPI.SUM)
     total = counts.sum(axis=0)
@@ -253,6 +250,7 @@ def plan(lk, rk, rows, row_bytes, budget: int, comm) -> SkewPlan | None:
                "right": np.zeros(cand.shape[0], np.int8)}
     replicated = {"left": 0, "right": 0}
     room, heavy = int(budget), 0
+    names = ("left", "right")
     for j in np.argsort(-total, kind="stable"):
         if total[j] < limit:
             break
@@ -263,10 +261,9 @@ def plan(lk, rk, rows, row_bytes, budget: int, comm) -> SkewPlan | None:
             continue  # too many rows to replicate: hash-partitioned as before
         room -= cost
         heavy += 1
-        names = ("left", "right")
         actions[names[keep]][j] = LOCAL
         actions[names[other]][j] = REPLICATE
         replicated[names[other]] += int(counts[other, j])
     if not heavy:
         return None
-    return SkewPlan(table, plain, actions, ids, heavy, replicated)
+    return SkewPlan(cand, table, plain, actions, ids, heavy, replicated)
