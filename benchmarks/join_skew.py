@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
+from shuffle import timed  # benchmarks/shuffle.py: barrier, run, slowest rank's time
 
 import hpcproc as hp
 from hpcproc.comm import lib_comm
@@ -56,14 +57,6 @@ def _data(kind, n, comm):
     return fact, dim
 
 
-def _timed(fn, comm):
-    comm.Barrier()
-    t = time.perf_counter()
-    out = fn()
-    dt = comm.allreduce(time.perf_counter() - t, op=MPI.MAX)
-    return dt, out
-
-
 def _ratio(counts):
     counts = np.asarray(counts, dtype=float)
     return float(counts.max() / max(counts.mean(), 1.0))
@@ -82,8 +75,8 @@ def main():
         meta = {}
         for i in range(args.repeat + 1):
             for skew in (False, True):
-                dt, res = _timed(lambda s=skew: hp.join(fact, dim, "key", comm=comm,
-                                                        strategy="hash", skew=s), comm)
+                res, dt = timed(comm, lambda s=skew: hp.join(fact, dim, "key", comm=comm,
+                                                             strategy="hash", skew=s))
                 if i:
                     times[skew].append(dt)
                 meta[skew] = res.meta
@@ -92,8 +85,8 @@ def main():
         rows = np.array([comm.allreduce(len(fact["key"])), comm.allreduce(len(dim["key"]))])
         detect = []
         for _ in range(args.repeat + 1):
-            dt, _ = _timed(lambda: _skew.plan(lk, rk, rows, (16, 16), BROADCAST_BYTES,
-                                              lib_comm(comm)), comm)
+            _, dt = timed(comm, lambda: _skew.plan(lk, rk, rows, (16, 16), BROADCAST_BYTES,
+                                                   lib_comm(comm)))
             detect.append(dt)
         off, on = np.median(times[False]), np.median(times[True])
         lines.append(
