@@ -132,6 +132,22 @@ def one_block(data, comm, axis=None, ddof=0, skipna=False, exact=False):
     return {k: v[0] for k, v in out.items()} if axis is None else out
 
 
+def dict_join_pairs(lkeys, rkeys, how):
+    """The reference equi-join: sorted (left row, right row, or -1 for an unmatched left
+    row of a left join) pairs, by a dict of right rows per key. Keys are hashable values
+    already normalised by the caller (NaN as one token, -0.0 as 0.0, ...)."""
+    index = {}
+    for j, key in enumerate(rkeys):
+        index.setdefault(key, []).append(j)
+    pairs = []
+    for i, key in enumerate(lkeys):
+        hits = index.get(key, [])
+        pairs += [(i, j) for j in hits]
+        if how == "left" and not hits:
+            pairs.append((i, -1))
+    return sorted(pairs)
+
+
 def balloon_reports_free_pages() -> bool:
     """Read by the tests, independently of hpcproc: a virtio balloon (device 0x0005)
     offering free page reporting (feature bit 5)."""

@@ -11,6 +11,7 @@ from _shuffle_data import split
 
 import hpcproc as hp
 from hpcproc.shuffles._hashjoin import hash_join
+from support import dict_join_pairs
 
 pytestmark = pytest.mark.mpi
 
@@ -26,14 +27,9 @@ def _norm(x):
 
 def _reference(lk, rk, how):
     """Sorted (left row, right row or -1) pairs, by a dict of right keys."""
-    table = {}
-    for j in range(len(rk[0])):
-        table.setdefault(tuple(_norm(c[j]) for c in rk), []).append(j)
-    pairs = []
-    for i in range(len(lk[0])):
-        hit = table.get(tuple(_norm(c[i]) for c in lk), [])
-        pairs += [(i, j) for j in hit] or ([(i, -1)] if how == "left" else [])
-    return sorted(pairs)
+    def keys(cols):
+        return [tuple(_norm(c[i]) for c in cols) for i in range(len(cols[0]))]
+    return dict_join_pairs(keys(lk), keys(rk), how)
 
 
 def _case(name):

@@ -3,7 +3,6 @@ other side's rows of it are replicated. Results against a dict-based join writte
 (no numpy join logic), the per-rank balance against the plain hash join's (1, 2, 3 ranks).
 """
 
-import collections
 import math
 
 import numpy as np
@@ -12,6 +11,7 @@ from _shuffle_data import split
 
 import hpcproc as hp
 from hpcproc.shuffles import _skew
+from support import dict_join_pairs
 
 pytestmark = pytest.mark.mpi
 
@@ -26,20 +26,6 @@ def small_heavy_keys(monkeypatch):
 def _norm(x):
     x = x.item() if hasattr(x, "item") else x
     return "nan" if isinstance(x, float) and math.isnan(x) else (0.0 if x == 0 else x)
-
-
-def _reference(lkeys, rkeys, how):
-    """Sorted (left row, right row or -1) pairs, by a dict of right rows per key."""
-    index = collections.defaultdict(list)
-    for j, key in enumerate(rkeys):
-        index[key].append(j)
-    pairs = []
-    for i, key in enumerate(lkeys):
-        hits = index.get(key, [])
-        pairs += [(i, j) for j in hits]
-        if how == "left" and not hits:
-            pairs.append((i, -1))
-    return sorted(pairs)
 
 
 def _rows(cols):
@@ -109,7 +95,7 @@ def _check(res, lk, rk, how):
     on = list(lk)
     lkeys = list(zip(*[[_norm(v) for v in lk[k]] for k in on]))
     rkeys = list(zip(*[[_norm(v) for v in rk[k]] for k in on]))
-    exp = _reference(lkeys, rkeys, how)
+    exp = dict_join_pairs(lkeys, rkeys, how)
     rid = np.nan_to_num(g["rid"].astype(float), nan=-1).astype(int)
     assert sorted(zip(g["lid"].tolist(), rid.tolist())) == exp
     # whole rows: every column belongs to its (left, right) row

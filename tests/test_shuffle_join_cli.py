@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from support import hpcproc_cmd, run
+from support import dict_join_pairs, hpcproc_cmd, run
 
 
 def _write(path, **datasets):
@@ -23,16 +23,7 @@ def _reference(lkeys, rkeys, how):
         return [tuple("nan" if x != x else x for x in row)
                 for row in zip(*[c.tolist() for c in cols])]
 
-    rows = {}
-    for j, k in enumerate(norm(rkeys)):
-        rows.setdefault(k, []).append(j)
-    pairs = []
-    for i, k in enumerate(norm(lkeys)):
-        hit = rows.get(k, [])
-        pairs += [(i, j) for j in hit]
-        if how == "left" and not hit:
-            pairs.append((i, -1))
-    return sorted(pairs)
+    return dict_join_pairs(norm(lkeys), norm(rkeys), how)
 
 
 def _read(path):
