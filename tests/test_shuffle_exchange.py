@@ -159,11 +159,15 @@ def test_exchange_into_preallocated_out(comm, max_message, layout):
 
 @pytest.mark.parametrize("max_message", [MAX_MESSAGE, 64])
 @pytest.mark.parametrize("route", ["all_own", "none_own", "own_first_last", "mixed"])
-def test_exchange_own_rows_copied_not_sent(comm, max_message, route):
-    """A rank's own rows skip MPI (copied from the send buffer into the output): they
-    must land between the rows of lower and higher ranks, in source order, for every row
-    width (1, 2, 3, 8, 24 bytes and zero-width), in one round and in many, into new
-    arrays and into ``out=``."""
+@pytest.mark.parametrize("names", ["all", "two"])
+def test_exchange_own_rows_copied_not_sent(comm, max_message, route, names):
+    """A rank's own rows skip MPI (in one round into new arrays, the scatter writes them
+    straight into the result, whose tail is the send buffer; else they are copied from
+    the send buffer): they must land between the rows of lower and higher ranks, in
+    source order, for every row width (1, 2, 3, 8, 24 bytes and zero-width), with six
+    columns (scattered by positions) and two (by counters), in one round and in many,
+    into new arrays and into ``out=``. A new result keeps no tail: it owns exactly its
+    rows."""
     size, rank = comm.size, comm.rank
     n = 97 + 31 * rank
     rng = np.random.default_rng(7 + rank)
@@ -174,6 +178,8 @@ def test_exchange_own_rows_copied_not_sent(comm, max_message, route):
     cols = {"u1": (i + 100 * rank).astype(np.uint8), "i2": (i - 1000 * rank).astype(">i2"),
             "b3": rng.integers(0, 255, (n, 3)).astype(np.uint8),
             "f8": rng.random(n) + rank, "v3": rng.random((n, 3)), "z": np.zeros((n, 0))}
+    if names == "two":
+        cols = {k: cols[k] for k in ("b3", "f8")}
     exp = _reference(comm, cols, dest)
     got, info = exchange(cols, dest, comm, max_message=max_message, memory_budget=1 << 20)
     out = {k: np.full((exp[k].shape[0] + 2,) + v.shape[1:], 7, v.dtype) for k, v in cols.items()}
@@ -185,6 +191,8 @@ def test_exchange_own_rows_copied_not_sent(comm, max_message, route):
         for g in (got, got_out):
             assert g[k].dtype == cols[k].dtype and g[k].shape == exp[k].shape
             np.testing.assert_array_equal(g[k], exp[k])
+        if got[k].nbytes:
+            assert got[k].base is None and got[k].flags.owndata
 
 
 @pytest.mark.parametrize("malloc_keeps", [False, True])
@@ -278,6 +286,28 @@ def test_exchange_out_given_on_some_ranks_only(comm):
     out = {"x": np.zeros(4 * n)} if comm.rank == 0 else None
     with pytest.raises(ValueError, match="out"):
         exchange({"x": np.zeros(n)}, np.zeros(n, int), comm, out=out)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 8, 9, 300])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_count_dest_matches_bincount(size, dtype):
+    """The count pass (by comparison up to ``COMPARE_COUNT`` ranks, a block at a time;
+    by counters above) against ``np.bincount``, both halves, over several blocks and
+    their remainders, with runs of one rank and ranks that get nothing."""
+    from hpcproc.shuffles import _kernels as K
+    if size > np.iinfo(dtype).max + 1:
+        pytest.skip("more ranks than the type holds")
+    n = 2 * K._BLOCK + 12345
+    rng = np.random.default_rng(size)
+    dest = rng.integers(0, size, n).astype(dtype)
+    dest[1000:40000] = size - 1
+    dest[50000:50007] = 0
+    if size > 2:
+        dest[dest == 1] = 0  # a rank that receives nothing
+    for half in (0, 1, K._BLOCK, n // 2, n - 1, n):
+        got = K.count_dest(dest, size, half)
+        np.testing.assert_array_equal(got[0], np.bincount(dest[:half], minlength=size))
+        np.testing.assert_array_equal(got[1], np.bincount(dest[half:], minlength=size))
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 8, 9, 40])

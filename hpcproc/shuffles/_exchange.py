@@ -10,10 +10,13 @@ over the library communicator, one column at a time, as raw bytes:
    order) move: a second Numba pass scatters them into a send buffer grouped by
    destination (with one round, in two interleaved streams up to 8 ranks,
    :func:`._kernels.halves`, and from the third column on by the positions the first
-   column's scatter recorded, :data:`POSITION_COLUMNS`), this rank's own rows are
-   copied from there into the output, and one ``Alltoallv`` moves the others (MPICH's
+   column's scatter recorded, :data:`POSITION_COLUMNS`), and one ``Alltoallv`` moves
+   the rows bound for other ranks. This rank's own rows never go through MPI (MPICH's
    Alltoallv copied a rank's message to itself 2.3-3.2x slower than memcpy, 9x on a
-   busy machine: with random destinations over p ranks, 1/p of the rows);
+   busy machine: with random destinations over p ranks, 1/p of the rows): in one round
+   into a new result, the scatter writes them straight to their place in it (the send
+   buffer is the result's tail, cut off afterwards: :func:`_one_round`); otherwise they
+   are copied from the send buffer;
 3. ``R`` is the smallest number of rounds for which every rank's send and receive
    buffers fit its share of ``memory_budget`` and no message (nor any byte displacement)
    exceeds ``max_message`` bytes. Counts and displacements therefore always fit a C
@@ -295,23 +298,98 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     need = (max(int(send.sum()), int(recv.sum())) + size) * widest
     rounds = lc.allreduce(max(1, -(-need // limit)), op=MPI.MAX)
     total = int(recv.sum())
-    if out is None:
-        out = {k: np.empty((total,) + v.shape[1:], v.dtype) for k, v in columns.items()}
-    else:
+    if out is not None:
         check_all(lambda: _check_room(out, total), comm)
         out = {k: out[k][:total] for k in columns}
-    rdisp_out = _offsets(recv)
+    if rounds == 1:
+        out = _one_round(lc, columns, rowbytes, dest, send, recv, half, first, out, staging)
+    else:
+        if out is None:
+            out = {k: np.empty((total,) + v.shape[1:], v.dtype) for k, v in columns.items()}
+        _rounds(lc, columns, rowbytes, dest, send, recv, rounds, limit, out)
+    return out, {"rounds": int(rounds), "sent": send, "received": recv}
+
+
+def _one_round(lc, columns, rowbytes, dest, send, recv, half, first, out, staging) -> dict:
+    """The exchange in one ``Alltoallv`` per column (everything fits the budget).
+
+    Without ``out``, each column's result is allocated with room after it for the rows
+    this rank sends to others: the scatter writes this rank's own rows straight to their
+    place among the received ones and the others to that tail, the ``Alltoallv`` sends
+    from the tail into the other ranks' heads, and the tail is then cut off (``realloc``
+    of the array: in place, nothing copied). The own rows (half of them at 2 ranks) are
+    thus written once, with no branch per row. Into the caller's ``out`` (memory of its
+    own) the rows go through the send staging buffer, and the own rows are copied from
+    there. With :data:`POSITION_COLUMNS` columns or more, the first column's scatter
+    records where each row went (in the receive share of the budget, which one round
+    does not use) and the others follow the positions.
+    """
     me = lc.Get_rank()
-    most = limit + size * widest  # the largest round of the widest column
-    send_buf = recv_buf = None
-    # one round with 3+ columns: the first column's scatter records where each row went
-    # (in the receive share of the budget, unused with one round), the others follow the
-    # positions (the position counters cost the scatter as much as the copy does)
+    total, n = int(recv.sum()), dest.shape[0]
+    rdispl = _offsets(recv)
+    sremote, rremote = _without(send, me), _without(recv, me)
+    away = int(sremote.sum())  # rows this rank sends to others
+    inplace = out is None or away == 0  # every row written where it is received or sent
+    if inplace:  # own rows among the received ones, the others in the tail
+        sdispl = _offsets(sremote)
+        base = total + sdispl
+        base[me] = rdispl[me]
+    else:  # the staging buffer, grouped by destination
+        sdispl = base = _offsets(send)
+    start = np.stack([base, base + first])  # where each of the scatter's streams starts
     moving = sum(1 for rb in rowbytes if rb)
-    n = dest.shape[0]
-    use_pos = rounds == 1 and moving >= POSITION_COLUMNS and 4 * n <= staging
+    rows = total + away if inplace else n  # of the scatter's target
+    use_pos = moving >= POSITION_COLUMNS and 4 * n <= staging and rows < 2**31  # int32
     pos = _staging(lc, "recv", 4 * n).view(np.int32) if use_pos else np.empty(0, np.int32)
-    found = False
+    result, found = {}, False
+    for (name, col), rb in zip(columns.items(), rowbytes):
+        res = (out[name] if out is not None else
+               np.empty((total + away,) + col.shape[1:], col.dtype))
+        if rb == 0:  # zero-width rows: nothing to move
+            result[name] = res[:total]
+            continue
+        src = words(col)
+        if inplace:
+            target = words(res)
+        else:
+            sb = _staging(lc, "send", n * max(rowbytes))[: n * rb]
+            target = sb.view(src.dtype).reshape((-1,) + src.shape[1:])
+        if found:
+            K.scatter_pos(pos, src, target)
+        else:
+            K.scatter_all(dest, src, start, half, target, pos)
+            found = use_pos
+        raw = res.reshape(-1).view(np.uint8)
+        if inplace:
+            sent = raw[total * rb:]
+        else:
+            own = int(send[me])
+            words(res)[rdispl[me]:rdispl[me] + own] = target[base[me]:base[me] + own]
+            sent = sb
+        with phase("exchange", sent=away * rb):
+            lc.Alltoallv([sent, (sremote * rb, sdispl * rb), MPI.BYTE],
+                         [raw[: total * rb], (rremote * rb, rdispl * rb), MPI.BYTE])
+        del src, target, raw, sent  # views of res, which must be alone to shrink in place
+        if out is None and away:
+            try:  # cut the sent rows off: realloc, in place
+                res.resize((total,) + res.shape[1:])
+            except ValueError:  # something else holds res (a tracer): a copy instead
+                res = res[:total].copy()
+        result[name] = res
+    return result
+
+
+def _rounds(lc, columns, rowbytes, dest, send, recv, rounds, limit, out) -> None:
+    """The exchange in ``rounds`` rounds into ``out``: in round ``k``, the rows bound
+    for each rank numbered ``[k*c//R, (k+1)*c//R)`` are scattered into the send staging
+    buffer, this rank's own copied into ``out``, the others moved by one ``Alltoallv``
+    into the receive staging buffer and from there into ``out``."""
+    size, me = lc.Get_size(), lc.Get_rank()
+    total, widest = int(recv.sum()), max(rowbytes, default=1)
+    rdisp_out = _offsets(recv)
+    most = limit + size * widest  # the largest round of the widest column
+    send_buf = _staging(lc, "send", min(most, int(send.sum()) * widest))
+    recv_buf = _staging(lc, "recv", min(most, total * widest))
     for k in range(rounds):
         slo, shi = _split(send, k, rounds)
         rlo, rhi = _split(recv, k, rounds)
@@ -319,40 +397,18 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
         sdispl, rdispl = _offsets(scount), _offsets(rcount)
         own, at = int(scount[me]), int(rdisp_out[me] + rlo[me])  # this rank's own rows
         sremote, rremote = _without(scount, me), _without(rcount, me)
-        alone = rounds == 1 and own == total == int(scount.sum())
-        start = np.stack([sdispl, sdispl + first])  # one round: where each stream's rows go
         for (name, col), rb in zip(columns.items(), rowbytes):
             if rb == 0:
                 continue
             src = words(col)
-            if alone:  # every row stays here (one rank): scatter straight into the output
-                sb = np.empty(0, np.uint8)
-                target = words(out[name])
-            else:
-                if send_buf is None:
-                    send_buf = _staging(lc, "send", min(most, int(send.sum()) * widest))
-                sb = send_buf[: int(scount.sum()) * rb]
-                target = sb.view(src.dtype).reshape((-1,) + src.shape[1:])
-            if rounds > 1:
-                K.scatter_round(dest, src, slo, shi, sdispl, target)
-            elif found:
-                K.scatter_pos(pos, src, target)
-            else:
-                K.scatter_all(dest, src, start, half, target, pos)
-                found = use_pos
-            if not alone:
-                words(out[name])[at:at + own] = target[sdispl[me]:sdispl[me] + own]
-            if rounds == 1:  # receive in place: the whole output fits one message
-                rb_view = out[name].reshape(-1).view(np.uint8)
-                with phase("exchange", sent=int(sremote.sum()) * rb):  # own rows copied
-                    lc.Alltoallv([sb, (sremote * rb, sdispl * rb), MPI.BYTE],
-                                 [rb_view, (rremote * rb, rdispl * rb), MPI.BYTE])
-                continue
-            if recv_buf is None:
-                recv_buf = _staging(lc, "recv", min(most, total * widest))
+            target = send_buf[: int(scount.sum()) * rb].view(src.dtype)
+            target = target.reshape((-1,) + src.shape[1:])
+            K.scatter_round(dest, src, slo, shi, sdispl, target)
+            words(out[name])[at:at + own] = target[sdispl[me]:sdispl[me] + own]
             rbuf = recv_buf[: int(rcount.sum()) * rb]
             with phase("exchange", sent=int(sremote.sum()) * rb):
-                lc.Alltoallv([sb, (sremote * rb, sdispl * rb), MPI.BYTE],
+                lc.Alltoallv([target.reshape(-1).view(np.uint8),
+                              (sremote * rb, sdispl * rb), MPI.BYTE],
                              [rbuf, (rremote * rb, rdispl * rb), MPI.BYTE])
             dst = out[name].reshape(-1).view(np.uint8).reshape(-1, rb)
             flat = rbuf.reshape(-1, rb)
@@ -360,7 +416,6 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
                 if rremote[s]:
                     a = rdisp_out[s] + rlo[s]
                     dst[a:a + rcount[s]] = flat[rdispl[s]:rdispl[s] + rcount[s]]
-    return out, {"rounds": int(rounds), "sent": send, "received": recv}
 
 
 def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = None,
