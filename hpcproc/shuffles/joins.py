@@ -245,7 +245,7 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
         reps = {"left": np.zeros(0, np.int64), "right": np.zeros(0, np.int64)}
         if skew:
             plan = _skew.plan(lk, rk, sizes[2:], (_row_bytes(lcols), _row_bytes(rcols)),
-                              broadcast_bytes, lc)
+                              broadcast_bytes, comm)
         if plan is not None:
             for s, d in (("left", dl), ("right", dr)):
                 reps[s] = plan.route(s, d, lc.Get_rank())
