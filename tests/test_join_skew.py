@@ -170,15 +170,29 @@ def test_heavy_on_both_sides_splits_the_output(comm):
 
 
 def test_replication_budget_falls_back_to_hash(comm):
-    """A heavy key whose other side does not fit ``broadcast_bytes`` is hash-partitioned
-    (today's path): the same result."""
+    """A heavy key whose other side does not fit ``replicate_bytes`` is hash-partitioned
+    (today's path): the same result. ``broadcast_bytes`` has no say in it."""
     lk, rk, _ = _case("both")
     L, R = _tables(comm, lk, rk, "even")
-    res = hp.join(L, R, "k", strategy="hash", broadcast_bytes=40 * 18 - 1)
+    res = hp.join(L, R, "k", strategy="hash", replicate_bytes=40 * 18 - 1)
     assert res.meta["heavy_keys"] == 0
     _check(res, lk, rk, "inner")
-    res = hp.join(L, R, "k", strategy="hash", broadcast_bytes=40 * 18)  # k, rid, y: 18 B
+    for bb in (0, 40 * 18 - 1):
+        res = hp.join(L, R, "k", strategy="hash", replicate_bytes=40 * 18,  # k, rid, y
+                      broadcast_bytes=bb)
+        assert res.meta["heavy_keys"] == (comm.size > 1)
+        assert res.meta["replicated"]["right"] == 40 * (comm.size > 1)
+        _check(res, lk, rk, "inner")
+
+
+def test_broadcast_bytes_zero_keeps_skew_handling(comm):
+    """``auto`` with ``broadcast_bytes=0`` never broadcasts, yet heavy keys are handled."""
+    lk, rk, _ = _case("half")
+    L, R = _tables(comm, lk, rk, "even")
+    res = hp.join(L, R, "k", broadcast_bytes=0)
+    assert res.meta["strategy"] == "hash"
     assert res.meta["heavy_keys"] == (comm.size > 1)
+    _check(res, lk, rk, "inner")
 
 
 @pytest.mark.parametrize("how", ["inner", "left"])
@@ -201,6 +215,10 @@ def test_skew_argument_is_checked(comm):
     k = np.arange(4, dtype=np.int64) + 4 * comm.rank
     with pytest.raises(TypeError, match="skew must be True or False"):
         hp.join({"k": k}, {"k": k}, "k", comm=comm, skew="yes")
+    for bad, err in ((True, TypeError), (1.5, TypeError), ("64M", TypeError),
+                     (-1, ValueError)):
+        with pytest.raises(err, match="replicate_bytes must be"):
+            hp.join({"k": k}, {"k": k}, "k", comm=comm, replicate_bytes=bad)
 
 
 @pytest.mark.parametrize("how", ["inner", "left"])

@@ -36,7 +36,7 @@ Detection (:func:`plan`, collective, the same result on every rank):
    of the counts. A candidate with at least ``max(T, MIN_ROWS)`` rows is
    heavy; it stays on the side with more of its rows (the left one on a tie) and the
    other side's rows are replicated, heaviest keys first while the replicated rows fit
-   ``budget`` bytes (the join's ``broadcast_bytes``); a key that does not fit keeps the
+   ``budget`` bytes (the join's ``replicate_bytes``); a key that does not fit keeps the
    hash partitioning.
 
 ``SHARE = 8``: a key is heavy when it alone would add an eighth of an average rank's rows
