@@ -18,11 +18,19 @@ Skew off and on alternate run by run. ``--detect-only``: the detection alone (me
 ``--repeat``, no join), its candidate step, and as the baseline the all-gather of every
 rank's sample that the owners' step replaced, alternating run by run. Appends to
 ``benchmarks/results/join_skew.md`` with the load average.
+
+``--model-ranks P`` (one process, no timing): the bytes one rank receives in the
+candidate step at ``P`` ranks, computed from a sample of every rank's block of this data
+(its keys are independent draws, so the 256 sampled rows of a side are drawn directly;
+the weights, distinct keys and owner hash are ``_skew``'s), for the all-gather that
+was replaced and for the owners' exchange (its share of the sample, the exchange's
+counts, the candidates twice through the allreduce, their exact counts): printed only.
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import time
 from pathlib import Path
 
@@ -33,7 +41,9 @@ from shuffle import timed  # benchmarks/shuffle.py: barrier, run, slowest rank's
 import hpcproc as hp
 from hpcproc.comm import lib_comm
 from hpcproc.shuffles import _skew
+from hpcproc.shuffles._exchange import dest_dtype
 from hpcproc.shuffles._hashjoin import key_words
+from hpcproc.shuffles._kernels import hash_dest
 from hpcproc.shuffles.joins import BROADCAST_BYTES
 
 RESULTS = Path(__file__).resolve().parent / "results" / "join_skew.md"
@@ -43,17 +53,20 @@ def _count(text: str) -> int:
     return int(eval(text.replace("^", "**"), {"__builtins__": {}}))
 
 
+def _data_keys(kind, rng, rows, dims):
+    if kind == "zipf":
+        return rng.zipf(1.2, rows).astype(np.int64)
+    if kind == "hot30":
+        return np.where(rng.random(rows) < 0.3, 1, rng.integers(1, dims + 1, rows))
+    return rng.integers(1, dims + 1, rows)
+
+
 def _data(kind, n, comm):
     size, rank = comm.Get_size(), comm.Get_rank()
     a, b = hp.block_range(n, size, rank)
     rng = np.random.default_rng([11, rank])
     dims = n // 4
-    if kind == "zipf":
-        k = rng.zipf(1.2, b - a).astype(np.int64)
-    elif kind == "hot30":
-        k = np.where(rng.random(b - a) < 0.3, 1, rng.integers(1, dims + 1, b - a))
-    else:
-        k = rng.integers(1, dims + 1, b - a)
+    k = _data_keys(kind, rng, b - a, dims)
     fact = {"key": k, "val": rng.random(b - a)}
     da, db = hp.block_range(dims, size, rank)
     dim = {"key": np.arange(da + 1, db + 1, dtype=np.int64), "w": rng.random(db - da)}
@@ -98,13 +111,49 @@ def _detect(fact, dim, comm, repeat):
     return (plan.heavy if plan else 0), {k: float(np.median(v)) for k, v in times.items()}
 
 
+def _model_bytes(kind, n, ranks):
+    """(candidates, all-gather bytes per rank, owners' mean and max bytes per rank) of
+    the candidate step at ``ranks`` ranks (one-word keys, 16 bytes a key and weight)."""
+    dims = n // 4
+    recv = np.zeros(ranks)
+    old, keys, weights = [], [], []
+    for r in range(ranks):
+        a, b = hp.block_range(n, ranks, r)
+        da, db = hp.block_range(dims, ranks, r)
+        rng = np.random.default_rng([11, r])
+        m, md = min(b - a, _skew.SAMPLE_ROWS), min(db - da, _skew.SAMPLE_ROWS)
+        ls = _data_keys(kind, rng, m, dims)
+        rs = rng.integers(da + 1, db + 1, md) if md < db - da else np.arange(da + 1, db + 1)
+        lw, rw = np.full(m, (b - a) / max(m, 1)), np.full(md, (db - da) / max(md, 1))
+        K, w = _skew._distinct(np.concatenate(key_words([ls], [rs])), np.concatenate([lw, rw]))
+        old.append(len(pickle.dumps((K, w), protocol=5)))
+        owner = np.empty(K.shape[0], dest_dtype(ranks))
+        hash_dest(K, ranks, owner)
+        np.add.at(recv, owner.astype(np.int64), 16)
+        keys.append(K)
+        weights.append(w)
+    K, w = _skew._distinct(np.concatenate(keys), np.concatenate(weights))
+    cand = int((w >= (n + dims) / (_skew.SHARE * ranks) / 2).sum())
+    extra = 8 * ranks + 2 * 8 * cand + 16 * cand
+    return cand, sum(old) - min(old), recv.mean() + extra, recv.max() + extra
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=_count, default=1 << 20)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--detect-only", action="store_true",
                     help="time the heavy-key detection alone (no join)")
+    ap.add_argument("--model-ranks", type=int, metavar="P",
+                    help="print the candidate step's bytes received per rank at P ranks")
     args = ap.parse_args()
+    if args.model_ranks:
+        for kind in ("zipf", "hot30", "uniform"):
+            cand, old, mean, most = _model_bytes(kind, args.rows, args.model_ranks)
+            print(f"{kind}: {args.model_ranks} ranks, {args.rows} fact rows, {cand} "
+                  f"candidates: all-gather {old / 1e6:.2f} MB per rank; owners "
+                  f"{mean / 1e3:.1f} KB mean, {most / 1e3:.1f} KB on the busiest rank")
+        return
     comm = MPI.COMM_WORLD
     lines = []
     for kind in ("zipf", "hot30", "uniform"):
