@@ -24,7 +24,9 @@ candidate step at ``P`` ranks, computed from a sample of every rank's block of t
 (its keys are independent draws, so the 256 sampled rows of a side are drawn directly;
 the weights, distinct keys and owner hash are ``_skew``'s), for the all-gather that
 was replaced and for the owners' exchange (its share of the sample, the exchange's
-counts, the candidates twice through the allreduce, their exact counts): printed only.
+counts, the candidates twice through the allreduce, their exact counts), and the time
+the all-gather's merge of every rank's sample took on each rank (measured here): printed
+only.
 """
 
 from __future__ import annotations
@@ -132,10 +134,12 @@ def _model_bytes(kind, n, ranks):
         np.add.at(recv, owner.astype(np.int64), 16)
         keys.append(K)
         weights.append(w)
+    t0 = time.perf_counter()  # the all-gather's merge, on every rank
     K, w = _skew._distinct(np.concatenate(keys), np.concatenate(weights))
+    merge = time.perf_counter() - t0
     cand = int((w >= (n + dims) / (_skew.SHARE * ranks) / 2).sum())
     extra = 8 * ranks + 2 * 8 * cand + 16 * cand
-    return cand, sum(old) - min(old), recv.mean() + extra, recv.max() + extra
+    return cand, sum(old) - min(old), recv.mean() + extra, recv.max() + extra, merge
 
 
 def main():
@@ -149,10 +153,11 @@ def main():
     args = ap.parse_args()
     if args.model_ranks:
         for kind in ("zipf", "hot30", "uniform"):
-            cand, old, mean, most = _model_bytes(kind, args.rows, args.model_ranks)
+            cand, old, mean, most, merge = _model_bytes(kind, args.rows, args.model_ranks)
             print(f"{kind}: {args.model_ranks} ranks, {args.rows} fact rows, {cand} "
-                  f"candidates: all-gather {old / 1e6:.2f} MB per rank; owners "
-                  f"{mean / 1e3:.1f} KB mean, {most / 1e3:.1f} KB on the busiest rank")
+                  f"candidates: all-gather {old / 1e6:.2f} MB per rank (merged in "
+                  f"{merge * 1e3:.0f} ms on each); owners {mean / 1e3:.1f} KB mean, "
+                  f"{most / 1e3:.1f} KB on the busiest rank")
         return
     comm = MPI.COMM_WORLD
     lines = []

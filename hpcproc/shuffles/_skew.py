@@ -260,9 +260,10 @@ def _sampled_candidates(lk, rk, least: float, comm) -> np.ndarray:
     owner = np.empty(keys.shape[0], dest_dtype(size))
     hash_dest(keys, size, owner)  # a 64-bit integer key: its rank in the hash join
     order = np.argsort(owner, kind="stable")  # each owner's keys stay sorted
-    got = exchange_runs({"k": keys[order], "w": weights[order]},
-                        np.bincount(owner, minlength=size), comm)[0]
-    keys, weights = _distinct(got["k"], got["w"])  # sums in rank order: reproducible
+    rows = np.column_stack([keys, weights.view(np.uint64)])[order]  # key words, weight
+    got = exchange_runs({"kw": rows}, np.bincount(owner, minlength=size), comm)[0]["kw"]
+    weights = np.ascontiguousarray(got[:, -1]).view(np.float64)
+    keys, weights = _distinct(got[:, :-1], weights)  # summed in rank order: reproducible
     cand = _everywhere(np.ascontiguousarray(keys[weights >= least]), lc)
     return np.unique(cand, axis=0) if cand.shape[0] else cand
 
