@@ -11,6 +11,7 @@ match a message the user's own code posts on the same communicator.
 from __future__ import annotations
 
 import pickle
+import threading
 
 from mpi4py import MPI
 
@@ -41,6 +42,8 @@ def _free_derived(comm, keyval, derived):  # MPI attribute delete callback
 
 
 _KEYVALS: dict = {}
+_LOCK = threading.Lock()  # guards _KEYVALS and _MAKING
+_MAKING: dict = {}  # (name, comm handle) -> the lock of a derivation in progress
 
 
 def cached_comm(comm: MPI.Comm, name: str, make) -> MPI.Intracomm:
@@ -49,14 +52,28 @@ def cached_comm(comm: MPI.Comm, name: str, make) -> MPI.Intracomm:
     The derived communicator is freed when ``comm`` is (attribute delete callback), so the
     cache never outlives its communicator and a reused handle never returns a stale
     entry. Collective on ``comm`` whenever ``make`` is (the first call only).
+    Thread-safe: threads making the first call at once create one keyval and call
+    ``make`` once (the others wait for it); a cached entry is read without a lock.
     """
     keyval = _KEYVALS.get(name)
-    if keyval is None:
-        keyval = _KEYVALS[name] = MPI.Comm.Create_keyval(delete_fn=_free_derived)
-    derived = comm.Get_attr(keyval)
-    if derived is None:
-        derived = make(comm)
-        comm.Set_attr(keyval, derived)
+    derived = None if keyval is None else comm.Get_attr(keyval)
+    if derived is not None:
+        return derived
+    with _LOCK:
+        keyval = _KEYVALS.get(name)
+        if keyval is None:
+            keyval = _KEYVALS[name] = MPI.Comm.Create_keyval(delete_fn=_free_derived)
+        key = (name, comm.py2f())
+        making = _MAKING.setdefault(key, threading.Lock())
+    # one lock per communicator and name, not the module lock: a collective ``make``
+    # must not wait for another communicator's (ranks may make them in other orders)
+    with making:
+        derived = comm.Get_attr(keyval)
+        if derived is None:
+            derived = make(comm)
+            comm.Set_attr(keyval, derived)
+        with _LOCK:  # done (after a failed make the lock stays: callers still queue)
+            _MAKING.pop(key, None)
     return derived
 
 

@@ -11,6 +11,8 @@ from _shuffle_data import split
 
 import hpcproc as hp
 from hpcproc.shuffles import _skew
+from hpcproc.shuffles._hashjoin import key_words
+from hpcproc.shuffles.joins import _key_cols
 from support import dict_join_pairs
 
 pytestmark = pytest.mark.mpi
@@ -74,6 +76,8 @@ def _case(name):
     if name == "wide":  # uint64 keys against int64 (exact two-word keys)
         k = np.where(rng.random(N) < 0.5, 2**63 + 3, rng.integers(0, 3000, N)).astype(np.uint64)
         return {"k": k}, {"k": np.concatenate([dim, [-5]])}, True
+    if name == "many":  # 20 keys of 300 rows: more candidates than FEW on 2 and 3 ranks
+        return {"k": rng.integers(0, 20, N) * 7}, {"k": np.arange(40) * 7}, True
     raise ValueError(name)
 
 
@@ -166,15 +170,29 @@ def test_heavy_on_both_sides_splits_the_output(comm):
 
 
 def test_replication_budget_falls_back_to_hash(comm):
-    """A heavy key whose other side does not fit ``broadcast_bytes`` is hash-partitioned
-    (today's path): the same result."""
+    """A heavy key whose other side does not fit ``replicate_bytes`` is hash-partitioned
+    (today's path): the same result. ``broadcast_bytes`` has no say in it."""
     lk, rk, _ = _case("both")
     L, R = _tables(comm, lk, rk, "even")
-    res = hp.join(L, R, "k", strategy="hash", broadcast_bytes=40 * 18 - 1)
+    res = hp.join(L, R, "k", strategy="hash", replicate_bytes=40 * 18 - 1)
     assert res.meta["heavy_keys"] == 0
     _check(res, lk, rk, "inner")
-    res = hp.join(L, R, "k", strategy="hash", broadcast_bytes=40 * 18)  # k, rid, y: 18 B
+    for bb in (0, 40 * 18 - 1):
+        res = hp.join(L, R, "k", strategy="hash", replicate_bytes=40 * 18,  # k, rid, y
+                      broadcast_bytes=bb)
+        assert res.meta["heavy_keys"] == (comm.size > 1)
+        assert res.meta["replicated"]["right"] == 40 * (comm.size > 1)
+        _check(res, lk, rk, "inner")
+
+
+def test_broadcast_bytes_zero_keeps_skew_handling(comm):
+    """``auto`` with ``broadcast_bytes=0`` never broadcasts, yet heavy keys are handled."""
+    lk, rk, _ = _case("half")
+    L, R = _tables(comm, lk, rk, "even")
+    res = hp.join(L, R, "k", broadcast_bytes=0)
+    assert res.meta["strategy"] == "hash"
     assert res.meta["heavy_keys"] == (comm.size > 1)
+    _check(res, lk, rk, "inner")
 
 
 @pytest.mark.parametrize("how", ["inner", "left"])
@@ -197,6 +215,10 @@ def test_skew_argument_is_checked(comm):
     k = np.arange(4, dtype=np.int64) + 4 * comm.rank
     with pytest.raises(TypeError, match="skew must be True or False"):
         hp.join({"k": k}, {"k": k}, "k", comm=comm, skew="yes")
+    for bad, err in ((True, TypeError), (1.5, TypeError), ("64M", TypeError),
+                     (-1, ValueError)):
+        with pytest.raises(err, match="replicate_bytes must be"):
+            hp.join({"k": k}, {"k": k}, "k", comm=comm, replicate_bytes=bad)
 
 
 @pytest.mark.parametrize("how", ["inner", "left"])
@@ -230,3 +252,33 @@ def test_count_kernels_against_numpy(words):
         run(counts, ids)
         np.testing.assert_array_equal(ids, exp_ids)
         np.testing.assert_array_equal(counts, exp_counts + 5)  # added to what is there
+
+
+@pytest.mark.parametrize("layout", ["even", "all_on_last", "uneven"])
+@pytest.mark.parametrize("case", CASES + ["many"])
+def test_candidates_match_an_allgathered_sample(comm, case, layout):
+    """The candidates that the keys' owners find are those of an all-gather of every
+    rank's sample summed in a dict (the scheme they replace), sorted, on every rank."""
+    lk, rk, _ = _case(case)
+    L, R = _tables(comm, lk, rk, layout)
+    lkc, rkc = _key_cols(L.local(), R.local(), list(lk))
+    rows = len(next(iter(lk.values()))) + len(next(iter(rk.values())))
+    least = rows / (_skew.SHARE * comm.size) / 2
+    got = _skew._sampled_candidates(lkc, rkc, least, comm)
+    (ls, lw), (rs, rw) = _skew._sample(lkc, comm.rank, 0), _skew._sample(rkc, comm.rank, 1)
+    mine = {}
+    for row, w in zip(np.concatenate(key_words(ls, rs)).tolist(),
+                      np.concatenate([lw, rw]).tolist(), strict=True):
+        mine[tuple(row)] = mine.get(tuple(row), 0.0) + w
+    total = {}
+    for part in comm.allgather(mine):  # rank order, as the owners sum
+        for key, w in part.items():
+            total[key] = total.get(key, 0.0) + w
+    want = sorted(key for key, w in total.items() if w >= least)
+    assert [tuple(r) for r in got.tolist()] == want
+    assert comm.allgather(got.tobytes()) == [got.tobytes()] * comm.size
+    if case == "many" and comm.size > 1:
+        assert len(want) > _skew.FEW
+        res = hp.join(L, R, "k", strategy="hash")
+        _check(res, lk, rk, "inner")
+        assert res.meta["heavy_keys"] == (20 if comm.size == 3 else 0)

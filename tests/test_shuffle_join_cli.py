@@ -174,3 +174,36 @@ def test_cli_join_checkpoint_resumes(tmp_path):
     second, out2 = _join(tmp_path, 3, *args)  # resumed on another rank count
     assert (first["resumed"], second["resumed"]) == (False, True)
     assert _pairs(out1) == _pairs(out2) == _reference([lk], [rk], "inner")
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_cli_join_no_skew(tmp_path, ranks):
+    """A key in half of the left rows: by default (even with ``--broadcast-bytes 0``,
+    which only stops broadcasting) its rows stay on their ranks and the output is
+    balanced; ``--no-skew`` puts the whole key on one rank. The same rows either way."""
+    rng = np.random.default_rng(ranks)
+    nl, nr = 120000, 3000  # enough rows that the key passes the 4096-row floor
+    lk = np.where(rng.random(nl) < 0.5, 11, rng.integers(0, nr, nl))
+    rk, rb = rng.permutation(nr), rng.integers(-9, 9, nr).astype(np.int16)
+    _write(tmp_path / "l.h5", key=lk, lid=np.arange(nl))
+    _write(tmp_path / "r.h5", key=rk, b=rb, rid=np.arange(nr))
+    pairs = _reference([lk], [rk], "inner")
+    loads = {}
+    for extra in ([], ["--no-skew"]):
+        summary, out = _join(tmp_path, ranks, tmp_path / "l.h5", tmp_path / "r.h5", "--on",
+                             "/key", "--left-with", "/lid", "--right-with", "/rid",
+                             "--right-with", "/b", "--broadcast-bytes", "0", *extra)
+        assert summary["strategy"] == "hash"
+        assert _pairs(out) == pairs
+        np.testing.assert_array_equal(out["key"], lk[out["lid"]])
+        np.testing.assert_array_equal(out["b"], rb[out["rid"]])
+        rows = np.array(summary["rank_rows"])
+        loads[bool(extra)] = rows.max() / rows.mean()
+    assert loads[False] <= 1.25, loads  # balanced: the heavy key's rows stayed put
+    assert loads[True] >= 1.3, loads  # hash-partitioned: one rank has all of key 11
+
+
+def test_cli_join_help_names_no_skew():
+    proc = run(hpcproc_cmd("join", "--help"), ranks=1, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "--no-skew" in proc.stdout and "hash-partition every key" in proc.stdout

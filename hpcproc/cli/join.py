@@ -10,7 +10,8 @@ dataset in place of ``--on`` (as ``hpcproc sort in.h5:/key`` does); ``--left-on`
 
 Output columns: the keys (named after the left key datasets), the left ``--left-with``
 columns, then the right ``--right-with`` columns (a name already taken gets
-``--suffix``, default ``_right``). Everything that can be checked from the files'
+``--suffix``, default ``_right``). ``--no-skew``: every key is hash-partitioned
+(``skew=False``). Everything that can be checked from the files'
 metadata is checked before any data is read, on every rank alike: a missing file or
 dataset, a key that is not a 1-D bool/integer/float dataset, an integer key joined with
 a float key (they do not compare exactly: convert one), datasets of one side with
@@ -55,6 +56,10 @@ def add_parsers(sub) -> None:
                     help="largest table that auto broadcasts instead of shuffling "
                          "(default 64M)")
     jo.add_argument("--memory-budget", type=parse_size, help="exchange budget per rank")
+    jo.add_argument("--no-skew", dest="skew", action="store_false",
+                    help="hash-partition every key, also heavy ones (default: the rows of "
+                         "a key holding 1/8 of a rank's share stay on their ranks and the "
+                         "other side's rows of it are replicated, up to 64M)")
     jo.add_argument("--json", action="store_true", help="print a JSON summary")
     jo.add_argument("--checkpoint", metavar="DIR", help="save the joined table in DIR; "
                     "run again, skip straight to writing --out")
@@ -142,7 +147,8 @@ def cmd_join(args, comm) -> int:
 
     def op(lt, rt):
         return join(lt, rt, on, how=args.how, suffix=args.suffix, strategy=args.strategy,
-                    broadcast_bytes=budget, memory_budget=args.memory_budget)
+                    broadcast_bytes=budget, memory_budget=args.memory_budget,
+                    skew=args.skew)
 
     return run_table_command(args, comm, [(lpath, left), (rpath, right)], op, "join",
                              {"on": on, "how": args.how, "suffix": args.suffix})

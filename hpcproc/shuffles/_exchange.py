@@ -36,6 +36,7 @@ made an Alltoallv into a fresh buffer about 0.6x as fast as into a warm one.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -70,6 +71,7 @@ KEEP = 1 << 30
 #: instead of 21-26: a gain from the third column on).
 POSITION_COLUMNS = 3
 _POOL = None  # MPI attribute key: the staging buffers kept on a library communicator
+_POOL_LOCK = threading.Lock()  # guards the creation of _POOL and of a communicator's pool
 
 
 def default_memory_budget(comm=None) -> int:
@@ -175,12 +177,15 @@ def _staging(lc, which: str, nbytes: int) -> np.ndarray:
     """``nbytes`` of the staging buffer ``which`` kept on ``lc`` (allocated, or grown,
     when too small; kept for the next call up to :data:`KEEP` bytes)."""
     global _POOL
-    if _POOL is None:
-        _POOL = MPI.Comm.Create_keyval()
-    pool = lc.Get_attr(_POOL)
+    pool = None if _POOL is None else lc.Get_attr(_POOL)
     if pool is None:
-        pool = {}
-        lc.Set_attr(_POOL, pool)
+        with _POOL_LOCK:  # threads making the first call at once: one keyval, one pool
+            if _POOL is None:
+                _POOL = MPI.Comm.Create_keyval()
+            pool = lc.Get_attr(_POOL)
+            if pool is None:
+                pool = {}
+                lc.Set_attr(_POOL, pool)
     buf = pool.get(which)
     if buf is None or buf.nbytes < nbytes:
         pool.pop(which, None)  # freed before the larger one is made

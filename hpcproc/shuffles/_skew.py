@@ -13,21 +13,30 @@ Detection (:func:`plan`, collective, the same result on every rank):
    (no communication: the caller knows the row totals from its first reduction).
 2. Every rank samples :data:`SAMPLE_ROWS` rows of each side (fixed seed, with
    replacement; all rows when it has fewer), each standing for ``rows / samples`` rows of
-   its side, and all-gathers its distinct sampled keys with their weights: about
-   ``2 * SAMPLE_ROWS * (key words + 1) * 8`` bytes per rank, gathered everywhere.
-3. A key whose estimated rows (both sides) reach half the threshold ``T = (rows_left +
-   rows_right) / (SHARE * ranks)`` is a candidate (half: a key at ``T`` is expected
-   ``SAMPLE_ROWS / SHARE`` = 32 times in the sample, missing it takes 16 fewer, 2.8
-   standard deviations; a key at ``1.5 T`` is missed about once in 10^5 joins, and a
-   missed key near ``T`` adds at most an eighth of a rank's rows to its rank). No
-   candidate: the join is today's hash join, nothing else is done.
+   its side, and sends each distinct sampled key with its weight to the key's *owner*,
+   a rank chosen by a hash of its words (for a 64-bit integer key, the rank the hash
+   join sends it to; :func:`.exchange_runs`: at most
+   ``2 * SAMPLE_ROWS`` keys of ``key words + 1`` words sent per rank).
+3. Every owner sums the weights of its keys (in rank order: the same sums on every run)
+   and keeps those whose estimated rows (both sides) reach half the threshold ``T =
+   (rows_left + rows_right) / (SHARE * ranks)`` as candidates (half: a key at ``T`` is
+   expected ``SAMPLE_ROWS / SHARE`` = 32 times in the sample, missing it takes 16 fewer,
+   2.8 standard deviations; a key at ``1.5 T`` is missed about once in 10^5 joins, and a
+   missed key near ``T`` adds at most an eighth of a rank's rows to its rank). The
+   weights sum to the rows, so there are at most ``2 * SHARE * ranks`` candidates (and at
+   most ``SHARE * ranks`` heavy keys). The candidates of all owners are concatenated on
+   every rank (one allreduce of zero-padded blocks, then sorted): every rank receives
+   its share of the sample plus the candidates, not every rank's sample (at 1,000 ranks
+   about 8 KB of sample and 8 bytes per candidate word, where an all-gather of the
+   samples received 8 MB; an owner also receives one entry per rank that sampled a key
+   it owns). No candidate: the join is today's hash join, nothing else is done.
 4. Candidates are counted exactly: one compiled pass over each side's keys (up to
    :data:`FEW` one-word candidates compared one by one, more looked up in a small hash
    table), which also records every row's candidate for the routing, and one allreduce
    of the counts. A candidate with at least ``max(T, MIN_ROWS)`` rows is
    heavy; it stays on the side with more of its rows (the left one on a tie) and the
    other side's rows are replicated, heaviest keys first while the replicated rows fit
-   ``budget`` bytes (the join's ``broadcast_bytes``); a key that does not fit keeps the
+   ``budget`` bytes (the join's ``replicate_bytes``); a key that does not fit keeps the
    hash partitioning.
 
 ``SHARE = 8``: a key is heavy when it alone would add an eighth of an average rank's rows
@@ -43,10 +52,12 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
+from ..comm import lib_comm
 from ._encode import encoded_chunks
+from ._exchange import dest_dtype, exchange_runs
 from ._hashjoin import key_words, plain_keys
 from ._jit import jit
-from ._kernels import hash_row
+from ._kernels import hash_dest, hash_row
 
 __all__ = ["SkewPlan", "plan", "SAMPLE_ROWS", "SHARE", "MIN_ROWS"]
 
@@ -220,23 +231,56 @@ def _distinct(K, weights):
     return keys, np.bincount(inv.reshape(-1), weights=weights, minlength=keys.shape[0])
 
 
+def _everywhere(rows: np.ndarray, lc) -> np.ndarray:
+    """The uint64 ``rows`` of every rank, concatenated in rank order, on every rank: a
+    bitwise-or allreduce of zero-padded blocks (each rank receives the result, not a
+    count per rank). Collective over the library communicator ``lc``."""
+    n = np.array([rows.shape[0]], np.int64)
+    total, start = np.empty_like(n), np.zeros_like(n)
+    lc.Allreduce(n, total, op=MPI.SUM)
+    lc.Exscan(n, start, op=MPI.SUM)
+    if lc.Get_rank() == 0:
+        start[0] = 0  # Exscan leaves rank 0's result undefined
+    out = np.zeros((int(total[0]), rows.shape[1]), np.uint64)
+    out[int(start[0]):int(start[0]) + rows.shape[0]] = rows
+    if out.size:
+        lc.Allreduce(MPI.IN_PLACE, out, op=MPI.BOR)
+    return out
+
+
+def _sampled_candidates(lk, rk, least: float, comm) -> np.ndarray:
+    """The sorted distinct key words whose sampled weight over all ranks (both sides)
+    is at least ``least``, the same on every rank. Each rank's distinct sampled keys go
+    to their hash owners, which sum the weights and keep the candidates; the candidates
+    are then concatenated everywhere (:func:`_everywhere`). Collective."""
+    lc = lib_comm(comm)
+    size, rank = lc.Get_size(), lc.Get_rank()
+    (ls, lw), (rs, rw) = _sample(lk, rank, 0), _sample(rk, rank, 1)
+    keys, weights = _distinct(np.concatenate(key_words(ls, rs)), np.concatenate([lw, rw]))
+    owner = np.empty(keys.shape[0], dest_dtype(size))
+    hash_dest(keys, size, owner)  # a 64-bit integer key: its rank in the hash join
+    order = np.argsort(owner, kind="stable")  # each owner's keys stay sorted
+    rows = np.column_stack([keys, weights.view(np.uint64)])[order]  # key words, weight
+    got = exchange_runs({"kw": rows}, np.bincount(owner, minlength=size), comm)[0]["kw"]
+    weights = np.ascontiguousarray(got[:, -1]).view(np.float64)
+    keys, weights = _distinct(got[:, :-1], weights)  # summed in rank order: reproducible
+    cand = _everywhere(np.ascontiguousarray(keys[weights >= least]), lc)
+    return np.unique(cand, axis=0) if cand.shape[0] else cand
+
+
 def plan(lk, rk, rows, row_bytes, budget: int, comm) -> SkewPlan | None:
     """The heavy keys of a join of key columns ``lk`` and ``rk`` (already of common
     types); ``rows``: (left, right) row totals over the ranks, ``row_bytes``: bytes of
-    a (left, right) row; ``None``: no heavy key. Collective over ``comm`` (a library
-    communicator), the same result on every rank."""
-    size, rank = comm.Get_size(), comm.Get_rank()
+    a (left, right) row, ``budget``: most bytes replicated to every rank; ``None``: no
+    heavy key. Collective over ``comm`` (traffic on its library communicator), the same
+    result on every rank."""
+    lc = lib_comm(comm)
+    size = lc.Get_size()
     limit = (int(rows[0]) + int(rows[1])) / (SHARE * size)
     if size < 2 or limit < MIN_ROWS:
         return None
     plain = plain_keys(lk, rk)
-    (ls, lw), (rs, rw) = _sample(lk, rank, 0), _sample(rk, rank, 1)
-    Kl, Kr = key_words(ls, rs)
-    keys, weights = _distinct(np.concatenate([Kl, Kr]), np.concatenate([lw, rw]))
-    parts = comm.allgather((keys, weights))
-    keys, weights = _distinct(np.concatenate([p[0] for p in parts]),
-                              np.concatenate([p[1] for p in parts]))
-    cand = np.ascontiguousarray(keys[weights >= limit / 2])
+    cand = _sampled_candidates(lk, rk, limit / 2, comm)
     if not cand.shape[0]:
         return None
     table = _table(cand)
@@ -244,7 +288,7 @@ def plan(lk, rk, rows, row_bytes, budget: int, comm) -> SkewPlan | None:
     ids = {side: (_candidates(cols, plain, cand, table, own[i]), own[i])
            for i, (side, cols) in enumerate((("left", lk), ("right", rk)))}
     counts = np.empty_like(own)
-    comm.Allreduce(own, counts, op=MPI.SUM)
+    lc.Allreduce(own, counts, op=MPI.SUM)
     total = counts.sum(axis=0)
     actions = {"left": np.zeros(cand.shape[0], np.int8),
                "right": np.zeros(cand.shape[0], np.int8)}

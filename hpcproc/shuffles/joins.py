@@ -13,7 +13,9 @@ Strategies (``strategy="auto"`` picks the first that applies):
     radix-partitioned hash join whose tables fit the cache (:mod:`._hashjoin`). Heavy
     keys (skew, ``skew=True``) are the exception: their rows stay on their ranks on the
     side where the key has more rows, and the other side's rows of them are replicated
-    to every rank (:mod:`._skew`), so that no rank receives a whole heavy key.
+    to every rank (:mod:`._skew`), so that no rank receives a whole heavy key. The
+    replicated rows total at most ``replicate_bytes`` (default ``REPLICATE_BYTES`` = 64
+    MiB, independent of ``broadcast_bytes``); ``skew=False`` turns this off.
 
 Output: the key columns (from the left table), the other left columns, then the other
 right columns (a name already taken gets ``suffix``, default ``"_right"``). Every
@@ -48,14 +50,15 @@ from ._exchange import MAX_MESSAGE, exchange
 from ._hashjoin import key_words, local_join, rank_dests, take
 from ._result import as_columns, key_list, make_result
 
-__all__ = ["join", "BROADCAST_BYTES"]
+__all__ = ["join", "BROADCAST_BYTES", "REPLICATE_BYTES"]
 
 BROADCAST_BYTES = 64 << 20
+REPLICATE_BYTES = 64 << 20
 HOWS = ("inner", "left")
 STRATEGIES = ("auto", "hash", "broadcast")
 
 
-def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes, skew):
+def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes, skew, replicate_bytes):
     if how not in HOWS:
         raise ValueError(f"how must be one of {HOWS}, got {how!r}")
     if strategy not in STRATEGIES:
@@ -66,6 +69,10 @@ def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes, skew):
         raise TypeError(f"broadcast_bytes must be an integer (bytes), got {broadcast_bytes!r}")
     if not isinstance(skew, (bool, np.bool_)):
         raise TypeError(f"skew must be True or False, got {skew!r}")
+    if isinstance(replicate_bytes, bool) or not isinstance(replicate_bytes, (int, np.integer)):
+        raise TypeError(f"replicate_bytes must be an integer (bytes), got {replicate_bytes!r}")
+    if replicate_bytes < 0:
+        raise ValueError(f"replicate_bytes must be >= 0, got {replicate_bytes}")
     if not isinstance(on, str) and not (isinstance(on, (list, tuple))
                                         and all(isinstance(n, str) for n in on)):
         raise TypeError(f"on must be a column name or a list of names, got {on!r}")
@@ -185,7 +192,7 @@ def _receive(cols, dest, rep, total, comm, opts):
 def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_right",
          strategy: str = "auto", broadcast_bytes: int = BROADCAST_BYTES,
          memory_budget: int | None = None, max_message: int = MAX_MESSAGE,
-         skew: bool = True):
+         skew: bool = True, replicate_bytes: int = REPLICATE_BYTES):
     """Join two distributed tables on equal key columns.
 
     Collective.
@@ -199,14 +206,18 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     strategy : {"auto", "hash", "broadcast"}
         See the module documentation.
     broadcast_bytes : int
-        Largest table (total bytes over all ranks) that ``auto`` broadcasts; also the
-        most bytes of rows replicated to every rank for heavy keys (``skew``).
+        Largest table (total bytes over all ranks) that ``auto`` broadcasts.
     memory_budget, max_message : int, optional
         For the exchanges of the hash join.
     skew : bool
         Detect heavy keys in a hash join and keep their rows on their ranks, replicating
         the other side's rows of them (see docs/shuffles.md, *Skew*). ``False``: every
         key is hash-partitioned.
+    replicate_bytes : int
+        Most bytes of rows (total over all ranks) replicated to every rank for heavy
+        keys, heaviest key first; a heavy key whose rows do not fit is hash-partitioned.
+        0: nothing is replicated (a heavy key without rows on the other side still stays
+        on its ranks).
 
     Returns
     -------
@@ -219,7 +230,7 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     lcols, comm, _ = as_columns(left, comm, "left table")
     rcols, _, _ = as_columns(right, comm, "right table")
     names = check_all(lambda: _check(lcols, rcols, on, how, strategy, suffix,
-                                     broadcast_bytes, skew), comm)
+                                     broadcast_bytes, skew, replicate_bytes), comm)
     lc = lib_comm(comm)
     sizes = np.array([sum(v.nbytes for v in lcols.values()),
                       sum(v.nbytes for v in rcols.values()),
@@ -245,7 +256,7 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
         reps = {"left": np.zeros(0, np.int64), "right": np.zeros(0, np.int64)}
         if skew:
             plan = _skew.plan(lk, rk, sizes[2:], (_row_bytes(lcols), _row_bytes(rcols)),
-                              broadcast_bytes, lc)
+                              replicate_bytes, comm)
         if plan is not None:
             for s, d in (("left", dl), ("right", dr)):
                 reps[s] = plan.route(s, d, lc.Get_rank())
