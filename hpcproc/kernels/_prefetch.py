@@ -3,16 +3,17 @@
 A kernel that updates a large state array at random places (the dense group-by's
 ``sums[key[i]] += value[i]``) waits for memory on nearly every row. Asking for the line
 that a row a few dozen rows ahead will update (``prefetch(sums, key[i + 32])``) overlaps
-those waits: the dense group-by's passes over 2^25 rows per rank into 2^20 groups took
-1.3-1.5x less time with it on 2 ranks of a 2-core AMD EPYC guest (uniform and Zipf keys,
-4 KiB pages).
+those waits: the whole dense group-by of 2^25 rows per rank into 2^20 groups took
+1.11-1.13x less time with it on uniform keys and 1.15-1.27x on Zipf keys (2 ranks of a
+2-core AMD EPYC guest, 4 KiB pages; docs/shuffles.md).
 
 Compiled, ``prefetch`` is LLVM's ``llvm.prefetch`` (a write hint, kept in all cache
 levels): no load, no fault, whatever the index, so an index past the array is harmless;
 it does not change any result. Called from Python it does nothing. Numba types the global
 through ``_numba_type_`` (as :class:`._kernel.Kernel` does), so the intrinsic, and
 Numba, are made only when a kernel that uses it is compiled: importing a kernel module
-stays free of Numba.
+stays free of Numba. The kernels built ahead of time inline it, but this file is not in
+their source digest (:data:`._aot.BUILTIN`): after editing it, rebuild them (``make venv``).
 """
 
 from __future__ import annotations
