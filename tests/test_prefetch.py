@@ -10,12 +10,14 @@ import pytest
 
 from hpcproc.kernels._prefetch import prefetch
 from hpcproc.shuffles import _reduce
-from hpcproc.shuffles._reduce import AHEAD, dense_count, dense_states
+from hpcproc.shuffles._reduce import AHEAD, PREFETCH_BYTES, dense_count, dense_states
 from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY
 
 LENGTHS = [0, 1, AHEAD - 1, AHEAD, AHEAD + 1, 2 * AHEAD + 3, 5000]
+#: group counts whose states are below and above the prefetch threshold (int32 counts)
+SPANS = [300, PREFETCH_BYTES // 4]
 
 
 def _runners(kernel):
@@ -32,40 +34,42 @@ def _keys(n, seed, dtype=np.int64, lo=-3, span=300):
     return k.astype(dtype)
 
 
+@pytest.mark.parametrize("span", SPANS)
 @pytest.mark.parametrize("n", LENGTHS)
-def test_dense_count_is_bincount(n):
-    k = _keys(n, n)
-    want = np.bincount(k + 3, minlength=300)
+def test_dense_count_is_bincount(n, span):
+    k = _keys(n, n, span=span)
+    want = np.bincount(k + 3, minlength=span)
     for how, fn in _runners(dense_count):
-        size = np.zeros(300, np.int32)
+        size = np.zeros(span, np.int32)
         fn(k, -3, size)
         np.testing.assert_array_equal(size, want, err_msg=how)
 
 
+@pytest.mark.parametrize("span", SPANS)
 @pytest.mark.parametrize("n", LENGTHS)
 @pytest.mark.parametrize("minmax", [False, True])
-def test_dense_states_are_numpy_s(n, minmax):
-    k = _keys(n, 100 + n)
+def test_dense_states_are_numpy_s(n, minmax, span):
+    k = _keys(n, 100 + n, span=span)
     rng = np.random.default_rng(n)
     v = rng.normal(size=n)
     v[rng.random(n) < 0.1] = np.nan
     g, ok = k + 3, ~np.isnan(v)
     for how, fn in _runners(dense_states):
-        cnt, nan = np.zeros(300, np.int32), np.zeros(300, np.int64)
-        sm = np.zeros(300)
-        mn, mx = np.full(300, np.inf), np.full(300, -np.inf)
+        cnt, nan = np.zeros(span, np.int32), np.zeros(span, np.int64)
+        sm = np.zeros(span)
+        mn, mx = np.full(span, np.inf), np.full(span, -np.inf)
         e = sm[:0]
         nans = fn(k, -3, v, cnt, sm, nan, mn if minmax else e, mx if minmax else e, True,
                   minmax)
         assert nans == int((~ok).sum()), how
-        np.testing.assert_array_equal(cnt, np.bincount(g, minlength=300), err_msg=how)
-        np.testing.assert_array_equal(nan, np.bincount(g[~ok], minlength=300), err_msg=how)
+        np.testing.assert_array_equal(cnt, np.bincount(g, minlength=span), err_msg=how)
+        np.testing.assert_array_equal(nan, np.bincount(g[~ok], minlength=span), err_msg=how)
         # the same additions in the same order as numpy's unbuffered add: equal bits
-        want = np.zeros(300)
+        want = np.zeros(span)
         np.add.at(want, g[ok], v[ok])
         np.testing.assert_array_equal(sm, want, err_msg=how)
         if minmax:
-            lo, hi = np.full(300, np.inf), np.full(300, -np.inf)
+            lo, hi = np.full(span, np.inf), np.full(span, -np.inf)
             np.minimum.at(lo, g[ok], v[ok])
             np.maximum.at(hi, g[ok], v[ok])
             np.testing.assert_array_equal(mn, lo, err_msg=how)
@@ -77,11 +81,12 @@ def test_uint64_keys_that_wrap_past_the_low_bound(base):
     """A uint64 key range across or above 2**63 is passed as int64 bits (the low bound
     too, as the group-by passes it): key - lo wraps into the state, and the row
     prefetched ahead is computed the same way."""
-    k = (np.uint64(base) + _keys(3 * AHEAD + 7, 7, np.int64, lo=0, span=40).astype(np.uint64))
+    span = PREFETCH_BYTES // 4  # states large enough to be prefetched
+    k = np.uint64(base) + _keys(3 * AHEAD + 7, 7, np.int64, lo=0, span=span).astype(np.uint64)
     lo = base - (1 << 64) if base >= 1 << 63 else base
-    want = np.bincount((k - np.uint64(base)).astype(np.int64), minlength=40)
+    want = np.bincount((k - np.uint64(base)).astype(np.int64), minlength=span)
     for how, fn in _runners(dense_count):
-        size = np.zeros(40, np.int32)
+        size = np.zeros(span, np.int32)
         fn(k.view(np.int64), lo, size)
         np.testing.assert_array_equal(size, want, err_msg=how)
 
