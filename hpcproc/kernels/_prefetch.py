@@ -4,7 +4,7 @@ A kernel that updates a large state array at random places (the dense group-by's
 ``sums[key[i]] += value[i]``) waits for memory on nearly every row. Asking for the line
 that a row a few dozen rows ahead will update (``prefetch(sums, key[i + 32])``) overlaps
 those waits: the whole dense group-by of 2^25 rows per rank into 2^20 groups took
-1.11-1.13x less time with it on uniform keys and 1.15-1.27x on Zipf keys (2 ranks of a
+1.11-1.21x less time with it on uniform keys and 1.08-1.27x on Zipf keys (2 ranks of a
 2-core AMD EPYC guest, 4 KiB pages; docs/shuffles.md).
 
 Compiled, ``prefetch`` is LLVM's ``llvm.prefetch`` (a write hint, kept in all cache
