@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels._prefetch import prefetch
 from ._jit import jit
+
+#: Rows ahead whose state lines the dense kernels prefetch (measured: 32 beat 16 and 64)
+AHEAD = 32
+#: Smallest state array (bytes) whose lines the dense kernels prefetch: one core's L2
+#: cache here. Below it the states stay cached and the hints only cost instructions (2
+#: ranks, 2^24 rows each, hints on every row: 2^16 groups 0.94x, 2^18 groups 1.04x)
+PREFETCH_BYTES = 1 << 20
 
 __all__ = ["key_range", "dense_count", "dense_states", "seg_agg_states", "gid_merge_states",
            "gid_sum"]
@@ -44,8 +52,14 @@ def key_range(key, out):
 def dense_count(key, lo, size):
     """``size[key - lo] += 1`` per row (``key - lo`` wraps: ``lo`` of a uint64 key is
     given as the int64 of the same bits, the key viewed as int64). ``size`` is int32:
-    callers pass fewer than 2**31 rows (:data:`.grouping.COUNT_CHUNK`)."""
-    for i in range(key.shape[0]):
+    callers pass fewer than 2**31 rows (:data:`.grouping.COUNT_CHUNK`). The count of the
+    row :data:`AHEAD` rows on is prefetched (:mod:`hpcproc.kernels._prefetch`) when
+    ``size`` has :data:`PREFETCH_BYTES` or more."""
+    n = key.shape[0]
+    stop = n - AHEAD if size.shape[0] * 4 >= PREFETCH_BYTES else 0
+    for i in range(n):
+        if i < stop:
+            prefetch(size, np.uint64(np.int64(key[i + AHEAD]) - lo))
         size[np.uint64(np.int64(key[i]) - lo)] += 1
 
 
@@ -58,9 +72,21 @@ def dense_states(key, lo, vals, cnt, sm, nan, mn, mx, count_rows, minmax):
     are counted in ``nan[g]`` (touched only when a NaN is seen: the non-NaN count is
     ``rows - nan``) and their total returned. Min/max into ``mn``/``mx`` when
     ``minmax``. Values are widened to the accumulators' type on the fly (no converted
-    copy of the column)."""
+    copy of the column). The states of the row :data:`AHEAD` rows on are prefetched
+    (:mod:`hpcproc.kernels._prefetch`) when the sums have :data:`PREFETCH_BYTES` or more:
+    the passes wait for memory far less."""
     nans = 0
-    for i in range(key.shape[0]):
+    n = key.shape[0]
+    stop = n - AHEAD if sm.shape[0] * 8 >= PREFETCH_BYTES else 0
+    for i in range(n):
+        if i < stop:
+            h = np.uint64(np.int64(key[i + AHEAD]) - lo)
+            if count_rows:
+                prefetch(cnt, h)
+            prefetch(sm, h)
+            if minmax:
+                prefetch(mn, h)
+                prefetch(mx, h)
         g = np.uint64(np.int64(key[i]) - lo)  # unsigned: no negative-index wraparound
         if count_rows:
             cnt[g] += 1
