@@ -8,9 +8,10 @@ match a built signature exactly (:func:`call_key`) runs that function; anything 
 and everything when the build is missing, broken, out of date or switched off
 (``HPCPROC_AOT=0``), goes to the Numba dispatcher, with identical results.
 
-The build records a digest of the sources of :data:`BUILTIN` (:func:`source_digest`) as
-an exported ``stamp_<digest>``; if any of these files changed since (an editable install
-whose kernels were edited), the build is not used and one warning says so.
+The build records a digest of the sources of :data:`BUILTIN` and :data:`INLINED`
+(:func:`source_digest`) as an exported ``stamp_<digest>``; if any of these files changed
+since (an editable install whose kernels were edited), the build is not used and one
+warning says so.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["BUILTIN", "MODULE", "REALS", "INTS", "FLOATS", "signatures", "enabled",
+__all__ = ["BUILTIN", "INLINED", "MODULE", "REALS", "INTS", "FLOATS", "signatures", "enabled",
            "module", "status", "find", "call_key", "arg_key", "export_name",
            "source_digest"]
 
@@ -45,6 +46,9 @@ BUILTIN = (
     "hpcproc.shuffles._hashjoin",
     "hpcproc.shuffles._skew",
 )
+#: Modules without kernels of their own whose code the built kernels inline (intrinsics):
+#: part of the source digest, so that editing them also marks the build out of date.
+INLINED = ("hpcproc.kernels._prefetch",)
 MODULE = "hpcproc.kernels._aot_kernels"
 
 #: the element types that kernels see (:mod:`._dtypes`; bool arrives as uint8)
@@ -80,7 +84,7 @@ def _source_path(name: str) -> str:
     return os.path.join(root, *name.split(".")) + ".py"
 
 
-def source_digest(modules=BUILTIN) -> str:
+def source_digest(modules=BUILTIN + INLINED) -> str:
     """Digest of the source files of ``modules`` (what the build was made from)."""
     h = hashlib.sha256()
     for name in sorted(modules):

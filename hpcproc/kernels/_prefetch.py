@@ -12,8 +12,9 @@ levels): no load, no fault, whatever the index, so an index past the array is ha
 it does not change any result. Called from Python it does nothing. Numba types the global
 through ``_numba_type_`` (as :class:`._kernel.Kernel` does), so the intrinsic, and
 Numba, are made only when a kernel that uses it is compiled: importing a kernel module
-stays free of Numba. The kernels built ahead of time inline it, but this file is not in
-their source digest (:data:`._aot.BUILTIN`): after editing it, rebuild them (``make venv``).
+stays free of Numba. The kernels built ahead of time inline it: this file is in their
+source digest (:data:`._aot.INLINED`), so editing it marks the build out of date until it
+is rebuilt (``make venv``).
 """
 
 from __future__ import annotations
