@@ -67,6 +67,8 @@ def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes, skew, repli
         raise ValueError(f"suffix must be a non-empty string, got {suffix!r}")
     if isinstance(broadcast_bytes, bool) or not isinstance(broadcast_bytes, (int, np.integer)):
         raise TypeError(f"broadcast_bytes must be an integer (bytes), got {broadcast_bytes!r}")
+    if broadcast_bytes < 0:
+        raise ValueError(f"broadcast_bytes must be >= 0 (bytes), got {broadcast_bytes}")
     if not isinstance(skew, (bool, np.bool_)):
         raise TypeError(f"skew must be True or False, got {skew!r}")
     if isinstance(replicate_bytes, bool) or not isinstance(replicate_bytes, (int, np.integer)):
