@@ -499,6 +499,38 @@ def test_hash_groupby_against_numpy(comm, layout, max_message, kind):
                     assert got == want[a], (kt, c, a)
 
 
+BAD_LIMITS = [({"memory_budget": 0}, ValueError, "memory_budget"),
+              ({"memory_budget": -5}, ValueError, "memory_budget"),
+              ({"memory_budget": "64M"}, TypeError, "memory_budget must be an integer"),
+              ({"memory_budget": 1.5}, TypeError, "memory_budget must be an integer"),
+              ({"max_message": 0}, ValueError, "max_message"),
+              ({"max_message": 1 << 40}, ValueError, "max_message"),
+              ({"max_message": "1"}, TypeError, "max_message must be an integer")]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("kwargs,error,match", BAD_LIMITS)
+@pytest.mark.parametrize("op", ["groupby_hash", "groupby_dense", "join", "sort", "exchange"])
+def test_bad_memory_limits_are_one_clear_error(comm, op, kwargs, error, match):
+    """The hash group-by (whose exchange of sorted runs checked neither) took a
+    budget of 0 or below, a string and a max_message beyond the 2**31 the exchange
+    keeps its counts under; a string budget failed elsewhere in ``int()`` naming no
+    argument, a float was truncated. Every shuffle raises the same error, on every
+    rank; the next call works."""
+    k = (np.arange(300) % 37) * 10**9 + comm.rank
+    calls = {
+        "groupby_hash": lambda **kw: hp.groupby({"k": k, "v": k}, "k", strategy="hash",
+                                                **kw).agg(v="sum"),
+        "groupby_dense": lambda **kw: hp.groupby({"k": k % 37, "v": k}, "k",
+                                                 strategy="dense", **kw).agg(v="sum"),
+        "join": lambda **kw: hp.join({"k": k}, {"k": k}, "k", strategy="hash", **kw),
+        "sort": lambda **kw: hp.sort({"k": k}, "k", **kw),
+        "exchange": lambda **kw: hp.exchange({"k": k}, np.zeros(300, int), **kw)}
+    with pytest.raises(error, match=match):
+        calls[op](**kwargs)
+    calls[op](memory_budget=1 << 20, max_message=1 << 16)  # nothing left pending
+
+
 # --------------------------------------------------------------------------------------
 # 3. the exchange: two streams, positions, 0-3 rows per rank, many ranks
 

@@ -42,7 +42,7 @@ from ..agreement import agree
 from ..comm import agreed, check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
-from ._exchange import MAX_MESSAGE, exchange_runs
+from ._exchange import MAX_MESSAGE, check_limits, exchange_runs
 from ._localsort import sorted_groups
 from ._merge import merge_groups, run_counts
 from ._reduce import dense_count, dense_states, gid_merge_states, gid_sum, key_range, seg_agg_states
@@ -117,6 +117,7 @@ class GroupBy:
     def _validate(self, columns, kind, spec):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        check_limits(self.memory_budget, self.max_message)
         if kind == "array" and self.by is None:
             names = [ARRAY_COLUMN]
         else:
