@@ -499,6 +499,42 @@ def test_hash_groupby_against_numpy(comm, layout, max_message, kind):
                     assert got == want[a], (kt, c, a)
 
 
+@pytest.mark.mpi
+@pytest.mark.parametrize("strategy", ["dense", "hash"])
+@pytest.mark.parametrize("key,call", [
+    ("count", lambda g: g.size()), ("v_sum", lambda g: g.agg(v="sum")),
+    ("v_max", lambda g: g.agg(v=["min", "max"])), ("count", "value_counts"),
+    ("count", "unique")])
+def test_groupby_output_name_that_is_a_key_is_an_error(comm, strategy, key, call):
+    """A key column named like an output column (``count`` of ``.size()`` and
+    ``value_counts``, ``v_sum`` of ``agg(v="sum")``) was silently replaced by it: the
+    result had counts (or sums) and no keys, ``unique`` returned no column at all. It
+    is a ValueError naming the column, on every rank, before anything moves."""
+    k = np.array([3, 3, 5, 7, 7, 7]) + 10 * comm.rank
+    data = {key: k, "v": np.ones(6)}
+    with pytest.raises(ValueError, match=f"column {key!r}"):
+        if call == "value_counts":
+            hp.value_counts(data, key, strategy=strategy)
+        elif call == "unique":
+            hp.unique(data, key, strategy=strategy)
+        else:
+            call(hp.groupby(data, key, strategy=strategy))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("strategy", ["dense", "hash"])
+def test_groupby_key_named_size(comm, strategy):
+    """A key named ``size`` (the internal name of the row counts) keeps its values
+    next to ``count``."""
+    k = np.array([3, 3, 5, 7, 7, 7]) + 10 * comm.rank
+    res = hp.groupby({"size": k}, "size", strategy=strategy).size().allgather()
+    want, counts = np.unique(np.concatenate([k + 10 * (r - comm.rank)
+                                             for r in range(comm.size)]), return_counts=True)
+    assert list(res) == ["size", "count"]
+    np.testing.assert_array_equal(res["size"], want)
+    np.testing.assert_array_equal(res["count"], counts)
+
+
 BAD_LIMITS = [({"memory_budget": 0}, ValueError, "memory_budget"),
               ({"memory_budget": -5}, ValueError, "memory_budget"),
               ({"memory_budget": "64M"}, TypeError, "memory_budget must be an integer"),

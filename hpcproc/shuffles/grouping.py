@@ -28,7 +28,9 @@ order (NaN keys last, all NaNs one group), keys in their input dtype. Aggregates
 NaN values like pandas: ``count`` counts non-NaN values, ``sum`` of none is 0, ``mean``,
 ``min`` and ``max`` of none are NaN. ``size`` counts rows. Sums of integers are int64
 (uint64 for unsigned), of floats float64; ``mean`` is float64; ``min``/``max`` keep the
-value dtype. Output columns: the keys, then ``f"{column}_{agg}"`` in the order asked.
+value dtype. Output columns: the keys, then ``f"{column}_{agg}"`` in the order asked
+(``count`` for :meth:`GroupBy.size`); a key column with one of those names is a
+``ValueError`` (its values would be replaced).
 """
 
 from __future__ import annotations
@@ -99,10 +101,7 @@ class GroupBy:
 
     def size(self):
         """Rows per group: the keys and a ``count`` column (int64). Collective."""
-        out = self._run({})
-        cols = out.local()
-        cols["count"] = cols.pop("size")
-        return make_result(cols, out.comm, "table", out.meta)
+        return self._run({})
 
     def agg(self, spec=None, **named):
         """Aggregate value columns: ``agg(val=["sum", "mean"], w="max")``. Collective.
@@ -134,6 +133,11 @@ class GroupBy:
                 raise ValueError(f"aggregates must be among {AGGREGATES}, got {aggs}")
         if self.strategy == "dense" and (len(names) != 1 or columns[names[0]].dtype.kind == "f"):
             raise ValueError("strategy='dense' needs one integer key column")
+        outputs = [f"{c}_{a}" for c, aggs in spec.items() for a in aggs] or ["count"]
+        for name in names:
+            if name in outputs:  # it would silently replace the key values
+                raise ValueError(f"the output column {name!r} has the name of the key column "
+                                 f"{name!r}: rename the key column")
         return names
 
     def _run(self, spec):
@@ -180,7 +184,7 @@ class GroupBy:
                 else:
                     out[f"{col}_{a}"] = _finish(a, cnt, sm, mn, mx, size, dtype)
         if not spec:
-            out["size"] = size
+            out["count"] = size
         return make_result(out, comm, "table", {
             "strategy": how, "rounds": rounds, "seconds": time.perf_counter() - t0})
 
