@@ -101,7 +101,7 @@ class GroupBy:
 
     def size(self):
         """Rows per group: the keys and a ``count`` column (int64). Collective."""
-        return self._run({})
+        return self._run({}, "count")
 
     def agg(self, spec=None, **named):
         """Aggregate value columns: ``agg(val=["sum", "mean"], w="max")``. Collective.
@@ -113,7 +113,7 @@ class GroupBy:
         return self._run({k: [v] if isinstance(v, str) else list(v) for k, v in spec.items()})
 
     # ------------------------------------------------------------------------------
-    def _validate(self, columns, kind, spec):
+    def _validate(self, columns, kind, spec, count):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         check_limits(self.memory_budget, self.max_message)
@@ -133,20 +133,20 @@ class GroupBy:
                 raise ValueError(f"aggregates must be among {AGGREGATES}, got {aggs}")
         if self.strategy == "dense" and (len(names) != 1 or columns[names[0]].dtype.kind == "f"):
             raise ValueError("strategy='dense' needs one integer key column")
-        outputs = [f"{c}_{a}" for c, aggs in spec.items() for a in aggs] or ["count"]
+        outputs = [f"{c}_{a}" for c, aggs in spec.items() for a in aggs] or [count]
         for name in names:
             if name in outputs:  # it would silently replace the key values
                 raise ValueError(f"the output column {name!r} has the name of the key column "
                                  f"{name!r}: rename the key column")
         return names
 
-    def _run(self, spec):
+    def _run(self, spec, count="size"):
         agree(self.comm, "hp.groupby", {  # every rank groups the same way (collective)
             "data": self.data, "by": self.by, "strategy": self.strategy, "spec": spec,
             "dense_limit": self.dense_limit, "memory_budget": self.memory_budget,
             "max_message": self.max_message}, local=("data",))
         columns, comm, kind = as_columns(self.data, self.comm, "group-by input")
-        names = check_all(lambda: self._validate(columns, kind, spec), comm)
+        names = check_all(lambda: self._validate(columns, kind, spec, count), comm)
         lc = lib_comm(comm)
         t0 = time.perf_counter()
         values = {c: columns[c] for c in spec}
@@ -184,7 +184,7 @@ class GroupBy:
                 else:
                     out[f"{col}_{a}"] = _finish(a, cnt, sm, mn, mx, size, dtype)
         if not spec:
-            out["count"] = size
+            out[count] = size  # the rows per group: size(), or agg() of nothing
         return make_result(out, comm, "table", {
             "strategy": how, "rounds": rounds, "seconds": time.perf_counter() - t0})
 
