@@ -533,6 +533,9 @@ def test_groupby_key_named_size(comm, strategy):
     assert list(res) == ["size", "count"]
     np.testing.assert_array_equal(res["size"], want)
     np.testing.assert_array_equal(res["count"], counts)
+    plain = hp.groupby({"k": k}, "k", strategy=strategy).agg().allgather()  # no aggregate
+    assert list(plain) == ["k", "size"]
+    np.testing.assert_array_equal(plain["size"], counts)
 
 
 BAD_LIMITS = [({"memory_budget": 0}, ValueError, "memory_budget"),
