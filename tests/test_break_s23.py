@@ -624,16 +624,3 @@ def test_exchange_and_skew_join_on_many_ranks(ranks):
     assert ok == "ok" and int(size) == ranks and int(checks) > 300
     assert (int(heavy) > 0) == (ranks > 1)
 
-
-def test_positions_are_int32_safe():
-    """The scatter records each row's place in an int32: above 2**31 rows a place
-    would wrap (rows written out of bounds), so such an exchange never records them,
-    whatever its memory budget (a 1-rank exchange of 2**31 rows of three columns, with
-    the default budget on a 256 GiB node, took this path)."""
-    big = 1 << 40
-    assert _exchange._positions(1, 3, 1 << 31, big)
-    assert not _exchange._positions(1, 3, (1 << 31) + 1, big)
-    assert not _exchange._positions(1, 3, 3 << 31, big)
-    assert _exchange._positions(1, 3, 1000, 4000) and not _exchange._positions(1, 3, 1000, 3999)
-    assert not _exchange._positions(2, 3, 1000, big)  # several rounds: one stream
-    assert not _exchange._positions(1, 2, 1000, big)  # two columns: not worth it
