@@ -236,7 +236,7 @@ def _budget_tables():
 @pytest.mark.parametrize("budget,heavy,replicated", [
     (0, 1, 0), (1, 1, 0), (719, 1, 0), (720, 2, 40), (721, 2, 40)])
 def test_skew_replication_budget_boundary(comm, small_heavy, budget, heavy, replicated):
-    """The replicated rows' bytes fit ``broadcast_bytes`` (exactly at the boundary
+    """The replicated rows' bytes fit ``replicate_bytes`` (exactly at the boundary
     too); a key that does not fit is hash-partitioned; a heavy key with nothing to
     replicate is handled even with a budget of 0."""
     L, R = _budget_tables()
@@ -244,7 +244,7 @@ def test_skew_replication_budget_boundary(comm, small_heavy, budget, heavy, repl
     assert row_bytes * 40 == 720  # the boundary, computed from the dtypes
     for how in ("inner", "left"):
         res = hp.join(split(L, comm), split(R, comm, "uneven"), "k", how=how,
-                      strategy="hash", broadcast_bytes=budget)
+                      strategy="hash", replicate_bytes=budget)
         g = _check_join(comm, res, L, R, ["k"], how)
         assert len(g["lid"]) == 2000 * 40 + (0 if how == "inner" else 1000)
         if comm.size > 1:
@@ -287,19 +287,22 @@ def test_skew_join_random_cases(comm, small_heavy):
         how = ("inner", "left")[it % 2]
         lay = ["even", "all_on_last", "first_empty", "uneven"]
         res = hp.join(split(L, comm, lay[it % 4]), split(R, comm, lay[(it // 4) % 4]), "k",
-                      how=how, strategy="hash", broadcast_bytes=int(rng.choice([0, 50, 1 << 20])))
+                      how=how, strategy="hash",
+                      replicate_bytes=int(rng.choice([0, 50, 1 << 20])))
         _check_join(comm, res, L, R, ["k"], how)
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("arg", ["skew", "broadcast_bytes", "memory_budget"])
+@pytest.mark.parametrize("arg", ["skew", "broadcast_bytes", "replicate_bytes",
+                                 "memory_budget"])
 def test_skew_arguments_that_differ_between_ranks(comm, small_heavy, arg):
-    """One rank passes another skew / broadcast_bytes / memory_budget: one clear error
-    naming the argument on every rank, never a hang or a silent mix; the next join
-    works."""
+    """One rank passes another skew / broadcast_bytes / replicate_bytes / memory_budget:
+    one clear error naming the argument on every rank, never a hang or a silent mix;
+    the next join works."""
     L, R = _budget_tables()
     tl, tr = split(L, comm), split(R, comm)
     value = {"skew": comm.rank == 0, "broadcast_bytes": 720 + comm.rank,
+             "replicate_bytes": 720 + comm.rank,
              "memory_budget": (1 << 20) if comm.rank == 0 else None}[arg]
     if comm.size > 1:
         with pytest.raises(ArgumentMismatchError, match=f"`{arg}`"):
@@ -307,6 +310,7 @@ def test_skew_arguments_that_differ_between_ranks(comm, small_heavy, arg):
     # the same value spelled differently on the ranks is the same argument
     same = {"skew": np.bool_(True) if comm.rank else True,
             "broadcast_bytes": np.int64(720) if comm.rank else 720,
+            "replicate_bytes": np.int64(720) if comm.rank else 720,
             "memory_budget": np.int64(1 << 20) if comm.rank else 1 << 20}[arg]
     res = hp.join(tl, tr, "k", strategy="hash", **{arg: same})
     _check_join(comm, res, L, R, ["k"], "inner")
