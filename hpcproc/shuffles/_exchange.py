@@ -51,7 +51,7 @@ from ..observe.phases import phase
 from . import _kernels as K
 
 __all__ = ["exchange", "exchange_runs", "release_exchange_buffers", "default_memory_budget",
-           "dest_dtype", "MAX_MESSAGE", "KEEP"]
+           "dest_dtype", "check_limits", "MAX_MESSAGE", "KEEP"]
 
 #: Largest message (and byte displacement) of one Alltoallv, in bytes: below 2**31.
 MAX_MESSAGE = (1 << 31) - (1 << 20)
@@ -107,6 +107,20 @@ def words(col: np.ndarray) -> np.ndarray:
     if rb % 8 == 0:
         return raw.view(np.uint64)
     return raw
+
+
+def check_limits(memory_budget, max_message) -> None:
+    """Raise ``TypeError``/``ValueError`` naming the argument unless ``memory_budget``
+    (bytes, ``None``: the default) is a positive integer and ``max_message`` an integer
+    in ``1..MAX_MESSAGE``. Not collective: the shuffles call it before communicating."""
+    for name, v in (("memory_budget", memory_budget), ("max_message", max_message)):
+        if (v is not None or name == "max_message") and (
+                isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))):
+            raise TypeError(f"{name} must be an integer (bytes), got {v!r}")
+    if memory_budget is not None and memory_budget <= 0:
+        raise ValueError(f"memory_budget must be positive (bytes), got {memory_budget}")
+    if not 0 < max_message <= MAX_MESSAGE:
+        raise ValueError(f"max_message must be in 1..{MAX_MESSAGE} (bytes), got {max_message}")
 
 
 def _signature(columns) -> list:
@@ -280,11 +294,9 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
         inputs = [(f"column {k!r}", v) for k, v in given] + [("dest", dest)]
         check_all(lambda: _validate_out(out, columns, inputs), comm)
         out = {str(k): v for k, v in out.items()}
+    check_limits(memory_budget, max_message)
     if memory_budget is None:
         memory_budget = default_memory_budget(comm)
-    if int(memory_budget) <= 0 or not 0 < int(max_message) <= MAX_MESSAGE:
-        raise ValueError("memory_budget and max_message must be positive "
-                         f"(max_message <= {MAX_MESSAGE})")
     # C-contiguous, as the ahead-of-time kernels take it (a strided view compiled them)
     dest = np.ascontiguousarray(dest, dtype=dest_dtype(size))
     half = K.halves(dest.shape[0], size)  # the scatter's two streams
@@ -442,6 +454,7 @@ def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = Non
     is freed before the next column's output is made: the peak is the input plus one
     column, not input plus output.
     """
+    check_limits(memory_budget, max_message)
     lc = lib_comm(comm)
     size = lc.Get_size()
     given = columns if consume else {}

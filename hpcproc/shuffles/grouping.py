@@ -28,7 +28,9 @@ order (NaN keys last, all NaNs one group), keys in their input dtype. Aggregates
 NaN values like pandas: ``count`` counts non-NaN values, ``sum`` of none is 0, ``mean``,
 ``min`` and ``max`` of none are NaN. ``size`` counts rows. Sums of integers are int64
 (uint64 for unsigned), of floats float64; ``mean`` is float64; ``min``/``max`` keep the
-value dtype. Output columns: the keys, then ``f"{column}_{agg}"`` in the order asked.
+value dtype. Output columns: the keys, then ``f"{column}_{agg}"`` in the order asked
+(``count`` for :meth:`GroupBy.size`); a key column with one of those names is a
+``ValueError`` (its values would be replaced).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from ..agreement import agree
 from ..comm import agreed, check_all, lib_comm
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
-from ._exchange import MAX_MESSAGE, exchange_runs
+from ._exchange import MAX_MESSAGE, check_limits, exchange_runs
 from ._localsort import sorted_groups
 from ._merge import merge_groups, run_counts
 from ._reduce import dense_count, dense_states, gid_merge_states, gid_sum, key_range, seg_agg_states
@@ -99,10 +101,7 @@ class GroupBy:
 
     def size(self):
         """Rows per group: the keys and a ``count`` column (int64). Collective."""
-        out = self._run({})
-        cols = out.local()
-        cols["count"] = cols.pop("size")
-        return make_result(cols, out.comm, "table", out.meta)
+        return self._run({}, "count")
 
     def agg(self, spec=None, **named):
         """Aggregate value columns: ``agg(val=["sum", "mean"], w="max")``. Collective.
@@ -114,9 +113,10 @@ class GroupBy:
         return self._run({k: [v] if isinstance(v, str) else list(v) for k, v in spec.items()})
 
     # ------------------------------------------------------------------------------
-    def _validate(self, columns, kind, spec):
+    def _validate(self, columns, kind, spec, count):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        check_limits(self.memory_budget, self.max_message)
         if kind == "array" and self.by is None:
             names = [ARRAY_COLUMN]
         else:
@@ -133,15 +133,20 @@ class GroupBy:
                 raise ValueError(f"aggregates must be among {AGGREGATES}, got {aggs}")
         if self.strategy == "dense" and (len(names) != 1 or columns[names[0]].dtype.kind == "f"):
             raise ValueError("strategy='dense' needs one integer key column")
+        outputs = [f"{c}_{a}" for c, aggs in spec.items() for a in aggs] or [count]
+        for name in names:
+            if name in outputs:  # it would silently replace the key values
+                raise ValueError(f"the output column {name!r} has the name of the key column "
+                                 f"{name!r}: rename the key column")
         return names
 
-    def _run(self, spec):
+    def _run(self, spec, count="size"):
         agree(self.comm, "hp.groupby", {  # every rank groups the same way (collective)
             "data": self.data, "by": self.by, "strategy": self.strategy, "spec": spec,
             "dense_limit": self.dense_limit, "memory_budget": self.memory_budget,
             "max_message": self.max_message}, local=("data",))
         columns, comm, kind = as_columns(self.data, self.comm, "group-by input")
-        names = check_all(lambda: self._validate(columns, kind, spec), comm)
+        names = check_all(lambda: self._validate(columns, kind, spec, count), comm)
         lc = lib_comm(comm)
         t0 = time.perf_counter()
         values = {c: columns[c] for c in spec}
@@ -179,7 +184,7 @@ class GroupBy:
                 else:
                     out[f"{col}_{a}"] = _finish(a, cnt, sm, mn, mx, size, dtype)
         if not spec:
-            out["size"] = size
+            out[count] = size  # the rows per group: size(), or agg() of nothing
         return make_result(out, comm, "table", {
             "strategy": how, "rounds": rounds, "seconds": time.perf_counter() - t0})
 

@@ -46,7 +46,7 @@ from ..array import gather_rows
 from ..comm import check_all, get_comm, lib_comm
 from . import _skew
 from ._encode import check_key_dtype
-from ._exchange import MAX_MESSAGE, exchange
+from ._exchange import MAX_MESSAGE, check_limits, exchange
 from ._hashjoin import key_words, local_join, rank_dests, take
 from ._result import as_columns, key_list, make_result
 
@@ -58,7 +58,9 @@ HOWS = ("inner", "left")
 STRATEGIES = ("auto", "hash", "broadcast")
 
 
-def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes, skew, replicate_bytes):
+def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes, skew, replicate_bytes,
+           limits):
+    check_limits(*limits)
     if how not in HOWS:
         raise ValueError(f"how must be one of {HOWS}, got {how!r}")
     if strategy not in STRATEGIES:
@@ -67,6 +69,8 @@ def _check(lcols, rcols, on, how, strategy, suffix, broadcast_bytes, skew, repli
         raise ValueError(f"suffix must be a non-empty string, got {suffix!r}")
     if isinstance(broadcast_bytes, bool) or not isinstance(broadcast_bytes, (int, np.integer)):
         raise TypeError(f"broadcast_bytes must be an integer (bytes), got {broadcast_bytes!r}")
+    if broadcast_bytes < 0:
+        raise ValueError(f"broadcast_bytes must be >= 0 (bytes), got {broadcast_bytes}")
     if not isinstance(skew, (bool, np.bool_)):
         raise TypeError(f"skew must be True or False, got {skew!r}")
     if isinstance(replicate_bytes, bool) or not isinstance(replicate_bytes, (int, np.integer)):
@@ -230,7 +234,8 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
     lcols, comm, _ = as_columns(left, comm, "left table")
     rcols, _, _ = as_columns(right, comm, "right table")
     names = check_all(lambda: _check(lcols, rcols, on, how, strategy, suffix,
-                                     broadcast_bytes, skew, replicate_bytes), comm)
+                                     broadcast_bytes, skew, replicate_bytes,
+                                     (memory_budget, max_message)), comm)
     lc = lib_comm(comm)
     sizes = np.array([sum(v.nbytes for v in lcols.values()),
                       sum(v.nbytes for v in rcols.values()),
