@@ -507,22 +507,42 @@ def test_hash_groupby_against_numpy(comm, layout, max_message, kind):
 @pytest.mark.parametrize("strategy", ["dense", "hash"])
 @pytest.mark.parametrize("key,call", [
     ("count", lambda g: g.size()), ("v_sum", lambda g: g.agg(v="sum")),
-    ("v_max", lambda g: g.agg(v=["min", "max"])), ("count", "value_counts"),
-    ("count", "unique")])
+    ("v_max", lambda g: g.agg(v=["min", "max"])), ("count", "value_counts")])
 def test_groupby_output_name_that_is_a_key_is_an_error(comm, strategy, key, call):
     """A key column named like an output column (``count`` of ``.size()`` and
     ``value_counts``, ``v_sum`` of ``agg(v="sum")``) was silently replaced by it: the
-    result had counts (or sums) and no keys, ``unique`` returned no column at all. It
-    is a ValueError naming the column, on every rank, before anything moves."""
+    result had counts (or sums) and no keys. It is a ValueError naming the column, on
+    every rank, before anything moves."""
     k = np.array([3, 3, 5, 7, 7, 7]) + 10 * comm.rank
     data = {key: k, "v": np.ones(6)}
     with pytest.raises(ValueError, match=f"column {key!r}"):
         if call == "value_counts":
             hp.value_counts(data, key, strategy=strategy)
-        elif call == "unique":
-            hp.unique(data, key, strategy=strategy)
         else:
             call(hp.groupby(data, key, strategy=strategy))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("strategy", ["dense", "hash"])
+@pytest.mark.parametrize("by", ["count", ["count", "_count"]])
+def test_unique_of_keys_named_like_the_counts(comm, strategy, by):
+    """``unique`` drops the counts, so keys named ``count`` (``unique`` once returned no
+    column for them) give their distinct values; ``size(name)`` names the counts."""
+    k = np.array([3, 3, 5, 7, 7, 7]) + 10 * comm.rank
+    names = [by] if isinstance(by, str) else by
+    data = {n: k * (i + 1) for i, n in enumerate(names)}
+    if strategy == "dense" and len(names) > 1:
+        pytest.skip("dense takes one key")
+    got = hp.unique(data, by, strategy=strategy).allgather()
+    want = np.unique(np.concatenate([k + 10 * (r - comm.rank) for r in range(comm.size)]))
+    assert list(got) == names
+    for i, n in enumerate(names):
+        np.testing.assert_array_equal(got[n], want * (i + 1))
+    counted = hp.groupby({"k": k}, "k", strategy=strategy).size("n").allgather()
+    assert list(counted) == ["k", "n"]
+    np.testing.assert_array_equal(counted["n"], np.unique(
+        np.concatenate([k + 10 * (r - comm.rank) for r in range(comm.size)]),
+        return_counts=True)[1])
 
 
 @pytest.mark.mpi

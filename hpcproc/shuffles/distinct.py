@@ -27,8 +27,12 @@ def unique(data, by=None, comm=None, **options):
     Collective. Returns a ShuffledArray for an array (globally sorted, each value once,
     NaN last), a ShuffledTable of the key columns for a table.
     """
-    counts = value_counts(data, by, comm, **options)
+    keys = {by} if isinstance(by, str) else set(by or ())
+    name = "count"
+    while name in keys:  # the counts are dropped: any name but a key's
+        name = "_" + name
+    counts = groupby(data, by, comm, **options).size(name)
     cols = counts.local()
-    del cols["count"]
+    del cols[name]
     kind = "table" if by is not None else "array"
     return make_result(cols, counts.comm, kind, counts.meta)

@@ -99,9 +99,10 @@ class GroupBy:
         self.strategy, self.dense_limit = strategy, int(dense_limit)
         self.memory_budget, self.max_message = memory_budget, max_message
 
-    def size(self):
-        """Rows per group: the keys and a ``count`` column (int64). Collective."""
-        return self._run({}, "count")
+    def size(self, name: str = "count"):
+        """Rows per group: the keys and a column ``name`` (int64; a key column of that
+        name is a ``ValueError``). Collective."""
+        return self._run({}, str(name))
 
     def agg(self, spec=None, **named):
         """Aggregate value columns: ``agg(val=["sum", "mean"], w="max")``. Collective.
@@ -143,7 +144,7 @@ class GroupBy:
     def _run(self, spec, count="size"):
         agree(self.comm, "hp.groupby", {  # every rank groups the same way (collective)
             "data": self.data, "by": self.by, "strategy": self.strategy, "spec": spec,
-            "dense_limit": self.dense_limit, "memory_budget": self.memory_budget,
+            "count": count, "dense_limit": self.dense_limit, "memory_budget": self.memory_budget,
             "max_message": self.max_message}, local=("data",))
         columns, comm, kind = as_columns(self.data, self.comm, "group-by input")
         names = check_all(lambda: self._validate(columns, kind, spec, count), comm)
