@@ -573,7 +573,8 @@ BAD_LIMITS = [({"memory_budget": 0}, ValueError, "memory_budget"),
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("kwargs,error,match", BAD_LIMITS)
-@pytest.mark.parametrize("op", ["groupby_hash", "groupby_dense", "join", "sort", "exchange"])
+@pytest.mark.parametrize("op", ["groupby_hash", "groupby_dense", "join", "sort", "shuffle",
+                                "exchange"])
 def test_bad_memory_limits_are_one_clear_error(comm, op, kwargs, error, match):
     """The hash group-by (whose exchange of sorted runs checked neither) took a
     budget of 0 or below, a string and a max_message beyond the 2**31 the exchange
@@ -588,6 +589,7 @@ def test_bad_memory_limits_are_one_clear_error(comm, op, kwargs, error, match):
                                                  strategy="dense", **kw).agg(v="sum"),
         "join": lambda **kw: hp.join({"k": k}, {"k": k}, "k", strategy="hash", **kw),
         "sort": lambda **kw: hp.sort({"k": k}, "k", **kw),
+        "shuffle": lambda **kw: hp.shuffle({"k": k}, "k", partitioner="range", **kw),
         "exchange": lambda **kw: hp.exchange({"k": k}, np.zeros(300, int), **kw)}
     with pytest.raises(error, match=match):
         calls[op](**kwargs)

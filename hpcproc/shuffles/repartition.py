@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..agreement import collective
 from ..comm import check_all, get_comm
 from ._encode import check_key_dtype
-from ._exchange import MAX_MESSAGE, exchange
+from ._exchange import MAX_MESSAGE, check_limits, exchange
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .hash import hash_partition
 from .range import range_partition, splitters
@@ -50,7 +50,11 @@ def shuffle(data, key=None, partitioner: str = "hash", comm=None, *,
         ``meta["rank_rows"]``: rows per rank after the shuffle.
     """
     columns, comm, kind = as_columns(data, comm, "shuffle input")
-    names = check_all(lambda: _check(columns, kind, key, partitioner), comm)
+
+    def checks():  # the limits too, before the splitters' sample
+        check_limits(memory_budget, max_message)
+        return _check(columns, kind, key, partitioner)
+    names = check_all(checks, comm)
     keys = [columns[k] for k in names]
     if partitioner == "hash":
         dest = hash_partition(keys, get_comm(comm).Get_size())

@@ -22,7 +22,7 @@ from ..agreement import collective
 from ..comm import check_all, lib_comm
 from . import _kernels
 from ._encode import check_key_dtype, encode_keys
-from ._exchange import MAX_MESSAGE, exchange, words
+from ._exchange import MAX_MESSAGE, check_limits, exchange, words
 from ._localsort import argsort_keys, sort_word
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import range_partition, splitters
@@ -129,7 +129,11 @@ def sort(data, by=None, ascending=True, comm=None, *, memory_budget: int | None 
         ``meta`` has ``rank_rows``, ``rounds`` and per-phase ``seconds``.
     """
     columns, comm, kind = as_columns(data, comm, "sort input")
-    names, asc = check_all(lambda: _check(columns, kind, by, ascending, local_sort), comm)
+
+    def checks():  # the limits too, before the sample (the exchange checks them again)
+        check_limits(memory_budget, max_message)
+        return _check(columns, kind, by, ascending, local_sort)
+    names, asc = check_all(checks, comm)
     if not 0 < imbalance < 1:
         raise ValueError(f"imbalance must be in (0, 1), got {imbalance}")
     t0 = time.perf_counter()
