@@ -179,11 +179,16 @@ def test_break_scatter_kernels_with_many_destinations(size, n):
                 rng.integers(0, 65535, n).astype(np.uint16)):
         pos = np.full(n, -1, np.int32)
         out = np.zeros_like(col)
-        K.scatter_all(dest, col, start, half, out, pos)
+        addr = np.full(size, out.ctypes.data, np.int64)
+        if col.ndim == 1:
+            K.scatter_to(dest, col, start, half, addr, pos)
+        else:
+            K.scatter_wide_to(dest, col, start[0], addr, pos)
         np.testing.assert_array_equal(out, col[order])
-        again = np.zeros_like(col)
-        K.scatter_pos(pos, col, again)
-        np.testing.assert_array_equal(again, col[order])
+        if col.ndim == 1:  # the next column by the positions
+            again = np.zeros_like(col)
+            K.scatter_pos_to(dest, pos, col, np.full(size, again.ctypes.data, np.int64))
+            np.testing.assert_array_equal(again, col[order])
 
 
 # --------------------------------------------------------------------------------------

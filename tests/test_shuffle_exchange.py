@@ -161,13 +161,12 @@ def test_exchange_into_preallocated_out(comm, max_message, layout):
 @pytest.mark.parametrize("route", ["all_own", "none_own", "own_first_last", "mixed"])
 @pytest.mark.parametrize("names", ["all", "two"])
 def test_exchange_own_rows_copied_not_sent(comm, max_message, route, names):
-    """A rank's own rows skip MPI (in one round into new arrays, the scatter writes them
-    straight into the result, whose tail is the send buffer; else they are copied from
-    the send buffer): they must land between the rows of lower and higher ranks, in
-    source order, for every row width (1, 2, 3, 8, 24 bytes and zero-width), with six
-    columns (scattered by positions) and two (by counters), in one round and in many,
-    into new arrays and into ``out=``. A new result keeps no tail: it owns exactly its
-    rows."""
+    """A rank's own rows skip MPI (in one round the scatter writes them straight into
+    the result, new or ``out=``, and the others into the send buffer; in several they are
+    copied from the send buffer): they must land between the rows of lower and higher
+    ranks, in source order, for every row width (1, 2, 3, 8, 24 bytes and zero-width),
+    with six columns (scattered by positions) and two (by counters), in one round and in
+    many, into new arrays and into ``out=``. A new result owns exactly its rows."""
     size, rank = comm.size, comm.rank
     n = 97 + 31 * rank
     rng = np.random.default_rng(7 + rank)
@@ -328,24 +327,44 @@ def test_scatter_kernels_match_a_stable_sort(size, n):
     order = np.argsort(dest, kind="stable")
     counts = np.bincount(dest, minlength=size).astype(np.int64)
     displ = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    by_dest = [np.flatnonzero(dest == d) for d in range(size)]  # stable: local order
+    rank_in_dest = np.empty(n, np.int64)
+    for rows in by_dest:
+        rank_in_dest[rows] = np.arange(rows.size)
     for half in sorted({0, K.halves(n, size), n // 3, n}):
         per_half = K.count_dest(dest, size, half)
         assert np.array_equal(per_half[0], np.bincount(dest[:half], minlength=size))
         assert np.array_equal(per_half[0] + per_half[1], counts)
-        start = np.stack([displ, displ + per_half[0]])
+        # every destination's rows into an array of its own, from position 2 on (the
+        # exchange: own rows into the result, the others into the send buffer)
+        begin = np.full(size, 2, np.int64)
+        start = np.stack([begin, begin + per_half[0]])
         for col in cols:
-            out = np.zeros_like(col)
-            K.scatter_all(dest, col, start, half, out, np.empty(0, np.int32))
-            np.testing.assert_array_equal(out, col[order])
-        # recording the positions, then the next column by them alone
-        pos = np.full(n, -1, np.int32)
-        out = np.zeros_like(cols[0])
-        K.scatter_all(dest, cols[0], start, half, out, pos)
-        np.testing.assert_array_equal(out, cols[0][order])
-        np.testing.assert_array_equal(pos[order], np.arange(n))
-        out = np.zeros_like(cols[1])
-        K.scatter_pos(pos, cols[1], out)
-        np.testing.assert_array_equal(out, cols[1][order])
+            outs = [np.zeros((c + 3,) + col.shape[1:], col.dtype) for c in counts]
+            addr = np.array([o.ctypes.data for o in outs], np.int64)
+            pos = np.full(n, -1, np.int32)
+            if col.ndim == 1:
+                K.scatter_to(dest, col, start, half, addr, pos)
+            else:
+                K.scatter_wide_to(dest, col, start[0], addr, pos)
+            for o, rows in zip(outs, by_dest):
+                np.testing.assert_array_equal(o[2:-1], col[rows])
+                assert not o[:2].any() and not o[-1].any()  # nothing outside its rows
+            np.testing.assert_array_equal(pos, 2 + rank_in_dest)
+            # the next column by the positions alone, into other arrays
+            nxt = rng.integers(0, 1 << 30, n).astype(np.uint32)
+            outs = [np.zeros(c + 3, nxt.dtype) for c in counts]
+            addr = np.array([o.ctypes.data for o in outs], np.int64)
+            K.scatter_pos_to(dest, pos, nxt, addr)
+            for o, rows in zip(outs, by_dest):
+                np.testing.assert_array_equal(o[2:-1], nxt[rows])
+                assert not o[:2].any() and not o[-1].any()
+        # not recording, into one array grouped by destination
+        one = np.zeros_like(cols[0])
+        start = np.stack([displ, displ + per_half[0]])
+        K.scatter_to(dest, cols[0], start, half, np.full(size, one.ctypes.data, np.int64),
+                     np.empty(0, np.int32))
+        np.testing.assert_array_equal(one, cols[0][order])
     rounds = 3
     for k in range(rounds):
         lo, hi = counts * k // rounds, counts * (k + 1) // rounds

@@ -26,10 +26,11 @@ def test_shuffle_peak_memory_stays_under_budget():
         assert bounded["moved"] > 3 * budget          # several times the budget moved
         assert bounded["rounds"] > 1
         assert 0 < bounded["extra"] <= budget, bounded  # peak RSS above input + output
-        # without a budget, one round: the rows sent to the other rank go out from the
-        # tail of each column's own result, cut off after it moved (one column at a time)
-        # beside the destination array: about 0.3 of the data moved at 2 ranks (a send
-        # buffer of every column's width, with the rank's own rows, took over 0.4)
+        # without a budget, one round: the rows sent to the other rank go out from a
+        # send buffer of one column's rows for other ranks (reused column after column;
+        # the own rows are scattered straight into the result) beside the destination
+        # array: about 0.3 of the data moved at 2 ranks (a send buffer with the rank's
+        # own rows took over 0.4)
         assert free["rounds"] == 1 and 0 < free["extra"] < 0.4 * free["moved"], free
 
 

@@ -48,7 +48,7 @@ BUILTIN = (
 )
 #: Modules without kernels of their own whose code the built kernels inline (intrinsics):
 #: part of the source digest, so that editing them also marks the build out of date.
-INLINED = ("hpcproc.kernels._prefetch",)
+INLINED = ("hpcproc.kernels._intrinsic", "hpcproc.kernels._prefetch")
 MODULE = "hpcproc.kernels._aot_kernels"
 
 #: the element types that kernels see (:mod:`._dtypes`; bool arrives as uint8)

@@ -9,73 +9,45 @@ those waits: the whole dense group-by of 2^25 rows per rank into 2^20 groups too
 
 Compiled, ``prefetch`` is LLVM's ``llvm.prefetch`` (a write hint, kept in all cache
 levels): no load, no fault, whatever the index, so an index past the array is harmless;
-it does not change any result. Called from Python it does nothing. Numba types the global
-through ``_numba_type_`` (as :class:`._kernel.Kernel` does), so the intrinsic, and
-Numba, are made only when a kernel that uses it is compiled: importing a kernel module
-stays free of Numba. The kernels built ahead of time inline it: this file is in their
-source digest (:data:`._aot.INLINED`), so editing it marks the build out of date until it
-is rebuilt (``make venv``).
+it does not change any result. Called from Python it does nothing. It is an
+:class:`._intrinsic.Intrinsic`: made only when a kernel that uses it is compiled, and in
+the ahead-of-time build's source digest.
 """
 
 from __future__ import annotations
 
-import threading
+from ._intrinsic import Intrinsic
 
 __all__ = ["prefetch"]
 
-_LOCK = threading.Lock()
-_STATE: dict = {}
 
+def _make_prefetch():
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
 
-def _intrinsic():
-    """The Numba intrinsic (made once; imports Numba)."""
-    with _LOCK:
-        if "fn" in _STATE:
-            return _STATE["fn"]
-        from llvmlite import ir
-        from numba import types
-        from numba.core import cgutils
-        from numba.extending import intrinsic
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
+                                       wraparound=False)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # (address, write, locality 3: keep in all levels, data cache)
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
 
-        def codegen(context, builder, signature, args):
-            aryty = signature.args[0]
-            ary = context.make_array(aryty)(context, builder, args[0])
-            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
-                                           wraparound=False)
-            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
-            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-            # (address, write, locality 3: keep in all levels, data cache)
-            builder.call(fn, [builder.bitcast(ptr, i8p), i32(1), i32(3), i32(1)])
-            return context.get_dummy_value()
-
-        @intrinsic
-        def prefetch_line(typingctx, arr, idx):
-            if isinstance(arr, types.Array) and arr.ndim == 1 \
-                    and isinstance(idx, types.Integer):
-                return types.void(arr, idx), codegen
-            return None
-
-        _STATE["fn"] = prefetch_line
-        return prefetch_line
-
-
-class _Prefetch:
-    """``prefetch(a, i)``: see the module docstring."""
-
-    def __call__(self, a, i) -> None:
+    @intrinsic
+    def prefetch_line(typingctx, arr, idx):
+        if isinstance(arr, types.Array) and arr.ndim == 1 \
+                and isinstance(idx, types.Integer):
+            return types.void(arr, idx), codegen
         return None
 
-    @property
-    def _numba_type_(self):  # how Numba types this object as a global in a kernel
-        from numba.core.registry import cpu_target
-        fn = _intrinsic()
-        ctx = cpu_target.typing_context
-        ctx.refresh()  # the intrinsic was registered after the context was made
-        return ctx.resolve_value_type(fn)
-
-    def __repr__(self) -> str:
-        return "<hpcproc prefetch hint>"
+    return prefetch_line
 
 
-prefetch = _Prefetch()
+#: ``prefetch(a, i)``: see the module docstring.
+prefetch = Intrinsic("prefetch", _make_prefetch, lambda a, i: None)

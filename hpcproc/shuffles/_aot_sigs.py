@@ -81,10 +81,13 @@ SIGNATURES: dict[str, list[str] | str] = {
     "hpcproc.shuffles._kernels._count_four": INNER,
     "hpcproc.shuffles._kernels.scatter_round": signatures(
         "{d}[::1], {w}, i8[::1], i8[::1], i8[::1], {w}", d=DEST, w=WORDS),
-    "hpcproc.shuffles._kernels.scatter_all": signatures(
-        "{d}[::1], {w}, i8[:, ::1], i8, {w}, i4[::1]", d=DEST, w=WORDS),
-    "hpcproc.shuffles._kernels._scatter_rows": INNER,
-    "hpcproc.shuffles._kernels.scatter_pos": signatures("i4[::1], {w}, {w}", w=WORDS),
+    "hpcproc.shuffles._kernels.scatter_to": signatures(
+        "{d}[::1], {w}, i8[:, ::1], i8, i8[::1], i4[::1]", d=DEST, w=WORDS[:4]),
+    "hpcproc.shuffles._kernels._scatter_rest": INNER,
+    "hpcproc.shuffles._kernels.scatter_wide_to": signatures(
+        "{d}[::1], {w}, i8[::1], i8[::1], i4[::1]", d=DEST, w=WORDS[4:]),
+    "hpcproc.shuffles._kernels.scatter_pos_to": signatures(
+        "{d}[::1], i4[::1], {w}, i8[::1]", d=DEST, w=WORDS[:4]),
     "hpcproc.shuffles._kernels.hash_dest": signatures(f"{K2}, i8, {{d}}[::1]", d=DEST),
     "hpcproc.shuffles._kernels.range_dest": signatures(
         f"{K2}, {K2}, i8, b1, {{d}}[::1]", d=DEST),

@@ -14,9 +14,9 @@ over the library communicator, one column at a time, as raw bytes:
    the rows bound for other ranks. This rank's own rows never go through MPI (MPICH's
    Alltoallv copied a rank's message to itself 2.3-3.2x slower than memcpy, 9x on a
    busy machine: with random destinations over p ranks, 1/p of the rows): in one round
-   into a new result, the scatter writes them straight to their place in it (the send
-   buffer is the result's tail, cut off afterwards: :func:`_one_round`); otherwise they
-   are copied from the send buffer;
+   the scatter writes them straight to their place in the result and the others to the
+   send buffer (:func:`_one_round`); with several rounds they are copied from the send
+   buffer;
 3. ``R`` is the smallest number of rounds for which every rank's send and receive
    buffers fit its share of ``memory_budget`` and no message (nor any byte displacement)
    exceeds ``max_message`` bytes. Counts and displacements therefore always fit a C
@@ -330,69 +330,54 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
 def _one_round(lc, columns, rowbytes, dest, send, recv, half, first, out, staging) -> dict:
     """The exchange in one ``Alltoallv`` per column (everything fits the budget).
 
-    Without ``out``, each column's result is allocated with room after it for the rows
-    this rank sends to others: the scatter writes this rank's own rows straight to their
-    place among the received ones and the others to that tail, the ``Alltoallv`` sends
-    from the tail into the other ranks' heads, and the tail is then cut off (``realloc``
-    of the array: in place, nothing copied). The own rows (half of them at 2 ranks) are
-    thus written once, with no branch per row. Into the caller's ``out`` (memory of its
-    own) the rows go through the send staging buffer, and the own rows are copied from
-    there. With :data:`POSITION_COLUMNS` columns or more, the first column's scatter
-    records where each row went (in the receive share of the budget, which one round
-    does not use) and the others follow the positions.
+    The scatter writes every row once, straight to where it goes from this rank: its
+    own rows to their place among the received ones in the result (new, or the caller's
+    ``out``), the others grouped by destination into the send staging buffer (kept
+    between calls: its pages are mapped already), from which the ``Alltoallv`` sends them
+    into the other ranks' results. The only new memory touched is the result itself
+    (which an ``Alltoallv`` into a new buffer also faults in): an earlier version wrote
+    the rows for other ranks into a tail of the new result, cut off afterwards, which
+    faulted in half as much again at 2 ranks and moved 0.53 of a warm ``Alltoallv``
+    against 0.78 for this (2^25 rows of 2 words per rank, 2 ranks, fresh 2-core guest).
+    With :data:`POSITION_COLUMNS` columns or more, the first column's scatter records
+    each row's position (in the receive share of the budget, which one round does not
+    use) and the other one-word columns follow them.
     """
     me = lc.Get_rank()
     total, n = int(recv.sum()), dest.shape[0]
     rdispl = _offsets(recv)
     sremote, rremote = _without(send, me), _without(recv, me)
+    sdispl = _offsets(sremote)
     away = int(sremote.sum())  # rows this rank sends to others
-    inplace = out is None or away == 0  # every row written where it is received or sent
-    if inplace:  # own rows among the received ones, the others in the tail
-        sdispl = _offsets(sremote)
-        base = total + sdispl
-        base[me] = rdispl[me]
-    else:  # the staging buffer, grouped by destination
-        sdispl = base = _offsets(send)
-    start = np.stack([base, base + first])  # where each of the scatter's streams starts
+    # where the rows for each rank start: in the send buffer, own rows in the result
+    first_at = sdispl.copy()
+    first_at[me] = rdispl[me]
+    start = np.stack([first_at, first_at + first])  # the scatter's two streams
     moving = sum(1 for rb in rowbytes if rb)
-    rows = total + away if inplace else n  # of the scatter's target
-    use_pos = moving >= POSITION_COLUMNS and 4 * n <= staging and rows < 2**31  # int32
+    use_pos = moving >= POSITION_COLUMNS and 4 * n <= staging and max(total, away) < 2**31
     pos = _staging(lc, "recv", 4 * n).view(np.int32) if use_pos else np.empty(0, np.int32)
+    stage = _staging(lc, "send", away * max(rowbytes, default=0))
     result, found = {}, False
     for (name, col), rb in zip(columns.items(), rowbytes):
-        res = (out[name] if out is not None else
-               np.empty((total + away,) + col.shape[1:], col.dtype))
-        if rb == 0:  # zero-width rows: nothing to move
-            result[name] = res[:total]
-            continue
-        src = words(col)
-        if inplace:
-            target = words(res)
-        else:
-            sb = _staging(lc, "send", n * max(rowbytes))[: n * rb]
-            target = sb.view(src.dtype).reshape((-1,) + src.shape[1:])
-        if found:
-            K.scatter_pos(pos, src, target)
-        else:
-            K.scatter_all(dest, src, start, half, target, pos)
-            found = use_pos
-        raw = res.reshape(-1).view(np.uint8)
-        if inplace:
-            sent = raw[total * rb:]
-        else:
-            own = int(send[me])
-            words(res)[rdispl[me]:rdispl[me] + own] = target[base[me]:base[me] + own]
-            sent = sb
-        with phase("exchange", sent=away * rb):
-            lc.Alltoallv([sent, (sremote * rb, sdispl * rb), MPI.BYTE],
-                         [raw[: total * rb], (rremote * rb, rdispl * rb), MPI.BYTE])
-        del src, target, raw, sent  # views of res, which must be alone to shrink in place
-        if out is None and away:
-            try:  # cut the sent rows off: realloc, in place
-                res.resize((total,) + res.shape[1:])
-            except ValueError:  # something else holds res (a tracer): a copy instead
-                res = res[:total].copy()
+        res = out[name] if out is not None else np.empty((total,) + col.shape[1:], col.dtype)
         result[name] = res
+        if rb == 0:  # zero-width rows: nothing to move
+            continue
+        src, raw = words(col), res.reshape(-1).view(np.uint8)
+        addr = np.full(lc.Get_size(), stage.ctypes.data, np.int64)  # rows for others
+        addr[me] = raw.ctypes.data  # own rows: in place among the received ones
+        if found and src.ndim == 1:
+            K.scatter_pos_to(dest, pos, src, addr)
+        else:  # the positions are recorded once, by the first column's scatter
+            record = pos[:0] if found else pos
+            if src.ndim == 1:
+                K.scatter_to(dest, src, start, half, addr, record)
+            else:  # one stream: the same places as the two
+                K.scatter_wide_to(dest, src, start[0], addr, record)
+            found = use_pos
+        with phase("exchange", sent=away * rb):
+            lc.Alltoallv([stage, (sremote * rb, sdispl * rb), MPI.BYTE],
+                         [raw, (rremote * rb, rdispl * rb), MPI.BYTE])
     return result
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels._intrinsic import store_at
 from ._jit import jit
 
-__all__ = ["halves", "count_dest", "scatter_round", "scatter_all", "scatter_pos", "hash_dest",
-           "range_dest", "gather_rows"]
+__all__ = ["halves", "count_dest", "scatter_round", "scatter_to", "scatter_wide_to",
+           "scatter_pos_to", "hash_dest", "range_dest", "gather_rows"]
 
 
-#: Most ranks for which :func:`scatter_all` runs two streams (see :func:`halves`).
+#: Most ranks for which :func:`scatter_to` runs two streams (see :func:`halves`).
 TWO_STREAMS = 8
 
 
@@ -117,15 +118,18 @@ def scatter_round(dest, src, lo, hi, displ, out):
 
 
 @jit
-def scatter_all(dest, src, start, half, out, pos):
-    """Pass 2 in one round: a stable counting scatter of ``src`` into ``out``, grouped by
-    destination; where each row went is written to ``pos`` unless it is empty.
+def scatter_to(dest, src, start, half, addr, pos):
+    """Pass 2 in one round: a stable counting scatter of the words ``src`` to where each
+    row goes, each destination's rows in an array of their own; where each row went (its
+    position in that array) is written to ``pos`` unless it is empty.
 
-    Rows ``[0, half)`` and ``[half, n)`` run as two interleaved streams (:func:`halves`);
-    the rows of stream s bound for rank d land from ``out[start[s, d]]`` on, in order
-    (``start[0]``: the displacements; ``start[1]``: those plus the first stream's counts).
+    The rows of stream s (:func:`halves`: rows ``[0, half)`` and ``[half, n)`` run as
+    two interleaved streams) bound for rank d land from position ``start[s, d]`` on, in
+    order, in the array at byte address ``addr[d]`` (this rank's result for its own rows,
+    the send buffer for the others: the caller holds both; nothing is checked).
     """
     record = pos.shape[0] > 0
+    width = src.itemsize
     at = start[0].copy()
     at2 = start[1].copy()
     n = dest.shape[0]
@@ -138,34 +142,56 @@ def scatter_all(dest, src, start, half, out, pos):
         at[d] = j + 1
         j2 = at2[d2]
         at2[d2] = j2 + 1
-        out[j] = src[k]
-        out[j2] = src[i2]
+        store_at(addr[d] + j * width, src[k])
+        store_at(addr[d2] + j2 * width, src[i2])
         if record:
             pos[k] = j
             pos[i2] = j2
-    _scatter_rows(dest, src, m, half, at, out, pos, record)  # what is left of each stream
-    _scatter_rows(dest, src, half + m, n, at2, out, pos, record)
+    _scatter_rest(dest, src, m, half, at, addr, pos, record)  # what is left of each stream
+    _scatter_rest(dest, src, half + m, n, at2, addr, pos, record)
 
 
 @jit
-def _scatter_rows(dest, src, a, b, at, out, pos, record):
-    """Rows ``[a, b)`` of :func:`scatter_all` in one stream (its position counters ``at``)."""
+def _scatter_rest(dest, src, a, b, at, addr, pos, record):
+    """Rows ``[a, b)`` of :func:`scatter_to` in one stream (its position counters ``at``)."""
+    width = src.itemsize
     for i in range(a, b):
         d = dest[i]
         j = at[d]
         at[d] = j + 1
-        out[j] = src[i]
+        store_at(addr[d] + j * width, src[i])
         if record:
             pos[i] = j
 
 
 @jit
-def scatter_pos(pos, src, out):
-    """``out[pos[i]] = src[i]``: the next column of a table scattered by
-    :func:`scatter_all`, which found the positions (no counters: about 1.2x a memcpy
-    where finding them costs 2x)."""
+def scatter_wide_to(dest, src, start, addr, pos):
+    """:func:`scatter_to` for rows of several words (``src`` 2-D), in one stream: each row
+    is a run of stores, so consecutive rows rarely wait on one counter."""
+    record = pos.shape[0] > 0
+    words = src.shape[1]
+    width = src.itemsize
+    row = words * width
+    at = start.copy()
+    for i in range(dest.shape[0]):
+        d = dest[i]
+        j = at[d]
+        at[d] = j + 1
+        p = addr[d] + j * row
+        for w in range(words):
+            store_at(p + w * width, src[i, w])
+        if record:
+            pos[i] = j
+
+
+@jit
+def scatter_pos_to(dest, pos, src, addr):
+    """Row ``i`` of ``src`` to position ``pos[i]`` of the array at ``addr[dest[i]]``: the
+    next column of a table scattered by :func:`scatter_to`, which found the positions
+    (no counter chain)."""
+    width = src.itemsize
     for i in range(pos.shape[0]):
-        out[pos[i]] = src[i]
+        store_at(addr[dest[i]] + pos[i] * width, src[i])
 
 
 @jit
