@@ -71,11 +71,14 @@ DENSE_LIMIT = 1 << 22
 #: footprint of int64 ones), added into int64 counts between chunks.
 COUNT_CHUNK = (1 << 31) - 1
 #: Random-access state (row counts + the first column's sums, bytes) above which the rows
-#: are counted in a pass of their own: two passes over the keys, each with half the
-#: state, beat one pass once the state spills out of the L2 cache (2 ranks sharing an L3,
-#: 2^25 rows each: 2^20 groups 0.24 s against 0.33-0.35 s; 2^18 groups 0.13 against
+#: are not counted in int32 beside separate sums: two passes over the keys, each with half
+#: the state, beat one pass once the state spills out of the L2 cache (2 ranks sharing an
+#: L3, 2^25 rows each: 2^20 groups 0.24 s against 0.33-0.35 s; 2^18 groups 0.13 against
 #: 0.15; 2^16 groups, in L2: 0.11 against 0.09; Zipf keys over 2^20 groups, hot in the
-#: cache: 0.21 against 0.20)
+#: cache: 0.21 against 0.20), and one pass over 16-byte pairs of sum and count (one
+#: cache line per row) beats the two passes when the first column has no min/max (CPU time of the
+#: passes, 2^25 rows, 4 KiB pages, medians of 7-9: 2^20 groups 1.16-1.17x uniform,
+#: 1.27-1.28x Zipf; 2^18-2^19 groups 0.95-1.06x uniform, 1.29-1.48x Zipf; docs/shuffles.md)
 SPLIT_STATE = 2 << 20
 
 
@@ -319,8 +322,10 @@ def _dense_local(kw, lw, cols, spec, span, wide):
     lw``; see :meth:`GroupBy._dense`): the rows per group (int64 when ``wide``, else
     int32), ``[sum, nan counts, min, max]`` per value column (min/max None unless asked
     for) and the NaNs seen per column. One pass per value column over chunks of
-    ``COUNT_CHUNK`` rows (one chunk below 2**31 rows); the first column counts rows, or a
-    pass of its own does when the state exceeds ``SPLIT_STATE`` bytes."""
+    ``COUNT_CHUNK`` rows (one chunk below 2**31 rows); the first column counts rows. When
+    the state exceeds ``SPLIT_STATE`` bytes, it counts them beside its sums in one array
+    of pairs (:func:`._reduce.dense_pairs`: 64-bit counts, no chunk limit), or, when it
+    has min/max or unsigned sums, a pass of their own does."""
     n = kw.shape[0]
     step = COUNT_CHUNK  # wide: more rows than that on all ranks together
     arrays = []
