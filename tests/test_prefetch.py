@@ -10,7 +10,14 @@ import pytest
 
 from hpcproc.kernels._prefetch import prefetch
 from hpcproc.shuffles import _reduce
-from hpcproc.shuffles._reduce import AHEAD, PREFETCH_BYTES, dense_count, dense_states
+from hpcproc.shuffles._reduce import (
+    AHEAD,
+    PREFETCH_BYTES,
+    dense_count,
+    dense_pairs,
+    dense_states,
+    prefetch_stop,
+)
 from support import SERIAL_ONLY
 
 pytestmark = SERIAL_ONLY
@@ -74,6 +81,54 @@ def test_dense_states_are_numpy_s(n, minmax, span):
             np.maximum.at(hi, g[ok], v[ok])
             np.testing.assert_array_equal(mn, lo, err_msg=how)
             np.testing.assert_array_equal(mx, hi, err_msg=how)
+
+
+@pytest.mark.parametrize("span", SPANS + [PREFETCH_BYTES // 16 - 1, PREFETCH_BYTES // 16])
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("acc", [np.float64, np.int64])
+def test_dense_pairs_are_numpy_s(n, span, acc):
+    """Sums and rows side by side in one array (``st[2g]``, ``st[2g + 1]``), NaNs apart:
+    numpy's sums to the bit (the same additions in the same order), counts and NaN counts,
+    float and integer sums (bool values as integers), states below and above the
+    prefetch threshold."""
+    k = _keys(n, 200 + n, span=span)
+    rng = np.random.default_rng(n)
+    g = k + 3
+    if acc is np.float64:
+        v = rng.normal(size=n)
+        v[rng.random(n) < 0.1] = np.nan
+        ok = ~np.isnan(v)
+        values = [v, v.astype(np.float32)]
+    else:
+        v = rng.integers(-(1 << 40), 1 << 40, n)
+        ok = np.ones(n, bool)
+        values = [v, v.astype(np.int32), rng.random(n) < 0.5]
+    for x in values:
+        for how, fn in _runners(dense_pairs):
+            st, nan = np.zeros(2 * span, acc), np.zeros(span, np.int64)
+            nans = fn(k, -3, x, st, nan)
+            assert nans == int((~ok).sum()), how
+            np.testing.assert_array_equal(st[1::2], np.bincount(g, minlength=span),
+                                          err_msg=how)
+            np.testing.assert_array_equal(nan, np.bincount(g[~ok], minlength=span),
+                                          err_msg=how)
+            want = np.zeros(span, acc)
+            np.add.at(want, g[ok], x[ok].astype(acc))
+            np.testing.assert_array_equal(st[0::2], want, err_msg=how)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.float64,
+                                   np.complex128])
+def test_prefetch_threshold_is_the_state_s_bytes_whatever_its_dtype(dtype):
+    """The dense kernels prefetch state lines when the state array has PREFETCH_BYTES or
+    more, counted in bytes (the kernels used to count 4 bytes per element of the row
+    counts and 8 per sum, right only for int32 counts and 8-byte sums)."""
+    item = np.dtype(dtype).itemsize
+    for how, fn in _runners(prefetch_stop):
+        for n in (0, AHEAD, 1000):
+            assert fn(n, np.zeros(PREFETCH_BYTES // item - 1, dtype)) == 0, how
+            assert fn(n, np.zeros(PREFETCH_BYTES // item, dtype)) == n - AHEAD, how
+            assert fn(n, np.zeros(0, dtype)) == 0, how
 
 
 @pytest.mark.parametrize("base", [(1 << 63) - 5, (1 << 63) + 5])

@@ -247,10 +247,11 @@ def test_dense_count_chunks_give_the_same_bytes(comm, layout, monkeypatch):
 
 @pytest.mark.parametrize("layout", ["even", "first_empty", "uneven"])
 def test_dense_rows_counted_in_their_own_pass_give_the_same_bytes(comm, layout, monkeypatch):
-    """Beyond ``SPLIT_STATE`` bytes of state the rows are counted in a pass of their own
-    (then the sums): forced both ways, alone and with 7-row count chunks, the result is
-    the same to the byte and numpy's; a real key span beyond the limit (300,000 groups)
-    takes that path by default."""
+    """Beyond ``SPLIT_STATE`` bytes of state the rows are counted beside the first
+    column's sums (one array of pairs), or in a pass of their own when that column has
+    min/max: forced both ways, alone and with 7-row count chunks, the result is the same
+    to the byte and numpy's; a real key span beyond the limit (300,000 groups) takes
+    those paths by default."""
     from hpcproc.shuffles import grouping
     t, k, v = _dense_table(comm, layout, 12, 2000, 60, np.int16)
     rng = np.random.default_rng(13)
@@ -273,10 +274,18 @@ def test_dense_rows_counted_in_their_own_pass_give_the_same_bytes(comm, layout, 
     big = rng.integers(0, 300_000, 8000)  # span * 12 bytes > SPLIT_STATE
     assert 300_000 * 12 > grouping.SPLIT_STATE
     vb = rng.normal(size=big.size)
-    r = hp.groupby(split({"k": big, "v": vb}, comm, layout), "k",
-                   strategy="dense").agg({"v": AGGS})
+    vb[rng.random(vb.size) < 0.1] = np.nan
+    tb = split({"k": big, "v": vb}, comm, layout)
+    r = hp.groupby(tb, "k", strategy="dense").agg({"v": AGGS})
     assert r.meta["strategy"] == "dense"
     _check(r, ["k"], [big], vb)
+    # without min/max the rows are counted beside the sums (one array of pairs): the
+    # same bytes
+    sub = ["sum", "count", "mean", "size"]
+    paired = hp.groupby(tb, "k", strategy="dense").agg({"v": sub}).allgather()
+    got = r.allgather()
+    for a in sub:
+        assert paired[f"v_{a}"].tobytes() == got[f"v_{a}"].tobytes(), a
 
 
 def _values(dtype, n, rng):
@@ -318,6 +327,14 @@ def test_dense_every_value_dtype_first_or_second(comm, layout, kind):
                 if name in spec:
                     cols = {a: got[f"{name}_{a}"] for a in AGGS}
                     _check_cols(cols, got["k"], k, col, dt if name == "v" else "f8")
+            if "f" in spec:  # no min/max, states beyond SPLIT_STATE: rows beside the sums
+                sub = {"v": ["sum", "count", "mean", "size"]}
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr(grouping, "SPLIT_STATE", 0)
+                    paired = hp.groupby(t, "k").agg(sub).allgather()
+                for a in sub["v"]:
+                    assert paired[f"v_{a}"].dtype == got[f"v_{a}"].dtype, (dt, a)
+                    assert paired[f"v_{a}"].tobytes() == got[f"v_{a}"].tobytes(), (dt, a)
             with pytest.MonkeyPatch.context() as mp:  # int64 row counts, 5-row chunks
                 mp.setattr(grouping, "COUNT_CHUNK", 5)
                 chunked = hp.groupby(t, "k").agg(spec).allgather()

@@ -24,7 +24,8 @@ modules must also be in :data:`hpcproc.kernels._aot.BUILTIN`. The test then chec
 sort, group-by, join, exchange and distinct on int64/float64 data import no Numba, and
 that every built kernel gives the Numba kernel's bytes.
 
-Cost: 154 signatures (42 of them the dense group-by's small value dtypes); at
+Cost: 198 signatures (42 of them the dense group-by's small value dtypes, 21 its pairs of
+sums and counts, for the keys wide enough to need them); at
 112 they added about 0.6x the statistics kernels' build time to the install and 0.6 MB
 to the extension (docs/kernels.md, *Start-up*); prefer type-generic kernels (unsigned
 words, encoded key rows) to more signatures.
@@ -65,6 +66,12 @@ def _dense_states() -> list[str]:
         out += signatures(f"{{k}}[::1], i8, {v}[::1], i4[::1], {acc}[::1], i8[::1], "
                           f"{acc}[::1], {acc}[::1], b1, b1", k=DENSE_KEYS)
     return out
+
+
+def _dense_pairs() -> list[str]:
+    # only keys that span more groups than SPLIT_STATE holds, values with signed sums
+    return [f"{k}[::1], i8, {v}[::1], {acc}[::1], i8[::1]" for k in ("i4", "u4", "i8")
+            for v, acc in VALUES.items() if acc != "u8"]
 
 
 def _msd() -> list[str]:
@@ -114,6 +121,8 @@ SIGNATURES: dict[str, list[str] | str] = {
     "hpcproc.shuffles._reduce.dense_count": signatures("{k}[::1], i8, i4[::1]",
                                                        k=DENSE_KEYS),
     "hpcproc.shuffles._reduce.dense_states": _dense_states(),
+    "hpcproc.shuffles._reduce.dense_pairs": _dense_pairs(),
+    "hpcproc.shuffles._reduce.prefetch_stop": INNER,
     "hpcproc.shuffles._reduce.seg_agg_states": signatures(
         "{i}[::1], i8[::1], {a}[::1], i8[::1], {a}[::1], {a}[::1], {a}[::1], b1",
         i=IDX, a=ACC),

@@ -7,11 +7,13 @@ Two strategies, chosen from the data (``strategy="auto"``):
     ``dense_limit`` (default ``DENSE_LIMIT``, and never more than the number of rows
     plus 2**16): every rank aggregates into arrays indexed by ``key - min`` in one
     compiled pass per value column (row counts as int32, in chunks of fewer than 2**31
-    rows: the random-access state is what the pass costs; min/max only when asked for;
-    NaN counts only where NaNs are). One small ``Allreduce`` of a bitmap of the groups
-    seen splits the non-empty groups evenly over the ranks; one ``Reduce_scatter`` per
-    state then sums each rank's share onto it (row counts as int32 while the rows of all
-    ranks stay below 2**31, else int64). No shuffle.
+    rows: the random-access state is what the pass costs; beyond ``SPLIT_STATE`` bytes of
+    state the rows are counted beside the first column's sums, one 16-byte pair per
+    group, or in a pass of their own when that column has min/max or unsigned sums;
+    min/max only when asked for; NaN counts only where NaNs are). One small
+    ``Allreduce`` of a bitmap of the groups seen splits the non-empty groups evenly over
+    the ranks; one ``Reduce_scatter`` per state then sums each rank's share onto it (row
+    counts as int32 while the rows of all ranks stay below 2**31, else int64). No shuffle.
 ``hash``
     Otherwise: every rank pre-aggregates its rows into one partial state per distinct
     key (so a heavy key costs one row per rank, not millions), finding the groups by a
@@ -47,7 +49,15 @@ from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, check_limits, exchange_runs
 from ._localsort import sorted_groups
 from ._merge import merge_groups, run_counts
-from ._reduce import dense_count, dense_states, gid_merge_states, gid_sum, key_range, seg_agg_states
+from ._reduce import (
+    dense_count,
+    dense_pairs,
+    dense_states,
+    gid_merge_states,
+    gid_sum,
+    key_range,
+    seg_agg_states,
+)
 from ._result import ARRAY_COLUMN, as_columns, key_list, make_result
 from .range import splitters
 
@@ -61,11 +71,14 @@ DENSE_LIMIT = 1 << 22
 #: footprint of int64 ones), added into int64 counts between chunks.
 COUNT_CHUNK = (1 << 31) - 1
 #: Random-access state (row counts + the first column's sums, bytes) above which the rows
-#: are counted in a pass of their own: two passes over the keys, each with half the
-#: state, beat one pass once the state spills out of the L2 cache (2 ranks sharing an L3,
-#: 2^25 rows each: 2^20 groups 0.24 s against 0.33-0.35 s; 2^18 groups 0.13 against
+#: are not counted in int32 beside separate sums: two passes over the keys, each with half
+#: the state, beat one pass once the state spills out of the L2 cache (2 ranks sharing an
+#: L3, 2^25 rows each: 2^20 groups 0.24 s against 0.33-0.35 s; 2^18 groups 0.13 against
 #: 0.15; 2^16 groups, in L2: 0.11 against 0.09; Zipf keys over 2^20 groups, hot in the
-#: cache: 0.21 against 0.20)
+#: cache: 0.21 against 0.20), and one pass over 16-byte pairs of sum and count (one
+#: cache line per row) beats the two passes when the first column has no min/max (CPU time of the
+#: passes, 2^25 rows, 4 KiB pages, medians of 7-9: 2^20 groups 1.16-1.17x uniform,
+#: 1.27-1.28x Zipf; 2^18-2^19 groups 0.95-1.06x uniform, 1.29-1.48x Zipf; docs/shuffles.md)
 SPLIT_STATE = 2 << 20
 
 
@@ -309,28 +322,41 @@ def _dense_local(kw, lw, cols, spec, span, wide):
     lw``; see :meth:`GroupBy._dense`): the rows per group (int64 when ``wide``, else
     int32), ``[sum, nan counts, min, max]`` per value column (min/max None unless asked
     for) and the NaNs seen per column. One pass per value column over chunks of
-    ``COUNT_CHUNK`` rows (one chunk below 2**31 rows); the first column counts rows, or a
-    pass of its own does when the state exceeds ``SPLIT_STATE`` bytes."""
+    ``COUNT_CHUNK`` rows (one chunk below 2**31 rows); the first column counts rows. When
+    the state exceeds ``SPLIT_STATE`` bytes, it counts them beside its sums in one array
+    of pairs (:func:`._reduce.dense_pairs`: 64-bit counts, no chunk limit), or, when it
+    has min/max or unsigned sums, a pass of their own does."""
     n = kw.shape[0]
-    rows = np.zeros(span, np.int64 if wide else np.int32)
     step = COUNT_CHUNK  # wide: more rows than that on all ranks together
-    part = np.zeros(span, np.int32) if wide else rows
     arrays = []
     for col, v in cols:
         acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
         nan = np.zeros(span, np.int64)  # pages touched only where NaNs are
         mn, mx = _init_states(span, acc)[2:] if mm else (None, None)
-        arrays.append([np.zeros(span, acc), nan, mn, mx])
+        arrays.append([None, nan, mn, mx])
+    # beyond SPLIT_STATE: the rows counted beside the first column's sums (one array of
+    # pairs), or in a pass of their own when that column has min/max or unsigned sums
+    alone = not cols or span * (4 + 8) > SPLIT_STATE
+    pair = alone and bool(cols) and arrays[0][2] is None and \
+        _acc_dtype(cols[0][1].dtype).kind in "if"
+    st = np.zeros(2 * span, _acc_dtype(cols[0][1].dtype)) if pair else None
+    for j, (_, v) in enumerate(cols):
+        if not (pair and j == 0):
+            arrays[j][0] = np.zeros(span, _acc_dtype(v.dtype))
+    rows = None if pair else np.zeros(span, np.int64 if wide else np.int32)
+    part = np.zeros(span, np.int32) if wide and not pair else rows
     nans = np.zeros(len(cols), np.int64)
     no_rows = np.zeros(0, np.int32)
-    alone = not cols or span * (part.itemsize + arrays[0][0].itemsize) > SPLIT_STATE
     for a in range(0, n, step):
         k = kw[a:a + step]
         if part is not rows:
             part[:] = 0
-        if alone:
+        if alone and not pair:
             dense_count(k, lw, part)
         for j, ((_, v), (sm, nan, mn, mx)) in enumerate(zip(cols, arrays)):
+            if pair and j == 0:
+                nans[0] += dense_pairs(k, lw, v[a:a + step], st, nan)
+                continue
             none = sm[:0]
             count = j == 0 and not alone
             nans[j] += dense_states(k, lw, v[a:a + step], part if count else no_rows, sm,
@@ -338,6 +364,9 @@ def _dense_local(kw, lw, cols, spec, span, wide):
                                     none if mx is None else mx, count, mn is not None)
         if part is not rows:
             rows += part
+    if pair:  # the pairs apart: counts in the type the reduction sends, sums contiguous
+        rows = st[1::2].astype(np.int64 if wide else np.int32)
+        arrays[0][0] = st[0::2].copy()
     return rows, arrays, nans
 
 
