@@ -10,6 +10,8 @@ fails there, between two collectives:
                and the first ``Alltoallv``);
 ``skew``       the join's skew plan (a row's candidate, between the plan's
                ``exchange_runs``/allreduces and the counts' allreduce);
+``replicate``  the join's receive of a side with replicated rows (its output, between
+               the counts' ``Alltoall`` and the replicated rows' ``Allgatherv``);
 ``groupby``    the hash group-by's local sort (before the splitters' collectives).
 
 Every rank takes the error it got (``TYPE: MESSAGE``, or ``no error``), then runs a small
@@ -87,6 +89,16 @@ try:
         right = {"k": rng.integers(0, 1 << 40, 1000), "b": np.arange(1000)}
         if rank == victim:  # its routing bytes (8 MB) fit, a candidate per row does not
             cap(20 * MB)
+        hp.join(left, right, "k", strategy="hash", comm=comm)
+    elif case == "replicate":
+        n = 4_000_000 if rank != victim else 1000
+        rng = np.random.default_rng(rank)
+        left = {"k": rng.integers(0, 1 << 40, n), "a": np.arange(n)}
+        left["k"][0] = 7  # one left row of the heavy key on every rank: replicated
+        m = 1_000_000 if rank != victim else 10
+        right = {"k": np.full(m, 7), "b": np.arange(m)}  # key 7, heavy on the right
+        if rank == victim:  # the rows it receives (~2.7M, 21 MB a column) do not fit
+            cap(10 * MB)
         hp.join(left, right, "k", strategy="hash", comm=comm)
     elif case == "groupby":
         n = 8_000_000 if rank == victim else 100_000

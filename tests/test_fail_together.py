@@ -22,7 +22,8 @@ from support import SERIAL_ONLY
 pytestmark = SERIAL_ONLY
 DRIVER = Path(__file__).with_name("_fail_together_driver.py")
 #: The exception each case raises on every rank: where it happened, then the failing rank
-WHAT = {"exchange": "exchange", "rounds": "exchange", "skew": "join", "groupby": "group-by"}
+WHAT = {"exchange": "exchange", "rounds": "exchange", "skew": "join", "replicate": "join",
+        "groupby": "group-by"}
 
 
 @pytest.mark.parametrize("ranks", [2, 3])
