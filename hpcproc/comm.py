@@ -187,7 +187,10 @@ def failed_on(exc: BaseException, rank: int, what: str) -> BaseException:
     ``ValueError``...), else its nearest base class that can (numpy's
     ``_ArrayMemoryError``: ``MemoryError``), else :class:`RemoteError`; the message names
     the rank and the original error. Not collective."""
-    text = f"{what}: rank {rank} failed: {error_message(exc)}"
+    message = error_message(exc)
+    if message.startswith(f"{what}: "):  # said once: "exchange: rank 1 failed: out[..."
+        message = message[len(what) + 2:]
+    text = f"{what}: rank {rank} failed: {message}"
     for kind in type(exc).__mro__:  # numpy's _ArrayMemoryError: a MemoryError
         if kind in (BaseException, Exception, object):
             break

@@ -42,3 +42,31 @@ def test_one_rank_out_of_memory_fails_every_rank(case, ranks):
     assert text.startswith(f"MemoryError: {WHAT[case]}: rank {victim} failed: "), text
     assert "Unable to allocate" in text, text  # the original error's own message
     assert all(ok for _, ok in every), every  # then a join on the same ranks: right
+
+
+def test_the_error_every_rank_raises_keeps_the_type_and_names_the_rank():
+    """``failed_on``: the failing rank's type where a message makes one (numpy's
+    _ArrayMemoryError: its base MemoryError), else RemoteError; the message names the
+    rank and the original error, the operation once."""
+    import numpy as np
+
+    from hpcproc.comm import failed_on
+    from hpcproc.errors import RemoteError
+
+    try:
+        np.empty(1 << 62, np.uint8)
+    except MemoryError as err:
+        numpy_error = err
+    got = failed_on(numpy_error, 3, "exchange")
+    assert type(got) is MemoryError
+    assert str(got) == f"exchange: rank 3 failed: MemoryError: {numpy_error}"
+    got = failed_on(ValueError("exchange: out['x'] has room for 1 rows"), 0, "exchange")
+    assert type(got) is ValueError
+    assert str(got) == "exchange: rank 0 failed: out['x'] has room for 1 rows"
+
+    class Picky(Exception):
+        def __init__(self, a, b):
+            super().__init__(f"{a}/{b}")
+
+    got = failed_on(Picky(1, 2), 1, "join")
+    assert type(got) is RemoteError and str(got) == "join: rank 1 failed: Picky: 1/2"
