@@ -172,22 +172,28 @@ def _check_consistent(info) -> None:
         raise TypeError(f"blocks differ in dtype across ranks: {sorted(dtypes)}")
 
 
-def gather_rows(local: np.ndarray, comm: MPI.Comm | None = None, root: int | None = 0):
+def gather_rows(local: np.ndarray, comm: MPI.Comm | None = None, root: int | None = 0,
+                nrows=None, out=None):
     """Concatenate every rank's ``local`` rows on ``root`` (or everywhere if ``None``).
 
     Collective. Moves raw bytes with ``Gatherv``/``Allgatherv``; counts above 2**31 use
-    MPI-4 large-count calls (mpi4py selects them).
+    MPI-4 large-count calls (mpi4py selects them). Internal callers that know every
+    rank's row count pass it (``nrows``: no allgather) and may pass the output (``out``,
+    on ``root``: an array of the total rows), allocated before a collective that agreed
+    on it.
     """
     comm = lib_comm(comm)
     local = np.ascontiguousarray(local)
     rowbytes = local.dtype.itemsize * int(np.prod(local.shape[1:], dtype=np.int64))
-    nrows = np.asarray(comm.allgather(local.shape[0]), dtype=np.int64)
+    nrows = np.asarray(comm.allgather(local.shape[0]) if nrows is None else nrows,
+                       dtype=np.int64)
     total = int(nrows.sum())
     sizes = nrows * rowbytes
     displs = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
     send = local.reshape(-1).view(np.uint8)
     if root is None or comm.Get_rank() == root:
-        out = np.empty((total,) + local.shape[1:], dtype=local.dtype)
+        if out is None:
+            out = np.empty((total,) + local.shape[1:], dtype=local.dtype)
         recv = [out.reshape(-1).view(np.uint8), (sizes, displs), MPI.BYTE]
     else:
         out, recv = None, None

@@ -19,7 +19,8 @@ from .errors import HpcprocError, RemoteError, UsageError
 from .observe.phases import phase
 
 __all__ = ["get_comm", "lib_comm", "node_comm", "cached_comm", "is_root", "root_call",
-           "check_all", "first_failure", "agreed", "error_message"]
+           "check_all", "first_failure", "fail_together", "failed_on", "agreed",
+           "error_message"]
 
 
 def get_comm(comm: MPI.Comm | None = None) -> MPI.Comm:
@@ -178,6 +179,47 @@ def check_all(fn, comm: MPI.Comm | None = None):
         rank, first = failed
         raise agreed(exc if rank == lib_comm(comm).Get_rank() else first)
     return result
+
+
+def failed_on(exc: BaseException, rank: int, what: str) -> BaseException:
+    """The exception every rank raises for ``exc``, raised by ``rank`` inside ``what``:
+    ``exc``'s type when it can be made from a message (``MemoryError``, ``OSError``,
+    ``ValueError``...), else its nearest base class that can (numpy's
+    ``_ArrayMemoryError``: ``MemoryError``), else :class:`RemoteError`; the message names
+    the rank and the original error. Not collective."""
+    message = error_message(exc)
+    if message.startswith(f"{what}: "):  # said once: "exchange: rank 1 failed: out[..."
+        message = message[len(what) + 2:]
+    text = f"{what}: rank {rank} failed: {message}"
+    for kind in type(exc).__mro__:  # numpy's _ArrayMemoryError: a MemoryError
+        if kind in (BaseException, Exception, object):
+            break
+        try:
+            made = kind(text)
+        except Exception:  # noqa: BLE001 - a type that needs other arguments
+            continue
+        if type(made) is kind and str(made).strip("'\"") == text:
+            return made
+    return RemoteError(text)
+
+
+def fail_together(exc: BaseException | None, what: str, comm: MPI.Comm | None = None):
+    """The error path of a failure flag folded into a collective that already happened.
+
+    Collective: every rank calls it once the flag (a count or a sentinel carried by
+    that collective, the same on every rank) says that some rank raised locally; ``exc``
+    is this rank's exception or None. One ``MPI_Allreduce`` finds the lowest failing
+    rank and one ``MPI_Bcast`` sends its exception; every rank then raises the same
+    agreed exception (:func:`failed_on`: its type, a message naming the rank and the
+    original error; the original is its ``__cause__`` on the failing rank). Used where
+    a separate :func:`check_all` would add a collective to a hot path.
+    """
+    found = first_failure(exc, comm)
+    if found is None:  # the flag said a rank failed: a caller's bug, never silent
+        raise agreed(RuntimeError(f"{what}: a failure flag was set, but no rank failed"))
+    rank, first = found
+    err = failed_on(first, rank, what)
+    raise agreed(err) from (exc if lib_comm(comm).Get_rank() == rank else None)
 
 
 #: Error types whose message says what is wrong on its own: printed without the type name

@@ -197,17 +197,24 @@ def test_break_scatter_kernels_with_many_destinations(size, n):
 
 @pytest.mark.mpi
 def test_break_environment_long_values_keep_the_message_short(comm, shared_tmp, monkeypatch):
-    """A 20000-character HDF5_PLUGIN_PATH (non-ASCII), different on every rank, differing
-    only in its middle: the error stays short, yet shows every rank's value as different."""
+    """A 20000-character plugin directory (non-ASCII) in the plugin search path of every
+    rank's HDF5 (HDF5_PLUGIN_PATH is compared by its effect: h5py.h5pl), different on
+    every rank, differing only in its middle: the error stays short, yet shows every
+    rank's value as different."""
+    from h5py import h5pl
+
     missing = str(shared_tmp / "missing.h5")
     long = "/ü" * 5000 + f"/rank{comm.rank}" + "/z" * 5000
-    monkeypatch.setenv("HDF5_PLUGIN_PATH", long)
-    if comm.size == 1:
-        with pytest.raises(FileNotFoundError):
+    h5pl.append(long.encode())
+    try:
+        if comm.size == 1:
+            with pytest.raises(FileNotFoundError):
+                hp.read(missing, "/x", comm=comm)
+            return
+        with pytest.raises(hp.ArgumentMismatchError) as err:
             hp.read(missing, "/x", comm=comm)
-        return
-    with pytest.raises(hp.ArgumentMismatchError) as err:
-        hp.read(missing, "/x", comm=comm)
+    finally:
+        h5pl.remove(h5pl.size() - 1)
     text = str(err.value)
     assert len(text) < 2000, len(text)
     shown = re.findall(r"rank \d+: ('[^;]*)", text)

@@ -73,6 +73,18 @@ def _mpmd(var, values, prog, wdirs=None):
     return cmd
 
 
+#: how the error names HDF5_PLUGIN_PATH: compared as the search path of h5py's HDF5
+PLUGINS = ("HDF5's filter plugin search path (HDF5_PLUGIN_PATH when HDF5 first looked "
+           "for a plugin)")
+
+
+def _default_plugin_path() -> str:
+    """The plugin search path of h5py's HDF5 when HDF5_PLUGIN_PATH is unset."""
+    code = "from hpcproc.io._environ import plugin_path; print(plugin_path())"
+    return run(["env", "-u", "HDF5_PLUGIN_PATH", sys.executable, "-c", code], timeout=60,
+               check=True).stdout.strip()
+
+
 def _no_env(var) -> dict:
     env = child_env()
     env.pop(var, None)
@@ -102,12 +114,14 @@ def test_a_difference_is_one_error_on_every_rank(files, case):
         "vds_3": ("HDF5_VDS_PREFIX", "vds.h5", [a, a, b], f"ranks 0-1: '{a}'; rank 2: '{b}'",
                   "virtual dataset sources would resolve to different files"),
         "plugin_plain_3": ("HDF5_PLUGIN_PATH", "plain.h5", [None, None, files / "plugins"],
-                           f"ranks 0-1: unset; rank 2: '{files / 'plugins'}'",
+                           f"ranks 0-1: '{_default_plugin_path()}'; rank 2: "
+                           f"'{files / 'plugins'}'",
                            "ranks would load different compression filter plugins"),
     }[case]
     prog = hpcproc_cmd("stats", f"{files / 'top' / target}:/x", "--json")
     proc = run(_mpmd(var, values, prog), timeout=120, env=_no_env(var))
-    _fails_once(proc, f"hpcproc: error: {var} differs between ranks ({ranks}): {effect}")
+    name = PLUGINS if var == "HDF5_PLUGIN_PATH" else var  # compared as HDF5 searches it
+    _fails_once(proc, f"hpcproc: error: {name} differs between ranks ({ranks}): {effect}")
     assert proc.stdout == ""  # nothing computed
 
 
@@ -157,24 +171,33 @@ def test_checked_before_the_file_is_opened(comm, shared_tmp, monkeypatch):
     """In-process: the variables are compared before rank 0 opens the file (a missing
     file is not what is reported), every variable that differs is named, non-adjacent
     ranks are listed, and the communicator stays usable."""
+    from h5py import h5pl
+
+    from hpcproc.io._environ import plugin_path
+
     missing = str(shared_tmp / "missing.h5")
     last = comm.size - 1
     monkeypatch.setenv("HDF5_EXT_PREFIX", "/b" if comm.rank == last else "/a")
-    monkeypatch.delenv("HDF5_PLUGIN_PATH", raising=False)
-    if comm.rank == 1:
-        monkeypatch.setenv("HDF5_PLUGIN_PATH", "/plugins")
-    if comm.size > 1:
-        with pytest.raises(hp.ArgumentMismatchError) as err:
-            hp.read(missing, "/x", comm=comm)
-        first = "rank 0" if comm.size == 2 else f"ranks 0-{last - 1}"
-        others = "rank 0" if comm.size == 2 else "ranks 0,2"
-        assert str(err.value) == (
-            f"HDF5_EXT_PREFIX differs between ranks ({first}: '/a'; rank {last}: '/b'): "
-            "external links would resolve to different files; HDF5_PLUGIN_PATH differs "
-            f"between ranks ({others}: unset; rank 1: '/plugins'): ranks would load "
-            "different compression filter plugins")
+    base = plugin_path()  # the plugin search path of this process's HDF5: fixed now
+    if comm.rank == 1:  # a rank whose HDF5 searches one more directory
+        h5pl.append(b"/plugins")
+    try:
+        if comm.size > 1:
+            with pytest.raises(hp.ArgumentMismatchError) as err:
+                hp.read(missing, "/x", comm=comm)
+            first = "rank 0" if comm.size == 2 else f"ranks 0-{last - 1}"
+            others = "rank 0" if comm.size == 2 else "ranks 0,2"
+            assert str(err.value) == (
+                f"HDF5_EXT_PREFIX differs between ranks ({first}: '/a'; rank {last}: '/b'): "
+                f"external links would resolve to different files; {PLUGINS} differs "
+                f"between ranks ({others}: '{base}'; rank 1: '{base}:/plugins'): ranks "
+                "would load different compression filter plugins")
+    finally:
+        if comm.rank == 1:
+            h5pl.remove(h5pl.size() - 1)
     monkeypatch.setenv("HDF5_EXT_PREFIX", "/a")
-    monkeypatch.delenv("HDF5_PLUGIN_PATH", raising=False)
+    # the variable alone, set after HDF5 read it, changes nothing: not an error
+    monkeypatch.setenv("HDF5_PLUGIN_PATH", f"/elsewhere{comm.rank}")
     with pytest.raises(FileNotFoundError, match="no such file"):  # agreed: the file's turn
         hp.read(missing, "/x", comm=comm)
     assert comm.allreduce(1) == comm.size

@@ -203,6 +203,47 @@ def test_cli_join_no_skew(tmp_path, ranks):
     assert loads[True] >= 1.3, loads  # hash-partitioned: one rank has all of key 11
 
 
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_cli_join_replicate_bytes(tmp_path, ranks):
+    """``--replicate-bytes``: a key in half of the left rows, with 3 right rows to
+    replicate (key, rid and b: 18 bytes a row, 54 in all). Below 54 bytes (0, 53) there
+    is no room for them: the key is hash-partitioned (one rank holds it all); at 54, or
+    ``1K`` (a size with a suffix, as the other size options take), its left rows stay on
+    their ranks. The same pairs as a dict join either way; a negative size is one usage
+    error."""
+    rng = np.random.default_rng(10 + ranks)
+    nl, nr = 120000, 3000
+    lk = np.where(rng.random(nl) < 0.5, 11, rng.integers(0, nr, nl))
+    rk = np.concatenate([rng.permutation(nr), [11, 11]])  # key 11: 3 right rows
+    rb = rng.integers(-9, 9, rk.size).astype(np.int16)
+    _write(tmp_path / "l.h5", key=lk, lid=np.arange(nl))
+    _write(tmp_path / "r.h5", key=rk, b=rb, rid=np.arange(rk.size))
+    pairs = _reference([lk], [rk], "inner")
+    loads = {}
+    for limit in ("0", "53", "54", "1K"):
+        summary, out = _join(tmp_path, ranks, tmp_path / "l.h5", tmp_path / "r.h5", "--on",
+                             "/key", "--left-with", "/lid", "--right-with", "/rid",
+                             "--right-with", "/b", "--broadcast-bytes", "0",
+                             "--replicate-bytes", limit)
+        assert summary["strategy"] == "hash"
+        assert _pairs(out) == pairs
+        np.testing.assert_array_equal(out["b"], rb[out["rid"]])
+        rows = np.array(summary["rank_rows"])
+        loads[limit] = rows.max() / rows.mean()
+    for limit in ("54", "1K"):
+        assert loads[limit] <= 1.25, loads  # replicated: the heavy key's left rows stayed
+    for limit in ("0", "53"):
+        assert loads[limit] >= 1.3, loads  # no room: one rank has all of key 11
+    proc = run(hpcproc_cmd("join", tmp_path / "l.h5", tmp_path / "r.h5", "--on", "/key",
+                           "--replicate-bytes", "-1", "--out", tmp_path / "never.h5"),
+               ranks=ranks, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("hpcproc: error:") == 1, proc.stderr
+    assert proc.stderr.count("argument --replicate-bytes: must be a size >= 0") == 1, \
+        proc.stderr
+    assert not (tmp_path / "never.h5").exists()
+
+
 def test_cli_join_help_names_no_skew():
     proc = run(hpcproc_cmd("join", "--help"), ranks=1, timeout=60)
     assert proc.returncode == 0, proc.stderr

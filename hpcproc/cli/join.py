@@ -11,11 +11,12 @@ dataset in place of ``--on`` (as ``hpcproc sort in.h5:/key`` does); ``--left-on`
 Output columns: the keys (named after the left key datasets), the left ``--left-with``
 columns, then the right ``--right-with`` columns (a name already taken gets
 ``--suffix``, default ``_right``). ``--no-skew``: every key is hash-partitioned
-(``skew=False``). Everything that can be checked from the files'
-metadata is checked before any data is read, on every rank alike: a missing file or
-dataset, a key that is not a 1-D bool/integer/float dataset, an integer key joined with
-a float key (they do not compare exactly: convert one), datasets of one side with
-different lengths, an output file that is one of the inputs.
+(``skew=False``); ``--replicate-bytes SIZE`` bounds the rows replicated to every rank
+for heavy keys (``replicate_bytes``, default 64M; 0: none). Everything that can be
+checked from the files' metadata is checked before any data is read, on every rank
+alike: a missing file or dataset, a key that is not a 1-D bool/integer/float dataset,
+an integer key joined with a float key (they do not compare exactly: convert one),
+datasets of one side with different lengths, an output file that is one of the inputs.
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def add_parsers(sub) -> None:
                     help="hash-partition every key, also heavy ones (default: the rows of "
                          "a key holding 1/8 of a rank's share stay on their ranks and the "
                          "other side's rows of it are replicated, up to 64M)")
+    jo.add_argument("--replicate-bytes", type=size(0), default=None, metavar="SIZE",
+                    help="most bytes of rows (over all ranks) replicated to every rank for "
+                         "heavy keys, heaviest first; a heavy key whose rows do not fit is "
+                         "hash-partitioned; 0: none (default 64M)")
     jo.add_argument("--json", action="store_true", help="print a JSON summary")
     jo.add_argument("--checkpoint", metavar="DIR", help="save the joined table in DIR; "
                     "run again, skip straight to writing --out")
@@ -126,7 +131,7 @@ def _check_infos(sides, nkeys) -> None:
 def cmd_join(args, comm) -> int:
     from ..io.write import check_output
     from ..shuffles import join
-    from ..shuffles.joins import BROADCAST_BYTES
+    from ..shuffles.joins import BROADCAST_BYTES, REPLICATE_BYTES
 
     lpath, rpath, left, right, nkeys = _plan(args)
     if not args.suffix:
@@ -144,11 +149,12 @@ def cmd_join(args, comm) -> int:
         rename[name] = new
     right = {rename[k]: v for k, v in right.items()}
     budget = BROADCAST_BYTES if args.broadcast_bytes is None else args.broadcast_bytes
+    replicate = REPLICATE_BYTES if args.replicate_bytes is None else args.replicate_bytes
 
     def op(lt, rt):
         return join(lt, rt, on, how=args.how, suffix=args.suffix, strategy=args.strategy,
                     broadcast_bytes=budget, memory_budget=args.memory_budget,
-                    skew=args.skew)
+                    skew=args.skew, replicate_bytes=replicate)
 
     return run_table_command(args, comm, [(lpath, left), (rpath, right)], op, "join",
                              {"on": on, "how": args.how, "suffix": args.suffix})

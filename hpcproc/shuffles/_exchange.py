@@ -44,7 +44,7 @@ from mpi4py import MPI
 
 from .._units import env_size
 from ..agreement import collective
-from ..comm import check_all, lib_comm, node_comm
+from ..comm import check_all, fail_together, lib_comm, node_comm
 from ..errors import ShapeMismatchError
 from ..memory import available, retaining
 from ..observe.phases import phase
@@ -241,9 +241,9 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return out
 
 
-@collective("hp.exchange", local=("columns", "dest", "out"))
+@collective("hp.exchange", local=("columns", "dest", "out", "error"))
 def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = None,
-             max_message: int = MAX_MESSAGE, validate: bool = True):
+             max_message: int = MAX_MESSAGE, validate: bool = True, error=None):
     """Send row ``i`` of every column to rank ``dest[i]``. Collective.
 
     Parameters
@@ -271,6 +271,12 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     max_message : int
         Largest message or byte displacement of one Alltoallv (below 2**31; tests lower
         it to force the multi-round large-count path).
+    error : Exception, optional
+        Internal callers: an exception this rank raised since its last collective. It is
+        agreed in the counts' ``Alltoall`` (no collective of its own) and raised on every
+        rank, as is any error of this rank inside the exchange (an allocation failing):
+        the lowest failing rank's, of its type when possible, its message naming the rank
+        (:func:`hpcproc.comm.fail_together`).
 
     Returns
     -------
@@ -284,7 +290,7 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     lc = lib_comm(comm)
     size = lc.Get_size()
     given = list(columns.items()) if out is not None else []  # kept only to check out
-    columns = {str(k): np.ascontiguousarray(v) for k, v in columns.items()}
+    columns = {str(k): v for k, v in columns.items()}
     dest = np.asarray(dest)
     if validate:
         check_all(lambda: _validate(columns, dest, size), comm)
@@ -297,34 +303,92 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     check_limits(memory_budget, max_message)
     if memory_budget is None:
         memory_budget = default_memory_budget(comm)
-    # C-contiguous, as the ahead-of-time kernels take it (a strided view compiled them)
-    dest = np.ascontiguousarray(dest, dtype=dest_dtype(size))
-    half = K.halves(dest.shape[0], size)  # the scatter's two streams
-    # counted in two halves always (four counters); the first's counts matter with two
-    # streams only
-    per_half = K.count_dest(dest, size, dest.shape[0] // 2)
-    send = per_half[0] + per_half[1]
-    first = per_half[0].copy() if half else np.zeros(size, np.int64)
-    recv = np.empty(size, dtype=np.int64)
-    lc.Alltoall([send, MPI.INT64_T], [recv, MPI.INT64_T])
-    rowbytes = [v.dtype.itemsize * int(np.prod(v.shape[1:], dtype=np.int64))
-                for v in columns.values()]
-    widest = max(rowbytes, default=1)
-    staging = max(MIN_STAGING, (int(memory_budget) - dest.nbytes - WORKSPACE) // 2)
-    limit = max(min(staging, int(max_message)), widest)
-    need = (max(int(send.sum()), int(recv.sum())) + size) * widest
-    rounds = lc.allreduce(max(1, -(-need // limit)), op=MPI.MAX)
-    total = int(recv.sum())
+    # A rank that fails between two collectives (a copy or an allocation: MemoryError)
+    # must not leave the others waiting in the next one: its failure rides on a
+    # collective that happens anyway (the counts' Alltoall, the rounds' Allreduce) and
+    # every rank raises it together (:func:`hpcproc.comm.fail_together`).
+    try:
+        if error is not None:
+            raise error
+        # C-contiguous, as the ahead-of-time kernels take it (a strided view compiled them)
+        columns = {k: np.ascontiguousarray(v) for k, v in columns.items()}
+        dest = np.ascontiguousarray(dest, dtype=dest_dtype(size))
+        half = K.halves(dest.shape[0], size)  # the scatter's two streams
+        # counted in two halves always (four counters); the first's counts matter with
+        # two streams only
+        per_half = K.count_dest(dest, size, dest.shape[0] // 2)
+        send = per_half[0] + per_half[1]
+        first = per_half[0].copy() if half else np.zeros(size, np.int64)
+    except Exception as err:  # noqa: BLE001 - agreed in the counts' Alltoall
+        failed, send = err, np.full(size, FAILED, np.int64)
+    else:
+        failed = None
+    recv = _counts(lc, send, failed, "exchange")
+    try:
+        rowbytes = [v.dtype.itemsize * int(np.prod(v.shape[1:], dtype=np.int64))
+                    for v in columns.values()]
+        widest = max(rowbytes, default=1)
+        staging = max(MIN_STAGING, (int(memory_budget) - dest.nbytes - WORKSPACE) // 2)
+        limit = max(min(staging, int(max_message)), widest)
+        need = (max(int(send.sum()), int(recv.sum())) + size) * widest
+        total = int(recv.sum())
+        if out is not None:
+            _check_room(out, total)
+        mine = max(1, -(-need // limit))
+    except Exception as err:  # noqa: BLE001 - agreed in the rounds' Allreduce
+        failed, mine = err, 1
+    rounds = _agreed_max(lc, mine, failed, "exchange")
     if out is not None:
-        check_all(lambda: _check_room(out, total), comm)
         out = {k: out[k][:total] for k in columns}
     if rounds == 1:
         out = _one_round(lc, columns, rowbytes, dest, send, recv, half, first, out, staging)
     else:
-        if out is None:
-            out = {k: np.empty((total,) + v.shape[1:], v.dtype) for k, v in columns.items()}
-        _rounds(lc, columns, rowbytes, dest, send, recv, rounds, limit, out)
+        try:
+            if out is None:
+                out = {k: np.empty((total,) + v.shape[1:], v.dtype)
+                       for k, v in columns.items()}
+            bufs = _round_buffers(lc, send, recv, limit, widest)
+        except Exception as err:  # noqa: BLE001 - agreed before the first Alltoallv
+            failed = err
+        _check_alloc(lc, failed, "exchange")
+        _rounds(lc, columns, rowbytes, dest, send, recv, rounds, out, bufs)
     return out, {"rounds": int(rounds), "sent": send, "received": recv}
+
+
+#: Count sent in the counts' ``Alltoall`` by a rank that failed before it.
+FAILED = -1
+
+
+def _counts(lc, send, failed, what: str) -> np.ndarray:
+    """The counts' ``Alltoall``, which also agrees a failure before it: a rank that
+    failed sends :data:`FAILED` to every rank, so every rank sees it and all raise it
+    together. Collective."""
+    recv = np.empty(lc.Get_size(), dtype=np.int64)
+    lc.Alltoall([send, MPI.INT64_T], [recv, MPI.INT64_T])
+    if recv.min(initial=0) < 0:
+        fail_together(failed, what, lc)
+    return recv
+
+
+def _agreed_max(lc, value: int, failed, what: str) -> int:
+    """The largest ``value`` of all ranks (one ``Allreduce`` of two int64), which also
+    agrees a failure: raised together on every rank if any rank's ``failed`` is set.
+    Collective."""
+    buf = np.array([value, failed is not None], dtype=np.int64)
+    lc.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+    if buf[1]:
+        fail_together(failed, what, lc)
+    return int(buf[0])
+
+
+def _check_alloc(lc, failed, what: str) -> None:
+    """Agree on the allocations made since the last collective (one ``Allreduce`` of one
+    int64 when no rank failed): the next collective is an ``Alltoallv`` that a failed
+    rank cannot take part in. Collective."""
+    flag = np.array([failed is not None], dtype=np.int64)
+    lc.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
+    if flag[0]:
+        fail_together(failed, what, lc)
 
 
 def _one_round(lc, columns, rowbytes, dest, send, recv, half, first, out, staging) -> dict:
@@ -355,12 +419,21 @@ def _one_round(lc, columns, rowbytes, dest, send, recv, half, first, out, stagin
     start = np.stack([first_at, first_at + first])  # the scatter's two streams
     moving = sum(1 for rb in rowbytes if rb)
     use_pos = moving >= POSITION_COLUMNS and 4 * n <= staging and max(total, away) < 2**31
-    pos = _staging(lc, "recv", 4 * n).view(np.int32) if use_pos else np.empty(0, np.int32)
-    stage = _staging(lc, "send", away * max(rowbytes, default=0))
-    result, found = {}, False
+    # every allocation is made, and agreed on, before the first Alltoallv (a rank out of
+    # memory would leave the others waiting in it)
+    failed = None
+    try:
+        results = {name: out[name] if out is not None else
+                   np.empty((total,) + col.shape[1:], col.dtype)
+                   for name, col in columns.items()}
+        pos = _staging(lc, "recv", 4 * n).view(np.int32) if use_pos else np.empty(0, np.int32)
+        stage = _staging(lc, "send", away * max(rowbytes, default=0))
+    except Exception as err:  # noqa: BLE001 - agreed just below
+        failed = err
+    _check_alloc(lc, failed, "exchange")
+    found = False
     for (name, col), rb in zip(columns.items(), rowbytes):
-        res = out[name] if out is not None else np.empty((total,) + col.shape[1:], col.dtype)
-        result[name] = res
+        res = results[name]
         if rb == 0:  # zero-width rows: nothing to move
             continue
         src, raw = words(col), res.reshape(-1).view(np.uint8)
@@ -378,20 +451,25 @@ def _one_round(lc, columns, rowbytes, dest, send, recv, half, first, out, stagin
         with phase("exchange", sent=away * rb):
             lc.Alltoallv([stage, (sremote * rb, sdispl * rb), MPI.BYTE],
                          [raw, (rremote * rb, rdispl * rb), MPI.BYTE])
-    return result
+    return results
 
 
-def _rounds(lc, columns, rowbytes, dest, send, recv, rounds, limit, out) -> None:
+def _round_buffers(lc, send, recv, limit: int, widest: int):
+    """The send and receive staging buffers of :func:`_rounds` (before its first round:
+    their allocation is agreed on before any ``Alltoallv``)."""
+    most = limit + lc.Get_size() * widest  # the largest round of the widest column
+    return (_staging(lc, "send", min(most, int(send.sum()) * widest)),
+            _staging(lc, "recv", min(most, int(recv.sum()) * widest)))
+
+
+def _rounds(lc, columns, rowbytes, dest, send, recv, rounds, out, bufs) -> None:
     """The exchange in ``rounds`` rounds into ``out``: in round ``k``, the rows bound
     for each rank numbered ``[k*c//R, (k+1)*c//R)`` are scattered into the send staging
     buffer, this rank's own copied into ``out``, the others moved by one ``Alltoallv``
     into the receive staging buffer and from there into ``out``."""
     size, me = lc.Get_size(), lc.Get_rank()
-    total, widest = int(recv.sum()), max(rowbytes, default=1)
     rdisp_out = _offsets(recv)
-    most = limit + size * widest  # the largest round of the widest column
-    send_buf = _staging(lc, "send", min(most, int(send.sum()) * widest))
-    recv_buf = _staging(lc, "recv", min(most, total * widest))
+    send_buf, recv_buf = bufs
     for k in range(rounds):
         slo, shi = _split(send, k, rounds)
         rlo, rhi = _split(recv, k, rounds)
@@ -421,7 +499,7 @@ def _rounds(lc, columns, rowbytes, dest, send, recv, rounds, limit, out) -> None
 
 
 def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = None,
-                  max_message: int = MAX_MESSAGE, consume: bool = False):
+                  max_message: int = MAX_MESSAGE, consume: bool = False, error=None):
     """:func:`exchange` of rows already grouped by destination. Collective.
 
     The first ``counts[0]`` rows of every column go to rank 0, the next ``counts[1]`` to
@@ -438,33 +516,50 @@ def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = Non
     path; several rounds leave ``columns`` as it is), so that its memory
     is freed before the next column's output is made: the peak is the input plus one
     column, not input plus output.
+
+    ``error`` (an exception this rank raised since its last collective) and any failure
+    of this rank inside (an allocation) are raised on every rank together, as in
+    :func:`exchange`.
     """
     check_limits(memory_budget, max_message)
     lc = lib_comm(comm)
     size = lc.Get_size()
     given = columns if consume else {}
-    columns = {str(k): np.ascontiguousarray(v) for k, v in columns.items()}
-    send = np.ascontiguousarray(counts, dtype=np.int64)
-    recv = np.empty(size, dtype=np.int64)
-    lc.Alltoall([send, MPI.INT64_T], [recv, MPI.INT64_T])
+    try:  # a local failure (the caller's ``error``, a copy) rides on the counts' Alltoall
+        if error is not None:
+            raise error
+        columns = {str(k): np.ascontiguousarray(v) for k, v in columns.items()}
+        send = np.ascontiguousarray(counts, dtype=np.int64)
+    except Exception as err:  # noqa: BLE001 - agreed in the counts' Alltoall
+        failed, send = err, np.full(size, FAILED, np.int64)
+    else:
+        failed = None
+    recv = _counts(lc, send, failed, "exchange")
     rowbytes = [v.dtype.itemsize * int(np.prod(v.shape[1:], dtype=np.int64))
                 for v in columns.values()]
     widest = max(rowbytes, default=1)
     fits = max(int(send.sum()), int(recv.sum())) * widest <= int(max_message)
-    if not lc.allreduce(fits, op=MPI.LAND):
-        dest = np.repeat(np.arange(size, dtype=dest_dtype(size)), send)
+    if _agreed_max(lc, not fits, None, "exchange"):  # some rank needs rounds
+        try:
+            dest = np.repeat(np.arange(size, dtype=dest_dtype(size)), send)
+        except Exception as err:  # noqa: BLE001 - agreed in the exchange's counts
+            failed, dest = err, np.zeros(0, dest_dtype(size))
         return exchange(columns, dest, comm, memory_budget=memory_budget,
-                        max_message=max_message, validate=False)
+                        max_message=max_message, validate=False, error=failed)
     sdispl, rdispl = _offsets(send), _offsets(recv)
     me = lc.Get_rank()
     own, sremote, rremote = int(send[me]), _without(send, me), _without(recv, me)
-    out = {}
+    out, failed = {}, None
     for name, rb in zip(list(columns), rowbytes):
         col = columns.pop(name)
         given.pop(name, None)
-        out[name] = dst = np.empty((int(recv.sum()),) + col.shape[1:], col.dtype)
+        try:
+            out[name] = dst = np.empty((int(recv.sum()),) + col.shape[1:], col.dtype)
+        except Exception as err:  # noqa: BLE001 - agreed before this column's Alltoallv
+            failed = err
         if rb == 0:
             continue
+        _check_alloc(lc, failed, "exchange")  # a rank out of memory: no Alltoallv
         words(dst)[rdispl[me]:rdispl[me] + own] = words(col)[sdispl[me]:sdispl[me] + own]
         sb = col.reshape(-1).view(np.uint8) if col.size else np.empty(0, np.uint8)
         rbv = dst.reshape(-1).view(np.uint8) if dst.size else np.empty(0, np.uint8)

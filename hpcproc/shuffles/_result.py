@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..array import DistArray
-from ..comm import check_all, get_comm, lib_comm
+from ..comm import check_all, fail_together, get_comm, lib_comm
 from ..errors import ShapeMismatchError
 from ..table import DistTable
 
@@ -94,10 +94,16 @@ def key_list(by, columns, what: str = "by") -> list[str]:
     return names
 
 
-def make_result(columns, comm, kind: str, meta: dict):
-    """Wrap this rank's result columns; fills ``meta["rank_rows"]``. Collective."""
-    n = next(iter(columns.values())).shape[0] if columns else 0
+def make_result(columns, comm, kind: str, meta: dict, error=None, what: str = "shuffle"):
+    """Wrap this rank's result columns; fills ``meta["rank_rows"]``. Collective.
+
+    ``error``: an exception this rank raised since its last collective (``columns`` is
+    then ignored); it rides on the row counts' allgather and is raised on every rank
+    (:func:`hpcproc.comm.fail_together`; the message begins with ``what``)."""
+    n = -1 if error is not None else (next(iter(columns.values())).shape[0] if columns else 0)
     counts = lib_comm(comm).allgather(int(n))
+    if min(counts) < 0:
+        fail_together(error, what, comm)
     meta = dict(meta, rank_rows=counts)
     offset, total = sum(counts[:comm.Get_rank()]), sum(counts)
     if kind == "array":

@@ -52,7 +52,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from ..comm import lib_comm
+from ..comm import fail_together, lib_comm
 from ._encode import encoded_chunks
 from ._exchange import dest_dtype, exchange_runs
 from ._hashjoin import key_words, plain_keys
@@ -231,14 +231,18 @@ def _distinct(K, weights):
     return keys, np.bincount(inv.reshape(-1), weights=weights, minlength=keys.shape[0])
 
 
-def _everywhere(rows: np.ndarray, lc) -> np.ndarray:
+def _everywhere(rows: np.ndarray, lc, failed=None) -> np.ndarray:
     """The uint64 ``rows`` of every rank, concatenated in rank order, on every rank: a
     bitwise-or allreduce of zero-padded blocks (each rank receives the result, not a
-    count per rank). Collective over the library communicator ``lc``."""
-    n = np.array([rows.shape[0]], np.int64)
+    count per rank). Collective over the library communicator ``lc``. ``failed``: this
+    rank's exception since its last collective, agreed in the first allreduce (the
+    rows' total) and raised on every rank."""
+    n = np.array([0 if failed is not None else rows.shape[0], failed is not None], np.int64)
     total, start = np.empty_like(n), np.zeros_like(n)
     lc.Allreduce(n, total, op=MPI.SUM)
-    lc.Exscan(n, start, op=MPI.SUM)
+    if total[1]:
+        fail_together(failed, "join", lc)
+    lc.Exscan(n[:1], start[:1], op=MPI.SUM)
     if lc.Get_rank() == 0:
         start[0] = 0  # Exscan leaves rank 0's result undefined
     out = np.zeros((int(total[0]), rows.shape[1]), np.uint64)
@@ -248,47 +252,75 @@ def _everywhere(rows: np.ndarray, lc) -> np.ndarray:
     return out
 
 
-def _sampled_candidates(lk, rk, least: float, comm) -> np.ndarray:
+def _sampled_candidates(lk, rk, least: float, comm, error=None) -> np.ndarray:
     """The sorted distinct key words whose sampled weight over all ranks (both sides)
     is at least ``least``, the same on every rank. Each rank's distinct sampled keys go
     to their hash owners, which sum the weights and keep the candidates; the candidates
-    are then concatenated everywhere (:func:`_everywhere`). Collective."""
+    are then concatenated everywhere (:func:`_everywhere`). Collective. ``error`` (this
+    rank's exception since its last collective) and any local failure here are raised
+    on every rank, riding on the collectives that happen anyway."""
     lc = lib_comm(comm)
     size, rank = lc.Get_size(), lc.Get_rank()
-    (ls, lw), (rs, rw) = _sample(lk, rank, 0), _sample(rk, rank, 1)
-    keys, weights = _distinct(np.concatenate(key_words(ls, rs)), np.concatenate([lw, rw]))
-    owner = np.empty(keys.shape[0], dest_dtype(size))
-    hash_dest(keys, size, owner)  # a 64-bit integer key: its rank in the hash join
-    order = np.argsort(owner, kind="stable")  # each owner's keys stay sorted
-    rows = np.column_stack([keys, weights.view(np.uint64)])[order]  # key words, weight
-    got = exchange_runs({"kw": rows}, np.bincount(owner, minlength=size), comm)[0]["kw"]
-    weights = np.ascontiguousarray(got[:, -1]).view(np.float64)
-    keys, weights = _distinct(got[:, :-1], weights)  # summed in rank order: reproducible
-    cand = _everywhere(np.ascontiguousarray(keys[weights >= least]), lc)
+    try:
+        if error is not None:
+            raise error
+        (ls, lw), (rs, rw) = _sample(lk, rank, 0), _sample(rk, rank, 1)
+        keys, weights = _distinct(np.concatenate(key_words(ls, rs)), np.concatenate([lw, rw]))
+        owner = np.empty(keys.shape[0], dest_dtype(size))
+        hash_dest(keys, size, owner)  # a 64-bit integer key: its rank in the hash join
+        order = np.argsort(owner, kind="stable")  # each owner's keys stay sorted
+        rows = np.column_stack([keys, weights.view(np.uint64)])[order]  # key words, weight
+        counts = np.bincount(owner, minlength=size)
+    except Exception as err:  # noqa: BLE001 - agreed in the exchange's counts
+        error, rows, counts = err, np.zeros((0, 2), np.uint64), np.zeros(size, np.int64)
+    got = exchange_runs({"kw": rows}, counts, comm, error=error)[0]["kw"]
+    failed = cand = None
+    try:
+        weights = np.ascontiguousarray(got[:, -1]).view(np.float64)
+        keys, weights = _distinct(got[:, :-1], weights)  # summed in rank order: reproducible
+        cand = np.ascontiguousarray(keys[weights >= least])
+    except Exception as err:  # noqa: BLE001 - agreed in _everywhere's first allreduce
+        failed = err
+    cand = _everywhere(cand, lc, failed)
     return np.unique(cand, axis=0) if cand.shape[0] else cand
 
 
-def plan(lk, rk, rows, row_bytes, budget: int, comm) -> SkewPlan | None:
+def plan(lk, rk, rows, row_bytes, budget: int, comm, error=None) -> SkewPlan | None:
     """The heavy keys of a join of key columns ``lk`` and ``rk`` (already of common
     types); ``rows``: (left, right) row totals over the ranks, ``row_bytes``: bytes of
     a (left, right) row, ``budget``: most bytes replicated to every rank; ``None``: no
     heavy key. Collective over ``comm`` (traffic on its library communicator), the same
-    result on every rank."""
+    result on every rank.
+
+    ``error``: an exception this rank raised since its last collective (``lk``, ``rk``
+    are then not used). When the plan communicates, it and any failure of a rank inside
+    the plan (an allocation) are raised on every rank together, riding on the plan's own
+    collectives; a plan that returns (``error`` given) did not communicate (too few rows
+    for a heavy key, decided from the totals alike on every rank), and the caller still
+    holds the error."""
     lc = lib_comm(comm)
     size = lc.Get_size()
     limit = (int(rows[0]) + int(rows[1])) / (SHARE * size)
     if size < 2 or limit < MIN_ROWS:
         return None
-    plain = plain_keys(lk, rk)
-    cand = _sampled_candidates(lk, rk, limit / 2, comm)
+    cand = _sampled_candidates(lk, rk, limit / 2, comm, error)
     if not cand.shape[0]:
         return None
-    table = _table(cand)
-    own = np.zeros((2, cand.shape[0]), np.int64)
-    ids = {side: (_candidates(cols, plain, cand, table, own[i]), own[i])
-           for i, (side, cols) in enumerate((("left", lk), ("right", rk)))}
-    counts = np.empty_like(own)
-    lc.Allreduce(own, counts, op=MPI.SUM)
+    c = cand.shape[0]
+    flat = np.zeros(2 * c + 1, np.int64)  # the counts of both sides, then a failure flag
+    own, failed, table, ids = flat[:2 * c].reshape(2, c), None, None, None
+    try:
+        plain = plain_keys(lk, rk)
+        table = _table(cand)
+        ids = {side: (_candidates(cols, plain, cand, table, own[i]), own[i])
+               for i, (side, cols) in enumerate((("left", lk), ("right", rk)))}
+    except Exception as err:  # noqa: BLE001 - agreed in the counts' allreduce
+        failed, flat[-1] = err, 1
+    both = np.empty_like(flat)
+    lc.Allreduce(flat, both, op=MPI.SUM)
+    if both[-1]:
+        fail_together(failed, "join", lc)
+    counts = both[:2 * c].reshape(2, c)
     total = counts.sum(axis=0)
     actions = {"left": np.zeros(cand.shape[0], np.int8),
                "right": np.zeros(cand.shape[0], np.int8)}

@@ -43,7 +43,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..agreement import agree
-from ..comm import agreed, check_all, lib_comm
+from ..comm import agreed, check_all, lib_comm, raised_on_all_ranks
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
 from ._exchange import MAX_MESSAGE, check_limits, exchange_runs
@@ -181,26 +181,33 @@ class GroupBy:
                 f"strategy='dense': the key range {dense[0]}..{dense[1]} spans more than "
                 f"dense_limit={self.dense_limit} groups; use strategy='hash' or a larger "
                 "dense_limit"))
-        if dense is not None:
-            keys, size, states = self._dense(key, values, spec_all, dense, lc)
-            how, rounds = "dense", 0
-        else:
-            keys, size, states, rounds = self._hash(columns, names, values, spec_all, comm)
-            how = "hash"
-        out = dict(zip(names, keys))
-        for col, aggs in spec.items():
-            cnt, sm, mn, mx = states[col]
-            dtype = columns[col].dtype
-            for a in aggs:
-                if a == "mean" and col in floats:  # the float64 sum of the values
-                    fcnt, fsum = states[floats[col]][:2]
-                    out[f"{col}_{a}"] = _finish(a, fcnt, fsum, None, None, size, dtype)
-                else:
-                    out[f"{col}_{a}"] = _finish(a, cnt, sm, mn, mx, size, dtype)
-        if not spec:
-            out[count] = size  # the rows per group: size(), or agg() of nothing
+        how = "dense" if dense is not None else "hash"
+        rounds, out, error = 0, {}, None
+        try:
+            if dense is not None:
+                keys, size, states = self._dense(key, values, spec_all, dense, lc)
+            else:
+                keys, size, states, rounds = self._hash(columns, names, values, spec_all,
+                                                        comm)
+            out = dict(zip(names, keys))
+            for col, aggs in spec.items():
+                cnt, sm, mn, mx = states[col]
+                dtype = columns[col].dtype
+                for a in aggs:
+                    if a == "mean" and col in floats:  # the float64 sum of the values
+                        fcnt, fsum = states[floats[col]][:2]
+                        out[f"{col}_{a}"] = _finish(a, fcnt, fsum, None, None, size, dtype)
+                    else:
+                        out[f"{col}_{a}"] = _finish(a, cnt, sm, mn, mx, size, dtype)
+            if not spec:
+                out[count] = size  # the rows per group: size(), or agg() of nothing
+        except Exception as err:  # noqa: BLE001 - a local failure after the last collective
+            if raised_on_all_ranks(err):  # agreed already (every rank raises it)
+                raise
+            error = err  # agreed in the result's row counts
         return make_result(out, comm, "table", {
-            "strategy": how, "rounds": rounds, "seconds": time.perf_counter() - t0})
+            "strategy": how, "rounds": rounds, "seconds": time.perf_counter() - t0},
+            error=error, what="group-by")
 
     def _dense_range(self, key, lc):
         """``(min, max, rows)`` of the key over all ranks, or None: not dense."""
@@ -252,33 +259,46 @@ class GroupBy:
         return keys, size, states
 
     def _hash(self, columns, names, values, spec, comm):
-        K, flip = _key_words([columns[k] for k in names])
-        # one key and one value column: the values ride along in the sort (no gather)
-        carry = len(names) == 1 and len(values) == 1
-        payload = {c: v.astype(_acc_dtype(v.dtype), copy=False) for c, v in values.items()}
-        perm, starts, keys = sorted_groups(K, flip, *payload.values() if carry else ())
-        if carry:
-            payload, perm = {c: perm for c in payload}, np.empty(0, np.int64)
-        del K
-        ng = keys.shape[0]
-        part = {f"k{j}": np.ascontiguousarray(keys[:, j]) for j in range(len(names))}
-        part["size"] = np.diff(starts)
-        for col, v in values.items():
-            acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
-            st = _init_states(ng, acc, mm)
-            seg_agg_states(perm, starts, payload[col], *st, mm)
-            for s, arr in zip(("cnt", "sum", "min", "max"), st[:4 if mm else 2]):
-                part[f"{s}:{col}"] = arr
-        del perm, starts, payload
-        st = arr = None  # the states live on in part only (freed as they are sent)
+        # a rank that fails locally (an allocation: MemoryError) before the splitters'
+        # or the exchange's collectives hands its error to them: it is raised on every
+        # rank (hpcproc.comm.fail_together), no rank is left waiting
+        error, part, keycols, keys = None, {}, None, None
+        try:
+            K, flip = _key_words([columns[k] for k in names])
+            # one key and one value column: the values ride along in the sort (no gather)
+            carry = len(names) == 1 and len(values) == 1
+            payload = {c: v.astype(_acc_dtype(v.dtype), copy=False) for c, v in values.items()}
+            perm, starts, keys = sorted_groups(K, flip, *payload.values() if carry else ())
+            if carry:
+                payload, perm = {c: perm for c in payload}, np.empty(0, np.int64)
+            del K
+            ng = keys.shape[0]
+            part = {f"k{j}": np.ascontiguousarray(keys[:, j]) for j in range(len(names))}
+            part["size"] = np.diff(starts)
+            for col, v in values.items():
+                acc, mm = _acc_dtype(v.dtype), _minmax(spec[col])
+                st = _init_states(ng, acc, mm)
+                seg_agg_states(perm, starts, payload[col], *st, mm)
+                for s, arr in zip(("cnt", "sum", "min", "max"), st[:4 if mm else 2]):
+                    part[f"{s}:{col}"] = arr
+            del perm, starts, payload
+            st = arr = None  # the states live on in part only (freed as they are sent)
+            keycols = [part[f"k{j}"] for j in range(len(names))]
+        except Exception as err:  # noqa: BLE001 - agreed in the splitters' first collective
+            error, part = err, {}
         # the partial states are sorted by key: the rows bound for each rank are one slice
-        S = splitters([part[f"k{j}"] for j in range(len(names))], comm, tiebreak=False)
-        counts = run_counts(keys, S, lib_comm(comm).Get_size())
+        S = splitters(keycols, comm, tiebreak=False, error=error, what="group-by")
+        del keycols
+        size = lib_comm(comm).Get_size()
+        try:
+            counts = run_counts(keys, S, size)
+        except Exception as err:  # noqa: BLE001 - agreed in the exchange's counts
+            error, counts = err, np.zeros(size, np.int64)
         del keys
         # part's columns are freed as they move, and got's once merged: the peak memory
         # is about one copy of the states, not three (fewer new pages to fault in)
         got, info = exchange_runs(part, counts, comm, memory_budget=self.memory_budget,
-                                  max_message=self.max_message, consume=True)
+                                  max_message=self.max_message, consume=True, error=error)
         del part
         K2 = got.pop("k0").reshape(-1, 1) if len(names) == 1 else \
             np.ascontiguousarray(np.stack([got.pop(f"k{j}") for j in range(len(names))], axis=1))

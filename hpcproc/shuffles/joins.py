@@ -43,10 +43,10 @@ from mpi4py import MPI
 
 from ..agreement import collective
 from ..array import gather_rows
-from ..comm import check_all, get_comm, lib_comm
+from ..comm import check_all, fail_together, get_comm, lib_comm
 from . import _skew
 from ._encode import check_key_dtype
-from ._exchange import MAX_MESSAGE, check_limits, exchange
+from ._exchange import FAILED, MAX_MESSAGE, check_limits, exchange
 from ._hashjoin import key_words, local_join, rank_dests, take
 from ._result import as_columns, key_list, make_result
 
@@ -168,23 +168,43 @@ def _row_bytes(cols) -> int:
                for v in cols.values())
 
 
-def _receive(cols, dest, rep, total, comm, opts):
+def _receive(cols, dest, rep, total, comm, opts, error=None):
     """:func:`exchange` of ``cols`` to ``dest``, followed by the ``rep`` rows of every
     other rank (``total`` of them over all ranks, this rank's own arrive through the
     exchange: ``dest`` keeps them here): the rows received in the exchange's order, then
-    the replicated rows of the other ranks by rank. Collective."""
+    the replicated rows of the other ranks by rank. Collective. ``error`` (this rank's
+    exception since its last collective) and a failure here (an allocation) are raised
+    on every rank together (:func:`hpcproc.comm.fail_together`)."""
     if not total:
-        return exchange(cols, dest, comm, **opts)
+        return exchange(cols, dest, comm, error=error, **opts)
     lc = lib_comm(comm)
     size, me = lc.Get_size(), lc.Get_rank()
-    gathered = {k: gather_rows(take(v, rep), comm, None) for k, v in cols.items()}
-    counts = np.cumsum([0] + lc.allgather(int(rep.shape[0])))
-    send = np.bincount(dest, minlength=size).astype(np.int64)
+    try:
+        if error is not None:
+            raise error
+        picked = {k: take(v, rep) for k, v in cols.items()}
+        send = np.bincount(dest, minlength=size).astype(np.int64)
+    except Exception as err:  # noqa: BLE001 - agreed in the counts' Alltoall
+        error, send = err, np.full(size, FAILED, np.int64)
     recv = np.empty(size, np.int64)
     lc.Alltoall([send, MPI.INT64_T], [recv, MPI.INT64_T])  # rows the exchange brings
+    if recv.min() < 0:
+        fail_together(error, "join", lc)
+    nrep = lc.allgather(int(rep.shape[0]))
+    counts = np.cumsum([0] + nrep)
     n, lo, hi = int(recv.sum()), int(counts[me]), int(counts[me + 1])
-    out = {k: np.empty((n + total - (hi - lo),) + v.shape[1:], v.dtype)
-           for k, v in cols.items()}
+    try:  # everything this rank receives, allocated before the collectives that fill it
+        gathered = {k: np.empty((total,) + v.shape[1:], v.dtype) for k, v in cols.items()}
+        out = {k: np.empty((n + total - (hi - lo),) + v.shape[1:], v.dtype)
+               for k, v in cols.items()}
+    except Exception as err:  # noqa: BLE001 - agreed before the first of them
+        error = err
+    flag = np.array([error is not None], np.int64)
+    lc.Allreduce(MPI.IN_PLACE, flag, op=MPI.MAX)
+    if flag[0]:
+        fail_together(error, "join", lc)
+    for k, g in gathered.items():
+        gather_rows(picked.pop(k), comm, None, nrows=nrep, out=g)
     info = exchange(cols, dest, comm, out=out, **opts)[1]
     for k, g in gathered.items():
         out[k][n:n + lo] = g[:lo]
@@ -253,36 +273,50 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
         rcols = {k: gather_rows(v, comm, None) for k, v in rcols.items()}
     elif side == "left":
         lcols = {k: gather_rows(v, comm, None) for k, v in lcols.items()}
-    rounds, plan, unmatched = 0, None, None
+    rounds, plan = 0, None
     if side is None:
+        # a rank that fails locally (a key conversion, an allocation: MemoryError) must
+        # not leave the others waiting: its error rides on the next collective that
+        # happens anyway (the skew plan's, else the exchange's counts) and is raised on
+        # every rank (hpcproc.comm.fail_together)
         size = get_comm(comm).Get_size()
-        lk, rk = _key_cols(lcols, rcols, names)
-        dl, dr = rank_dests(lk, rk, size)
         reps = {"left": np.zeros(0, np.int64), "right": np.zeros(0, np.int64)}
+        error = lk = rk = dl = dr = None
+        try:
+            lk, rk = _key_cols(lcols, rcols, names)
+            dl, dr = rank_dests(lk, rk, size)
+        except Exception as err:  # noqa: BLE001 - agreed in the next collective
+            error = err
         if skew:
             plan = _skew.plan(lk, rk, sizes[2:], (_row_bytes(lcols), _row_bytes(rcols)),
-                              replicate_bytes, comm)
-        if plan is not None:
-            for s, d in (("left", dl), ("right", dr)):
-                reps[s] = plan.route(s, d, lc.Get_rank())
+                              replicate_bytes, comm, error)
+        try:
+            if plan is not None:
+                for s, d in (("left", dl), ("right", dr)):
+                    reps[s] = plan.route(s, d, lc.Get_rank())
+        except Exception as err:  # noqa: BLE001 - agreed in the exchange's counts
+            error = err
+        if error is not None:  # this rank's rows go nowhere: the error is raised first
+            dl = dr = np.zeros(0, np.uint8)
         del lk, rk
         opts = dict(memory_budget=memory_budget, max_message=max_message, validate=False)
         total = plan.replicated if plan is not None else {"left": 0, "right": 0}
-        lcols, info = _receive(lcols, dl, reps["left"], total["left"], comm, opts)
+        lcols, info = _receive(lcols, dl, reps["left"], total["left"], comm, opts, error)
         del dl
         rcols, info2 = _receive(rcols, dr, reps["right"], total["right"], comm, opts)
         del dr, reps
         rounds = max(info["rounds"], info2["rounds"])
-        if keep and total["left"]:
-            # a left row replicated for a key heavy on the right has matches on some
-            # ranks: where it has none it is not an unmatched row, drop it
-            lk = _key_cols(lcols, rcols, names)[0]
-            unmatched = plan.actions(lk, "left") == _skew.REPLICATE
-            del lk
     build = "right" if side == "right" or keep else "left" if side == "left" else "smaller"
 
     def local():  # no communication; its errors are agreed below
         try:
+            unmatched = None
+            if keep and plan is not None and plan.replicated["left"]:
+                # a left row replicated for a key heavy on the right has matches on some
+                # ranks: where it has none it is not an unmatched row, drop it
+                lk = _key_cols(lcols, rcols, names)[0]
+                unmatched = plan.actions(lk, "left") == _skew.REPLICATE
+                del lk
             matches, side = local_join(*key_words(*_key_cols(lcols, rcols, names)), keep,
                                        build)
             drop = None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..array import gather_rows
-from ..comm import lib_comm
+from ..comm import fail_together, lib_comm
 from . import _kernels
 from ._encode import encode_keys, encoded_chunks
 from ._exchange import dest_dtype
@@ -33,17 +33,25 @@ MAX_SAMPLES = 1 << 22
 
 
 def splitters(key_cols, comm, *, ascending=True, tiebreak: bool, eps: float = 0.1,
-              seed: int = 0, counts=None) -> np.ndarray:
+              seed: int = 0, counts=None, error=None,
+              what: str = "sort") -> np.ndarray:
     """The ``ranks - 1`` splitters of the key columns (identical on every rank).
 
     Collective. Splitters are encoded keys (see :mod:`._encode`), one word per key column
     (+1 global-row word with ``tiebreak``). Only the sampled rows are encoded.
+    ``error`` (without ``counts``): an exception this rank raised since its last
+    collective, agreed in the row counts' allgather and raised on every rank (the
+    message begins with ``what``).
     """
     lc = lib_comm(comm)
     size, rank = lc.Get_size(), lc.Get_rank()
+    if counts is None:
+        every = lc.allgather(-1 if error is not None else key_cols[0].shape[0])
+        if min(every) < 0:
+            fail_together(error, what, lc)
     n = key_cols[0].shape[0]
     nkeys = len(key_cols)
-    counts = np.asarray(lc.allgather(n) if counts is None else counts, dtype=np.int64)
+    counts = np.asarray(every if counts is None else counts, dtype=np.int64)
     total = int(counts.sum())
     first = int(counts[:rank].sum())
     target = min(MAX_SAMPLES, int(np.ceil(36.0 / eps ** 2)) * size)
