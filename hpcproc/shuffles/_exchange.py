@@ -44,6 +44,7 @@ from mpi4py import MPI
 
 from .._units import env_size
 from ..agreement import collective
+from ..array import dtype_key
 from ..comm import check_all, lib_comm, node_comm
 from ..errors import ShapeMismatchError
 from ..memory import available, retaining
@@ -124,7 +125,7 @@ def check_limits(memory_budget, max_message) -> None:
 
 
 def _signature(columns) -> list:
-    return [(k, v.dtype.str, v.shape[1:]) for k, v in columns.items()]
+    return [(k, dtype_key(v.dtype), v.shape[1:]) for k, v in columns.items()]
 
 
 def _validate(columns, dest, size) -> None:
