@@ -10,6 +10,8 @@ Defects found (each test below fails on the code before the fix):
 * columns of structured dtypes with different fields (same size) on different ranks were
   taken as one dtype (``dtype.str`` is ``|V<size>`` for every structured dtype): the
   exchange, sort and join moved the bytes and reinterpreted them, a silent wrong answer;
+* a 0-d (scalar) column passed the exchange's check for at least one dimension (made one
+  row by ``np.ascontiguousarray`` first) and moved as a row;
 * ``GroupBy.size(name)`` took any object and made a column ``'None'``, ``"b'n'"``, ``''``;
 * the Makefile's ahead-of-time sources missed ``hpcproc/kernels/_prefetch.py``, part of
   the build's digest: after editing it ``make venv`` did nothing and the build, out of
@@ -155,6 +157,22 @@ def test_exchange_result_holds_no_tail(comm):
     everyone = comm.allgather((cols["a"], dest))
     np.testing.assert_array_equal(
         got["a"], np.concatenate([a[d == comm.rank] for a, d in everyone]))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("scalar", [np.float64(3.0), 3.0, np.array(5)])
+def test_exchange_scalar_column_is_an_error(comm, scalar):
+    """A 0-d column (on one rank, or on all) was made one row by np.ascontiguousarray
+    before the check for "at least one dimension" could see it: a scalar moved as a row
+    when ``dest`` had one entry. A ShapeMismatchError on every rank; the next call works."""
+    from hpcproc.errors import ShapeMismatchError
+
+    for everywhere in (True, False):
+        col = scalar if everywhere or comm.rank == comm.size - 1 else np.array([2.0])
+        with pytest.raises(ShapeMismatchError, match="at least one dimension"):
+            hp.exchange({"a": col}, np.array([0]))
+    got, _ = hp.exchange({"a": np.array([float(comm.rank)])}, np.array([0]))
+    np.testing.assert_array_equal(got["a"], np.arange(comm.size) if comm.rank == 0 else [])
 
 
 STRUCTS = [np.dtype([("a", "<i4"), ("b", "<f8")]), np.dtype([("b", "<f8"), ("a", "<i4")]),

@@ -285,7 +285,8 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     lc = lib_comm(comm)
     size = lc.Get_size()
     given = list(columns.items()) if out is not None else []  # kept only to check out
-    columns = {str(k): np.ascontiguousarray(v) for k, v in columns.items()}
+    # as given for the checks (np.ascontiguousarray makes a scalar one row)
+    columns = {str(k): np.asarray(v) for k, v in columns.items()}
     dest = np.asarray(dest)
     if validate:
         check_all(lambda: _validate(columns, dest, size), comm)
@@ -298,6 +299,7 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     check_limits(memory_budget, max_message)
     if memory_budget is None:
         memory_budget = default_memory_budget(comm)
+    columns = {k: np.ascontiguousarray(v) for k, v in columns.items()}
     # C-contiguous, as the ahead-of-time kernels take it (a strided view compiled them)
     dest = np.ascontiguousarray(dest, dtype=dest_dtype(size))
     half = K.halves(dest.shape[0], size)  # the scatter's two streams
