@@ -15,8 +15,11 @@ DEMO_ROWS ?= 20000000
 
 venv: $(STAMP)
 
-# The install builds the ahead-of-time kernels from these sources (hpcproc/kernels/_aot.py)
-AOT_SRC  := $(wildcard hpcproc/kernels/_*_nb.py hpcproc/kernels/_aot*.py hpcproc/shuffles/_*.py)
+# The install builds the ahead-of-time kernels from these sources (hpcproc/kernels/_aot.py:
+# BUILTIN, and INLINED, whose code the kernels inline; tests check the list covers both)
+AOT_SRC  := $(wildcard hpcproc/kernels/_*_nb.py hpcproc/kernels/_aot*.py \
+                       hpcproc/kernels/_intrinsic.py hpcproc/kernels/_prefetch.py \
+                       hpcproc/shuffles/_*.py)
 
 $(STAMP): requirements.txt setup.py $(AOT_SRC)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

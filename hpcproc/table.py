@@ -13,7 +13,7 @@ import numpy as np
 from mpi4py import MPI
 
 from .agreement import collective
-from .array import DistArray, gather_rows
+from .array import DistArray, dtype_key, gather_rows
 from .comm import check_all, get_comm, lib_comm
 from .errors import ShapeMismatchError
 
@@ -122,7 +122,7 @@ class DistTable:
         """(agreement key, comm, (offset, local rows, global rows)): see
         :func:`~hpcproc.agreement.agree`."""
         key = ("DistTable", self.num_rows,
-               tuple((k, v.dtype.str, v.shape[1:]) for k, v in self._columns.items()))
+               tuple((k, dtype_key(v.dtype), v.shape[1:]) for k, v in self._columns.items()))
         return key, self.comm, (self.offset, self.local_rows, self.num_rows)
 
     def __contains__(self, name: str) -> bool:

@@ -44,6 +44,7 @@ from mpi4py import MPI
 
 from .._units import env_size
 from ..agreement import collective
+from ..array import dtype_key
 from ..comm import check_all, fail_together, lib_comm, node_comm
 from ..errors import ShapeMismatchError
 from ..memory import available, retaining
@@ -124,7 +125,7 @@ def check_limits(memory_budget, max_message) -> None:
 
 
 def _signature(columns) -> list:
-    return [(k, v.dtype.str, v.shape[1:]) for k, v in columns.items()]
+    return [(k, dtype_key(v.dtype), v.shape[1:]) for k, v in columns.items()]
 
 
 def _validate(columns, dest, size) -> None:
@@ -290,7 +291,8 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     lc = lib_comm(comm)
     size = lc.Get_size()
     given = list(columns.items()) if out is not None else []  # kept only to check out
-    columns = {str(k): v for k, v in columns.items()}
+    # as given for the checks (np.ascontiguousarray makes a scalar one row)
+    columns = {str(k): np.asarray(v) for k, v in columns.items()}
     dest = np.asarray(dest)
     if validate:
         check_all(lambda: _validate(columns, dest, size), comm)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..array import DistArray
+from ..array import DistArray, dtype_key
 from ..comm import check_all, fail_together, get_comm, lib_comm
 from ..errors import ShapeMismatchError
 from ..table import DistTable
@@ -72,7 +72,8 @@ def as_columns(data, comm=None, what: str = "input"):
                         f"not {type(data).__name__}")
     comm = get_comm(comm)
     check_all(lambda: _local_check(columns), comm)
-    sigs = lib_comm(comm).allgather([(k, v.dtype.str, v.shape[1:]) for k, v in columns.items()])
+    sigs = lib_comm(comm).allgather([(k, dtype_key(v.dtype), v.shape[1:])
+                                      for k, v in columns.items()])
 
     def agree():
         if any(s != sigs[0] for s in sigs):

@@ -114,8 +114,9 @@ class GroupBy:
 
     def size(self, name: str = "count"):
         """Rows per group: the keys and a column ``name`` (int64; a key column of that
-        name is a ``ValueError``). Collective."""
-        return self._run({}, str(name))
+        name is a ``ValueError``; a name that is not a non-empty string a ``TypeError``/
+        ``ValueError``). Collective."""
+        return self._run({}, str(name) if isinstance(name, str) else name)
 
     def agg(self, spec=None, **named):
         """Aggregate value columns: ``agg(val=["sum", "mean"], w="max")``. Collective.
@@ -128,6 +129,10 @@ class GroupBy:
 
     # ------------------------------------------------------------------------------
     def _validate(self, columns, kind, spec, count):
+        if not isinstance(count, str):  # str() would make None a column 'None'
+            raise TypeError(f"size: name must be a string, got {count!r}")
+        if not count:
+            raise ValueError("size: name must not be empty")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         check_limits(self.memory_budget, self.max_message)
