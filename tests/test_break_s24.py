@@ -234,9 +234,10 @@ COUNT_SIZES = [1, 2, 3, 7, 8, 9, 16, 255, 256, 257, 300]
 @SERIAL_ONLY
 @pytest.mark.parametrize("size", COUNT_SIZES)
 def test_count_dest_is_bincount(size):
-    """Both halves' counts at lengths around the 32K comparison block, 1-300 ranks (the
+    """Both halves' counts at lengths around the comparison block, 1-300 ranks (the
     comparison up to 8, four counters above), destinations random, all the last rank or
-    all rank 0, halves anywhere: the ahead-of-time kernel and Numba's."""
+    all rank 0, halves anywhere: the count as called, and the four-counter kernel built
+    ahead of time and by Numba at every size."""
     dt = dest_dtype(size)
     for n in COUNT_LENGTHS:
         rng = np.random.default_rng([size, n])
@@ -245,7 +246,8 @@ def test_count_dest_is_bincount(size):
             for half in sorted({n // 2, 0, n, min(n, BLOCK + 1)}):
                 want = np.stack([np.bincount(d[:half], minlength=size),
                                  np.bincount(d[half:], minlength=size)])
-                for fn in (_kernels.count_dest, _kernels.count_dest.dispatcher):
+                for fn in (_kernels.count_dest, _kernels.count_many,
+                           _kernels.count_many.dispatcher):
                     got = fn(d, size, half)
                     np.testing.assert_array_equal(got, want, err_msg=f"{size} {n} {half}")
 

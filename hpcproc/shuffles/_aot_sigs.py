@@ -82,10 +82,7 @@ def _msd() -> list[str]:
 
 SIGNATURES: dict[str, list[str] | str] = {
     # _kernels: partition and exchange
-    "hpcproc.shuffles._kernels.count_dest": signatures("{d}[::1], i8, i8", d=DEST),
-    "hpcproc.shuffles._kernels._count_compare": INNER,
-    "hpcproc.shuffles._kernels._equal": INNER,
-    "hpcproc.shuffles._kernels._count_four": INNER,
+    "hpcproc.shuffles._kernels.count_many": signatures("{d}[::1], i8, i8", d=DEST),
     "hpcproc.shuffles._kernels.scatter_round": signatures(
         "{d}[::1], {w}, i8[::1], i8[::1], i8[::1], {w}", d=DEST, w=WORDS),
     "hpcproc.shuffles._kernels.scatter_to": signatures(

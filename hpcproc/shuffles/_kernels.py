@@ -12,7 +12,7 @@ import numpy as np
 from ..kernels._intrinsic import store_at
 from ._jit import jit
 
-__all__ = ["halves", "count_dest", "scatter_round", "scatter_to", "scatter_wide_to",
+__all__ = ["halves", "count_dest", "count_many", "scatter_round", "scatter_to", "scatter_wide_to",
            "scatter_pos_to", "hash_dest", "range_dest", "gather_rows"]
 
 
@@ -33,54 +33,39 @@ def halves(n: int, size: int) -> int:
     return n // 2 if size <= TWO_STREAMS else 0
 
 
-#: Most ranks for which :func:`count_dest` counts by comparison (one vectorised pass per
-#: rank but the last over a cache-sized block: 2^25 rows to 2 ranks 1.6 ms, to 8 ranks
-#: 11 ms, against 15 ms with counters, 24 ms at 16 ranks).
+#: Most ranks for which :func:`count_dest` counts by comparison (numpy, a block at a
+#: time: 2^25 rows to 2 ranks 5.3 ms, to 8 ranks 21 ms, against 23 and 64 ms for a
+#: compiled comparison loop, which the ahead-of-time build's generic x86-64 target does
+#: not vectorise, and 130-170 ms for ``np.bincount``); above, :func:`count_many`.
 COMPARE_COUNT = 8
-#: Rows per block of the comparison count (stays in the L1/L2 cache for its passes).
-_BLOCK = 1 << 15
+#: Rows per block of the comparison count (its ``dest == d`` mask stays in the cache).
+_BLOCK = 1 << 16
 
 
-@jit
-def count_dest(dest, size, half):
+def count_dest(dest, size: int, half: int) -> np.ndarray:
     """Rows per destination rank in rows ``[0, half)`` and ``[half, n)`` (pass 1 of the
-    partition; row ``[0]`` + row ``[1]`` of the result are the totals)."""
+    partition; row ``[0]`` + row ``[1]`` of the result are the totals). Up to
+    :data:`COMPARE_COUNT` ranks by comparison: ``count_nonzero(block == d)`` for every
+    rank but the last, whose count is the rows left."""
+    if size > COMPARE_COUNT:
+        return count_many(dest, size, half)
     counts = np.zeros((2, size), dtype=np.int64)
-    if size <= COMPARE_COUNT:
-        _count_compare(dest[:half], size, counts[0])
-        _count_compare(dest[half:], size, counts[1])
-    else:
-        _count_four(dest, size, half, counts)
+    vals = np.arange(size).astype(dest.dtype)  # compared in the rows' own type
+    for row, part in zip(counts, (dest[:half], dest[half:])):
+        for s in range(0, part.shape[0], _BLOCK):
+            block = part[s:s + _BLOCK]
+            for d in range(size - 1):
+                row[d] += np.count_nonzero(block == vals[d])
+        row[size - 1] = part.shape[0] - row[:size - 1].sum()
     return counts
 
 
 @jit
-def _count_compare(dest, size, counts):
-    """:func:`count_dest` for few ranks: ``sum(dest == d)`` per rank ``d < size - 1``, a
-    block at a time (the comparisons vectorise; counters would not), the last rank's
-    count the rows left."""
-    vals = np.arange(size).astype(dest.dtype)  # compared in the rows' own type
-    for s in range(0, dest.shape[0], _BLOCK):
-        block = dest[s:s + _BLOCK]
-        for d in range(size - 1):
-            counts[d] += _equal(block, vals[d])
-    counts[size - 1] = dest.shape[0] - counts[:size - 1].sum()
-
-
-@jit
-def _equal(block, v):
-    c = 0
-    for w in block:
-        if w == v:
-            c += 1
-    return c
-
-
-@jit
-def _count_four(dest, size, half, counts):
+def count_many(dest, size, half):
     """:func:`count_dest` for many ranks: four interleaved counters, two per half (one
     counter makes every increment wait for the previous one when consecutive rows share
     a rank)."""
+    counts = np.zeros((2, size), dtype=np.int64)
     c = np.zeros((4, size), dtype=np.int64)
     n = dest.shape[0]
     a = half - half % 2
@@ -98,6 +83,7 @@ def _count_four(dest, size, half, counts):
     for d in range(size):
         counts[0, d] = c[0, d] + c[1, d]
         counts[1, d] = c[2, d] + c[3, d]
+    return counts
 
 
 @jit
@@ -126,42 +112,44 @@ def scatter_to(dest, src, start, half, addr, pos):
     The rows of stream s (:func:`halves`: rows ``[0, half)`` and ``[half, n)`` run as
     two interleaved streams) bound for rank d land from position ``start[s, d]`` on, in
     order, in the array at byte address ``addr[d]`` (this rank's result for its own rows,
-    the send buffer for the others: the caller holds both; nothing is checked).
+    the send buffer for the others: the caller holds both; nothing is checked). The
+    counters are the addresses themselves (a position and a multiply per row cost
+    8 ms more per 2^25 rows).
     """
     record = pos.shape[0] > 0
     width = src.itemsize
-    at = start[0].copy()
-    at2 = start[1].copy()
+    at = addr + start[0] * width
+    at2 = addr + start[1] * width
     n = dest.shape[0]
     m = min(half, n - half)
     for k in range(m):
         i2 = half + k
         d = dest[k]
         d2 = dest[i2]
-        j = at[d]
-        at[d] = j + 1
-        j2 = at2[d2]
-        at2[d2] = j2 + 1
-        store_at(addr[d] + j * width, src[k])
-        store_at(addr[d2] + j2 * width, src[i2])
+        p = at[d]
+        at[d] = p + width
+        p2 = at2[d2]
+        at2[d2] = p2 + width
+        store_at(p, src[k])
+        store_at(p2, src[i2])
         if record:
-            pos[k] = j
-            pos[i2] = j2
+            pos[k] = (p - addr[d]) // width
+            pos[i2] = (p2 - addr[d2]) // width
     _scatter_rest(dest, src, m, half, at, addr, pos, record)  # what is left of each stream
     _scatter_rest(dest, src, half + m, n, at2, addr, pos, record)
 
 
 @jit
 def _scatter_rest(dest, src, a, b, at, addr, pos, record):
-    """Rows ``[a, b)`` of :func:`scatter_to` in one stream (its position counters ``at``)."""
+    """Rows ``[a, b)`` of :func:`scatter_to` in one stream (its address counters ``at``)."""
     width = src.itemsize
     for i in range(a, b):
         d = dest[i]
-        j = at[d]
-        at[d] = j + 1
-        store_at(addr[d] + j * width, src[i])
+        p = at[d]
+        at[d] = p + width
+        store_at(p, src[i])
         if record:
-            pos[i] = j
+            pos[i] = (p - addr[d]) // width
 
 
 @jit
