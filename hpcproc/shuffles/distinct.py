@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..agreement import collective
+from ..array import DistArray
 from ._result import make_result
 from .grouping import groupby
 
@@ -34,5 +37,7 @@ def unique(data, by=None, comm=None, **options):
     counts = groupby(data, by, comm, **options).size(name)
     cols = counts.local()
     del cols[name]
-    kind = "table" if by is not None else "array"
+    # an array's distinct values are an array, whether or not its key is named
+    # (``by="value"``); a table's key rows a table
+    kind = "array" if isinstance(data, (DistArray, np.ndarray)) or by is None else "table"
     return make_result(cols, counts.comm, kind, counts.meta)
