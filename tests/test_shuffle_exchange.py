@@ -60,6 +60,12 @@ def test_exchange_errors_everywhere(comm):
         cols = {"a": np.zeros(n, dtype=np.float32 if comm.rank == comm.size - 1 else float)}
         with pytest.raises(TypeError, match="different names, dtypes"):
             exchange(cols, np.zeros(n, dtype=int), comm)
+    # keys equal as strings would silently become one column (was: the second kept)
+    clash = {1: np.zeros(n), "1": np.ones(n)}
+    with pytest.raises(ValueError, match=r"\['1'\] are given twice"):
+        exchange(clash, np.zeros(n, dtype=int), comm)
+    got, _ = exchange({1: np.ones(n)}, np.zeros(n, dtype=int), comm)  # one such key: fine
+    assert list(got) == ["1"]
 
 
 def test_mismatched_table_on_one_rank_one_clear_error(comm):

@@ -128,7 +128,11 @@ def _signature(columns) -> list:
     return [(k, dtype_key(v.dtype), v.shape[1:]) for k, v in columns.items()]
 
 
-def _validate(columns, dest, size) -> None:
+def _validate(columns, dest, size, names=()) -> None:
+    if len(names) > len(columns):
+        same = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"exchange: column names {same} are given twice (keys that are the "
+                         f"same as strings, such as 1 and '1'): one would replace the other")
     if dest.dtype.kind not in "iu" or dest.ndim != 1:
         raise TypeError(f"exchange: dest must be a 1-D integer array of ranks, got "
                         f"{dest.ndim}-D {dest.dtype}")
@@ -291,11 +295,12 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
     lc = lib_comm(comm)
     size = lc.Get_size()
     given = list(columns.items()) if out is not None else []  # kept only to check out
+    names = [str(k) for k in columns]  # 1 and "1" would become one column
     # as given for the checks (np.ascontiguousarray makes a scalar one row)
     columns = {str(k): np.asarray(v) for k, v in columns.items()}
     dest = np.asarray(dest)
     if validate:
-        check_all(lambda: _validate(columns, dest, size), comm)
+        check_all(lambda: _validate(columns, dest, size, names), comm)
         sigs = lc.allgather(_signature(columns))
         check_all(lambda: _check_signatures(sigs), comm)
     if out is not None:
