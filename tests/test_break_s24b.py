@@ -394,3 +394,48 @@ def test_one_round_staging_failure(comm, monkeypatch, which):
     got, _ = hp.exchange(cols, dest, comm)
     for k in cols:
         assert got[k].tobytes() == exp[k].tobytes(), k
+
+
+# --------------------------------------------------------------------------------------
+# 7. a random mix, with guard bytes around the staging buffers the exchange is given
+
+
+@pytest.mark.mpi
+def test_exchange_fuzz_guarded_staging(comm, monkeypatch):
+    """Random tables (1-6 columns of every width, zero-width ones mixed in), destination
+    patterns and dtypes, ``out=`` or not, one round or several: the reference's bytes,
+    and no byte written outside the staging buffers the exchange asked for (each handed
+    out between guard bytes) nor outside the received rows of ``out=``."""
+    handed = []
+
+    def guarded(lc, which, nbytes):
+        buf = np.full(nbytes + 2 * GUARD, SENTINEL, np.uint8)
+        handed.append(buf)
+        return buf[GUARD:GUARD + nbytes]
+
+    monkeypatch.setattr(X, "_staging", guarded)
+    kinds = ["u1", "i2", "f4", "i8", "b3", "S3", "i4x3", "f8x3", "c16", "zero", "zero2"]
+    ddts = [np.uint8, np.uint16, np.int8, np.int64]
+    for it in range(60):
+        rng = np.random.default_rng([it, comm.size])  # the same table shape on every rank
+        table = list(rng.choice(kinds, int(rng.integers(1, 7))))
+        pattern = PATTERNS[it % len(PATTERNS)]
+        opts = [{}, {}, {"memory_budget": 1, "max_message": int(rng.integers(20, 400))}][it % 3]
+        into = bool(it % 2)
+        mine_rng = np.random.default_rng([it, comm.rank, 1])
+        n = int(mine_rng.choice([0, 1, 2, 3, 9, 64, 333]))
+        dest = _dest(pattern, n, comm, mine_rng).astype(ddts[it % len(ddts)])
+        cols = {f"c{j}": _col(k, n, mine_rng) for j, k in enumerate(table)}
+        exp = _expected(comm, cols, dest)
+        rows = len(next(iter(exp.values())))
+        out = {k: _sentinel_like((rows + 4,) + v.shape[1:], v.dtype)
+               for k, v in cols.items()} if into else None
+        handed.clear()
+        got, _ = hp.exchange(cols, dest, comm, out=out, **opts)
+        for k in cols:
+            assert got[k].tobytes() == exp[k].tobytes(), (it, table, k)
+            if into:
+                assert (out[k][rows:].reshape(-1).view(np.uint8) == SENTINEL).all(), k
+        for buf in handed:
+            assert (buf[:GUARD] == SENTINEL).all() and (buf[-GUARD:] == SENTINEL).all(), (
+                it, table, pattern)
