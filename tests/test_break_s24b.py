@@ -439,3 +439,31 @@ def test_exchange_fuzz_guarded_staging(comm, monkeypatch):
         for buf in handed:
             assert (buf[:GUARD] == SENTINEL).all() and (buf[-GUARD:] == SENTINEL).all(), (
                 it, table, pattern)
+
+
+# --------------------------------------------------------------------------------------
+# 8. which scatter runs: positions from the third moving column, not when they do not fit
+
+
+@pytest.mark.mpi
+def test_exchange_positions_taken_or_not(comm, monkeypatch):
+    """Three moving columns in one round follow the first column's positions (the path
+    the tables above check is the one taken); a budget that holds one round but not the
+    positions (``4 * rows`` bytes) scatters every column with counters: both give the
+    reference."""
+    calls = []
+    real = K.scatter_pos_to
+    monkeypatch.setattr(K, "scatter_pos_to", lambda *a: (calls.append(1), real(*a))[1])
+    n = 24000  # divisible by 2 and 3: every rank receives n rows
+    rng = np.random.default_rng([comm.rank, 11])
+    dest = (np.arange(n) + comm.rank) % comm.size
+    cols = {"a": _col("u1", n, rng), "b": _col("b3", n, rng), "c": _col("u1", n, rng),
+            "d": _col("u1", n, rng)}
+    exp = _expected(comm, cols, dest)
+    for budget, positions in ((None, True), (n + X.WORKSPACE + 2 * (7 * n // 2), False)):
+        calls.clear()
+        got, info = hp.exchange(cols, dest, comm, memory_budget=budget)
+        assert info["rounds"] == 1
+        assert bool(calls) == positions, budget
+        for k in cols:
+            assert got[k].tobytes() == exp[k].tobytes(), (budget, k)
