@@ -1,5 +1,6 @@
 """Numba kernels of the shuffle engine: destination counting, send-buffer scatter, hashing
-and splitter search. Every kernel is one compiled pass over the rows (no Python loops).
+and splitter search. Every kernel is one compiled pass over the rows (no Python loops);
+the destination count for few ranks is numpy's, a block at a time (:func:`count_dest`).
 
 Keys reach these kernels already encoded as ``uint64`` words (see :mod:`._encode`): a 2-D
 C-ordered array ``K`` of shape ``(rows, words)`` whose lexicographic order is the key order.
