@@ -69,3 +69,17 @@ def group_reference(key_cols, n):
     first = np.zeros(len(gu), dtype=np.int64)
     first[ginv[::-1]] = np.arange(n)[::-1]
     return [col[first] for col in key_cols], ginv
+
+
+#: Destination patterns of the exchange's break tests (:func:`dest_pattern`).
+DEST_PATTERNS = ("random", "to_first", "to_last", "kept", "shifted", "to_next")
+
+
+def dest_pattern(pattern, n, comm, rng):
+    """Destinations of ``n`` local rows: random, all to rank 0 / the last rank, all kept,
+    shifted by the rank, or all to the next rank."""
+    size, rank = comm.size, comm.rank
+    return {"random": rng.integers(0, size, n), "to_first": np.zeros(n, int),
+            "to_last": np.full(n, size - 1), "kept": np.full(n, rank),
+            "shifted": (np.arange(n) + rank) % size,
+            "to_next": np.full(n, (rank + 1) % size)}[pattern]

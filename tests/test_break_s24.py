@@ -30,7 +30,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from _shuffle_data import split
+from _shuffle_data import DEST_PATTERNS, dest_pattern, split
 
 import hpcproc as hp
 from hpcproc.kernels import _aot
@@ -78,15 +78,6 @@ def _all_dtypes(n, rng):
     }
 
 
-DEST_PATTERNS = ["random", "to_first", "to_last", "kept", "shifted", "to_next"]
-
-
-def _dests(pattern, n, comm, rng):
-    size, rank = comm.size, comm.rank
-    return {"random": rng.integers(0, size, n), "to_first": np.zeros(n, int),
-            "to_last": np.full(n, size - 1), "kept": np.full(n, rank),
-            "shifted": (np.arange(n) + rank) % size,
-            "to_next": np.full(n, (rank + 1) % size)}[pattern]
 
 
 @pytest.mark.mpi
@@ -100,7 +91,7 @@ def test_exchange_every_dtype(comm, pattern):
     for it, n in enumerate([0, 1, 2, 3, 7, 100, 1500]):
         rng = np.random.default_rng([comm.rank, it, comm.size])
         mine = 0 if (comm.rank == comm.size - 1 and it % 3 == 0) else n
-        dest = _dests(pattern, mine, comm, rng).astype(
+        dest = dest_pattern(pattern, mine, comm, rng).astype(
             [np.uint8, np.uint16, np.int64, np.int8, np.uint64, np.int32][it % 6])
         everything = _all_dtypes(mine, rng)
         names = list(everything)

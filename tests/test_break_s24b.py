@@ -19,6 +19,7 @@ import faulthandler
 
 import numpy as np
 import pytest
+from _shuffle_data import DEST_PATTERNS, dest_pattern
 
 import hpcproc as hp
 from hpcproc.shuffles import _exchange as X
@@ -176,15 +177,6 @@ TABLES = [
     ["zero", "zero2", "i2"],  # two moving columns with zero-width ones: no positions
 ]
 
-PATTERNS = ["random", "to_first", "to_last", "kept", "shifted", "to_next"]
-
-
-def _dest(pattern, n, comm, rng):
-    size, rank = comm.size, comm.rank
-    return {"random": rng.integers(0, size, n), "to_first": np.zeros(n, int),
-            "to_last": np.full(n, size - 1), "kept": np.full(n, rank),
-            "shifted": (np.arange(n) + rank) % size,
-            "to_next": np.full(n, (rank + 1) % size)}[pattern]
 
 
 def _expected(comm, cols, dest):
@@ -230,10 +222,10 @@ def test_exchange_tables(comm, table):
     the received ones, one round and several: the reference's bytes, no stray write."""
     kinds = TABLES[table]
     for it, n in enumerate([0, 1, 2, 5, 97, 1000]):
-        for pattern in PATTERNS:
+        for pattern in DEST_PATTERNS:
             rng = np.random.default_rng([comm.rank, it, table, comm.size])
             mine = 0 if (comm.rank == 0 and it % 2) else n
-            dest = _dest(pattern, mine, comm, rng)
+            dest = dest_pattern(pattern, mine, comm, rng)
             cols = {f"c{j}": _col(k, mine, rng) for j, k in enumerate(kinds)}
             before = {k: v.copy() for k, v in cols.items()}
             exp = _expected(comm, cols, dest)
@@ -419,12 +411,12 @@ def test_exchange_fuzz_guarded_staging(comm, monkeypatch):
     for it in range(60):
         rng = np.random.default_rng([it, comm.size])  # the same table shape on every rank
         table = list(rng.choice(kinds, int(rng.integers(1, 7))))
-        pattern = PATTERNS[it % len(PATTERNS)]
+        pattern = DEST_PATTERNS[it % len(DEST_PATTERNS)]
         opts = [{}, {}, {"memory_budget": 1, "max_message": int(rng.integers(20, 400))}][it % 3]
         into = bool(it % 2)
         mine_rng = np.random.default_rng([it, comm.rank, 1])
         n = int(mine_rng.choice([0, 1, 2, 3, 9, 64, 333]))
-        dest = _dest(pattern, n, comm, mine_rng).astype(ddts[it % len(ddts)])
+        dest = dest_pattern(pattern, n, comm, mine_rng).astype(ddts[it % len(ddts)])
         cols = {f"c{j}": _col(k, n, mine_rng) for j, k in enumerate(table)}
         exp = _expected(comm, cols, dest)
         rows = len(next(iter(exp.values())))
