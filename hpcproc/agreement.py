@@ -59,6 +59,21 @@ _EXACT = {int: int, str: str, bytes: bytes, type(None): lambda v: v,
           bool: lambda v: ("bool", v), float: lambda v: ("float", v.hex())}
 
 
+def dtype_key(dtype) -> str:
+    """A dtype as ranks compare it: ``dtype.str``, or for a structured dtype (whose
+    ``str`` is only ``|V<itemsize>``) its fields with their types and offsets: two
+    layouts of the same size must not pass for one (the rows move as raw bytes)."""
+    dtype = np.dtype(dtype)
+    if dtype.subdtype is not None:  # a field's sub-array: its str is |V<size> too
+        base, shape = dtype.subdtype
+        return f"{shape}{dtype_key(base)}"
+    if dtype.names is None:
+        return dtype.str
+    fields = ", ".join(f"{n!r}: {dtype_key(dtype.fields[n][0])} at {dtype.fields[n][1]}"
+                       for n in dtype.names)
+    return f"{{{fields}}} of {dtype.itemsize}"
+
+
 def _canon(v, path: str, found: list, local: bool):
     """A rank-independent description of ``v`` (nested tuples of plain values).
 
@@ -104,9 +119,10 @@ def _canon(v, path: str, found: list, local: bool):
         if v.dtype.hasobject:
             return ("ndarray", v.shape, repr(v.tolist()))
         data = np.ascontiguousarray(v).reshape(-1).view(np.uint8)
-        return ("ndarray", v.dtype.str, v.shape, hashlib.blake2b(data, digest_size=8).hexdigest())
-    if isinstance(v, np.dtype):
-        return ("dtype", v.str)
+        return ("ndarray", dtype_key(v.dtype), v.shape,
+                hashlib.blake2b(data, digest_size=8).hexdigest())
+    if isinstance(v, np.dtype):  # a structured layout by its fields, not |V<size>
+        return ("dtype", dtype_key(v))
     if isinstance(v, type):
         return ("type", v.__module__, v.__qualname__)
     if callable(v):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from .agreement import collective
+from .agreement import collective, dtype_key
 from .comm import check_all, get_comm, lib_comm
 from .errors import ShapeMismatchError
 from .partition import block_range
@@ -161,21 +161,6 @@ def tiled(x):
     """``x``, marked as tiling its rows (built by a collective that computed the offsets)."""
     x._tiled = x._layout()[2]
     return x
-
-
-def dtype_key(dtype) -> str:
-    """A dtype as ranks compare it: ``dtype.str``, or for a structured dtype (whose
-    ``str`` is only ``|V<itemsize>``) its fields with their types and offsets: two
-    layouts of the same size must not pass for one (the rows move as raw bytes)."""
-    dtype = np.dtype(dtype)
-    if dtype.subdtype is not None:  # a field's sub-array: its str is |V<size> too
-        base, shape = dtype.subdtype
-        return f"{shape}{dtype_key(base)}"
-    if dtype.names is None:
-        return dtype.str
-    fields = ", ".join(f"{n!r}: {dtype_key(dtype.fields[n][0])} at {dtype.fields[n][1]}"
-                       for n in dtype.names)
-    return f"{{{fields}}} of {dtype.itemsize}"
 
 
 def _check_consistent(info) -> None:

@@ -364,3 +364,17 @@ def test_blocks_iterator_carries_its_communicator(comm, shared_tmp):
         assert s["count"] == 256 * 3 and s["sum"] == float(np.arange(256 * 3).sum())
     sub.Free()
     comm.Barrier()
+
+
+def test_structured_layouts_of_one_size_are_different_arguments():
+    """A structured dtype's ``str`` is only ``|V<itemsize>``: two field layouts of one
+    size (and an array of the same bytes in each) must not hash as one argument."""
+    from hpcproc.agreement import _canon
+
+    a = np.dtype({"names": ["x", "y"], "formats": ["<i4", "<f4"], "offsets": [0, 4]})
+    b = np.dtype({"names": ["x", "y"], "formats": ["<i4", "<f4"], "offsets": [4, 0]})
+    assert a.str == b.str  # all that the comparison saw before
+    assert _canon(a, "dtype", [], False) != _canon(b, "dtype", [], False)
+    raw = np.zeros(3, a)
+    assert _canon(raw, "x", [], False) != _canon(raw.view(b), "x", [], False)
+    assert _canon(raw, "x", [], False) == _canon(raw.copy(), "x", [], False)
