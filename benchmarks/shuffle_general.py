@@ -1,8 +1,9 @@
 """Shuffles on GENERAL keys: hpcproc against Polars (streaming and eager), DuckDB and
 hand-written mpi4py + numpy, same HDF5 files, one engine at a time, in one run.
 
-    make bench-shuffle-general            # 2**26 rows, 2 ranks / 2 threads, median of 3
-    .venv/bin/python benchmarks/shuffle_general.py [--rows 2^22] [--repeat 3] [--only ...]
+    make bench-shuffle-general            # 2**26 rows, 2 ranks / 2 threads, 3 launches
+    .venv/bin/python benchmarks/shuffle_general.py [--rows 2^22] [--launches 3]
+                                                   [--repeat 1] [--only ...] [--engines ...]
 
 Workloads (``--rows`` N, files made once with numpy + h5py under benchmarks/data/):
 
@@ -19,12 +20,17 @@ Workloads (``--rows`` N, files made once with numpy + h5py under benchmarks/data
 Every engine runs in its own process (MPI engines as ``mpiexec -n RANKS``; Polars with
 ``POLARS_MAX_THREADS`` = DuckDB ``threads`` = RANKS), one after another, data freed in
 between; the driver reads the workload's file just before each engine starts (every engine
-finds it in the page cache). Each process reads the file(s) into memory and runs the workload ``repeat + 1``
-times; the first run (compilation, warm-up) is dropped. Reported per engine: ``compute``
-(median, slowest rank; MPI ranks start it together, after a barrier, so that it never
-counts one rank waiting for another's read), ``run`` (median of read + compute: what one pass over the file
-costs) and ``process`` (wall time of the whole process from launch to its first result:
-interpreter and imports, MPI start-up, read, first compute — one sample). The hpcproc
+finds it in the page cache). Each engine is launched ``--launches`` times per workload
+(3), the engines in an order rotated at every round, so that none is always the first
+process after an idle spell (on a virtual machine that returns freed memory to its host,
+the first process to touch memory again pays for it: one such sample of hpcproc's sort
+took 5.84 s against 3.04-3.10 s in later launches). Each process reads the file(s) into
+memory and runs the workload ``repeat + 1`` times; the first run (compilation, warm-up)
+is dropped. Reported per engine: ``compute`` (median over every launch's runs, slowest
+rank; MPI ranks start it together, after a barrier, so that it never counts one rank
+waiting for another's read), ``run`` (median of read + compute: what one pass over the
+file costs) and ``process`` (median over the launches of the wall time from launch to the
+process's first result: interpreter and imports, MPI start-up, read, first compute). The hpcproc
 process also measures ``MPI_Alltoallv`` between its ranks (warm buffers, and into a newly
 allocated receive buffer: the page faults that any exchange returning new arrays pays) and the bytes
 per second of ``hp.exchange`` (random destinations: partition + scatter + Alltoallv) and
@@ -141,7 +147,7 @@ def _mpi_worker(args) -> None:
     extra = _exchange_rates(comm, args.rows) if args.engine == "hpcproc" and \
         args.workload == "groupby" else {}
     if args.engine == "hpcproc" and args.workload.startswith("dense"):
-        extra = _dense_interleaved(comm, path, args.workload, args.repeat)
+        extra = _dense_interleaved(comm, path, args.workload, 3)
     if comm.rank == 0:
         print("RESULT" + json.dumps({"read": reads[1:], "compute": comps[1:], "process": first,
                                      "check": checks[-1], **extra}), flush=True)
@@ -459,10 +465,29 @@ def _launch(engine, workload, args) -> dict:
                        f"{proc.stderr[-4000:]}")
 
 
+def _merge(launches: list) -> dict:
+    """One engine's results over its launches: every timed run's read and compute, the
+    median of the process times (all kept), the median of every other number (the
+    exchange's rates, the dense group-by's turns), the last check."""
+    out = {"read": [x for r in launches for x in r["read"]],
+           "compute": [x for r in launches for x in r["compute"]],
+           "process": float(np.median([r["process"] for r in launches])),
+           "processes": [r["process"] for r in launches], "check": launches[-1]["check"]}
+    for key, value in launches[0].items():
+        if key in out:
+            continue
+        if isinstance(value, dict):
+            out[key] = {k: float(np.median([r[key][k] for r in launches])) for k in value}
+        else:
+            out[key] = float(np.median([r[key] for r in launches]))
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=_parse_count, default=1 << 26)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--launches", type=int, default=3)
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--data", default=str(HERE / "data"))
     ap.add_argument("--only", default=",".join(WORKLOADS))
@@ -475,16 +500,23 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.worker:
         return (_mpi_worker if args.engine in ("hpcproc", "mpi4py") else _py_worker)(args)
+    if args.launches < 1 or args.repeat < 1:
+        ap.error("--launches and --repeat must be at least 1")
     make_data(Path(args.data), args.rows)
     loads = [_load()]
+    engines = args.engines.split(",")
     res = {}
     for w in args.only.split(","):
-        for e in args.engines.split(","):
-            res[w, e] = _launch(e, w, args)
-            r = res[w, e]
-            print(f"{w:11s} {e:17s} compute {np.median(r['compute']):7.2f} s  "
-                  f"process {r['process']:7.2f} s  check {r['check']}  load {_load()}",
-                  flush=True)
+        runs = {e: [] for e in engines}
+        for k in range(args.launches):  # rotated: no engine always launches first
+            for e in engines[k % len(engines):] + engines[:k % len(engines)]:
+                r = _launch(e, w, args)
+                runs[e].append(r)
+                print(f"{w:11s} {e:17s} compute {np.median(r['compute']):7.2f} s  "
+                      f"process {r['process']:7.2f} s  check {r['check']}  load {_load()}",
+                      flush=True)
+        for e in engines:
+            res[w, e] = _merge(runs[e])
     loads.append(_load())
     text = _report(res, args, loads)
     print(text)
@@ -501,13 +533,14 @@ def main(argv=None) -> None:
 def _report(res, args, loads) -> str:
     import platform
     lines = [f"\n## {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC: {args.rows} rows, "
-             f"{args.ranks} ranks / threads, {os.cpu_count()} CPUs, median of {args.repeat} "
+             f"{args.ranks} ranks / threads, {os.cpu_count()} CPUs, {args.launches} "
+             f"launches of each engine in rotated order, {args.repeat} timed run(s) each "
              f"(first run dropped)\n",
              f"Load average (1/5/15 min) at start / end: {' | '.join(loads)}. "
              f"{platform.python_version()}, numpy {np.__version__}.\n",
              "compute = the operation on data in memory (slowest rank); run = read + compute; "
              "process = launch to first result (imports, start-up, read, first compute; "
-             "one sample).\n",
+             "median of the launches, each launch's in brackets).\n",
              "| workload | engine | compute s | run s | process s | compute ratio | "
              "process ratio |", "|---|---|---|---|---|---|---|"]
     for w in args.only.split(","):
@@ -518,13 +551,15 @@ def _report(res, args, loads) -> str:
             run = float(np.median(np.add(r["read"], r["compute"])))
             ratio = f"{c / np.median(hp['compute']):.2f}" if hp else "-"
             pratio = f"{r['process'] / hp['process']:.2f}" if hp else "-"
-            lines.append(f"| {w} | {e} | {c:.2f} | {run:.2f} | {r['process']:.2f} | "
+            each = ", ".join(f"{x:.2f}" for x in r.get("processes", []))
+            lines.append(f"| {w} | {e} | {c:.2f} | {run:.2f} | {r['process']:.2f} ({each}) | "
                          f"{ratio} | {pratio} |")
     hp = res.get(("groupby", "hpcproc"))
     if hp and "alltoallv_GBps" in hp:
         a = hp["alltoallv_GBps"]
         lines += ["", f"Exchange between {args.ranks} ranks, {hp['moved_bytes'] / 1e9:.2f} GB "
-                  f"leaving each rank, 16-byte rows (median of 3): `MPI_Alltoallv` "
+                  f"leaving each rank, 16-byte rows (medians of 3 in a process, then "
+                  f"of the launches): `MPI_Alltoallv` "
                   f"{a:.2f} GB/s; `hp.exchange` (random destinations: count, scatter, "
                   f"Alltoallv) {hp['exchange_GBps']:.2f} GB/s ({hp['exchange_GBps'] / a:.2f}"
                   f" of Alltoallv); contiguous exchange of the group-by "
@@ -553,7 +588,7 @@ def _report(res, args, loads) -> str:
         got = res.get((w, "hpcproc"), {}).get("interleaved")
         if got:  # hpcproc's dense group-by and the hand-written one in one process
             lines.append(f"\n{w}, both in the hpcproc process taking turns on the same "
-                         f"table (median of {args.repeat}): hpcproc {got['hpcproc']:.3f} s, "
+                         f"table (medians of 3, then of the launches): hpcproc {got['hpcproc']:.3f} s, "
                          f"hand-written {got['mpi4py']:.3f} s, ratio "
                          f"{got['mpi4py'] / got['hpcproc']:.2f}.")
     lines.append("\nChecks (same on every engine: rows out / join sum): " + "; ".join(
