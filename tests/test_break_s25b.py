@@ -260,8 +260,8 @@ def test_exchange_keys_equal_as_strings(comm, clash):
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("clash", list(CLASHES))
-@pytest.mark.parametrize("op", ["from_local", "DistTable", "sort", "groupby", "unique",
-                                "join"])
+@pytest.mark.parametrize("op", ["from_local", "from_arrays", "DistTable", "sort", "groupby",
+                                "unique", "join"])
 def test_table_keys_equal_as_strings_are_an_error(comm, clash, op):
     """A table made of columns whose keys are the same as strings lost one of them
     silently (the second replaced the first): now a ValueError, on every rank for the
@@ -271,6 +271,8 @@ def test_table_keys_equal_as_strings_are_an_error(comm, clash, op):
     name = str(next(iter(cols)))
     calls = {
         "from_local": lambda: hp.DistTable.from_local(cols, comm),
+        "from_arrays": lambda: hp.DistTable.from_arrays(
+            {k: hp.DistArray.from_local(v, comm) for k, v in cols.items()}),
         "DistTable": lambda: hp.DistTable(cols, n, 0, comm),
         "sort": lambda: hp.sort(cols, by=name, comm=comm),
         "groupby": lambda: hp.groupby(cols, name, comm).size("n"),
