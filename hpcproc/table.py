@@ -42,6 +42,7 @@ class DistTable:
 
     def __init__(self, columns: Mapping[str, np.ndarray], num_rows: int, offset: int,
                  comm: MPI.Comm | None = None):
+        check_names(columns)
         self._columns = {str(k): np.asarray(v) for k, v in columns.items()}
         _check_lengths(self._columns)
         self.num_rows = int(num_rows)
@@ -58,8 +59,9 @@ class DistTable:
         Collective. Every rank must pass the same column names; mismatched local lengths
         raise ``ShapeMismatchError`` on every rank.
         """
+        given = list(columns)  # keys equal as strings: an error on every rank
         columns = {str(k): np.asarray(v) for k, v in columns.items()}
-        check_all(lambda: _check_lengths(columns), comm)
+        check_all(lambda: (check_names(given), _check_lengths(columns)), comm)
         names = lib_comm(comm).allgather(list(columns))
         check_all(lambda: _check_names(names), comm)
         n = _local_rows(columns)
@@ -151,6 +153,16 @@ class DistTable:
 
 def _local_rows(columns: Mapping[str, np.ndarray]) -> int:
     return next(iter(columns.values())).shape[0] if columns else 0
+
+
+def check_names(keys, what: str = "table") -> None:
+    """``ValueError`` when two of the column ``keys`` are the same as strings (``1`` and
+    ``'1'``): made into names by ``str``, one column would silently replace the other."""
+    names = [str(k) for k in keys]
+    if len(set(names)) < len(names):
+        same = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"{what}: column names {same} are given twice (keys that are the "
+                         f"same as strings, such as 1 and '1'): one would replace the other")
 
 
 def _check_lengths(columns: Mapping[str, np.ndarray]) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from ..array import DistArray, dtype_key
 from ..comm import check_all, fail_together, get_comm, lib_comm
 from ..errors import ShapeMismatchError
-from ..table import DistTable
+from ..table import DistTable, check_names
 
 __all__ = ["ShuffledTable", "ShuffledArray", "as_columns", "make_result", "key_list"]
 
@@ -57,6 +57,7 @@ def as_columns(data, comm=None, what: str = "input"):
     ranks agree on names, dtypes and trailing shapes (same error on every rank).
     ``kind`` is ``"array"`` for DistArray / ndarray input (one column ``"value"``).
     """
+    given = ()  # a mapping's keys, as given
     if isinstance(data, DistTable):
         columns, kind = data.local(), "table"
         comm = data.comm if comm is None else comm
@@ -66,12 +67,13 @@ def as_columns(data, comm=None, what: str = "input"):
     elif isinstance(data, np.ndarray):
         columns, kind = {ARRAY_COLUMN: data}, "array"
     elif isinstance(data, Mapping):
+        given = list(data)  # keys equal as strings (1 and '1'): an error on every rank
         columns, kind = {str(k): np.asarray(v) for k, v in data.items()}, "table"
     else:
         raise TypeError(f"{what} must be a DistTable, DistArray or mapping of columns, "
                         f"not {type(data).__name__}")
     comm = get_comm(comm)
-    check_all(lambda: _local_check(columns), comm)
+    check_all(lambda: (check_names(given, what), _local_check(columns)), comm)
     sigs = lib_comm(comm).allgather([(k, dtype_key(v.dtype), v.shape[1:])
                                       for k, v in columns.items()])
 

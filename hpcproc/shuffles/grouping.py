@@ -191,6 +191,8 @@ class GroupBy:
         try:
             if dense is not None:
                 keys, size, states = self._dense(key, values, spec_all, dense, lc)
+                # in the key's own dtype, byte order included (as the hash strategy's)
+                keys = [keys[0].astype(columns[names[0]].dtype, copy=False)]
             else:
                 keys, size, states, rounds = self._hash(columns, names, values, spec_all,
                                                         comm)
