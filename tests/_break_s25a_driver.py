@@ -8,7 +8,11 @@
 ``mixed0``     rank 0 raises a ValueError and the last rank a MemoryError in the join's
                key conversion (before any collective of the hash join);
 ``mixedlast``  only the last rank raises (a ZeroDivisionError) there;
-``unpicklable`` rank 0 raises an exception that cannot be pickled there.
+``unpicklable`` rank 0 raises an exception that cannot be pickled there;
+``dense``      a dense group-by whose key range (8M groups) the last rank cannot hold
+               states for (before the bitmap's Allreduce; hung before);
+``dense_out``  the same, the last rank can hold its local states but not the outputs of
+               the Reduce_scatters (between the bitmap's Allreduce and them).
 
 Every rank takes the error it got (``TYPE: MESSAGE``, or ``no error``), then runs a small
 join checked against a dict join (the communicator still works and agrees); rank 0 prints
@@ -62,6 +66,23 @@ def small_join_ok(strategy: str) -> bool:
     return sorted(p for r in pairs for p in r) == expect
 
 
+def small_groupby_ok() -> bool:
+    """A small dense group-by (unsigned max: the flipped Reduce_scatter) against a dict
+    of the gathered rows."""
+    rng = np.random.default_rng(rank + 10)
+    k = rng.integers(0, 40, 500)
+    v = rng.integers(0, 1 << 63, 500).astype(np.uint64) * np.uint64(2)
+    got = hp.groupby({"k": k, "v": v}, "k", comm=comm, strategy="dense").agg(
+        {"v": ["max", "count"]}).local()
+    mine = sorted(zip(got["k"].tolist(), got["v_max"].tolist(), got["v_count"].tolist()))
+    every = sorted(x for r in comm.allgather(mine) for x in r)
+    want = {}
+    for kk, vv in (x for r in comm.allgather(list(zip(k.tolist(), v.tolist()))) for x in r):
+        m, c = want.get(kk, (0, 0))
+        want[kk] = (max(m, vv), c + 1)
+    return every == sorted((kk, m, c) for kk, (m, c) in want.items())
+
+
 class Unpicklable(Exception):
     def __init__(self, msg):
         super().__init__(msg)
@@ -101,6 +122,30 @@ try:
             hp.join(left, right, "k", strategy="hash", comm=comm)
         finally:
             joins._key_cols = real
+    elif case in ("dense", "dense_out"):
+        n = 1_000_000
+        rng = np.random.default_rng(rank)
+        key = rng.integers(0, 8_000_000, n)  # 8M groups: ~64 MB for each state array
+        key[:2] = [0, 7_999_999]
+        data = {"k": key, "v": rng.integers(0, 1 << 60, n).astype(np.uint64)}
+        if rank == victim:
+            if case == "dense":
+                cap(20 * MB)
+            else:  # the local states (rows, sum, nan, min, max: ~290 MB) fit, no more
+                import hpcproc.shuffles.grouping as grouping
+                real = grouping._dense_local
+
+                def capped(*args, **kwargs):
+                    got = real(*args, **kwargs)
+                    cap(6 * MB)
+                    return got
+                grouping._dense_local = capped
+        try:
+            hp.groupby(data, "k", comm=comm, strategy="dense",
+                       dense_limit=1 << 24).agg({"v": ["sum", "max"]})
+        finally:
+            if case == "dense_out" and rank == victim:
+                grouping._dense_local = real
     else:
         raise SystemExit(f"unknown case {case}")
     got = "no error"
@@ -108,6 +153,7 @@ except Exception as err:  # noqa: BLE001 - compared by the test
     got = f"{type(err).__name__}: {err}"
 finally:
     resource.setrlimit(resource.RLIMIT_AS, (SOFT, HARD))
-every = comm.gather([got, small_join_ok("hash") and small_join_ok("broadcast")], root=0)
+every = comm.gather([got, small_join_ok("hash") and small_join_ok("broadcast")
+                     and small_groupby_ok()], root=0)
 if rank == 0:
     print(json.dumps(every), flush=True)

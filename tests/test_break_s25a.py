@@ -67,6 +67,21 @@ def test_an_exception_that_does_not_pickle_is_raised_everywhere_as_remote_error(
         in text, text
 
 
+
+@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("case", ["dense", "dense_out"])
+def test_dense_group_by_one_rank_out_of_memory_fails_every_rank(case, ranks):
+    """strategy="dense", 8M groups: the last rank cannot hold its states (``dense``:
+    before the bitmap's Allreduce) or the Reduce_scatters' outputs (``dense_out``:
+    between that Allreduce and them). robust24's group-by sent such an error to the
+    result's allgather while the other ranks waited in the Allreduce/Reduce_scatter
+    (hung). Now every rank raises the MemoryError naming the last rank, and dense
+    group-bys (unsigned max: the flipped Reduce_scatter) and joins still agree with a
+    dict afterwards."""
+    text = _every(case, ranks)
+    assert text.startswith(f"MemoryError: group-by: rank {ranks - 1} failed: "), text
+    assert "Unable to allocate" in text, text
+
 PLUGINS = Path(__file__).with_name("_break_s25a_plugins.py")
 
 
