@@ -11,7 +11,11 @@
 ``unpicklable`` rank 0 raises an exception that cannot be pickled there;
 ``dense``      a dense group-by whose key range (8M groups) the last rank cannot hold
                states for (before the bitmap's Allreduce; hung before);
-``dense_out``  the same, the last rank can hold its local states but not the outputs of
+``sort``       hp.sort: the last rank cannot hold the destinations of its 8M rows (after
+               the splitters, before the exchange; hung before);
+``sort_local`` hp.sort: the last rank cannot sort what it received (after the exchange,
+               before the result's row counts; hung before);
+``dense_out``  the same as ``dense``, the last rank can hold its local states but not the outputs of
                the Reduce_scatters (between the bitmap's Allreduce and them).
 
 Every rank takes the error it got (``TYPE: MESSAGE``, or ``no error``), then runs a small
@@ -146,6 +150,22 @@ try:
         finally:
             if case == "dense_out" and rank == victim:
                 grouping._dense_local = real
+    elif case in ("sort", "sort_local"):
+        import hpcproc.shuffles.samplesort as samplesort
+        n = 8_000_000 if rank == victim else 100_000
+        data = {"k": np.random.default_rng(rank).random(n), "v": np.ones(n)}
+        real_sort = samplesort._local_sort
+        if rank == victim and case == "sort":
+            cap(4 * MB)  # the destinations (8 MB) do not fit
+        elif rank == victim:
+            def capped_sort(*args, **kwargs):
+                cap(1 * MB)  # received ~4M rows: their order does not fit
+                return real_sort(*args, **kwargs)
+            samplesort._local_sort = capped_sort
+        try:
+            hp.sort(data, "k", comm=comm)
+        finally:
+            samplesort._local_sort = real_sort
     else:
         raise SystemExit(f"unknown case {case}")
     got = "no error"

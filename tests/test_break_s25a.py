@@ -82,6 +82,18 @@ def test_dense_group_by_one_rank_out_of_memory_fails_every_rank(case, ranks):
     assert text.startswith(f"MemoryError: group-by: rank {ranks - 1} failed: "), text
     assert "Unable to allocate" in text, text
 
+
+@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("case,what", [("sort", "exchange"), ("sort_local", "sort")])
+def test_sort_one_rank_out_of_memory_fails_every_rank(case, what, ranks):
+    """hp.sort, the last rank out of memory for its rows' destinations (between the
+    splitters and the exchange) or for sorting what it received (between the exchange
+    and the result's row counts): the others waited in the exchange's counts or the
+    row counts' allgather (hung). Now every rank raises its MemoryError, naming it."""
+    text = _every(case, ranks)
+    assert text.startswith(f"MemoryError: {what}: rank {ranks - 1} failed: "), text
+    assert "Unable to allocate" in text, text
+
 PLUGINS = Path(__file__).with_name("_break_s25a_plugins.py")
 
 
