@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import os
 import re
+from fractions import Fraction
 
 __all__ = ["parse_size", "parse_count", "env_size"]
 
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b?)?\s*$", re.IGNORECASE)
 _COUNT = re.compile(r"^([0-9]*\.?[0-9]+)([kmg]?)$", re.IGNORECASE)
+#: sizes and counts above this are refused (they do not fit an int64)
+LARGEST = (1 << 63) - 1
+
+
+def _exact(digits: str, scale: int, what: str, text) -> int:
+    """``digits * scale`` rounded down, computed exactly (not through a float, which
+    loses digits above 2**53 and overflows to infinity); ValueError above LARGEST."""
+    value = int(Fraction(digits) * scale)
+    if value > LARGEST:
+        raise ValueError(f"{what}: {text!r} is too large (at most {LARGEST})")
+    return value
 
 
 def parse_size(text) -> int:
@@ -24,7 +36,8 @@ def parse_size(text) -> int:
     m = _SIZE.match(str(text))
     if not m:
         raise ValueError(f"not a size: {text!r} (examples: 4096, 64M, 1.5G)")
-    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
+    return _exact(m.group(1), 1024 ** " kmgt".index(m.group(2).lower() or " "), "not a size",
+                  text)
 
 
 def parse_count(text) -> int:
@@ -34,11 +47,13 @@ def parse_count(text) -> int:
     """
     t = str(text).strip()
     if t.startswith("2^") and t[2:].isdigit():
-        return 2 ** int(t[2:])
+        bits = int(t[2:])
+        return _exact("1", 2 ** min(bits, 64), "not a row count", text)  # 2^64: too large
     m = _COUNT.match(t)
     if not m:
         raise ValueError(f"not a row count: {text!r} (examples: 1000, 10M, 2^20)")
-    return int(float(m.group(1)) * 1000 ** " kmg".index(m.group(2).lower() or " "))
+    return _exact(m.group(1), 1000 ** " kmg".index(m.group(2).lower() or " "),
+                  "not a row count", text)
 
 
 def env_size(name: str, minimum: int = 1) -> int | None:

@@ -76,17 +76,18 @@ def plugin_path() -> str | None:
 
 
 def _plugins_shown() -> str:
-    """This rank's filter plugin search path as compared and shown."""
+    """This rank's filter plugin search path as compared and shown: each directory as
+    the file system resolves it (:func:`os.path.realpath`: relative to the working
+    directory, symlinks, ``.``, ``..`` and trailing slashes resolved), so that texts
+    naming the same directories in the same order compare equal."""
     path = plugin_path()
     if path is None:
         return _shown("HDF5_PLUGIN_PATH")
-    text = repr(path)
-    if any(p and not os.path.isabs(p) for p in path.split(":")):
-        try:
-            text += f" (relative to {os.getcwd()})"
-        except OSError:  # the working directory was removed
-            text += " (relative to a removed directory)"
-    return text
+    try:
+        return repr(":".join(os.path.realpath(p) if p and not p.startswith("${ORIGIN}")
+                             else p for p in path.split(":")))
+    except OSError:  # a relative directory in a working directory that was removed
+        return f"{path!r} (relative to a removed directory)"
 
 
 def check_same(comm: MPI.Comm | None = None) -> None:

@@ -43,10 +43,10 @@ import numpy as np
 from mpi4py import MPI
 
 from ..agreement import agree
-from ..comm import agreed, check_all, lib_comm, raised_on_all_ranks
+from ..comm import agreed, check_all, fail_together, lib_comm, raised_on_all_ranks
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
-from ._exchange import MAX_MESSAGE, check_limits, exchange_runs
+from ._exchange import MAX_MESSAGE, _check_alloc, check_limits, exchange_runs
 from ._localsort import sorted_groups
 from ._merge import merge_groups, run_counts
 from ._reduce import (
@@ -239,19 +239,36 @@ class GroupBy:
         kw = key.view(np.int64) if key.dtype == np.uint64 else key
         lw = lo - (1 << 64) if lo >= 1 << 63 else lo
         cols = list(values.items())
-        rows, arrays, nans = _dense_local(kw, lw, cols, spec, span, total > COUNT_CHUNK)
-        cuts, nans = _dense_split(rows, nans, lc)
+        # a rank that fails locally (an allocation: MemoryError) must not leave the
+        # others waiting: its failure rides on the bitmap's Allreduce, and the outputs
+        # of every Reduce_scatter are made and agreed on before the first of them
+        rows = arrays = bitmap = None
+        try:
+            rows, arrays, nans = _dense_local(kw, lw, cols, spec, span, total > COUNT_CHUNK)
+            bitmap = _dense_bitmap(rows, nans)
+        except Exception as err:  # noqa: BLE001 - agreed in the bitmap's Allreduce
+            failed = err
+        else:
+            failed = None
+        cuts, nans = _dense_split(bitmap, span, len(cols), lc, failed)
         lo_k = int(cuts[lc.Get_rank()])
         # every state is reduced onto the rank that outputs its groups (Reduce_scatter),
         # NaN counts only for the columns where some rank saw a NaN
-        size = _reduce_scatter(rows, cuts, MPI.SUM, lc).astype(np.int64)
-        del rows
-        mine = []
-        for j, arrs in enumerate(arrays):
-            if not nans[j]:
-                arrs[1] = None
-            mine.append([None if a is None else _reduce_scatter(a, cuts, op, lc)
-                         for a, op in zip(arrs, (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX))])
+        ops = (MPI.SUM, MPI.SUM, MPI.MIN, MPI.MAX)
+        jobs = [(rows, MPI.SUM)] + [(None if a is None or (i == 1 and not nans[j]) else a, op)
+                                    for j, arrs in enumerate(arrays)
+                                    for i, (a, op) in enumerate(zip(arrs, ops))]
+        try:
+            ready = [None if a is None else _scatter_buffers(a, cuts, op, lc)
+                     for a, op in jobs]
+        except Exception as err:  # noqa: BLE001 - agreed before the first Reduce_scatter
+            failed = err
+        _check_alloc(lc, failed, "group-by")
+        del rows, arrays, jobs
+        done = [None if r is None else _reduce_scatter(*r, cuts, lc) for r in ready]
+        del ready
+        size = done[0].astype(np.int64)  # after the last collective: agreed in the result
+        mine = [done[1 + 4 * j:5 + 4 * j] for j in range(len(cols))]
         present = np.flatnonzero(size)
         # every group seen (uniform keys): the states as they are, no gathers
         take = slice(None) if present.shape[0] == size.shape[0] else present
@@ -397,36 +414,60 @@ def _dense_local(kw, lw, cols, spec, span, wide):
     return rows, arrays, nans
 
 
-def _dense_split(rows, nans, lc):
+def _dense_bitmap(rows, nans) -> np.ndarray:
+    """This rank's part of :func:`_dense_split`'s ``Allreduce``: a bitmap of the groups
+    it saw (1 bit per group), its NaN counts, then a zero byte (the failure flag)."""
+    return np.concatenate([np.packbits(rows != 0), nans.view(np.uint8),
+                           np.zeros(1, np.uint8)])
+
+
+def _dense_split(buf, span: int, ncols: int, lc, failed=None):
     """``(cuts, nans)``: rank r outputs the groups ``[cuts[r], cuts[r + 1])`` (the
     non-empty groups split evenly over the ranks, in key order); ``nans[j]``: whether
-    some rank saw a NaN in value column j. One ``Allreduce`` (bitwise or) of a bitmap
-    of the groups seen (1 bit per group) and of the NaN counts."""
-    bits = np.packbits(rows != 0)
-    buf = np.concatenate([bits, nans.view(np.uint8)])
+    some rank saw a NaN in value column j. One ``Allreduce`` (bitwise or) of
+    :func:`_dense_bitmap`'s buffer; ``failed``: this rank's exception instead of a buffer
+    (it sends zeros and the flag; every rank raises it, :func:`hpcproc.comm.fail_together`)."""
+    nbits = -(-span // 8)
+    if failed is not None:
+        buf = np.zeros(nbits + 8 * ncols + 1, np.uint8)
+        buf[-1] = 1
     lc.Allreduce(MPI.IN_PLACE, buf, op=MPI.BOR)
-    present = np.flatnonzero(np.unpackbits(buf[:bits.size], count=rows.shape[0]))
-    size, span = lc.Get_size(), rows.shape[0]
+    if buf[-1]:
+        fail_together(failed, "group-by", lc)
+    present = np.flatnonzero(np.unpackbits(buf[:nbits], count=span))
+    size = lc.Get_size()
     firsts = [block_range(present.shape[0], size, r)[0] for r in range(1, size)]
     cuts = [0] + [int(present[f]) if f < present.shape[0] else span for f in firsts] + [span]
-    return np.array(cuts, np.int64), buf[bits.size:].view(np.int64) != 0
+    return np.array(cuts, np.int64), buf[nbits:nbits + 8 * ncols].view(np.int64) != 0
 
 
-def _reduce_scatter(a, cuts, op, lc):
-    """Rows ``[cuts[r], cuts[r + 1])`` of the elementwise ``op`` of every rank's ``a``
-    on rank r (one ``Reduce_scatter``)."""
-    per_row = int(np.prod(a.shape[1:], dtype=np.int64))
+def _scatter_buffers(a, cuts, op, lc):
+    """``(a, out, top, op)`` of one :func:`_reduce_scatter`, made before it: MIN/MAX of
+    unsigned integers as of signed ones with the top bit flipped (the same order; some
+    MPIs compare unsigned 64-bit types as signed: Debian's MPICH 4.0 gave
+    max(2**64 - 1, 7) = 7 here; flipped in place: ``a`` is this rank's own state, not
+    used afterwards), and this rank's output."""
     r = lc.Get_rank()
-    # MIN/MAX of unsigned integers as of signed ones with the top bit flipped (the same
-    # order): some MPIs compare unsigned 64-bit types as signed (Debian's MPICH 4.0 gave
-    # max(2**64 - 1, 7) = 7 here)
     top = np.array(1 << (8 * a.dtype.itemsize - 1), a.dtype) \
         if a.dtype.kind == "u" and op in (MPI.MIN, MPI.MAX) else None
     if top is not None:
-        a = (a ^ top).view(a.dtype.str.replace("u", "i"))
+        a ^= top
+        a = a.view(a.dtype.str.replace("u", "i"))
     out = np.empty((int(cuts[r + 1] - cuts[r]),) + a.shape[1:], a.dtype)
+    return a, out, top, op
+
+
+def _reduce_scatter(a, out, top, op, cuts, lc):
+    """Rows ``[cuts[r], cuts[r + 1])`` of the elementwise ``op`` of every rank's ``a``
+    on rank r, into ``out`` (one ``Reduce_scatter``; buffers from
+    :func:`_scatter_buffers`). Allocates nothing: the next one may follow."""
+    per_row = int(np.prod(a.shape[1:], dtype=np.int64))
     lc.Reduce_scatter(a, out, [int(c) * per_row for c in np.diff(cuts)], op=op)
-    return out if top is None else out.view(top.dtype) ^ top
+    if top is None:
+        return out
+    out = out.view(top.dtype)
+    out ^= top
+    return out
 
 
 def _key_words(cols):

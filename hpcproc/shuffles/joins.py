@@ -46,7 +46,7 @@ from ..array import gather_rows
 from ..comm import check_all, fail_together, get_comm, lib_comm
 from . import _skew
 from ._encode import check_key_dtype
-from ._exchange import FAILED, MAX_MESSAGE, check_limits, exchange
+from ._exchange import FAILED, MAX_MESSAGE, _check_alloc, check_limits, exchange
 from ._hashjoin import key_words, local_join, rank_dests, take
 from ._result import as_columns, key_list, make_result
 
@@ -168,6 +168,26 @@ def _row_bytes(cols) -> int:
                for v in cols.values())
 
 
+def _everywhere(cols, comm) -> dict:
+    """Every rank's rows of ``cols`` on every rank (the broadcast side). Collective: one
+    allgather of the row counts, then every copy is made (a strided column made
+    contiguous, each column's output) and agreed on in one ``Allreduce`` before the first
+    ``Allgatherv``: a rank that cannot hold them raises on every rank together, naming
+    it, never leaves the others waiting (:func:`hpcproc.comm.fail_together`)."""
+    lc = lib_comm(comm)
+    nrows = lc.allgather(len(next(iter(cols.values()))))
+    total, error, local, out = sum(nrows), None, {}, {}
+    try:
+        for k, v in cols.items():
+            local[k] = np.ascontiguousarray(v)
+            out[k] = np.empty((total,) + v.shape[1:], v.dtype)
+    except Exception as err:  # noqa: BLE001 - agreed before the first Allgatherv
+        error = err
+    _check_alloc(lc, error, "join")
+    return {k: gather_rows(local.pop(k), comm, None, nrows=nrows, out=out[k])
+            for k in cols}
+
+
 def _receive(cols, dest, rep, total, comm, opts, error=None):
     """:func:`exchange` of ``cols`` to ``dest``, followed by the ``rep`` rows of every
     other rank (``total`` of them over all ranks, this rank's own arrive through the
@@ -270,9 +290,9 @@ def join(left, right, on, how: str = "inner", comm=None, *, suffix: str = "_righ
         side = "left"
     given = {"left": lcols, "right": rcols}
     if side == "right":
-        rcols = {k: gather_rows(v, comm, None) for k, v in rcols.items()}
+        rcols = _everywhere(rcols, comm)
     elif side == "left":
-        lcols = {k: gather_rows(v, comm, None) for k, v in lcols.items()}
+        lcols = _everywhere(lcols, comm)
     rounds, plan = 0, None
     if side is None:
         # a rank that fails locally (a key conversion, an allocation: MemoryError) must

@@ -142,14 +142,24 @@ def sort(data, by=None, ascending=True, comm=None, *, memory_budget: int | None 
     first = int(counts[:lc.Get_rank()].sum())
     keys = [columns[k] for k in names]
     S = splitters(keys, comm, ascending=asc, tiebreak=True, eps=imbalance, counts=counts)
-    dest = range_partition(keys, S, first, asc)
+    # a rank that fails locally (an allocation: MemoryError) must not leave the others
+    # waiting: its error rides on the exchange's counts, or the result's row counts, and
+    # is raised on every rank (hpcproc.comm.fail_together)
+    try:
+        dest, error = range_partition(keys, S, first, asc), None
+    except Exception as err:  # noqa: BLE001 - agreed in the exchange's counts
+        dest, error = np.zeros(0, np.uint8), err
     t1 = time.perf_counter()
     out, info = exchange(columns, dest, comm, memory_budget=memory_budget,
-                         max_message=max_message, validate=False)
+                         max_message=max_message, validate=False, error=error)
     del dest
     t2 = time.perf_counter()
-    out = _local_sort(out, names, asc, local_sort, owned=True)
+    try:
+        out = _local_sort(out, names, asc, local_sort, owned=True)
+    except Exception as err:  # noqa: BLE001 - no collective since: agreed in the result
+        out, error = {}, err
     t3 = time.perf_counter()
     return make_result(out, comm, kind, {
         "strategy": "sample-sort", "rounds": info["rounds"], "splitters": S.shape[0],
-        "seconds": {"partition": t1 - t0, "exchange": t2 - t1, "local_sort": t3 - t2}})
+        "seconds": {"partition": t1 - t0, "exchange": t2 - t1, "local_sort": t3 - t2}},
+        error=error, what="sort")
