@@ -25,13 +25,12 @@ join checked against a dict join (the communicator still works and agrees); rank
 
 from __future__ import annotations
 
-import collections
 import json
-import resource
 import sys
 import threading
 
 import numpy as np
+from _oom import cap, small_join_ok, uncap
 from mpi4py import MPI
 
 import hpcproc as hp
@@ -42,32 +41,6 @@ rank, size = comm.rank, comm.size
 victim = size - 1
 case = sys.argv[1]
 MB = 1 << 20
-SOFT, HARD = resource.getrlimit(resource.RLIMIT_AS)
-
-
-def cap(extra: int) -> None:
-    """Cap this process's address space at what it uses now + ``extra`` bytes."""
-    with open("/proc/self/statm") as f:
-        used = int(f.read().split()[0]) * resource.getpagesize()
-    resource.setrlimit(resource.RLIMIT_AS, (used + extra, HARD))
-
-
-def small_join_ok(strategy: str) -> bool:
-    """A small join (with a heavy key) against a dict join of the gathered rows."""
-    rng = np.random.default_rng(rank)
-    lk = np.concatenate([rng.integers(0, 50, 300), np.full(100, 7)])
-    rk = rng.integers(0, 50, 200)
-    left = {"k": lk, "a": rank * 1000 + np.arange(lk.size)}
-    right = {"k": rk, "b": rank * 1000 + np.arange(rk.size)}
-    got = hp.join(left, right, "k", strategy=strategy, comm=comm).local()
-    pairs = comm.allgather(sorted(zip(got["a"].tolist(), got["b"].tolist())))
-    lall = [x for r in comm.allgather(list(zip(lk.tolist(), left["a"].tolist()))) for x in r]
-    rall = [x for r in comm.allgather(list(zip(rk.tolist(), right["b"].tolist()))) for x in r]
-    index = collections.defaultdict(list)
-    for k, b in rall:
-        index[k].append(b)
-    expect = sorted((a, b) for k, a in lall for b in index[k])
-    return sorted(p for r in pairs for p in r) == expect
 
 
 def small_groupby_ok() -> bool:
@@ -103,8 +76,8 @@ def failing_key_cols(errors):
     return key_cols
 
 
-small_join_ok("hash")  # compiles (or loads) every kernel before any cap
-small_join_ok("broadcast")
+small_join_ok(comm, "hash")  # compiles (or loads) every kernel before any cap
+small_join_ok(comm, "broadcast")
 try:
     if case == "broadcast":
         n = 4_000_000 if rank != victim else 10  # 32 MB per column from every other rank
@@ -172,8 +145,8 @@ try:
 except Exception as err:  # noqa: BLE001 - compared by the test
     got = f"{type(err).__name__}: {err}"
 finally:
-    resource.setrlimit(resource.RLIMIT_AS, (SOFT, HARD))
-every = comm.gather([got, small_join_ok("hash") and small_join_ok("broadcast")
+    uncap()
+every = comm.gather([got, small_join_ok(comm, "hash") and small_join_ok(comm, "broadcast")
                      and small_groupby_ok()], root=0)
 if rank == 0:
     print(json.dumps(every), flush=True)

@@ -21,12 +21,11 @@ join checked against a dict join (the communicator still works and agrees); rank
 
 from __future__ import annotations
 
-import collections
 import json
-import resource
 import sys
 
 import numpy as np
+from _oom import cap, small_join_ok, uncap
 from mpi4py import MPI
 
 import hpcproc as hp
@@ -38,33 +37,7 @@ case = sys.argv[1]
 MB = 1 << 20
 
 
-def cap(extra: int) -> None:
-    """Cap this process's address space at what it uses now + ``extra`` bytes."""
-    with open("/proc/self/statm") as f:
-        used = int(f.read().split()[0]) * resource.getpagesize()
-    resource.setrlimit(resource.RLIMIT_AS, (used + extra, HARD))
-
-
-def small_join_ok() -> bool:
-    """A small hash join (with a heavy key) against a dict join of the gathered rows."""
-    rng = np.random.default_rng(rank)
-    lk = np.concatenate([rng.integers(0, 50, 300), np.full(100, 7)])
-    rk = rng.integers(0, 50, 200)
-    left = {"k": lk, "a": rank * 1000 + np.arange(lk.size)}
-    right = {"k": rk, "b": rank * 1000 + np.arange(rk.size)}
-    got = hp.join(left, right, "k", strategy="hash", comm=comm).local()
-    pairs = comm.allgather(sorted(zip(got["a"].tolist(), got["b"].tolist())))
-    lall = [x for r in comm.allgather(list(zip(lk.tolist(), left["a"].tolist()))) for x in r]
-    rall = [x for r in comm.allgather(list(zip(rk.tolist(), right["b"].tolist()))) for x in r]
-    index = collections.defaultdict(list)
-    for k, b in rall:
-        index[k].append(b)
-    expect = sorted((a, b) for k, a in lall for b in index[k])
-    return sorted(p for r in pairs for p in r) == expect
-
-
-SOFT, HARD = resource.getrlimit(resource.RLIMIT_AS)
-small_join_ok()  # compiles (or loads) every kernel before any cap
+small_join_ok(comm)  # compiles (or loads) every kernel before any cap
 try:
     if case == "exchange":
         n = 4_000_000 if rank != victim else 0  # 32 MB per column from every other rank
@@ -112,7 +85,7 @@ try:
 except Exception as err:  # noqa: BLE001 - compared by the test
     got = f"{type(err).__name__}: {err}"
 finally:
-    resource.setrlimit(resource.RLIMIT_AS, (SOFT, HARD))
-every = comm.gather([got, small_join_ok()], root=0)
+    uncap()
+every = comm.gather([got, small_join_ok(comm)], root=0)
 if rank == 0:
     print(json.dumps(every), flush=True)

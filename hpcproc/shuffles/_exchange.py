@@ -52,7 +52,7 @@ from ..observe.phases import phase
 from . import _kernels as K
 
 __all__ = ["exchange", "exchange_runs", "release_exchange_buffers", "default_memory_budget",
-           "dest_dtype", "check_limits", "MAX_MESSAGE", "KEEP"]
+           "dest_dtype", "check_limits", "check_alloc", "MAX_MESSAGE", "KEEP"]
 
 #: Largest message (and byte displacement) of one Alltoallv, in bytes: below 2**31.
 MAX_MESSAGE = (1 << 31) - (1 << 20)
@@ -357,7 +357,7 @@ def exchange(columns, dest, comm=None, *, out=None, memory_budget: int | None = 
             bufs = _round_buffers(lc, send, recv, limit, widest)
         except Exception as err:  # noqa: BLE001 - agreed before the first Alltoallv
             failed = err
-        _check_alloc(lc, failed, "exchange")
+        check_alloc(lc, failed, "exchange")
         _rounds(lc, columns, rowbytes, dest, send, recv, rounds, out, bufs)
     return out, {"rounds": int(rounds), "sent": send, "received": recv}
 
@@ -388,7 +388,7 @@ def _agreed_max(lc, value: int, failed, what: str) -> int:
     return int(buf[0])
 
 
-def _check_alloc(lc, failed, what: str) -> None:
+def check_alloc(lc, failed, what: str) -> None:
     """Agree on the allocations made since the last collective (one ``Allreduce`` of one
     int64 when no rank failed): the next collective is an ``Alltoallv`` that a failed
     rank cannot take part in. Collective."""
@@ -437,7 +437,7 @@ def _one_round(lc, columns, rowbytes, dest, send, recv, half, first, out, stagin
         stage = _staging(lc, "send", away * max(rowbytes, default=0))
     except Exception as err:  # noqa: BLE001 - agreed just below
         failed = err
-    _check_alloc(lc, failed, "exchange")
+    check_alloc(lc, failed, "exchange")
     found = False
     for (name, col), rb in zip(columns.items(), rowbytes):
         res = results[name]
@@ -566,7 +566,7 @@ def exchange_runs(columns, counts, comm=None, *, memory_budget: int | None = Non
             failed = err
         if rb == 0:
             continue
-        _check_alloc(lc, failed, "exchange")  # a rank out of memory: no Alltoallv
+        check_alloc(lc, failed, "exchange")  # a rank out of memory: no Alltoallv
         words(dst)[rdispl[me]:rdispl[me] + own] = words(col)[sdispl[me]:sdispl[me] + own]
         sb = col.reshape(-1).view(np.uint8) if col.size else np.empty(0, np.uint8)
         rbv = dst.reshape(-1).view(np.uint8) if dst.size else np.empty(0, np.uint8)

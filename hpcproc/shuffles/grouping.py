@@ -46,7 +46,7 @@ from ..agreement import agree
 from ..comm import agreed, check_all, fail_together, lib_comm, raised_on_all_ranks
 from ..partition import block_range
 from ._encode import check_key_dtype, decode_key, encode_keys
-from ._exchange import MAX_MESSAGE, _check_alloc, check_limits, exchange_runs
+from ._exchange import MAX_MESSAGE, check_alloc, check_limits, exchange_runs
 from ._localsort import sorted_groups
 from ._merge import merge_groups, run_counts
 from ._reduce import (
@@ -263,7 +263,7 @@ class GroupBy:
                      for a, op in jobs]
         except Exception as err:  # noqa: BLE001 - agreed before the first Reduce_scatter
             failed = err
-        _check_alloc(lc, failed, "group-by")
+        check_alloc(lc, failed, "group-by")
         del rows, arrays, jobs
         done = [None if r is None else _reduce_scatter(*r, cuts, lc) for r in ready]
         del ready

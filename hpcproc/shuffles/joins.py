@@ -46,7 +46,7 @@ from ..array import gather_rows
 from ..comm import check_all, fail_together, get_comm, lib_comm
 from . import _skew
 from ._encode import check_key_dtype
-from ._exchange import FAILED, MAX_MESSAGE, _check_alloc, check_limits, exchange
+from ._exchange import FAILED, MAX_MESSAGE, check_alloc, check_limits, exchange
 from ._hashjoin import key_words, local_join, rank_dests, take
 from ._result import as_columns, key_list, make_result
 
@@ -183,7 +183,7 @@ def _everywhere(cols, comm) -> dict:
             out[k] = np.empty((total,) + v.shape[1:], v.dtype)
     except Exception as err:  # noqa: BLE001 - agreed before the first Allgatherv
         error = err
-    _check_alloc(lc, error, "join")
+    check_alloc(lc, error, "join")
     return {k: gather_rows(local.pop(k), comm, None, nrows=nrows, out=out[k])
             for k in cols}
 
